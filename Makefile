@@ -1,0 +1,122 @@
+# odrs: the On-Demand Resume System.
+# Sources are picked up by pattern, so adding a codec, a test or a fuzzer is
+# adding a file: libwake/*.c, odrsd/*.c, tools/odrsctl/*.c,
+# tests/unit/test_*.c, tests/fuzz/fuzz_*.c, tests/lab/test_*.sh.
+
+VERSION   := 0.1.0
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+CLANG     ?= clang
+B         := build
+FUZZ_SECONDS ?= 60
+
+PKGS      := libpcap libnet libvirt libxml-2.0 jansson inih libsystemd libcap-ng
+WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+CFLAGS    ?= -O2 -g
+CPPFLAGS  += -D_GNU_SOURCE -D_DEFAULT_SOURCE -Ilibwake -DODRS_VERSION='"$(VERSION)"'
+ALL_CFLAGS = -std=gnu11 $(WARN) -fPIC $(CFLAGS)
+# libnet-config is the only way libnet 1.1 describes itself; its -D_BSD_SOURCE
+# makes glibc warn (an error under -Werror) unless _DEFAULT_SOURCE is set too.
+LIBNET_CFLAGS := $(shell libnet-config --defines 2>/dev/null)
+PKG_CFLAGS    = $(shell pkg-config --cflags $(filter-out libnet,$(PKGS)) 2>/dev/null) $(LIBNET_CFLAGS)
+PKG_LIBS      = $(shell pkg-config --libs $(filter-out libnet,$(PKGS)) 2>/dev/null) -lnet -lev -lpthread -lm
+
+LIBWAKE_SRC := $(sort $(wildcard libwake/*.c))
+ODRSD_SRC   := $(sort $(wildcard odrsd/*.c))
+ODRSCTL_SRC := $(sort $(wildcard tools/odrsctl/*.c))
+UNIT_SRC    := $(sort $(wildcard tests/unit/test_*.c))
+FUZZ_SRC    := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+MAN_PAGES   := $(sort $(wildcard man/*.[1-8]))
+
+LIBWAKE_OBJ := $(LIBWAKE_SRC:%.c=$(B)/obj/%.o)
+ODRSD_OBJ   := $(ODRSD_SRC:%.c=$(B)/obj/%.o)
+ODRSCTL_OBJ := $(ODRSCTL_SRC:%.c=$(B)/obj/%.o)
+SAN         := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+FUZZ_BIN    := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
+
+.PHONY: all deps install uninstall check unit fuzz lint lab-check demo bench clean
+all: $(B)/libwake.a $(B)/libwake.so $(B)/libwake.pc $(B)/odrsd $(B)/odrsctl
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/libwake.a: $(LIBWAKE_OBJ)
+	rm -f $@ && ar rcs $@ $^
+$(B)/libwake.so: $(LIBWAKE_OBJ)
+	$(CC) -shared -Wl,-soname,libwake.so.0 -o $@ $^ -lnet -linih -ljansson
+$(B)/libwake.pc: libwake/libwake.pc.in
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+$(B)/odrsd: $(ODRSD_OBJ) $(B)/libwake.a
+	$(CC) $(CFLAGS) -o $@ $(ODRSD_OBJ) $(B)/libwake.a $(PKG_LIBS)
+$(B)/odrsctl: $(ODRSCTL_OBJ) $(B)/libwake.a
+	$(CC) $(CFLAGS) -o $@ $(ODRSCTL_OBJ) $(B)/libwake.a $(PKG_LIBS)
+# One odrsd/virt.c job against a real libvirtd: the driver of tests/virt/test_virt.sh.
+$(B)/virt_drive: tests/virt/virt_drive.c $(B)/obj/odrsd/virt.o $(B)/libwake.a
+	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) -o $@ $< $(B)/obj/odrsd/virt.o $(B)/libwake.a $(PKG_LIBS)
+
+# Unit tests: libwake rebuilt with ASan and UBSan, one cmocka binary per file.
+$(B)/asan/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -MMD -MP -c $< -o $@
+$(B)/tests/%: tests/unit/%.c $(LIBWAKE_SRC:%.c=$(B)/asan/%.o)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $^ $(PKG_LIBS) -lcmocka
+# Fuzzers: clang's libFuzzer over the same sources.
+$(B)/fuzz/%: tests/fuzz/%.c $(LIBWAKE_SRC)
+	@mkdir -p $(@D)
+	$(CLANG) $(CPPFLAGS) $(PKG_CFLAGS) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $^ $(PKG_LIBS)
+
+deps:
+	tools/deps.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+		$(DESTDIR)$(PREFIX)/include/wake $(DESTDIR)$(PREFIX)/share/man/man3 \
+		$(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 0755 $(B)/odrsd $(DESTDIR)$(PREFIX)/sbin/odrsd
+	install -m 0755 $(B)/odrsctl $(DESTDIR)$(PREFIX)/bin/odrsctl
+	install -m 0644 $(B)/libwake.a $(DESTDIR)$(PREFIX)/lib/libwake.a
+	install -m 0755 $(B)/libwake.so $(DESTDIR)$(PREFIX)/lib/libwake.so.0
+	ln -sf libwake.so.0 $(DESTDIR)$(PREFIX)/lib/libwake.so
+	install -m 0644 $(B)/libwake.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/libwake.pc
+	install -m 0644 libwake/wake.h $(DESTDIR)$(PREFIX)/include/wake.h
+	install -m 0644 libwake/wake/*.h $(DESTDIR)$(PREFIX)/include/wake/
+	for m in $(MAN_PAGES); do s=$${m##*.}; install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/sbin/odrsd $(DESTDIR)$(PREFIX)/bin/odrsctl \
+		$(DESTDIR)$(PREFIX)/lib/libwake.a $(DESTDIR)$(PREFIX)/lib/libwake.so \
+		$(DESTDIR)$(PREFIX)/lib/libwake.so.0 $(DESTDIR)$(PREFIX)/lib/pkgconfig/libwake.pc \
+		$(DESTDIR)$(PREFIX)/include/wake.h
+	rm -rf $(DESTDIR)$(PREFIX)/include/wake
+	for m in $(MAN_PAGES); do s=$${m##*.}; rm -f $(DESTDIR)$(PREFIX)/share/man/man$$s/$${m##*/}; done
+
+unit: $(UNIT_BIN)
+	tests/check.sh unit
+fuzz: $(FUZZ_BIN)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/check.sh fuzz
+lint: all
+	tests/check.sh lint
+lab-check: all
+	tests/check.sh lab
+
+# The README's test command: everything, on a fresh Debian 12 machine, as root.
+check: deps
+	$(MAKE) all
+	CC=clang $(MAKE) B=$(B)/clang all
+	tests/check.sh
+
+demo: deps
+	$(MAKE) all
+	tests/lab/demo.sh
+
+bench: deps
+	$(MAKE) all
+	bench/run.sh
+
+clean:
+	rm -rf $(B)
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

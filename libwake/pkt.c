@@ -1,0 +1,90 @@
+/*
+ * Frame classification for odrsd's sniffer, and the SYN bookkeeping built on
+ * it. Only the first fragment of a datagram carries a TCP header, so later
+ * fragments stay WK_PKT_IPV4; a first fragment is parsed as TCP but is
+ * never taken for a SYN (its segment is incomplete and cannot be replayed).
+ */
+#include <errno.h>
+#include <stdio.h>
+
+#include "wake/frame.h"
+
+#define IPPROTO_TCP_NUM 6
+#define IP_OFFMASK      0x1fff
+
+int wk_pkt_parse(const uint8_t *buf, size_t len, struct wk_pkt *out)
+{
+	struct wk_pkt p = { .kind = WK_PKT_OTHER };
+	int rc;
+
+	if ((rc = wk_eth_parse(buf, len, &p.eth)) < 0)
+		return rc;
+	p.l3_off = p.eth.hdr_len;
+	switch (p.eth.type) {
+	case WK_ETHERTYPE_ARP:
+		if ((rc = wk_arp_parse(buf + p.l3_off, len - p.l3_off, &p.arp)) < 0)
+			return rc;
+		p.kind = WK_PKT_ARP;
+		break;
+	case WK_ETHERTYPE_IPV4:
+		if ((rc = wk_ipv4_parse(buf + p.l3_off, len - p.l3_off, &p.ip)) < 0)
+			return rc;
+		p.kind = WK_PKT_IPV4;
+		p.l4_off = p.l3_off + p.ip.hdr_len;
+		if (p.ip.proto != IPPROTO_TCP_NUM || (p.ip.frag & IP_OFFMASK))
+			break;
+		/* The segment ends at total_len, not at the Ethernet padding. */
+		if ((rc = wk_tcp_parse(buf + p.l4_off,
+				       (size_t)p.ip.total_len - p.ip.hdr_len,
+				       &p.tcp)) < 0)
+			return rc;
+		p.kind = WK_PKT_TCP;
+		break;
+	default:
+		break;
+	}
+	*out = p;
+	return 0;
+}
+
+bool wk_pkt_is_syn(const struct wk_pkt *p)
+{
+	return p->kind == WK_PKT_TCP && !p->ip.is_fragment &&
+	       (p->tcp.flags & (WK_TCP_SYN | WK_TCP_ACK)) == WK_TCP_SYN;
+}
+
+bool wk_pkt_is_synack(const struct wk_pkt *p)
+{
+	return p->kind == WK_PKT_TCP &&
+	       (p->tcp.flags & (WK_TCP_SYN | WK_TCP_ACK)) == (WK_TCP_SYN | WK_TCP_ACK);
+}
+
+void wk_flow_from_syn(const struct wk_pkt *syn, struct wk_flow *out)
+{
+	out->saddr = syn->ip.src;
+	out->daddr = syn->ip.dst;
+	out->sport = syn->tcp.sport;
+	out->dport = syn->tcp.dport;
+	out->isn = syn->tcp.seq;
+}
+
+bool wk_flow_eq(const struct wk_flow *a, const struct wk_flow *b)
+{
+	return a->saddr == b->saddr && a->daddr == b->daddr &&
+	       a->sport == b->sport && a->dport == b->dport && a->isn == b->isn;
+}
+
+bool wk_flow_answered_by(const struct wk_flow *flow, const struct wk_pkt *synack)
+{
+	return wk_pkt_is_synack(synack) &&
+	       synack->ip.src == flow->daddr && synack->ip.dst == flow->saddr &&
+	       synack->tcp.sport == flow->dport && synack->tcp.dport == flow->sport &&
+	       synack->tcp.ack == flow->isn + 1;
+}
+
+char *wk_mac_str(const uint8_t mac[WK_ETH_ALEN], char *buf)
+{
+	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x",
+		 mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+	return buf;
+}

@@ -1,0 +1,91 @@
+/*
+ * TCP header (RFC 9293) and the Internet checksum (RFC 1071).
+ */
+#include <errno.h>
+
+#include "bytes.h"
+#include "wake/frame.h"
+
+#define IPPROTO_TCP_NUM  6
+#define IP_CSUM_OFF      10
+#define TCP_CSUM_OFF     16
+
+int wk_tcp_parse(const uint8_t *buf, size_t len, struct wk_tcp *out)
+{
+	struct wk_cursor c = wk_cursor(buf, len);
+	struct wk_tcp t;
+	uint8_t doff;
+	int rc;
+
+	if ((rc = wk_get_be16(&c, &t.sport)) < 0 ||
+	    (rc = wk_get_be16(&c, &t.dport)) < 0 ||
+	    (rc = wk_get_be32(&c, &t.seq)) < 0 ||
+	    (rc = wk_get_be32(&c, &t.ack)) < 0 ||
+	    (rc = wk_get_u8(&c, &doff)) < 0 ||
+	    (rc = wk_get_u8(&c, &t.flags)) < 0 ||
+	    (rc = wk_get_be16(&c, &t.window)) < 0)
+		return rc;
+	t.hdr_len = (uint8_t)((doff >> 4) * 4);
+	if (t.hdr_len < 20 || t.hdr_len > len)
+		return -EBADMSG;
+	*out = t;
+	return 0;
+}
+
+/*
+ * The one's complement of the one's complement sum of buf taken as
+ * big-endian 16-bit words (an odd last byte padded with zero), returned in
+ * host order: store it big-endian. seed is a partial sum in the same
+ * representation, such as a pseudo header's; data that already holds its
+ * correct checksum sums to 0.
+ */
+uint16_t wk_inet_csum(const void *buf, size_t len, uint32_t seed)
+{
+	struct wk_cursor c = wk_cursor(buf, len);
+	uint64_t sum = seed;
+	uint16_t word;
+	uint8_t last;
+
+	while (wk_get_be16(&c, &word) == 0)
+		sum += word;
+	if (wk_get_u8(&c, &last) == 0)
+		sum += (uint32_t)last << 8;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+static uint32_t addr_sum(uint32_t addr_be)
+{
+	uint8_t b[4];
+
+	memcpy(b, &addr_be, sizeof(b));
+	return (uint32_t)(b[0] << 8 | b[1]) + (uint32_t)(b[2] << 8 | b[3]);
+}
+
+int wk_tcp_fix_checksums(uint8_t *frame, size_t len)
+{
+	struct wk_wcursor w = wk_wcursor(frame, len);
+	struct wk_pkt p;
+	size_t seg_len;
+	uint32_t pseudo;
+	int rc;
+
+	if ((rc = wk_pkt_parse(frame, len, &p)) < 0)
+		return rc;
+	if (p.kind != WK_PKT_TCP || p.ip.is_fragment)
+		return -EBADMSG;
+	/* wk_pkt_parse proved both headers and the segment lie inside frame. */
+	seg_len = p.ip.total_len - p.ip.hdr_len;
+	if ((rc = wk_poke_be16(&w, p.l3_off + IP_CSUM_OFF, 0)) < 0 ||
+	    (rc = wk_poke_be16(&w, p.l3_off + IP_CSUM_OFF,
+			       wk_inet_csum(frame + p.l3_off, p.ip.hdr_len, 0))) < 0)
+		return -EBADMSG;
+	pseudo = addr_sum(p.ip.src) + addr_sum(p.ip.dst) + IPPROTO_TCP_NUM +
+		 (uint32_t)seg_len;
+	if ((rc = wk_poke_be16(&w, p.l4_off + TCP_CSUM_OFF, 0)) < 0 ||
+	    (rc = wk_poke_be16(&w, p.l4_off + TCP_CSUM_OFF,
+			       wk_inet_csum(frame + p.l4_off, seg_len, pseudo))) < 0)
+		return -EBADMSG;
+	return 0;
+}

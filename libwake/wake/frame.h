@@ -1,0 +1,141 @@
+/*
+ * Frame codecs: Ethernet (with up to two 802.1Q/802.1ad tags), ARP, IPv4, TCP.
+ *
+ * Every parser is pure: parse(buf, len, &out) reads only inside [buf, buf+len)
+ * and returns 0 or a negative errno:
+ *   -EBADMSG          truncated or inconsistent input
+ *   -EPROTONOSUPPORT  well-formed but not something odrs handles
+ *                     (ARP for non-Ethernet/IPv4, IP version != 4, ...)
+ * Every builder writes a whole frame into buf and returns its length, or
+ * -ENOSPC when len is too small, or -EINVAL for bad arguments.
+ *
+ * IPv4 addresses are uint32_t in network byte order (as in struct in_addr);
+ * ports, sequence numbers and ethertypes are in host byte order.
+ */
+#ifndef WAKE_FRAME_H
+#define WAKE_FRAME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WK_ETH_ALEN        6
+#define WK_ETH_HLEN        14
+#define WK_ETH_MAX_TAGS    2
+#define WK_ETHERTYPE_IPV4  0x0800
+#define WK_ETHERTYPE_ARP   0x0806
+#define WK_ETHERTYPE_VLAN  0x8100
+#define WK_ETHERTYPE_QINQ  0x88a8
+#define WK_FRAME_MAX       (1518 + 8)
+
+/* ---- Ethernet: libwake/eth.c ---- */
+struct wk_eth {
+	uint8_t  dst[WK_ETH_ALEN];
+	uint8_t  src[WK_ETH_ALEN];
+	unsigned ntags;                      /* 0..WK_ETH_MAX_TAGS */
+	uint16_t tag_tpid[WK_ETH_MAX_TAGS];  /* outermost first */
+	uint16_t tag_tci[WK_ETH_MAX_TAGS];
+	uint16_t type;                       /* ethertype after the tags */
+	size_t   hdr_len;                    /* 14 + 4 * ntags */
+};
+int wk_eth_parse(const uint8_t *buf, size_t len, struct wk_eth *out);
+int wk_eth_build(const struct wk_eth *in, uint8_t *buf, size_t len);
+
+/* ---- ARP (Ethernet/IPv4 only): libwake/arp.c ---- */
+#define WK_ARP_REQUEST 1
+#define WK_ARP_REPLY   2
+struct wk_arp {
+	uint16_t op;
+	uint8_t  sha[WK_ETH_ALEN];
+	uint32_t spa;
+	uint8_t  tha[WK_ETH_ALEN];
+	uint32_t tpa;
+};
+/* buf points at the ARP header (after Ethernet and tags). */
+int wk_arp_parse(const uint8_t *buf, size_t len, struct wk_arp *out);
+/*
+ * The reply odrsd sends on a sleeping VM's behalf: Ethernet source and ARP
+ * sender hardware address are vm_mac, sender protocol address is the
+ * requested IP, target is the requester, and the request's VLAN tags are kept.
+ */
+int wk_arp_reply_build(const struct wk_eth *req_eth, const struct wk_arp *req,
+		       const uint8_t vm_mac[WK_ETH_ALEN], uint8_t *buf, size_t len);
+/*
+ * A gratuitous ARP request (sender = target = ip, broadcast) with mac as the
+ * Ethernet source: the frame that makes switches learn mac on our port.
+ * tags may be NULL (untagged) or an Ethernet header whose tags are copied.
+ */
+int wk_garp_build(const uint8_t mac[WK_ETH_ALEN], uint32_t ip,
+		  const struct wk_eth *tags, uint8_t *buf, size_t len);
+
+/* ---- IPv4: libwake/ipv4.c ---- */
+struct wk_ipv4 {
+	uint8_t  hdr_len;      /* bytes, options included */
+	uint8_t  proto;
+	uint8_t  ttl;
+	uint16_t total_len;
+	uint16_t id;
+	uint16_t frag;         /* flags and offset, host order */
+	bool     is_fragment;  /* MF set or offset != 0 */
+	uint32_t src, dst;
+};
+/* buf points at the IPv4 header; len may include trailing Ethernet padding. */
+int wk_ipv4_parse(const uint8_t *buf, size_t len, struct wk_ipv4 *out);
+
+/* ---- TCP: libwake/tcp.c ---- */
+#define WK_TCP_FIN 0x01
+#define WK_TCP_SYN 0x02
+#define WK_TCP_RST 0x04
+#define WK_TCP_PSH 0x08
+#define WK_TCP_ACK 0x10
+struct wk_tcp {
+	uint16_t sport, dport;
+	uint32_t seq, ack;
+	uint8_t  flags;
+	uint8_t  hdr_len;      /* bytes, options included */
+	uint16_t window;
+};
+/* buf points at the TCP header, len is the IP payload length. */
+int wk_tcp_parse(const uint8_t *buf, size_t len, struct wk_tcp *out);
+/*
+ * Rewrite the IPv4 header checksum and the TCP checksum of a whole Ethernet
+ * frame in place. Frames captured on a virtual NIC carry a partial TCP
+ * checksum (transmit offload); a guest drops them unless repaired.
+ */
+int wk_tcp_fix_checksums(uint8_t *frame, size_t len);
+uint16_t wk_inet_csum(const void *buf, size_t len, uint32_t seed);
+
+/* ---- Classification: libwake/pkt.c ---- */
+enum wk_pkt_kind {
+	WK_PKT_OTHER = 0,   /* an ethertype odrs ignores */
+	WK_PKT_ARP,         /* .arp valid */
+	WK_PKT_IPV4,        /* .ip valid, not TCP or a non-first fragment */
+	WK_PKT_TCP,         /* .ip and .tcp valid */
+};
+struct wk_pkt {
+	struct wk_eth    eth;
+	enum wk_pkt_kind kind;
+	struct wk_arp    arp;
+	struct wk_ipv4   ip;
+	struct wk_tcp    tcp;
+	size_t           l3_off, l4_off;
+};
+int  wk_pkt_parse(const uint8_t *buf, size_t len, struct wk_pkt *out);
+bool wk_pkt_is_syn(const struct wk_pkt *p);     /* SYN, no ACK, not a fragment */
+bool wk_pkt_is_synack(const struct wk_pkt *p);  /* SYN and ACK */
+
+/* A SYN's identity: a retransmission has the same key. */
+struct wk_flow {
+	uint32_t saddr, daddr;
+	uint16_t sport, dport;
+	uint32_t isn;
+};
+void wk_flow_from_syn(const struct wk_pkt *syn, struct wk_flow *out);
+bool wk_flow_eq(const struct wk_flow *a, const struct wk_flow *b);
+/* True when synack answers the SYN identified by flow. */
+bool wk_flow_answered_by(const struct wk_flow *flow, const struct wk_pkt *synack);
+
+/* "52:54:00:12:00:10" into buf (at least 18 bytes). */
+char *wk_mac_str(const uint8_t mac[WK_ETH_ALEN], char *buf);
+
+#endif

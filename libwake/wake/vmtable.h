@@ -1,0 +1,26 @@
+/*
+ * The VM table: an index from IPv4 address and from MAC to the caller's VM
+ * object, both O(1) (open addressing), sized for 100,000 VMs and more.
+ * The table owns no VM; it stores the pointer it was given.
+ */
+#ifndef WAKE_VMTABLE_H
+#define WAKE_VMTABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct wk_vmtable;
+
+struct wk_vmtable *wk_vmtable_new(size_t hint);
+void   wk_vmtable_free(struct wk_vmtable *t);
+/* -EEXIST when ip (or mac, if not NULL) is already indexed; nothing changes then. */
+int    wk_vmtable_add(struct wk_vmtable *t, uint32_t ip, const uint8_t *mac, void *vm);
+/* Remove the entries for ip and mac (mac may be NULL); -ENOENT if ip is unknown. */
+int    wk_vmtable_del(struct wk_vmtable *t, uint32_t ip, const uint8_t *mac);
+/* Index a MAC learned later (from the domain XML); -EEXIST if taken. */
+int    wk_vmtable_set_mac(struct wk_vmtable *t, uint32_t ip, const uint8_t *mac);
+void  *wk_vmtable_by_ip(const struct wk_vmtable *t, uint32_t ip);
+void  *wk_vmtable_by_mac(const struct wk_vmtable *t, const uint8_t *mac);
+size_t wk_vmtable_count(const struct wk_vmtable *t);
+
+#endif

@@ -1,0 +1,212 @@
+/*
+ * The data path: capture, classify, act. Everything odrsd does on the wire
+ * starts in on_frame(); the kernel filter below passes only what it needs.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "odrsd.h"
+
+#define SNAPLEN        2048
+#define FILTER_HOSTS   200   /* past this many addresses, filter on flags alone */
+
+static void on_frame(u_char *user, const struct pcap_pkthdr *h, const u_char *frame)
+{
+	struct odrsd *d = (struct odrsd *)user;
+	struct wk_pkt p;
+	struct vm *vm;
+
+	d->n.frames++;
+	if (h->caplen < h->len || wk_pkt_parse(frame, h->caplen, &p) < 0) {
+		d->n.malformed++;
+		return;
+	}
+	switch (p.kind) {
+	case WK_PKT_ARP:
+		if (p.arp.op == WK_ARP_REQUEST && (vm = wk_vmtable_by_ip(d->table, p.arp.tpa)))
+			wake_on_arp_request(d, vm, &p);
+		break;
+	case WK_PKT_TCP:
+		if (wk_pkt_is_syn(&p) && (vm = wk_vmtable_by_ip(d->table, p.ip.dst)))
+			wake_on_syn(d, vm, &p, frame, h->caplen);
+		else if (wk_pkt_is_synack(&p) && (vm = wk_vmtable_by_ip(d->table, p.ip.src)))
+			wake_on_synack(d, vm, &p);
+		break;
+	default:
+		break;
+	}
+}
+
+static void capture_drain(struct odrsd *d, pcap_t *pcap)
+{
+	/* Bounded, so a flood cannot starve the rest of the loop. */
+	for (int i = 0; i < 64; i++)
+		if (pcap_dispatch(pcap, -1, on_frame, (u_char *)d) <= 0)
+			break;
+}
+
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct odrsd *d = w->data;
+
+	capture_drain(d, d->cap.pcap);
+}
+
+/* Append " or <kw> host A or <kw> host B ..." for the VMs that match. */
+static size_t filter_hosts(char *buf, size_t len, struct odrsd *d, bool src, bool (*match)(const struct vm *))
+{
+	size_t off = 0, n = 0;
+	char ip[16];
+
+	buf[0] = 0;
+	for (size_t i = 0; i < d->nvms && off < len; i++) {
+		if (!match(d->vms[i]))
+			continue;
+		snprintf(ip, sizeof(ip), "%u.%u.%u.%u", ((uint8_t *)&d->vms[i]->ip)[0],
+			 ((uint8_t *)&d->vms[i]->ip)[1], ((uint8_t *)&d->vms[i]->ip)[2],
+			 ((uint8_t *)&d->vms[i]->ip)[3]);
+		off += (size_t)snprintf(buf + off, len - off, "%s%s host %s",
+					n++ ? " or " : "", src ? "src" : "dst", ip);
+	}
+	return n;
+}
+
+static bool vm_awaits_synack(const struct vm *vm)
+{
+	return vm->state == VM_RUNNING && vm->held;
+}
+
+/*
+ * ARP requests always (the table decides); SYNs without ACK to sleeping VMs;
+ * SYN-ACKs from VMs whose replayed SYNs are not answered yet. Frames with
+ * one or two VLAN tags are matched the same way.
+ */
+static char *filter_build(struct odrsd *d)
+{
+	size_t cap = 64 + 32 * d->nvms;
+	char *hosts = malloc(cap), *l3 = malloc(3 * cap), *all = malloc(10 * cap);
+	size_t off, n;
+
+	if (!hosts || !l3 || !all) {
+		free(hosts), free(l3), free(all);
+		return NULL;
+	}
+	off = (size_t)snprintf(l3, 3 * cap, "(arp and arp[6:2] = 1)");
+	n = filter_hosts(hosts, cap, d, false, vm_is_asleep);
+	if (n > FILTER_HOSTS)
+		off += (size_t)snprintf(l3 + off, 3 * cap - off, " or (tcp and tcp[13] & 0x12 = 0x02)");
+	else if (n)
+		off += (size_t)snprintf(l3 + off, 3 * cap - off, " or (tcp and tcp[13] & 0x12 = 0x02 and (%s))", hosts);
+	n = filter_hosts(hosts, cap, d, true, vm_awaits_synack);
+	if (n > FILTER_HOSTS)
+		snprintf(l3 + off, 3 * cap - off, " or (tcp and tcp[13] & 0x12 = 0x12)");
+	else if (n)
+		snprintf(l3 + off, 3 * cap - off, " or (tcp and tcp[13] & 0x12 = 0x12 and (%s))", hosts);
+	snprintf(all, 10 * cap, "(%s) or (vlan and ((%s) or (vlan and (%s))))", l3, l3, l3);
+	free(hosts);
+	free(l3);
+	return all;
+}
+
+static int capture_open(struct odrsd *d, struct capture *c, const char *filter)
+{
+	char errbuf[PCAP_ERRBUF_SIZE] = "";
+	struct bpf_program prog;
+	pcap_t *p = pcap_create(d->cfg->interface, errbuf);
+	int r;
+
+	if (!p) {
+		log_err("capture on %s: %s", d->cfg->interface, errbuf);
+		return -ENODEV;
+	}
+	pcap_set_snaplen(p, SNAPLEN);
+	pcap_set_promisc(p, 1);
+	pcap_set_immediate_mode(p, 1);
+	pcap_set_buffer_size(p, 4 << 20);
+	if ((r = pcap_activate(p)) < 0) {
+		log_err("capture on %s: %s", d->cfg->interface, pcap_geterr(p));
+		pcap_close(p);
+		return -ENODEV;
+	}
+	/* Our own replies and announcements leave through this interface: not input. */
+	if (pcap_setdirection(p, PCAP_D_IN) < 0 || pcap_setnonblock(p, 1, errbuf) < 0 ||
+	    pcap_compile(p, &prog, filter, 1, PCAP_NETMASK_UNKNOWN) < 0) {
+		log_err("capture on %s: %s", d->cfg->interface, pcap_geterr(p));
+		pcap_close(p);
+		return -EINVAL;
+	}
+	r = pcap_setfilter(p, &prog);
+	pcap_freecode(&prog);
+	if (r < 0) {
+		log_err("capture filter on %s: %s", d->cfg->interface, pcap_geterr(p));
+		pcap_close(p);
+		return -EINVAL;
+	}
+	c->pcap = p;
+	ev_io_init(&c->io, on_readable, pcap_get_selectable_fd(p), EV_READ);
+	c->io.data = d;
+	return 0;
+}
+
+/*
+ * Make before break: the new handle, with the new filter, captures before
+ * the old one is drained and closed, so no frame falls between them (a frame
+ * seen by both is harmless: ARP replies are idempotent, held SYNs deduplicated).
+ */
+static int capture_swap(struct odrsd *d)
+{
+	struct capture next;
+	char *filter = filter_build(d);
+	int r;
+
+	if (!filter)
+		return -ENOMEM;
+	log_debug("capture filter: %s", filter);
+	r = capture_open(d, &next, filter);
+	free(filter);
+	if (r < 0)
+		return r;
+	ev_io_start(d->loop, &next.io);
+	if (d->cap.pcap) {
+		ev_io_stop(d->loop, &d->cap.io);
+		capture_drain(d, d->cap.pcap);
+		pcap_close(d->cap.pcap);
+	}
+	d->cap = next;
+	d->n.filter_updates++;
+	return 0;
+}
+
+static void on_filter_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct odrsd *d = w->data;
+
+	if (capture_swap(d) < 0)
+		log_err("capture filter not updated; keeping the previous one");
+}
+
+void capture_filter_changed(struct odrsd *d)
+{
+	if (!ev_is_active(&d->filter_timer))
+		ev_timer_start(d->loop, &d->filter_timer);
+}
+
+int capture_start(struct odrsd *d)
+{
+	ev_timer_init(&d->filter_timer, on_filter_timer, 0., 0.);
+	d->filter_timer.data = d;
+	return capture_swap(d);
+}
+
+void capture_stop(struct odrsd *d)
+{
+	ev_timer_stop(d->loop, &d->filter_timer);
+	if (d->cap.pcap) {
+		ev_io_stop(d->loop, &d->cap.io);
+		pcap_close(d->cap.pcap);
+		d->cap.pcap = NULL;
+	}
+}

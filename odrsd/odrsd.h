@@ -1,0 +1,136 @@
+/* odrsd: the daemon's shared state. The data path is capture.c. */
+#ifndef ODRSD_H
+#define ODRSD_H
+
+#include <ev.h>
+#include <net/if.h>
+#include <pcap/pcap.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <wake.h>
+
+#include "virt.h"
+
+enum vm_state {
+	VM_UNKNOWN = 0,  /* being inspected at start-up */
+	VM_RUNNING,
+	VM_HIBERNATING,
+	VM_HIBERNATED,
+	VM_WAKING,
+	VM_ERROR,
+};
+const char *vm_state_name(enum vm_state s);
+
+/* A client's SYN, kept byte for byte until the VM can take it. */
+struct held_syn {
+	struct held_syn *next;
+	struct wk_flow   flow;
+	bool             answered;   /* the VM's SYN-ACK was seen */
+	uint16_t         len;
+	uint8_t          frame[WK_FRAME_MAX];
+};
+
+struct waiter;                   /* a control connection waiting on a VM */
+
+struct vm {
+	const struct wk_vmconf *conf;    /* in d->cfg; re-pointed on reload */
+	char             name[128];
+	uint32_t         ip;
+	uint8_t          mac[WK_ETH_ALEN];
+	bool             has_mac;
+	enum vm_state    state;
+	char             error[256];
+	char             tap[IF_NAMESIZE];
+	bool             pinned;
+	bool             removed;        /* dropped from the config; freed once idle */
+	uint64_t         snapshot_bytes;
+	int64_t          last_wake_ms;   /* -1: never woken by us */
+	ev_tstamp        last_activity;  /* last TCP frame to or from it */
+
+	/* The wake in progress or asked for. */
+	bool             wake_wanted;    /* a trigger came while hibernating */
+	enum wk_trigger  trigger;
+	char             client[64];     /* ip:port of the first SYN, or the ARP requester */
+	ev_tstamp        trigger_at;
+	struct held_syn *held;           /* in arrival order */
+	unsigned         nheld;
+	unsigned         replay_tries;
+	ev_tstamp        replayed_at;
+	ev_timer         replay_timer;   /* re-inject until the SYN-ACK comes */
+	ev_timer         wake_timer;     /* wake_timeout */
+
+	struct virt_job  job;
+	bool             job_busy;
+	ev_tstamp        job_started;
+	struct waiter   *waiters;
+};
+
+struct counters {
+	uint64_t frames, malformed, arp_replies, syns_held, syns_dropped, syns_replayed;
+	uint64_t restores, restore_failures, saves, save_failures, filter_updates;
+};
+
+struct capture {
+	pcap_t  *pcap;
+	ev_io    io;
+};
+
+struct odrsd {
+	struct ev_loop    *loop;
+	struct wk_config  *cfg;
+	const char        *config_path;
+	bool               foreground, debug;
+	ev_tstamp          started;
+
+	struct vm        **vms;
+	size_t             nvms;
+	struct wk_vmtable *table;
+	unsigned           nheld_total;
+
+	struct capture     cap;           /* the live capture; swapped when the filter changes */
+	ev_timer           filter_timer;  /* coalesces filter rebuilds to one per loop turn */
+	unsigned           ifindex;       /* of cfg->interface */
+	int                inject_fd;     /* AF_PACKET socket for every frame we send */
+
+	struct virt       *virt;
+	int                control_fd;
+	ev_io              control_io;
+	ev_signal          sighup, sigterm, sigint;
+	struct counters    n;
+};
+
+/* capture.c */
+int  capture_start(struct odrsd *d);
+void capture_stop(struct odrsd *d);
+void capture_filter_changed(struct odrsd *d);
+
+/* wake.c: what odrsd does for each VM. */
+void wake_on_arp_request(struct odrsd *d, struct vm *vm, const struct wk_pkt *p);
+void wake_on_syn(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, const uint8_t *frame, size_t len);
+void wake_on_synack(struct odrsd *d, struct vm *vm, const struct wk_pkt *p);
+/* Start a wake or a hibernation; 0, or -errno with a reason in err. */
+int  wake_start(struct odrsd *d, struct vm *vm, enum wk_trigger t, const char *client, char *err, size_t errlen);
+int  hibernate_start(struct odrsd *d, struct vm *vm, const char *reason, char *err, size_t errlen);
+void wake_job_done(struct virt_job *job, void *ctx);
+bool vm_is_asleep(const struct vm *vm);
+struct vm *vm_new(struct odrsd *d, const struct wk_vmconf *c);
+void vm_free(struct odrsd *d, struct vm *vm);
+struct vm *vm_by_name(struct odrsd *d, const char *name);
+void vm_inspect(struct odrsd *d, struct vm *vm);
+void vm_announce(struct odrsd *d, const struct vm *vm);
+
+/* inject.c */
+int  inject_open(void);
+int  inject_frame(struct odrsd *d, unsigned ifindex, const uint8_t *frame, size_t len);
+
+/* control.c: completion of a VM operation a client waits for. */
+void control_vm_done(struct odrsd *d, struct vm *vm, int err, const char *error);
+
+/* state.c: what survives a restart besides libvirt and snapshot_dir. */
+void state_load(struct odrsd *d, struct vm *vm);
+int  state_save(struct odrsd *d, const struct vm *vm);
+
+/* main.c */
+int  odrsd_reload(struct odrsd *d, char *err, size_t errlen);
+
+#endif

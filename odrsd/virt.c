@@ -1,0 +1,990 @@
+/*
+ * libvirt on worker threads. The snapshot file discipline is described in
+ * virt.h; this file is its only implementation.
+ *
+ * Every worker owns one libvirt connection and serves one queue. A finished
+ * job goes onto the finished list and the loop is woken through an ev_async;
+ * done() runs on the loop thread only. Nothing here logs: each failure is
+ * described once, in job->error, and the caller logs it.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include "virt.h"
+
+/* How often a running save or restore is asked for its progress. */
+#define PROGRESS_INTERVAL_MS	200
+/* How often INSPECT looks whether the domain's libvirt job has ended. */
+#define JOB_POLL_MS		100
+
+/*
+ * libvirt's QEMU driver writes a save image's header with the first magic
+ * and rewrites it with the second once the whole state is on disk; it
+ * refuses to restore the first. An interrupted save is recognised by it.
+ */
+#define SAVE_MAGIC_PARTIAL	"LibvirtQemudPart"
+#define SAVE_MAGIC_LEN		16
+
+struct virt_queue {
+	struct virt_job *head, *tail;
+	pthread_cond_t   nonempty;
+};
+
+struct worker {
+	struct virt       *v;
+	struct virt_queue *queue;
+	virConnectPtr      conn;
+	pthread_t          thread;
+};
+
+struct virt {
+	struct ev_loop   *loop;
+	ev_async          finished_async;
+	char             *uri, *dir, *node;
+	virt_done_fn      done;
+	void             *ctx;
+	pthread_mutex_t   lock;            /* the queues, finished, stopping */
+	struct virt_queue restores, saves;
+	struct virt_job  *finished, *finished_tail;
+	bool              stopping;
+	unsigned          restores_pending; /* __atomic: read without the lock */
+	struct worker    *workers;
+	unsigned          nworkers;
+};
+
+/* The snapshot files of one domain. */
+struct snap_paths {
+	char img[PATH_MAX];
+	char part[PATH_MAX];
+	char claim[PATH_MAX];   /* NAME.img.restoring.NODE */
+};
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void
+sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static bool
+is_stopping(struct virt *v)
+{
+	bool stopping;
+
+	pthread_mutex_lock(&v->lock);
+	stopping = v->stopping;
+	pthread_mutex_unlock(&v->lock);
+	return stopping;
+}
+
+/* libvirt's default handler prints every error to stderr; ours are in job->error. */
+static void
+ignore_virt_error(void *ctx, virErrorPtr err)
+{
+}
+
+__attribute__((format(printf, 3, 4)))
+static void
+job_fail(struct virt_job *job, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	job->err = err;
+	va_start(ap, fmt);
+	vsnprintf(job->error, sizeof(job->error), fmt, ap);
+	va_end(ap);
+}
+
+/* The negative errno closest to libvirt's last error on this thread. */
+static int
+virt_errno(void)
+{
+	static const int storage_errors[] = { ENOSPC, EDQUOT, EROFS, EACCES, ESTALE };
+	virErrorPtr e = virGetLastError();
+	size_t i;
+
+	if (!e)
+		return -EIO;
+	switch (e->code) {
+	case VIR_ERR_NO_DOMAIN:
+		return -ENOENT;
+	case VIR_ERR_OPERATION_INVALID:
+		return -EINVAL;
+	case VIR_ERR_OPERATION_TIMEOUT:
+		return -ETIMEDOUT;
+	case VIR_ERR_NO_CONNECT:
+	case VIR_ERR_RPC:
+		return -ENOTCONN;
+	case VIR_ERR_NO_MEMORY:
+		return -ENOMEM;
+	case VIR_ERR_SYSTEM_ERROR:
+		/* int1 carries the errno of system errors, also across RPC. */
+		if (e->int1 > 0)
+			return -e->int1;
+		break;
+	default:
+		break;
+	}
+	/*
+	 * A save or restore that fails in libvirt's I/O helper reports only
+	 * "operation failed: ...: <strerror>"; the storage errors a caller
+	 * acts on are recognised by that text.
+	 */
+	for (i = 0; e->message && i < sizeof(storage_errors) / sizeof(storage_errors[0]); i++)
+		if (strstr(e->message, strerror(storage_errors[i])))
+			return -storage_errors[i];
+	return -EIO;
+}
+
+/* Fail with libvirt's last error: call right after the failing libvirt call. */
+__attribute__((format(printf, 2, 3)))
+static void
+job_fail_virt(struct virt_job *job, const char *fmt, ...)
+{
+	char what[128];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	job->err = virt_errno();
+	snprintf(job->error, sizeof(job->error), "%s: %s", what,
+		 virGetLastErrorMessage());
+}
+
+static int
+fsync_dir(const char *dir)
+{
+	int fd, r = 0;
+
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+/* Flush a file to stable storage and report its size. */
+static int
+fsync_file(const char *path, uint64_t *size)
+{
+	struct stat st;
+	int fd, r = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0 || fstat(fd, &st) < 0)
+		r = -errno;
+	else
+		*size = (uint64_t)st.st_size;
+	close(fd);
+	return r;
+}
+
+static bool
+file_size(const char *path, uint64_t *size)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return false;
+	*size = (uint64_t)st.st_size;
+	return true;
+}
+
+/* A save image whose header was never finished, or that has no header at all. */
+static bool
+save_image_incomplete(const char *path)
+{
+	char magic[SAVE_MAGIC_LEN];
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, magic, sizeof(magic));
+	close(fd);
+	return n != (ssize_t)sizeof(magic) ||
+	       memcmp(magic, SAVE_MAGIC_PARTIAL, SAVE_MAGIC_LEN) == 0;
+}
+
+/* Domain names become file names: nothing that leaves snapshot_dir or hides. */
+static bool
+name_ok(const char *name)
+{
+	size_t len = strnlen(name, sizeof(((struct virt_job *)0)->name));
+
+	return len > 0 && len < sizeof(((struct virt_job *)0)->name) &&
+	       name[0] != '.' && !strchr(name, '/');
+}
+
+static int
+snap_paths(const struct virt *v, const char *name, struct snap_paths *p)
+{
+	size_t n = sizeof(p->img);
+
+	if ((size_t)snprintf(p->img, n, "%s/%s.img", v->dir, name) >= n ||
+	    (size_t)snprintf(p->part, n, "%s/%s.img.part", v->dir, name) >= n ||
+	    (size_t)snprintf(p->claim, n, "%s/%s.img.restoring.%s", v->dir,
+			     name, v->node) >= n)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* .part becomes .img durably: first its data, then its name. */
+static int
+promote(const struct snap_paths *p, const char *dir, uint64_t *bytes)
+{
+	int r;
+
+	if ((r = fsync_file(p->part, bytes)) < 0)
+		return r;
+	if (rename(p->part, p->img) < 0)
+		return -errno;
+	return fsync_dir(dir);
+}
+
+static int
+parse_mac(const char *s, uint8_t mac[6])
+{
+	int end = 0;
+
+	if (sscanf(s, "%2hhx:%2hhx:%2hhx:%2hhx:%2hhx:%2hhx%n", &mac[0], &mac[1],
+		   &mac[2], &mac[3], &mac[4], &mac[5], &end) != 6 || s[end])
+		return -EINVAL;
+	return 0;
+}
+
+static xmlNodePtr
+child_element(xmlNodePtr parent, const char *name)
+{
+	xmlNodePtr n;
+
+	for (n = parent ? parent->children : NULL; n; n = n->next)
+		if (n->type == XML_ELEMENT_NODE &&
+		    xmlStrcmp(n->name, (const xmlChar *)name) == 0)
+			return n;
+	return NULL;
+}
+
+/*
+ * The MAC and tap of the domain's first <interface>, from its XML. The tap
+ * (<target dev=>) is only in the live XML of a running domain.
+ */
+static void
+read_nic(virDomainPtr dom, unsigned xml_flags, struct virt_job *job)
+{
+	xmlNodePtr nic, el;
+	xmlChar *attr;
+	xmlDocPtr doc;
+	char *xml;
+
+	xml = virDomainGetXMLDesc(dom, xml_flags);
+	if (!xml)
+		return;
+	doc = xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL,
+			    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	free(xml);
+	if (!doc)
+		return;
+	nic = child_element(child_element(xmlDocGetRootElement(doc), "devices"),
+			    "interface");
+	if ((el = child_element(nic, "mac")) &&
+	    (attr = xmlGetProp(el, (const xmlChar *)"address"))) {
+		job->has_mac = parse_mac((const char *)attr, job->mac) == 0;
+		xmlFree(attr);
+	}
+	if ((el = child_element(nic, "target")) &&
+	    (attr = xmlGetProp(el, (const xmlChar *)"dev"))) {
+		if (strlen((const char *)attr) < sizeof(job->tap))
+			strcpy(job->tap, (const char *)attr);
+		xmlFree(attr);
+	}
+	xmlFreeDoc(doc);
+}
+
+/* NULL when there is no such domain, or with *failed and job->err on any other failure. */
+static virDomainPtr
+lookup(struct worker *w, struct virt_job *job, bool *failed)
+{
+	virDomainPtr dom = virDomainLookupByName(w->conn, job->name);
+	virErrorPtr e;
+
+	*failed = false;
+	if (!dom && (!(e = virGetLastError()) || e->code != VIR_ERR_NO_DOMAIN)) {
+		job_fail_virt(job, "look up domain %s", job->name);
+		*failed = true;
+	}
+	return dom;
+}
+
+/*
+ * job->state from what libvirt and snapshot_dir say now, changing nothing:
+ * the state reported after a failed job.
+ */
+static void
+observe(struct worker *w, struct virt_job *job, const struct snap_paths *p)
+{
+	virDomainPtr dom = virDomainLookupByName(w->conn, job->name);
+
+	if (dom && virDomainIsActive(dom) == 1) {
+		job->state = VIRT_RUNNING;
+		read_nic(dom, 0, job);
+	} else {
+		if (file_size(p->img, &job->bytes))
+			job->state = VIRT_HIBERNATED;
+		else
+			job->state = dom ? VIRT_STOPPED : VIRT_MISSING;
+		if (dom)
+			read_nic(dom, VIR_DOMAIN_XML_INACTIVE, job);
+	}
+	if (dom)
+		virDomainFree(dom);
+}
+
+/* Other threads read progress while the job runs: whole values, never torn. */
+static void
+set_progress(struct virt_job *job, uint64_t done, uint64_t total)
+{
+	__atomic_store_n(&job->progress_total, total, __ATOMIC_RELAXED);
+	__atomic_store_n(&job->progress_done, done, __ATOMIC_RELAXED);
+}
+
+/*
+ * A thread that samples the libvirt job of a save while the worker is
+ * blocked in it. It shares the worker's connection: libvirt
+ * connections take concurrent calls, and job queries run beside the save.
+ */
+struct progress {
+	struct worker   *w;
+	struct virt_job *job;
+	pthread_t        thread;
+	pthread_mutex_t  lock;
+	pthread_cond_t   wake;
+	bool             stop;
+};
+
+static void
+progress_sample(struct progress *pr, virDomainPtr *dom)
+{
+	virDomainJobInfo info;
+
+	if (!*dom)
+		*dom = virDomainLookupByName(pr->w->conn, pr->job->name);
+	if (!*dom || virDomainGetJobInfo(*dom, &info) < 0 ||
+	    info.type == VIR_DOMAIN_JOB_NONE || info.dataTotal == 0)
+		return;
+	set_progress(pr->job, info.dataProcessed, info.dataTotal);
+}
+
+static void *
+progress_run(void *arg)
+{
+	struct progress *pr = arg;
+	virDomainPtr dom = NULL;
+	struct timespec until;
+
+	pthread_mutex_lock(&pr->lock);
+	while (!pr->stop) {
+		pthread_mutex_unlock(&pr->lock);
+		progress_sample(pr, &dom);
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += PROGRESS_INTERVAL_MS * 1000000L;
+		until.tv_sec += until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		pthread_mutex_lock(&pr->lock);
+		while (!pr->stop &&
+		       pthread_cond_timedwait(&pr->wake, &pr->lock, &until) != ETIMEDOUT)
+			;
+	}
+	pthread_mutex_unlock(&pr->lock);
+	if (dom)
+		virDomainFree(dom);
+	return NULL;
+}
+
+/* Without a poller the job just reports no progress; that is not an error. */
+static bool
+progress_start(struct progress *pr, struct worker *w, struct virt_job *job)
+{
+	pthread_condattr_t attr;
+
+	pr->w = w;
+	pr->job = job;
+	pr->stop = false;
+	pthread_mutex_init(&pr->lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&pr->wake, &attr);
+	pthread_condattr_destroy(&attr);
+	if (pthread_create(&pr->thread, NULL, progress_run, pr) == 0)
+		return true;
+	pthread_cond_destroy(&pr->wake);
+	pthread_mutex_destroy(&pr->lock);
+	return false;
+}
+
+static void
+progress_stop(struct progress *pr)
+{
+	pthread_mutex_lock(&pr->lock);
+	pr->stop = true;
+	pthread_cond_signal(&pr->wake);
+	pthread_mutex_unlock(&pr->lock);
+	pthread_join(pr->thread, NULL);
+	pthread_cond_destroy(&pr->wake);
+	pthread_mutex_destroy(&pr->lock);
+}
+
+/*
+ * The save succeeded but its image could not be made durable: the domain is
+ * stopped and .part is its only state. Bring it back from .part so a failed
+ * save still leaves the domain running.
+ */
+static void
+save_undo(struct worker *w, struct virt_job *job, const struct snap_paths *p)
+{
+	if (virDomainRestoreFlags(w->conn, p->part, NULL, VIR_DOMAIN_SAVE_RUNNING) == 0) {
+		unlink(p->part);
+		job->state = VIRT_RUNNING;
+		return;
+	}
+	/* .part stays: INSPECT promotes it to an image, which is all it can be. */
+	snprintf(job->error + strlen(job->error),
+		 sizeof(job->error) - strlen(job->error),
+		 "; restoring it again failed: %s", virGetLastErrorMessage());
+	job->state = VIRT_STOPPED;
+}
+
+static void
+do_save(struct worker *w, struct virt_job *job, const struct snap_paths *p)
+{
+	int active, state_before = VIR_DOMAIN_NOSTATE, state, reason, r;
+	struct progress pr;
+	virDomainInfo info;
+	virDomainPtr dom;
+	bool failed, polling;
+	uint64_t t0;
+
+	dom = lookup(w, job, &failed);
+	if (!dom) {
+		if (!failed)
+			job_fail(job, -ENOENT, "no domain %s", job->name);
+		observe(w, job, p);
+		return;
+	}
+	active = virDomainIsActive(dom);
+	if (active != 1) {
+		if (active < 0)
+			job_fail_virt(job, "domain %s", job->name);
+		else
+			job_fail(job, -EINVAL, "domain %s is not running", job->name);
+		observe(w, job, p);
+		goto out;
+	}
+	read_nic(dom, 0, job);
+	virDomainGetState(dom, &state_before, &reason, 0);
+
+	/*
+	 * The guest's memory is what a save moves: the total until libvirt's
+	 * job reports its own, which it does only while memory is copied.
+	 */
+	if (virDomainGetInfo(dom, &info) == 0)
+		set_progress(job, 0, (uint64_t)info.memory * 1024);
+	/* libvirt would write into a leftover .part; start from nothing. */
+	unlink(p->part);
+	polling = progress_start(&pr, w, job);
+	t0 = now_ms();
+	r = virDomainSaveFlags(dom, p->part, NULL, VIR_DOMAIN_SAVE_RUNNING);
+	job->ms = now_ms() - t0;
+	if (r < 0)
+		job_fail_virt(job, "save %s", job->name);
+	if (polling)
+		progress_stop(&pr);
+	if (r < 0) {
+		unlink(p->part);
+		/* libvirt resumes a domain whose save failed; make sure of it. */
+		if (virDomainGetState(dom, &state, &reason, 0) == 0 &&
+		    state == VIR_DOMAIN_PAUSED && state_before == VIR_DOMAIN_RUNNING)
+			virDomainResume(dom);
+		observe(w, job, p);
+		goto out;
+	}
+
+	if ((r = promote(p, w->v->dir, &job->bytes)) < 0) {
+		job_fail(job, r, "save %s: writing %s: %s", job->name, p->img,
+			 strerror(-r));
+		if (access(p->img, F_OK) == 0)
+			rename(p->img, p->part);
+		save_undo(w, job, p);
+		goto out;
+	}
+	set_progress(job, job->progress_total, job->progress_total);
+	job->state = VIRT_HIBERNATED;
+	job->tap[0] = '\0';   /* gone with the domain */
+out:
+	virDomainFree(dom);
+}
+
+static void
+do_restore(struct worker *w, struct virt_job *job, const struct snap_paths *p)
+{
+	virDomainPtr dom;
+	bool failed;
+	uint64_t t0;
+	int r;
+
+	/* The claim: of all nodes and threads, one rename succeeds. */
+	if (rename(p->img, p->claim) < 0) {
+		if (errno == ENOENT)
+			job_fail(job, -ENOENT, "no snapshot of %s", job->name);
+		else
+			job_fail(job, -errno, "claim %s: %s", p->img, strerror(errno));
+		observe(w, job, p);
+		return;
+	}
+	dom = lookup(w, job, &failed);
+	if (failed || (dom && virDomainIsActive(dom) != 0)) {
+		/* Never a second instance: the image goes back untouched. */
+		rename(p->claim, p->img);
+		if (!failed)
+			job_fail(job, -EEXIST, "domain %s is already running", job->name);
+		observe(w, job, p);
+		goto out;
+	}
+	/*
+	 * libvirt reports no job while it restores (QEMU's incoming migration
+	 * has no progress to query): progress is the image, then done.
+	 */
+	file_size(p->claim, &job->bytes);
+	set_progress(job, 0, job->bytes);
+
+	t0 = now_ms();
+	r = virDomainRestoreFlags(w->conn, p->claim, NULL, VIR_DOMAIN_SAVE_RUNNING);
+	job->ms = now_ms() - t0;
+	if (r < 0)
+		job_fail_virt(job, "restore %s", job->name);
+
+	if (dom)
+		virDomainFree(dom);
+	dom = virDomainLookupByName(w->conn, job->name);
+	if (r < 0) {
+		/*
+		 * Still restorable, unless the domain came up some other way
+		 * meanwhile: then its disk has moved on and the image is stale.
+		 */
+		if (dom && virDomainIsActive(dom) == 1)
+			unlink(p->claim);
+		else
+			rename(p->claim, p->img);
+		fsync_dir(w->v->dir);
+		observe(w, job, p);
+		goto out;
+	}
+	unlink(p->claim);
+	fsync_dir(w->v->dir);
+	set_progress(job, job->progress_total, job->progress_total);
+	job->state = VIRT_RUNNING;
+	if (dom)
+		read_nic(dom, 0, job);
+out:
+	if (dom)
+		virDomainFree(dom);
+}
+
+/* Wait until no libvirt job (a save still running from before a crash) holds the domain. */
+static int
+wait_job_end(struct worker *w, virDomainPtr dom)
+{
+	virDomainJobInfo info;
+
+	while (virDomainGetJobInfo(dom, &info) == 0 &&
+	       info.type != VIR_DOMAIN_JOB_NONE) {
+		if (is_stopping(w->v))
+			return -ECANCELED;
+		sleep_ms(JOB_POLL_MS);
+	}
+	return 0;
+}
+
+/*
+ * Remove every NAME.img.restoring.* in snapshot_dir, or, given dst, rename
+ * the first one found to dst. True when one was renamed.
+ */
+static bool
+find_claims(struct worker *w, const char *name, const char *dst)
+{
+	char prefix[sizeof(((struct virt_job *)0)->name) + 16], path[PATH_MAX];
+	bool renamed = false;
+	struct dirent *d;
+	size_t plen;
+	DIR *dir;
+
+	plen = (size_t)snprintf(prefix, sizeof(prefix), "%s.img.restoring.", name);
+	dir = opendir(w->v->dir);
+	if (!dir)
+		return false;
+	while ((d = readdir(dir))) {
+		if (strncmp(d->d_name, prefix, plen) != 0 || !d->d_name[plen])
+			continue;
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", w->v->dir,
+				     d->d_name) >= sizeof(path))
+			continue;
+		if (dst) {
+			if (rename(path, dst) == 0) {
+				renamed = true;
+				break;
+			}
+		} else {
+			unlink(path);
+		}
+	}
+	closedir(dir);
+	return renamed;
+}
+
+static void
+do_inspect(struct worker *w, struct virt_job *job, const struct snap_paths *p)
+{
+	virDomainPtr dom;
+	bool failed;
+	int r;
+
+	dom = lookup(w, job, &failed);
+	if (failed) {
+		observe(w, job, p);
+		return;
+	}
+	if (dom && (r = wait_job_end(w, dom)) < 0) {
+		job_fail(job, r, "inspect %s: stopped while waiting for its job",
+			 job->name);
+		goto out;
+	}
+	if (dom && (r = virDomainIsActive(dom)) != 0) {
+		if (r < 0) {
+			job_fail_virt(job, "domain %s", job->name);
+			goto out;
+		}
+		/* Anything restorable now would overwrite a live VM's newer disk state. */
+		unlink(p->img);
+		unlink(p->part);
+		find_claims(w, job->name, NULL);
+		fsync_dir(w->v->dir);
+		job->state = VIRT_RUNNING;
+		read_nic(dom, 0, job);
+		goto out;
+	}
+
+	if (dom)
+		read_nic(dom, VIR_DOMAIN_XML_INACTIVE, job);
+	if (file_size(p->img, &job->bytes)) {
+		job->state = VIRT_HIBERNATED;
+		goto out;
+	}
+	/* A restore that died before the domain ran: the image was never used. */
+	if (find_claims(w, job->name, p->img)) {
+		fsync_dir(w->v->dir);
+		file_size(p->img, &job->bytes);
+		job->state = VIRT_HIBERNATED;
+		goto out;
+	}
+	/*
+	 * libvirt stops a domain only once its save is complete, so with the
+	 * domain down a finished .part is the VM's state: a save whose rename
+	 * never happened.
+	 */
+	if (access(p->part, F_OK) == 0) {
+		if (save_image_incomplete(p->part)) {
+			unlink(p->part);
+		} else if ((r = promote(p, w->v->dir, &job->bytes)) < 0) {
+			job_fail(job, r, "inspect %s: promoting %s: %s", job->name,
+				 p->part, strerror(-r));
+			observe(w, job, p);
+			goto out;
+		} else {
+			job->state = VIRT_HIBERNATED;
+			goto out;
+		}
+	}
+	job->state = dom ? VIRT_STOPPED : VIRT_MISSING;
+out:
+	if (dom)
+		virDomainFree(dom);
+}
+
+/* The worker's connection, opened again if libvirtd went away since the last job. */
+static int
+worker_connect(struct worker *w, struct virt_job *job)
+{
+	unsigned long version;
+
+	if (w->conn && virConnectGetLibVersion(w->conn, &version) == 0)
+		return 0;
+	if (w->conn)
+		virConnectClose(w->conn);
+	w->conn = virConnectOpen(w->v->uri);
+	if (!w->conn) {
+		job_fail_virt(job, "connect to %s", w->v->uri);
+		job->err = -ENOTCONN;
+		return -ENOTCONN;
+	}
+	return 0;
+}
+
+static void
+run_job(struct worker *w, struct virt_job *job)
+{
+	struct snap_paths p;
+	int r;
+
+	if (!name_ok(job->name)) {
+		job_fail(job, -EINVAL, "invalid domain name");
+		job->state = VIRT_MISSING;
+		return;
+	}
+	if ((r = snap_paths(w->v, job->name, &p)) < 0) {
+		job_fail(job, r, "snapshot path of %s too long", job->name);
+		job->state = VIRT_MISSING;
+		return;
+	}
+	if (worker_connect(w, job) < 0) {
+		/* What the files say is all that is known. */
+		job->state = file_size(p.img, &job->bytes) ? VIRT_HIBERNATED : VIRT_MISSING;
+		return;
+	}
+	switch (job->op) {
+	case VIRT_SAVE:
+		do_save(w, job, &p);
+		break;
+	case VIRT_RESTORE:
+		do_restore(w, job, &p);
+		break;
+	case VIRT_INSPECT:
+		do_inspect(w, job, &p);
+		break;
+	}
+}
+
+static void *
+worker_run(void *arg)
+{
+	struct worker *w = arg;
+	struct virt *v = w->v;
+	struct virt_job *job;
+
+	for (;;) {
+		pthread_mutex_lock(&v->lock);
+		while (!v->stopping && !w->queue->head)
+			pthread_cond_wait(&w->queue->nonempty, &v->lock);
+		if (v->stopping) {
+			pthread_mutex_unlock(&v->lock);
+			break;
+		}
+		job = w->queue->head;
+		w->queue->head = job->next;
+		if (!w->queue->head)
+			w->queue->tail = NULL;
+		job->next = NULL;
+		pthread_mutex_unlock(&v->lock);
+
+		run_job(w, job);
+
+		if (job->op == VIRT_RESTORE)
+			__atomic_fetch_sub(&v->restores_pending, 1, __ATOMIC_RELAXED);
+		pthread_mutex_lock(&v->lock);
+		if (v->finished_tail)
+			v->finished_tail->next = job;
+		else
+			v->finished = job;
+		v->finished_tail = job;
+		pthread_mutex_unlock(&v->lock);
+		ev_async_send(v->loop, &v->finished_async);
+	}
+	if (w->conn)
+		virConnectClose(w->conn);
+	return NULL;
+}
+
+static void
+on_finished(struct ev_loop *loop, ev_async *watcher, int revents)
+{
+	struct virt *v = (struct virt *)((char *)watcher -
+					 offsetof(struct virt, finished_async));
+	virt_done_fn done = v->done;
+	void *ctx = v->ctx;
+	struct virt_job *job, *next;
+
+	pthread_mutex_lock(&v->lock);
+	job = v->finished;
+	v->finished = v->finished_tail = NULL;
+	pthread_mutex_unlock(&v->lock);
+	for (; job; job = next) {
+		next = job->next;
+		job->next = NULL;
+		done(job, ctx);
+	}
+}
+
+static void
+stop_workers(struct virt *v, unsigned started)
+{
+	unsigned i;
+
+	pthread_mutex_lock(&v->lock);
+	v->stopping = true;
+	pthread_cond_broadcast(&v->restores.nonempty);
+	pthread_cond_broadcast(&v->saves.nonempty);
+	pthread_mutex_unlock(&v->lock);
+	for (i = 0; i < started; i++)
+		pthread_join(v->workers[i].thread, NULL);
+}
+
+static void
+virt_free(struct virt *v)
+{
+	pthread_cond_destroy(&v->restores.nonempty);
+	pthread_cond_destroy(&v->saves.nonempty);
+	pthread_mutex_destroy(&v->lock);
+	free(v->workers);
+	free(v->uri);
+	free(v->dir);
+	free(v->node);
+	free(v);
+}
+
+int
+virt_open(struct virt **out, struct ev_loop *loop, const char *uri,
+	  const char *snapshot_dir, const char *node,
+	  unsigned nrestore, unsigned nsave, virt_done_fn done, void *ctx)
+{
+	sigset_t all, old;
+	struct virt *v;
+	unsigned i;
+	int r = 0;
+
+	if (!nrestore || !nsave || !done || !snapshot_dir || !node || !*node ||
+	    strchr(node, '/'))
+		return -EINVAL;
+	/* Both libraries want this once, before threads use them. */
+	if (virInitialize() < 0)
+		return -EIO;
+	xmlInitParser();
+	virSetErrorFunc(NULL, ignore_virt_error);
+
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->loop = loop;
+	v->done = done;
+	v->ctx = ctx;
+	v->uri = uri ? strdup(uri) : NULL;
+	v->dir = strdup(snapshot_dir);
+	v->node = strdup(node);
+	v->nworkers = nrestore + nsave;
+	v->workers = calloc(v->nworkers, sizeof(*v->workers));
+	pthread_mutex_init(&v->lock, NULL);
+	pthread_cond_init(&v->restores.nonempty, NULL);
+	pthread_cond_init(&v->saves.nonempty, NULL);
+	if ((uri && !v->uri) || !v->dir || !v->node || !v->workers) {
+		virt_free(v);
+		return -ENOMEM;
+	}
+	ev_async_init(&v->finished_async, on_finished);
+	ev_async_start(loop, &v->finished_async);
+
+	/* Signals are the loop's business: workers (and their pollers) block them all. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (i = 0; i < v->nworkers; i++) {
+		v->workers[i].v = v;
+		v->workers[i].queue = i < nrestore ? &v->restores : &v->saves;
+		r = -pthread_create(&v->workers[i].thread, NULL, worker_run,
+				    &v->workers[i]);
+		if (r < 0)
+			break;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r < 0) {
+		stop_workers(v, i);
+		ev_async_stop(loop, &v->finished_async);
+		virt_free(v);
+		return r;
+	}
+	*out = v;
+	return 0;
+}
+
+void
+virt_submit(struct virt *v, struct virt_job *job)
+{
+	struct virt_queue *q = job->op == VIRT_RESTORE ? &v->restores : &v->saves;
+
+	job->err = 0;
+	job->error[0] = '\0';
+	job->state = VIRT_MISSING;
+	job->tap[0] = '\0';
+	job->has_mac = false;
+	memset(job->mac, 0, sizeof(job->mac));
+	job->bytes = job->ms = 0;
+	job->progress_done = job->progress_total = 0;
+	job->next = NULL;
+	if (job->op == VIRT_RESTORE)
+		__atomic_fetch_add(&v->restores_pending, 1, __ATOMIC_RELAXED);
+
+	pthread_mutex_lock(&v->lock);
+	if (q->tail)
+		q->tail->next = job;
+	else
+		q->head = job;
+	q->tail = job;
+	pthread_cond_signal(&q->nonempty);
+	pthread_mutex_unlock(&v->lock);
+}
+
+void
+virt_close(struct virt *v)
+{
+	if (!v)
+		return;
+	stop_workers(v, v->nworkers);
+	ev_async_stop(v->loop, &v->finished_async);
+	virt_free(v);
+}
+
+unsigned
+virt_restores_pending(const struct virt *v)
+{
+	return __atomic_load_n(&v->restores_pending, __ATOMIC_RELAXED);
+}

@@ -1,0 +1,80 @@
+/*
+ * libvirt, off the packet loop. Calls that take seconds (save, restore,
+ * waiting for a domain's job) run on worker threads with their own
+ * connection; the loop learns of a finished job through an ev_async and
+ * calls done(job, ctx) on the loop thread.
+ *
+ * Snapshot files in snapshot_dir, per domain NAME:
+ *   NAME.img                  complete, restorable: the VM is hibernated
+ *   NAME.img.part             being written by a save; never restored
+ *   NAME.img.restoring.NODE   claimed by a restore on NODE (atomic rename);
+ *                             removed once the domain runs, renamed back to
+ *                             NAME.img if the restore fails
+ * A save writes .part, fsyncs it, renames it to .img and fsyncs the
+ * directory: a crash or a full disk never leaves a restorable partial image,
+ * and a failed save leaves the domain running. A restore first renames the
+ * image away, so an image is restored at most once.
+ */
+#ifndef ODRSD_VIRT_H
+#define ODRSD_VIRT_H
+
+#include <ev.h>
+#include <net/if.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+enum virt_op {
+	VIRT_INSPECT,   /* wait for any running libvirt job on the domain, settle leftovers, report */
+	VIRT_SAVE,      /* hibernate: save into snapshot_dir */
+	VIRT_RESTORE,   /* wake: restore from snapshot_dir */
+};
+
+/* What a domain is, as far as libvirt and snapshot_dir say. */
+enum virt_state {
+	VIRT_RUNNING,     /* active (running or paused) */
+	VIRT_HIBERNATED,  /* inactive, NAME.img present */
+	VIRT_STOPPED,     /* inactive, no image */
+	VIRT_MISSING,     /* no such domain and no image */
+};
+
+struct virt_job {
+	enum virt_op    op;
+	char            name[128];       /* the libvirt domain */
+	void           *owner;           /* the caller's object */
+	/* Results, valid in done(). */
+	int             err;             /* 0 or a negative errno */
+	char            error[256];      /* why, when err != 0 */
+	enum virt_state state;           /* after the job */
+	char            tap[IF_NAMESIZE];/* running: the tap of the interface with mac */
+	uint8_t         mac[6];          /* the domain's first interface MAC */
+	bool            has_mac;
+	uint64_t        bytes;           /* size of NAME.img (after a save, or when hibernated) */
+	uint64_t        ms;              /* how long the libvirt call took */
+	/*
+	 * Progress of a save or restore in bytes, updated by the worker while
+	 * it runs; read it with __atomic_load_n(&job->progress_done,
+	 * __ATOMIC_RELAXED). A restore reports only its total until it is done.
+	 */
+	volatile uint64_t progress_done, progress_total;
+	/* Private to virt.c. */
+	struct virt_job *next;
+};
+
+struct virt;
+typedef void (*virt_done_fn)(struct virt_job *job, void *ctx);
+
+/*
+ * Start the workers: nrestore threads serve VIRT_RESTORE jobs (wake_concurrency),
+ * nsave threads serve VIRT_SAVE and VIRT_INSPECT jobs (hibernate_concurrency).
+ * Jobs of one kind run in submission order. Returns 0 or -errno.
+ */
+int  virt_open(struct virt **out, struct ev_loop *loop, const char *uri,
+	       const char *snapshot_dir, const char *node,
+	       unsigned nrestore, unsigned nsave, virt_done_fn done, void *ctx);
+void virt_submit(struct virt *v, struct virt_job *job);
+/* Stop taking jobs, wait for the running ones (their done() is not called), free. */
+void virt_close(struct virt *v);
+/* How many restores are waiting or running. */
+unsigned virt_restores_pending(const struct virt *v);
+
+#endif

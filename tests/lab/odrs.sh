@@ -1,0 +1,67 @@
+# Shared by the end-to-end tests of odrsd (source after lab.sh).
+
+fail() { echo "FAIL: $*"; [ -n "${LAB_DIR:-}" ] && odrs_dump_logs; exit 1; }
+step() { echo "== $*"; }
+
+odrs_dump_logs() {
+	local f
+	for f in "$LAB_DIR"/n*/odrsd.log; do
+		[ -f "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }
+	done
+	for f in "$LAB_DIR"/n*/odrs/events.jsonl; do
+		[ -f "$f" ] && { echo "--- $f"; tail -n 20 "$f"; }
+	done
+}
+
+# odrs_conf NODE LINE...: write the node's config (the lab's [odrsd] section
+# plus LINEs) and print its path.
+odrs_conf() {
+	local node=$1 f
+	shift
+	f=$(lab_node_dir "$node")/odrs.conf
+	{ lab_odrsd_conf "$node"; printf '%s\n' "$@"; } > "$f"
+	echo "$f"
+}
+
+# odrs_state NODE VM: the VM's state as odrsctl lists it.
+odrs_state() { lab_odrsctl "$1" list | awk -v vm="$2" '$1 == vm { print $4 }'; }
+
+odrs_wait_state() { # NODE VM STATE [TIMEOUT_S=30]
+	lab_wait "${4:-30}" _odrs_is "$1" "$2" "$3" ||
+		{ echo "$2 is $(odrs_state "$1" "$2"), want $3"; return 1; }
+}
+_odrs_is() { [ "$(odrs_state "$1" "$2")" = "$3" ]; }
+
+odrs_hibernate() { # NODE VM: hibernate and check that it sleeps with an image
+	local out
+	out=$(lab_odrsctl "$1" hibernate "$2") || fail "hibernate $2: $out"
+	[ "$(odrs_state "$1" "$2")" = hibernated ] || fail "$2 not hibernated after hibernate"
+	[ -s "$LAB_SHARED/$2.img" ] || fail "no image $LAB_SHARED/$2.img"
+	lab_virsh "$1" domstate "$2" | grep -q 'shut off' || fail "$2 still runs after hibernate"
+}
+
+# odrs_event NODE EVENT VM: the event log has such a line.
+odrs_event() {
+	grep "\"event\":\"$2\"" "$(lab_node_dir "$1")/odrs/events.jsonl" | grep -q "\"vm\":\"$3\""
+}
+
+# A capture on a client's eth0: start it, then count what it saw (stopping it).
+odrs_capture_start() { # CLIENT FILTER
+	local f=$LAB_DIR/cap-$1
+	rm -f "$f.pcap" "$f.err"
+	# Not through a function: $! must be tcpdump itself (ip netns exec execs it).
+	ip netns exec "$LAB_PREFIX-$1" tcpdump -i eth0 -U -w "$f.pcap" "$2" 2> "$f.err" &
+	echo $! > "$f.pid"
+	lab_wait 10 grep -q listening "$f.err" || fail "tcpdump on $1 did not start: $(cat "$f.err")"
+}
+
+odrs_capture_count() { # CLIENT [FILTER]
+	local f=$LAB_DIR/cap-$1
+	if [ -s "$f.pid" ]; then
+		sleep 0.3
+		kill -INT "$(cat "$f.pid")" 2>/dev/null
+		wait "$(cat "$f.pid")" 2>/dev/null
+		rm -f "$f.pid"
+	fi
+	tcpdump -nn -r "$f.pcap" ${2:+"$2"} 2>/dev/null | wc -l
+}

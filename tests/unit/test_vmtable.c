@@ -1,0 +1,249 @@
+/*
+ * The VM table: the API's contract case by case, 100,000 VMs, and a long
+ * random run checked against a plain array (colliding keys, deletes that
+ * shift probe runs, growth).
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdbool.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <arpa/inet.h>
+#include <cmocka.h>
+
+#include <wake/vmtable.h>
+
+static void
+mac_of(unsigned i, uint8_t mac[6])
+{
+	mac[0] = 0x52;
+	mac[1] = 0x54;
+	mac[2] = 0x00;
+	mac[3] = (uint8_t)(i >> 16);
+	mac[4] = (uint8_t)(i >> 8);
+	mac[5] = (uint8_t)i;
+}
+
+static uint32_t
+ip_of(unsigned i)
+{
+	return htonl(0xc6120000u + i);          /* 198.18.0.0/15 */
+}
+
+static void
+test_contract(void **state)
+{
+	struct wk_vmtable *t = wk_vmtable_new(0);
+	int a, b, c;
+	uint8_t ma[6], mb[6], mc[6];
+
+	assert_non_null(t);
+	mac_of(1, ma);
+	mac_of(2, mb);
+	mac_of(3, mc);
+	assert_int_equal(wk_vmtable_count(t), 0);
+	assert_null(wk_vmtable_by_ip(t, ip_of(1)));
+	assert_null(wk_vmtable_by_mac(t, ma));
+
+	assert_int_equal(wk_vmtable_add(t, ip_of(1), ma, &a), 0);
+	assert_int_equal(wk_vmtable_add(t, ip_of(2), NULL, &b), 0);
+	assert_int_equal(wk_vmtable_add(t, ip_of(3), NULL, NULL), -EINVAL);
+	assert_int_equal(wk_vmtable_count(t), 2);
+	assert_ptr_equal(wk_vmtable_by_ip(t, ip_of(1)), &a);
+	assert_ptr_equal(wk_vmtable_by_mac(t, ma), &a);
+	assert_ptr_equal(wk_vmtable_by_ip(t, ip_of(2)), &b);
+	assert_null(wk_vmtable_by_mac(t, mb));
+
+	/* A taken IP or MAC: -EEXIST, and nothing half-added. */
+	assert_int_equal(wk_vmtable_add(t, ip_of(1), mc, &c), -EEXIST);
+	assert_null(wk_vmtable_by_mac(t, mc));
+	assert_int_equal(wk_vmtable_add(t, ip_of(3), ma, &c), -EEXIST);
+	assert_null(wk_vmtable_by_ip(t, ip_of(3)));
+	assert_ptr_equal(wk_vmtable_by_mac(t, ma), &a);
+	assert_int_equal(wk_vmtable_count(t), 2);
+
+	/* A MAC learned later; the same again is fine, another VM's is not. */
+	assert_int_equal(wk_vmtable_set_mac(t, ip_of(2), mb), 0);
+	assert_ptr_equal(wk_vmtable_by_mac(t, mb), &b);
+	assert_int_equal(wk_vmtable_set_mac(t, ip_of(2), mb), 0);
+	assert_int_equal(wk_vmtable_set_mac(t, ip_of(2), ma), -EEXIST);
+	assert_ptr_equal(wk_vmtable_by_mac(t, ma), &a);
+	assert_int_equal(wk_vmtable_set_mac(t, ip_of(9), mc), -ENOENT);
+	assert_null(wk_vmtable_by_mac(t, mc));
+	/* A new MAC replaces the old one. */
+	assert_int_equal(wk_vmtable_set_mac(t, ip_of(2), mc), 0);
+	assert_ptr_equal(wk_vmtable_by_mac(t, mc), &b);
+	assert_null(wk_vmtable_by_mac(t, mb));
+
+	/* Deleting removes the VM's MAC too, even when the caller does not name it. */
+	assert_int_equal(wk_vmtable_del(t, ip_of(9), NULL), -ENOENT);
+	assert_int_equal(wk_vmtable_del(t, ip_of(2), NULL), 0);
+	assert_null(wk_vmtable_by_ip(t, ip_of(2)));
+	assert_null(wk_vmtable_by_mac(t, mc));
+	assert_int_equal(wk_vmtable_count(t), 1);
+	assert_int_equal(wk_vmtable_del(t, ip_of(2), NULL), -ENOENT);
+	/* Another VM's MAC named by mistake stays. */
+	assert_int_equal(wk_vmtable_add(t, ip_of(2), mb, &b), 0);
+	assert_int_equal(wk_vmtable_del(t, ip_of(2), ma), 0);
+	assert_ptr_equal(wk_vmtable_by_mac(t, ma), &a);
+	assert_null(wk_vmtable_by_mac(t, mb));
+	assert_int_equal(wk_vmtable_del(t, ip_of(1), ma), 0);
+	assert_int_equal(wk_vmtable_count(t), 0);
+	assert_null(wk_vmtable_by_mac(t, ma));
+	wk_vmtable_free(t);
+	wk_vmtable_free(NULL);
+}
+
+static double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void
+test_100k(void **state)
+{
+	enum { N = 100000 };
+	struct wk_vmtable *t = wk_vmtable_new(16);    /* small hint: must grow */
+	char *vms = malloc(N);
+	double start = now();
+	uint8_t mac[6];
+	unsigned i;
+
+	assert_non_null(t);
+	assert_non_null(vms);
+	for (i = 0; i < N; i++) {
+		mac_of(i, mac);
+		assert_int_equal(wk_vmtable_add(t, ip_of(i), mac, &vms[i]), 0);
+	}
+	assert_int_equal(wk_vmtable_count(t), N);
+	for (i = 0; i < N; i++) {
+		mac_of(i, mac);
+		assert_ptr_equal(wk_vmtable_by_ip(t, ip_of(i)), &vms[i]);
+		assert_ptr_equal(wk_vmtable_by_mac(t, mac), &vms[i]);
+	}
+	for (i = 0; i < N; i += 2) {
+		mac_of(i, mac);
+		assert_int_equal(wk_vmtable_del(t, ip_of(i), mac), 0);
+	}
+	assert_int_equal(wk_vmtable_count(t), N / 2);
+	for (i = 0; i < N; i++) {
+		mac_of(i, mac);
+		if (i % 2 == 0) {
+			assert_null(wk_vmtable_by_ip(t, ip_of(i)));
+			assert_null(wk_vmtable_by_mac(t, mac));
+		} else {
+			assert_ptr_equal(wk_vmtable_by_ip(t, ip_of(i)), &vms[i]);
+			assert_ptr_equal(wk_vmtable_by_mac(t, mac), &vms[i]);
+		}
+	}
+	/* Addresses not in the table at all. */
+	for (i = N; i < N + 1000; i++) {
+		mac_of(i, mac);
+		assert_null(wk_vmtable_by_ip(t, ip_of(i)));
+		assert_null(wk_vmtable_by_mac(t, mac));
+	}
+	/* O(1): generous even for ASan on a slow machine; a linear scan takes minutes. */
+	assert_true(now() - start < 5.0);
+	wk_vmtable_free(t);
+	free(vms);
+}
+
+/* Random adds, deletes and MAC changes over a small key space, against an array. */
+static void
+test_random_against_model(void **state)
+{
+	enum { KEYS = 300, MACS = 400, OPS = 200000 };
+	struct { void *vm; int mac; } model[KEYS];   /* mac -1: none */
+	void *mac_owner[MACS];
+	char vms[KEYS];
+	struct wk_vmtable *t = wk_vmtable_new(0);
+	unsigned seed = 12345, op;
+	uint8_t mac[6];
+	int k, m;
+
+	memset(model, 0, sizeof(model));
+	memset(mac_owner, 0, sizeof(mac_owner));
+	for (op = 0; op < OPS; op++) {
+		seed = seed * 1103515245u + 12345u;
+		k = (int)(seed >> 8) % KEYS;
+		m = (int)(seed >> 20) % MACS;
+		mac_of((unsigned)m, mac);
+		switch ((seed >> 4) % 4) {
+		case 0:
+		case 1: {
+			bool with_mac = (seed >> 3) & 1;
+			int rc = wk_vmtable_add(t, ip_of((unsigned)k), with_mac ? mac : NULL, &vms[k]);
+
+			if (model[k].vm != NULL || (with_mac && mac_owner[m] != NULL)) {
+				assert_int_equal(rc, -EEXIST);
+			} else {
+				assert_int_equal(rc, 0);
+				model[k].vm = &vms[k];
+				model[k].mac = with_mac ? m : -1;
+				if (with_mac)
+					mac_owner[m] = &vms[k];
+			}
+			break;
+		}
+		case 2: {
+			int rc = wk_vmtable_del(t, ip_of((unsigned)k), NULL);
+
+			assert_int_equal(rc, model[k].vm ? 0 : -ENOENT);
+			if (model[k].vm && model[k].mac >= 0)
+				mac_owner[model[k].mac] = NULL;
+			model[k].vm = NULL;
+			break;
+		}
+		case 3: {
+			int rc = wk_vmtable_set_mac(t, ip_of((unsigned)k), mac);
+
+			if (model[k].vm == NULL) {
+				assert_int_equal(rc, -ENOENT);
+			} else if (mac_owner[m] != NULL && mac_owner[m] != model[k].vm) {
+				assert_int_equal(rc, -EEXIST);
+			} else {
+				assert_int_equal(rc, 0);
+				if (model[k].mac >= 0)
+					mac_owner[model[k].mac] = NULL;
+				model[k].mac = m;
+				mac_owner[m] = model[k].vm;
+			}
+			break;
+		}
+		}
+		if (op % 1000 == 0 || op == OPS - 1) {
+			size_t count = 0;
+
+			for (k = 0; k < KEYS; k++) {
+				assert_ptr_equal(wk_vmtable_by_ip(t, ip_of((unsigned)k)), model[k].vm);
+				count += model[k].vm != NULL;
+			}
+			for (m = 0; m < MACS; m++) {
+				mac_of((unsigned)m, mac);
+				assert_ptr_equal(wk_vmtable_by_mac(t, mac), mac_owner[m]);
+			}
+			assert_int_equal(wk_vmtable_count(t), count);
+		}
+	}
+	wk_vmtable_free(t);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_contract),
+		cmocka_unit_test(test_100k),
+		cmocka_unit_test(test_random_against_model),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,327 @@
+/* The verbs that ask the daemon: status, list, hibernate, wake, pin, unpin, accept, reload. */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "odrsctl.h"
+
+/*
+ * Parse a verb's arguments: --json when json is not NULL, then between
+ * min and max operands. Returns the index of the first operand, or -1
+ * after a usage error.
+ */
+static int parse_args(int argc, char **argv, bool *json, int min, int max)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int opt, n;
+
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "+", json ? longopts : longopts + 1, NULL)) != -1) {
+		if (opt != 'j') {
+			usage_error("%s: unknown option '%s'", argv[0], argv[optind - 1]);
+			return -1;
+		}
+		*json = true;
+	}
+	n = argc - optind;
+	if (n < min || n > max) {
+		usage_error("%s: %s", argv[0], n < min ? "missing operand" : "too many operands");
+		return -1;
+	}
+	return optind;
+}
+
+static void print_json(const json_t *v)
+{
+	json_dumpf(v, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+	putchar('\n');
+}
+
+static int bad_answer(json_t *ans, const char *what)
+{
+	fprintf(stderr, "odrsctl: bad answer from the daemon: no %s\n", what);
+	json_decref(ans);
+	return EXIT_FAILED;
+}
+
+int cmd_status(struct ctl *c, int argc, char **argv)
+{
+	static const char *const first[] = { "node", "accept", "vms", "sleeping", "uptime", "version" };
+	bool json = false;
+	json_t *ans, *st, *v;
+	const char *key;
+	size_t i;
+	int rc = EXIT_DONE;
+
+	if (parse_args(argc, argv, &json, 0, 0) < 0)
+		return EXIT_USAGE;
+	if (!(ans = ctl_call(c, json_pack("{s:s}", "cmd", "status"), NULL, NULL, &rc)))
+		return rc;
+	if (!json_is_object(st = json_object_get(ans, "status")))
+		return bad_answer(ans, "status");
+	if (json) {
+		print_json(st);
+		json_decref(ans);
+		return EXIT_DONE;
+	}
+	for (i = 0; i < sizeof(first) / sizeof(first[0]); i++) {
+		printf("%s: ", first[i]);
+		print_scalar(stdout, json_object_get(st, first[i]));
+		putchar('\n');
+	}
+	/* Keys a newer daemon adds, in its order; then the counters. */
+	json_object_foreach(st, key, v) {
+		for (i = 0; i < sizeof(first) / sizeof(first[0]); i++)
+			if (strcmp(key, first[i]) == 0)
+				break;
+		if (i < sizeof(first) / sizeof(first[0]) || strcmp(key, "counters") == 0)
+			continue;
+		printf("%s: ", key);
+		print_scalar(stdout, v);
+		putchar('\n');
+	}
+	json_object_foreach(json_object_get(st, "counters"), key, v) {
+		printf("%s: ", key);
+		print_scalar(stdout, v);
+		putchar('\n');
+	}
+	json_decref(ans);
+	return EXIT_DONE;
+}
+
+#define LIST_COLS 8
+static const char *const list_cols[LIST_COLS] = {
+	"name", "ip", "mac", "state", "node", "idle_s", "snapshot_bytes", "last_wake_ms",
+};
+
+/* A cell's text, as print_scalar writes it. */
+static char *cell_text(const json_t *v)
+{
+	char *s = NULL;
+	size_t len;
+	FILE *f = open_memstream(&s, &len);
+
+	if (!f)
+		return NULL;
+	print_scalar(f, v);
+	if (fclose(f) != 0) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+int cmd_list(struct ctl *c, int argc, char **argv)
+{
+	bool json = false, header = isatty(STDOUT_FILENO);
+	size_t width[LIST_COLS], nrows, r, k;
+	json_t *ans, *vms;
+	char **cells;
+	int rc = EXIT_DONE;
+
+	if (parse_args(argc, argv, &json, 0, 0) < 0)
+		return EXIT_USAGE;
+	if (!(ans = ctl_call(c, json_pack("{s:s}", "cmd", "list"), NULL, NULL, &rc)))
+		return rc;
+	if (!json_is_array(vms = json_object_get(ans, "vms")))
+		return bad_answer(ans, "vms");
+	if (json) {
+		print_json(vms);
+		json_decref(ans);
+		return EXIT_DONE;
+	}
+	nrows = json_array_size(vms);
+	if (!(cells = calloc(nrows * LIST_COLS + 1, sizeof(*cells)))) {
+		fprintf(stderr, "odrsctl: %s\n", strerror(ENOMEM));
+		json_decref(ans);
+		return EXIT_FAILED;
+	}
+	for (k = 0; k < LIST_COLS; k++)
+		width[k] = header ? strlen(list_cols[k]) : 0;
+	for (r = 0; r < nrows; r++) {
+		for (k = 0; k < LIST_COLS; k++) {
+			char **cell = &cells[r * LIST_COLS + k];
+
+			if (!(*cell = cell_text(json_object_get(json_array_get(vms, r), list_cols[k])))) {
+				fprintf(stderr, "odrsctl: %s\n", strerror(ENOMEM));
+				rc = EXIT_FAILED;
+				goto out;
+			}
+			if (strlen(*cell) > width[k])
+				width[k] = strlen(*cell);
+		}
+	}
+	if (header) {
+		for (k = 0; k < LIST_COLS; k++) {
+			const char *s;
+
+			for (s = list_cols[k]; *s; s++)
+				putchar(toupper((unsigned char)*s));
+			printf("%*s", k + 1 < LIST_COLS ? (int)(width[k] - strlen(list_cols[k]) + 2) : 0,
+			       k + 1 < LIST_COLS ? "" : "\n");
+		}
+	}
+	for (r = 0; r < nrows; r++)
+		for (k = 0; k < LIST_COLS; k++)
+			printf("%-*s%s", k + 1 < LIST_COLS ? (int)width[k] + 2 : 0,
+			       cells[r * LIST_COLS + k], k + 1 < LIST_COLS ? "" : "\n");
+out:
+	for (r = 0; r < nrows * LIST_COLS; r++)
+		free(cells[r]);
+	free(cells);
+	json_decref(ans);
+	return rc;
+}
+
+/* A progress line on the terminal, overwritten in place by the next one. */
+struct progress_line {
+	const char *doing;
+	const char *vm;
+	int         len;    /* of the line on screen; 0: none */
+};
+
+static void show_progress(const json_t *p, void *arg)
+{
+	struct progress_line *pl = arg;
+	json_t *done = json_object_get(p, "done"), *total = json_object_get(p, "total");
+	int n;
+
+	if (!json_is_number(done))
+		return;
+	if (json_is_number(total) && json_number_value(total) > 0)
+		n = printf("\r%s %s: %.1f/%.1f MB", pl->doing, pl->vm,
+			   json_number_value(done) / 1e6, json_number_value(total) / 1e6);
+	else
+		n = printf("\r%s %s: %.1f MB", pl->doing, pl->vm, json_number_value(done) / 1e6);
+	n--;    /* the \r takes no room */
+	if (n < pl->len)
+		printf("%*s", pl->len - n, "");
+	if (n > pl->len)
+		pl->len = n;
+	fflush(stdout);
+}
+
+static void clear_progress(struct progress_line *pl)
+{
+	if (pl->len > 0)
+		printf("\r%*s\r", pl->len, "");
+	pl->len = 0;
+}
+
+/* hibernate VM, wake VM: the request, progress on a terminal, the outcome. */
+static int vm_job(struct ctl *c, int argc, char **argv, const char *doing)
+{
+	bool tty = isatty(STDOUT_FILENO);
+	struct progress_line pl = { .doing = doing };
+	json_t *ans, *v;
+	int i, rc = EXIT_DONE;
+	bool paren = false;
+
+	if ((i = parse_args(argc, argv, NULL, 1, 1)) < 0)
+		return EXIT_USAGE;
+	pl.vm = argv[i];
+	ans = ctl_call(c, json_pack("{s:s, s:s, s:b}", "cmd", argv[0], "vm", argv[i], "progress", tty),
+		       tty ? show_progress : NULL, &pl, &rc);
+	clear_progress(&pl);
+	if (!ans)
+		return rc;
+	v = json_object_get(ans, "vm");
+	printf("%s: ", json_is_string(v) ? json_string_value(v) : argv[i]);
+	print_scalar(stdout, json_object_get(ans, "state"));
+	if (json_is_integer(v = json_object_get(ans, "bytes"))) {
+		printf(" (%" JSON_INTEGER_FORMAT " bytes", json_integer_value(v));
+		paren = true;
+	}
+	if (json_is_integer(v = json_object_get(ans, "ms"))) {
+		printf("%s%" JSON_INTEGER_FORMAT " ms", paren ? ", " : " (", json_integer_value(v));
+		paren = true;
+	}
+	puts(paren ? ")" : "");
+	json_decref(ans);
+	return EXIT_DONE;
+}
+
+int cmd_hibernate(struct ctl *c, int argc, char **argv)
+{
+	return vm_job(c, argc, argv, "saving");
+}
+
+int cmd_wake(struct ctl *c, int argc, char **argv)
+{
+	return vm_job(c, argc, argv, "restoring");
+}
+
+/* pin VM, unpin VM */
+static int vm_flag(struct ctl *c, int argc, char **argv, const char *done)
+{
+	json_t *ans;
+	int i, rc = EXIT_DONE;
+
+	if ((i = parse_args(argc, argv, NULL, 1, 1)) < 0)
+		return EXIT_USAGE;
+	if (!(ans = ctl_call(c, json_pack("{s:s, s:s}", "cmd", argv[0], "vm", argv[i]), NULL, NULL, &rc)))
+		return rc;
+	printf("%s: %s\n", argv[i], done);
+	json_decref(ans);
+	return EXIT_DONE;
+}
+
+int cmd_pin(struct ctl *c, int argc, char **argv)
+{
+	return vm_flag(c, argc, argv, "pinned");
+}
+
+int cmd_unpin(struct ctl *c, int argc, char **argv)
+{
+	return vm_flag(c, argc, argv, "unpinned");
+}
+
+int cmd_accept(struct ctl *c, int argc, char **argv)
+{
+	json_t *ans, *req;
+	int i, rc = EXIT_DONE;
+
+	if ((i = parse_args(argc, argv, NULL, 0, 2)) < 0)
+		return EXIT_USAGE;
+	if (i == argc) {
+		req = json_pack("{s:s}", "cmd", "accept");
+	} else if (argc - i == 2 && strcmp(argv[i], "move") == 0) {
+		req = json_pack("{s:s, s:s}", "cmd", "accept", "move", argv[i + 1]);
+	} else {
+		usage_error("accept: expected 'accept' or 'accept move NODE'");
+		return EXIT_USAGE;
+	}
+	if (!(ans = ctl_call(c, req, NULL, NULL, &rc)))
+		return rc;
+	if (i == argc) {
+		printf("accept: ");
+		print_scalar(stdout, json_object_get(ans, "accept"));
+		printf("\nterm: ");
+		print_scalar(stdout, json_object_get(ans, "term"));
+		putchar('\n');
+	} else {
+		printf("accept: handed to %s\n", argv[i + 1]);
+	}
+	json_decref(ans);
+	return EXIT_DONE;
+}
+
+int cmd_reload(struct ctl *c, int argc, char **argv)
+{
+	json_t *ans;
+	int rc = EXIT_DONE;
+
+	if (parse_args(argc, argv, NULL, 0, 0) < 0)
+		return EXIT_USAGE;
+	if (!(ans = ctl_call(c, json_pack("{s:s}", "cmd", "reload"), NULL, NULL, &rc)))
+		return rc;
+	puts("reloaded");
+	json_decref(ans);
+	return EXIT_DONE;
+}
