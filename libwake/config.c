@@ -515,7 +515,8 @@ set_value(struct loader *l, const struct key *k, char *base, const char *v,
 
 		for (c = v; *c && !iscntrl((unsigned char)*c); c++)
 			;
-		expected = v[0] == '\0' || *c ? "expected a value" : k->check(v);
+		expected = v[0] == '\0' ? "expected a value" :
+		    *c ? "expected printable characters only" : k->check(v);
 
 		if (expected != NULL) {
 			explain(why, whysz, v, strlen(v), expected);
@@ -914,10 +915,12 @@ static char *
 read_line(char *str, int num, void *stream)
 {
 	struct loader *l = stream;
-	ssize_t got = getline(&l->buf, &l->bufsz, l->fp);
 	char *s, *p, *end;
+	ssize_t got;
 	size_t n;
 
+	errno = 0;
+	got = getline(&l->buf, &l->bufsz, l->fp);
 	if (got < 0) {
 		if (ferror(l->fp))
 			l->read_errno = errno ? errno : EIO;
@@ -997,12 +1000,13 @@ on_pair(void *user, const char *section, const char *name, const char *value)
 	struct wk_vmconf *vm = NULL;
 	const struct key *k = NULL;
 	char *base = NULL;
-	char why[512];
+	char why[512], q[64];
 	unsigned bit = 0;
 
+	quote(q, sizeof(q), name, strlen(name));
 	switch (l->sect) {
 	case S_NONE:
-		report(l, line, "%s: key outside of any section", name);
+		report(l, line, "%s: key outside of any section", q);
 		return 1;
 	case S_UNKNOWN:
 		return 1;       /* the section was reported */
@@ -1024,9 +1028,6 @@ on_pair(void *user, const char *section, const char *name, const char *value)
 		break;
 	}
 	if (k == NULL) {
-		char q[64];
-
-		quote(q, sizeof(q), name, strlen(name));
 		report(l, line, "unknown key \"%s\" in %s", q, l->label);
 		return 1;
 	}

@@ -111,7 +111,7 @@ static char *filter_build(struct odrsd *d)
 	return all;
 }
 
-static int capture_open(struct odrsd *d, struct capture *c, const char *filter)
+static pcap_t *capture_open(struct odrsd *d, const char *filter)
 {
 	char errbuf[PCAP_ERRBUF_SIZE] = "";
 	struct bpf_program prog;
@@ -120,7 +120,7 @@ static int capture_open(struct odrsd *d, struct capture *c, const char *filter)
 
 	if (!p) {
 		log_err("capture on %s: %s", d->cfg->interface, errbuf);
-		return -ENODEV;
+		return NULL;
 	}
 	pcap_set_snaplen(p, SNAPLEN);
 	pcap_set_promisc(p, 1);
@@ -129,26 +129,23 @@ static int capture_open(struct odrsd *d, struct capture *c, const char *filter)
 	if ((r = pcap_activate(p)) < 0) {
 		log_err("capture on %s: %s", d->cfg->interface, pcap_geterr(p));
 		pcap_close(p);
-		return -ENODEV;
+		return NULL;
 	}
 	/* Our own replies and announcements leave through this interface: not input. */
 	if (pcap_setdirection(p, PCAP_D_IN) < 0 || pcap_setnonblock(p, 1, errbuf) < 0 ||
 	    pcap_compile(p, &prog, filter, 1, PCAP_NETMASK_UNKNOWN) < 0) {
 		log_err("capture on %s: %s", d->cfg->interface, pcap_geterr(p));
 		pcap_close(p);
-		return -EINVAL;
+		return NULL;
 	}
 	r = pcap_setfilter(p, &prog);
 	pcap_freecode(&prog);
 	if (r < 0) {
 		log_err("capture filter on %s: %s", d->cfg->interface, pcap_geterr(p));
 		pcap_close(p);
-		return -EINVAL;
+		return NULL;
 	}
-	c->pcap = p;
-	ev_io_init(&c->io, on_readable, pcap_get_selectable_fd(p), EV_READ);
-	c->io.data = d;
-	return 0;
+	return p;
 }
 
 /*
@@ -158,24 +155,24 @@ static int capture_open(struct odrsd *d, struct capture *c, const char *filter)
  */
 static int capture_swap(struct odrsd *d)
 {
-	struct capture next;
 	char *filter = filter_build(d);
-	int r;
+	pcap_t *next, *old = d->cap.pcap;
 
 	if (!filter)
 		return -ENOMEM;
 	log_debug("capture filter: %s", filter);
-	r = capture_open(d, &next, filter);
+	next = capture_open(d, filter);
 	free(filter);
-	if (r < 0)
-		return r;
-	ev_io_start(d->loop, &next.io);
-	if (d->cap.pcap) {
-		ev_io_stop(d->loop, &d->cap.io);
-		capture_drain(d, d->cap.pcap);
-		pcap_close(d->cap.pcap);
+	if (!next)
+		return -EINVAL;
+	ev_io_stop(d->loop, &d->cap.io);
+	d->cap.pcap = next;
+	ev_io_set(&d->cap.io, pcap_get_selectable_fd(next), EV_READ);
+	ev_io_start(d->loop, &d->cap.io);
+	if (old) {
+		capture_drain(d, old);
+		pcap_close(old);
 	}
-	d->cap = next;
 	d->n.filter_updates++;
 	return 0;
 }
@@ -198,6 +195,8 @@ int capture_start(struct odrsd *d)
 {
 	ev_timer_init(&d->filter_timer, on_filter_timer, 0., 0.);
 	d->filter_timer.data = d;
+	ev_init(&d->cap.io, on_readable);
+	d->cap.io.data = d;
 	return capture_swap(d);
 }
 

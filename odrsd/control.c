@@ -114,10 +114,12 @@ static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct waiter *c = w->data;
 	const struct virt_job *job = &c->vm->job;
+	uint64_t done = __atomic_load_n(&job->progress_done, __ATOMIC_RELAXED);
+	uint64_t total = __atomic_load_n(&job->progress_total, __ATOMIC_RELAXED);
 
-	if (c->vm->job_busy && job->progress_total)
-		reply(c, json_pack("{s:{s:I, s:I}}", "progress", "done", (json_int_t)job->progress_done,
-				   "total", (json_int_t)job->progress_total));
+	if (c->vm->job_busy && total)
+		reply(c, json_pack("{s:{s:I, s:I}}", "progress", "done", (json_int_t)done,
+				   "total", (json_int_t)total));
 }
 
 static void wait_for(struct waiter *c, struct vm *vm, const char *verb, json_t *req)

@@ -435,7 +435,7 @@ progress_run(void *arg)
 	return NULL;
 }
 
-/* Without a poller the job just reports no progress; that is not an error. */
+/* Without a poller a save reports only its total; that is not an error. */
 static bool
 progress_start(struct progress *pr, struct worker *w, struct virt_job *job)
 {

@@ -11,7 +11,7 @@ for f in "$@"; do
 	work=build/fuzz/work-$name
 	rm -rf "$work"; mkdir -p "$work"
 	rc=0
-	if [ -d "$regress" ] && [ -n "$(ls -A "$regress")" ]; then
+	if [ -d "$regress" ] && [ -n "$(ls "$regress")" ]; then
 		"$f" -runs=0 "$regress"/* > "$work.log" 2>&1 || rc=$?
 	fi
 	if [ $rc = 0 ]; then

@@ -13,9 +13,10 @@
 #   tcp-offload.pcap  curl -> httpd with offload on: the client's segments
 #                     carry the partial checksum a virtual NIC hands over
 #   frag.pcap         ping -s 3000: ICMP in three IPv4 fragments each way
-#   vlan.pcap         arping and curl over 802.1Q VLAN 100
-#   qinq.pcap         arping and nc over 802.1ad S-VLAN 200 + 802.1Q C-VLAN 300
+#   vlan.pcap         ARP (the kernel's: arping reads tagged replies wrong) and curl over 802.1Q VLAN 100, priority 3
+#   qinq.pcap         ARP and nc over 802.1ad S-VLAN 200 + 802.1Q C-VLAN 300
 set -euo pipefail
+[ -n "${MKFIXTURES_TRACE:-}" ] && set -x
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 out=$(realpath -m "${1:-$here/tests/fixtures}")
@@ -120,7 +121,7 @@ tag_wire() { # none|push_q|push_qinq
 
 mkdir -p "$work/www"
 echo "odrs fixture page" > "$work/www/index.html"
-s busybox httpd -f -p 8080 -h "$work/www" &
+ip netns exec "$NS_S" busybox httpd -f -p 8080 -h "$work/www" &
 bg_pids="$bg_pids $!"
 
 # Wait for the server's socket instead of sleeping a guess.
@@ -135,7 +136,9 @@ wait_listen() { # PORT
 }
 
 capture_start() { # NAME FILTER
-	c tcpdump -i "$IF_C" -n -s 0 -U -Z root -w "$work/$1.pcap" "$2" \
+	# Not through c(): $! must be tcpdump itself, which SIGINT stops cleanly.
+	# Immediate mode, or packets still in the ring when it stops are lost.
+	ip netns exec "$NS_C" tcpdump -i "$IF_C" -n -s 0 -U --immediate-mode -Z root -w "$work/$1.pcap" "$2" \
 		2> "$work/$1.log" &
 	capture_pid=$!
 	local i
@@ -187,13 +190,11 @@ capture_stop frag
 
 tag_wire push_q
 capture_start vlan ""
-c arping -c 1 -i "$IF_C" 198.18.0.2
 c curl -sS -o /dev/null http://198.18.0.2:8080/index.html
 capture_stop vlan
 
 tag_wire push_qinq
 capture_start qinq ""
-c arping -c 1 -i "$IF_C" 198.18.0.2
 nc_exchange 198.18.0.2 9001
 capture_stop qinq
 tag_wire none

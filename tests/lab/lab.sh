@@ -17,7 +17,12 @@
 #                   visible at the same path on every node and on the host.
 #   netns PFX-cN    eth0 = 198.18.3.N/16 (MAC 02:00:00:03:00:NN), plugged into sw-cN
 #   netns PFX-etcd  eth0 = 198.18.2.1/16, etcd on :2379 (only after lab_etcd_up)
-#   VMs             you choose IP (use 198.18.0.X) and MAC; they attach to their node's br0
+#   VMs             you choose IP (use 198.18.0.X) and MAC; they attach to their node's br0.
+#                   The guest (mkguest.sh) answers HTTP on 80 with "hello from NAME\n",
+#                   echoes on TCP 7, runs qemu-guest-agent (lab_virsh NODE
+#                   qemu-agent-command NAME '{"execute":"guest-ping"}'), optionally holds
+#                   BALLAST MiB of random data in RAM, and prints "odrs-guest-ready
+#                   name=NAME ip=IP" on its console (a file shared by all nodes).
 #   IPv6 is off everywhere (hosts and guests), so the wire carries ARP and IPv4 only.
 #
 # Environment (read when this file is sourced):
@@ -32,8 +37,12 @@
 # node (stands in for NFS); LAB_ROOT = the project root.
 #
 # Functions (NODE is n1.., CLIENT is c1..; all return non-zero with a message on stderr
-# on failure, and are safe under set -e):
-#   lab_up [NODES=2] [CLIENTS=1]      fresh lab (tears down a stale one first)
+# on failure, and work under set -eu -o pipefail):
+#   lab_up [NODES=2] [CLIENTS=1]      fresh lab (tears down a stale one first); the
+#                                     calling shell owns it: while that shell lives,
+#                                     lab_up/lab_down in other processes with the same
+#                                     LAB_PREFIX refuse to touch it (LAB_FORCE=1
+#                                     overrides; "lab.sh down" forces)
 #   lab_down                          idempotent: kills every process in the lab's
 #                                     namespaces (VMs, libvirtd, virtlogd, odrsd, etcd),
 #                                     deletes the namespaces and $LAB_DIR
@@ -64,7 +73,7 @@
 #                                     control_socket, return once it accepts connections
 #   lab_odrsd_pid NODE                pid of that odrsd
 #   lab_odrsd_stop NODE [SIGNAL=TERM] signal it, wait (10 s, then SIGKILL); returns odrsd's
-#                                     exit status
+#                                     exit status (128+N when killed by signal N)
 #   lab_odrsctl NODE ARGS...          odrsctl on the node (-s the lab_odrsd_conf socket)
 #   lab_etcd_up / lab_etcd_stop [SIGNAL=TERM]
 #                                     etcd at http://198.18.2.1:2379, data under $LAB_DIR
@@ -188,7 +197,7 @@ _lab_node_daemons() { # INDEX
 	mkdir -p "$d/lib" "$d/cache/qemu/capabilities" "$d/log" "$d/odrs" &&
 	_lab_node_etc "$d" || return
 	# libvirtd re-probes qemu when the cached result no longer matches the binaries.
-	cp "$LAB_CACHE_DIR"/qemu-caps/*.xml "$d/cache/qemu/capabilities/" 2>/dev/null
+	cp "$LAB_CACHE_DIR"/qemu-caps/*.xml "$d/cache/qemu/capabilities/" 2>/dev/null || true
 	# /run becomes a tmpfs; the lab directory, when under /run, is put back
 	# through a file descriptor opened before the tmpfs hides it.
 	LAB_D=$d LAB_DIR=$LAB_DIR setsid -f ip netns exec "$LAB_PREFIX-$n" \
@@ -220,11 +229,34 @@ _lab_node_ready() { # INDEX
 		_lab_err "$n: libvirtd did not answer; see $LAB_DIR/$n/log/libvirtd.log"
 }
 
+# The lab belongs to the shell that raised it ("PID STARTTIME" in $LAB_DIR/owner):
+# while that shell lives, lab_up and lab_down elsewhere leave the lab alone, so
+# two tests with the same LAB_PREFIX cannot tear down each other's lab.
+_lab_start_time() { # PID
+	local s
+	s=$(cat "/proc/$1/stat" 2>/dev/null) || return
+	s=${s##*) }
+	set -- $s
+	echo "${20}"
+}
+_lab_foreign_owner() { # prints the owner's pid when someone else's lab is up
+	local pid start
+	read -r pid start 2>/dev/null <"$LAB_DIR/owner" || return 1
+	[ "$pid" != $$ ] && [ -n "$start" ] && [ "$(_lab_start_time "$pid")" = "$start" ] &&
+		echo "$pid"
+}
+
 lab_up() { # [NODES] [CLIENTS]
-	local nodes=${1:-2} clients=${2:-1} i sw=$LAB_PREFIX-sw
+	local nodes=${1:-2} clients=${2:-1} i sw=$LAB_PREFIX-sw owner
 	[ "$(id -u)" = 0 ] || _lab_err "lab_up needs root" || return
-	lab_down
+	if owner=$(_lab_foreign_owner) && [ -z "${LAB_FORCE:-}" ]; then
+		_lab_err "lab '$LAB_PREFIX' is in use by pid $owner ($(tr '\0' ' ' <"/proc/$owner/cmdline"));" \
+			"use another LAB_PREFIX, or LAB_FORCE=1"
+		return
+	fi
+	LAB_FORCE=1 lab_down
 	mkdir -p "$LAB_SHARED" "$LAB_DIR/console" "$LAB_DIR/vms" || return
+	echo "$$ $(_lab_start_time $$)" >"$LAB_DIR/owner"
 	"$LAB_ROOT/tests/lab/mkguest.sh" "$LAB_GUEST_DIR" >/dev/null ||
 		_lab_err "could not make the guest image" || return
 	_lab_netns_add "$sw" &&
@@ -241,8 +273,8 @@ lab_up() { # [NODES] [CLIENTS]
 	done
 	[ "$nodes" -gt 0 ] || return 0
 	mkdir -p "$LAB_CACHE_DIR/qemu-caps" &&
-	cp "$LAB_DIR"/n1/cache/qemu/capabilities/*.xml "$LAB_CACHE_DIR/qemu-caps/" 2>/dev/null
-	return 0
+	cp "$LAB_DIR"/n1/cache/qemu/capabilities/*.xml "$LAB_CACHE_DIR/qemu-caps/" 2>/dev/null ||
+		true
 }
 
 # The lab's namespaces, and nothing else that happens to share the prefix.
@@ -260,11 +292,15 @@ _lab_pids() {
 }
 
 lab_down() {
-	local - ns pids
+	local - ns pids owner
 	set +e
 	case $LAB_DIR in "" | / | /run | /tmp | /var | /etc)
 		_lab_err "refusing to remove LAB_DIR='$LAB_DIR'"; return 1 ;;
 	esac
+	if owner=$(_lab_foreign_owner) && [ -z "${LAB_FORCE:-}" ]; then
+		_lab_err "not tearing down lab '$LAB_PREFIX' of pid $owner (LAB_FORCE=1 does)"
+		return 1
+	fi
 	pids=$(_lab_pids)
 	if [ -n "$pids" ]; then
 		kill -TERM $pids 2>/dev/null
@@ -288,7 +324,8 @@ _lab_all_gone() { # PID...
 }
 
 lab_status() {
-	local ns n
+	local - ns n
+	set +e
 	echo "lab $LAB_DIR (prefix $LAB_PREFIX)"
 	for ns in $(_lab_namespaces | sort); do
 		n=$(_lab_name "$ns")
@@ -304,6 +341,7 @@ lab_status() {
 	echo "switch fdb (learned):"
 	ip netns exec "$LAB_PREFIX-sw" bridge fdb show br sw0 2>/dev/null |
 		grep -v permanent | sed 's/^/    /'
+	return 0
 }
 
 lab_node_link() { # NODE up|down
@@ -315,7 +353,7 @@ lab_vm_mac() { cat "$LAB_DIR/vms/$1.mac" 2>/dev/null || _lab_err "no VM $1"; }
 lab_vm_console() { echo "$LAB_DIR/console/$1.log"; }
 
 lab_vm_start() { # NODE NAME IP MAC [MEM_MIB] [BALLAST_MIB]
-	local node=$1 name=$2 ip=$3 mac=$4 ballast=${6:-0} mem xml
+	local node=${1:-} name=${2:-} ip=${3:-} mac=${4:-} ballast=${6:-0} mem xml
 	[ $# -ge 4 ] || _lab_err "usage: lab_vm_start NODE NAME IP MAC [MEM_MIB] [BALLAST_MIB]" || return
 	mem=${5:-$((96 + ballast))}
 	case $ip in */*) ;; *) ip=$ip/16 ;; esac
@@ -442,7 +480,7 @@ lab_odrsd_start() { # NODE CONFIG [ARGS...]
 	lab_wait 5 test -s "$d/odrsd.pid" || _lab_err "$n: odrsd did not start" || return
 	sock=$(sed -n 's/^[[:space:]]*control_socket[[:space:]]*=[[:space:]]*\([^;#[:space:]]*\).*/\1/p' "$conf" | tail -n 1)
 	[ -n "$sock" ] || return 0
-	lab_wait 10 _lab_odrsd_serving_or_dead "$n" "$sock"
+	lab_wait 10 _lab_odrsd_serving_or_dead "$n" "$sock" || true
 	lab_odrsd_pid "$n" >/dev/null ||
 		_lab_err "$n: odrsd exited (status $(cat "$d/odrsd.rc" 2>/dev/null)); see $d/odrsd.log" || return
 	_lab_sock_accepts "$n" "$sock" ||
@@ -458,10 +496,10 @@ lab_odrsd_stop() { # NODE [SIGNAL]
 	n=$(_lab_name "$1")
 	d=$LAB_DIR/$n
 	pid=$(cat "$d/odrsd.pid" 2>/dev/null) || _lab_err "$n: no odrsd started" || return
-	kill -"${2:-TERM}" "$pid" 2>/dev/null
+	kill -"${2:-TERM}" "$pid" 2>/dev/null || true
 	if ! lab_wait 10 test -s "$d/odrsd.rc"; then
-		kill -KILL "$pid" 2>/dev/null
-		lab_wait 5 test -s "$d/odrsd.rc"
+		kill -KILL "$pid" 2>/dev/null || true
+		lab_wait 5 test -s "$d/odrsd.rc" || true
 	fi
 	return "$(cat "$d/odrsd.rc" 2>/dev/null || echo 1)"
 }
@@ -488,14 +526,14 @@ lab_etcd_stop() { # [SIGNAL]
 	local pids
 	pids=$(ip netns pids "$LAB_PREFIX-etcd" 2>/dev/null)
 	[ -n "$pids" ] || return 0
-	kill -"${1:-TERM}" $pids
+	kill -"${1:-TERM}" $pids 2>/dev/null || true
 	lab_wait 10 _lab_all_gone $pids
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
 	case ${1:-} in
 	up)     shift; lab_up "$@" && lab_status ;;
-	down)   lab_down ;;
+	down)   LAB_FORCE=1 lab_down ;;
 	status) lab_status ;;
 	node)   shift; lab_node_exec "$@" ;;
 	client) shift; lab_client_exec "$@" ;;

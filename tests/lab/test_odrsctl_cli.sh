@@ -121,8 +121,8 @@ check "status --json is the status object" \
 # list, through a pipe: rows only, aligned.
 expect_rc "list" 0 "${C[@]}" list
 check "list rows" same "$DIR/out" \
-"web1             198.18.0.10  52:54:00:12:00:10  hibernated  n1  12  68000000  312
-database-server  198.18.0.11  52:54:00:12:00:11  running     n1  0   0         -"
+"web1            198.18.0.10 52:54:00:12:00:10 hibernated n1 12 68000000 312
+database-server 198.18.0.11 52:54:00:12:00:11 running    n1 0  0        -"
 expect_rc "list --json" 0 "${C[@]}" list --json
 check "list --json is the array" bash -c "head -c1 '$DIR/out' | grep -q '\['"
 

@@ -22,7 +22,7 @@ conf=$(odrs_conf n1 "[vm web1]" "ip = 198.18.0.10" \
 lab_odrsd_start n1 "$conf" || fail "odrsd did not start"
 odrs_wait_state n1 web1 running && odrs_wait_state n1 web2 running || fail "VMs not seen running"
 step "the MAC of web1 was read from its domain"
-lab_odrsctl n1 list | grep -q '^web1 .* 52:54:00:12:00:10 running ' || fail "list: $(lab_odrsctl n1 list)"
+lab_odrsctl n1 list | grep -Eq '^web1 .* 52:54:00:12:00:10 +running ' || fail "list: $(lab_odrsctl n1 list)"
 
 step "1+3+4: empty ARP cache, HTTP"
 odrs_hibernate n1 web1
@@ -75,6 +75,6 @@ times=$(grep -o 'time=[0-9.]* [mu]sec' "$LAB_DIR/arping.out" | awk '{v=substr($1
 max=$(echo "$times" | sort -g | tail -1)
 echo "ARP reply time for web2 during web1's restore: max ${max} ms"
 awk -v m="$max" 'BEGIN { exit !(m < 10) }' || fail "an ARP reply took $max ms"
-lab_odrsctl n1 list | grep -q '^web2 .* hibernated ' || fail "ARP woke web2 (wake_on = syn)"
+lab_odrsctl n1 list | grep -Eq '^web2 .* hibernated ' || fail "ARP woke web2 (wake_on = syn)"
 
 echo "PASS"

@@ -82,7 +82,7 @@ inner() {
 # drive OP [SNAPDIR]: one job; its JSON in $OUT, its exit status in $RC.
 drive() {
 	RC=0
-	OUT=$("$DRIVE" $URI "${2:-$SNAP}" n1 "$1" $DOM) || RC=$?
+	OUT=$(timeout 60 "$DRIVE" $URI "${2:-$SNAP}" n1 "$1" $DOM) || RC=$?
 	echo "  $1: $OUT"
 }
 field() { printf '%s' "$OUT" | jq -r ".$1"; }
@@ -188,6 +188,8 @@ run_tests() {
 	check "domain still running" eq "$(domstate)" running
 	check "nothing left" none "$SMALL/$DOM.img" "$SMALL/$DOM.img.part"
 	umount "$SMALL"
+	drive inspect
+	check "inspect after the failed save: running" eq "$(field state)" running
 
 	echo "virt_close while a save runs"
 	drive save-close
@@ -195,6 +197,20 @@ run_tests() {
 	check "done() not called" eq "$(field done_called)" false
 	check "the save finished first" test -s "$I"
 	check "no .part" none "$I.part"
+	check "domain inactive" eq "$(domstate)" "shut off"
+
+	echo "inspect while a save (from a crashed odrsd) still runs in libvirtd"
+	drive restore
+	check "restored" eq "$(field state)" running
+	virsh -q -c $URI save $DOM "$I.part" --running >/dev/null 2>&1 &
+	SAVER=$!
+	i=0
+	while [ ! -e "$I.part" ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.05; done
+	drive inspect
+	wait $SAVER || true
+	check "inspect waited for the save" eq "$(field state)" hibernated
+	check ".part promoted" test -s "$I"
+	check "no .part left" none "$I.part"
 	check "domain inactive" eq "$(domstate)" "shut off"
 
 	echo "save with no such domain"
@@ -207,7 +223,7 @@ run_tests() {
 
 cleanup_inner() {
 	virsh -q -c $URI destroy $DOM >/dev/null 2>&1 || true
-	[ -s "$W/libvirtd.pid" ] && kill "$(cat "$W/libvirtd.pid")" 2>/dev/null || true
+	if [ -s "$W/libvirtd.pid" ]; then kill "$(cat "$W/libvirtd.pid")" 2>/dev/null || true; fi
 	umount "$W/small" 2>/dev/null || true
 }
 
@@ -223,7 +239,8 @@ fi
 for t in libvirtd virsh qemu-system-x86_64 busybox cpio jq unshare; do
 	command -v $t >/dev/null || { echo "needs $t"; exit 77; }
 done
-KERNEL=$(ls /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n1)
+KERNEL=
+for k in /boot/vmlinuz-*; do [ -r "$k" ] && KERNEL=$k; done
 [ -n "$KERNEL" ] || { echo "needs a kernel in /boot"; exit 77; }
 
 if [ -n "${VIRT_DRIVE:-}" ]; then

@@ -163,13 +163,13 @@ int cmd_list(struct ctl *c, int argc, char **argv)
 
 			for (s = list_cols[k]; *s; s++)
 				putchar(toupper((unsigned char)*s));
-			printf("%*s", k + 1 < LIST_COLS ? (int)(width[k] - strlen(list_cols[k]) + 2) : 0,
+			printf("%*s", k + 1 < LIST_COLS ? (int)(width[k] - strlen(list_cols[k]) + 1) : 0,
 			       k + 1 < LIST_COLS ? "" : "\n");
 		}
 	}
 	for (r = 0; r < nrows; r++)
 		for (k = 0; k < LIST_COLS; k++)
-			printf("%-*s%s", k + 1 < LIST_COLS ? (int)width[k] + 2 : 0,
+			printf("%-*s%s", k + 1 < LIST_COLS ? (int)width[k] + 1 : 0,
 			       cells[r * LIST_COLS + k], k + 1 < LIST_COLS ? "" : "\n");
 out:
 	for (r = 0; r < nrows * LIST_COLS; r++)
