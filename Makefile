@@ -10,7 +10,7 @@ CLANG     ?= clang
 B         := build
 FUZZ_SECONDS ?= 60
 
-PKGS      := libpcap libnet libvirt libxml-2.0 jansson inih libsystemd libcap-ng
+PKGS      := libpcap libnet libvirt libvirt-qemu libxml-2.0 jansson inih libsystemd libcap-ng
 WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 CFLAGS    ?= -O2 -g
 CPPFLAGS  += -D_GNU_SOURCE -D_DEFAULT_SOURCE -Ilibwake -DODRS_VERSION='"$(VERSION)"'
@@ -19,7 +19,7 @@ ALL_CFLAGS = -std=gnu11 $(WARN) -fPIC $(CFLAGS)
 # makes glibc warn (an error under -Werror) unless _DEFAULT_SOURCE is set too.
 LIBNET_CFLAGS := $(shell libnet-config --defines 2>/dev/null)
 PKG_CFLAGS    = $(shell pkg-config --cflags $(filter-out libnet,$(PKGS)) 2>/dev/null) $(LIBNET_CFLAGS)
-PKG_LIBS      = $(shell pkg-config --libs $(filter-out libnet,$(PKGS)) 2>/dev/null) -lnet -lev -lpthread -lm
+PKG_LIBS      = $(shell pkg-config --libs $(filter-out libnet,$(PKGS)) 2>/dev/null) -lnet -lev -lresolv -lpthread -lm
 
 LIBWAKE_SRC := $(sort $(wildcard libwake/*.c))
 ODRSD_SRC   := $(sort $(wildcard odrsd/*.c))
@@ -80,7 +80,9 @@ install: all
 	install -m 0644 $(B)/libwake.a $(DESTDIR)$(PREFIX)/lib/libwake.a
 	install -m 0755 $(B)/libwake.so $(DESTDIR)$(PREFIX)/lib/libwake.so.0
 	ln -sf libwake.so.0 $(DESTDIR)$(PREFIX)/lib/libwake.so
-	install -m 0644 $(B)/libwake.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/libwake.pc
+	# Made here, not in $(B): the .pc names the PREFIX of this install, whatever the build saw.
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' libwake/libwake.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/libwake.pc
+	chmod 0644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/libwake.pc
 	install -m 0644 libwake/wake.h $(DESTDIR)$(PREFIX)/include/wake.h
 	install -m 0644 libwake/wake/*.h $(DESTDIR)$(PREFIX)/include/wake/
 	for m in $(MAN_PAGES); do s=$${m##*.}; install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done

@@ -2,8 +2,8 @@
  * ARP for Ethernet/IPv4 (RFC 826). Parsing is ours; the two frames odrs
  * sends, the proxy reply and the gratuitous request, are assembled by libnet
  * in its construct-only mode (LIBNET_NONE: no device, no socket), so the
- * codec stays free of I/O. A context costs about 2 us per frame, cheap
- * enough to make one per ARP request rather than share one across threads.
+ * codec stays free of I/O. A fresh context per frame costs about 1.2 us
+ * (a tagged reply, measured), cheap enough not to share one across threads.
  */
 #include <errno.h>
 #include <libnet.h>

@@ -149,6 +149,8 @@ static const struct key odrsd_keys[] = {
 	{ KEY("syn_hold_total", K_UINT, CFG(syn_hold_total)), .min = 1,
 	  .max = 1000000 },
 	{ KEY("wake_timeout", K_DUR, CFG(wake_timeout_ms)), .min = SEC, .max = HOUR },
+	{ KEY("check_interval", K_DUR, CFG(check_interval_ms)), .min = 100, .max = HOUR },
+	{ KEY("probe_timeout", K_DUR, CFG(probe_timeout_ms)), .min = 100, .max = 5 * MIN },
 };
 
 /* Also the keys a [vm NAME] section may override: offsets into struct wk_policy. */
@@ -784,6 +786,8 @@ set_defaults(struct loader *l, struct wk_config *cfg)
 	cfg->syn_hold_per_vm = 8;
 	cfg->syn_hold_total = 4096;
 	cfg->wake_timeout_ms = 60 * SEC;
+	cfg->check_interval_ms = 10 * SEC;
+	cfg->probe_timeout_ms = 5 * SEC;
 	cfg->policy.idle_timeout_ms = 2 * MIN;
 	cfg->policy.load_threshold = 0.5;
 	cfg->policy.probe = WK_PROBE_AGENT;

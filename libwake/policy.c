@@ -1,5 +1,7 @@
 /* Wake policies: pure decisions over a VM's struct wk_policy. */
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <wake/policy.h>
 
@@ -52,4 +54,60 @@ wk_policy_may_wake(const struct wk_policy *p, enum wk_trigger t, uint32_t src, u
 		    !wk_policy_ignores(p, src);
 	}
 	return false;
+}
+
+const char *
+wk_idle_verdict_name(enum wk_idle_verdict v)
+{
+	switch (v) {
+	case WK_IDLE:         return "idle";
+	case WK_BUSY_LOAD:    return "load";
+	case WK_BUSY_PROCESS: return "process";
+	case WK_PROBE_BAD:    return "probe_failed";
+	}
+	return "unknown";
+}
+
+static const char *
+protected_name(const struct wk_policy *p, const char *name, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < p->nprotect; i++)
+		if (strlen(p->protect[i]) == len && memcmp(p->protect[i], name, len) == 0)
+			return p->protect[i];
+	return NULL;
+}
+
+enum wk_idle_verdict
+wk_idle_judge(const struct wk_policy *p, const char *out, size_t len, double *load,
+	      const char **process)
+{
+	char first[64], *end;
+	const char *line, *nl, *stop = out + len, *hit;
+	size_t n;
+
+	*load = 0;
+	if (process)
+		*process = NULL;
+	nl = memchr(out, '\n', len);
+	n = nl ? (size_t)(nl - out) : len;
+	if (n == 0 || n >= sizeof(first))
+		return WK_PROBE_BAD;
+	memcpy(first, out, n);
+	first[n] = '\0';
+	*load = strtod(first, &end);
+	if (end == first || (*end != ' ' && *end != '\0') || *load < 0)
+		return WK_PROBE_BAD;
+	for (line = nl ? nl + 1 : stop; line < stop; line = nl + 1) {
+		nl = memchr(line, '\n', (size_t)(stop - line));
+		if (!nl)
+			nl = stop;
+		if ((hit = protected_name(p, line, (size_t)(nl - line)))) {
+			if (process)
+				*process = hit;
+			return WK_BUSY_PROCESS;
+		}
+	}
+	return *load > p->load_threshold ? WK_BUSY_LOAD : WK_IDLE;
 }

@@ -2,6 +2,7 @@
  * The data path: capture, classify, act. Everything odrsd does on the wire
  * starts in on_frame(); the kernel filter below passes only what it needs.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,8 @@ static void on_frame(u_char *user, const struct pcap_pkthdr *h, const u_char *fr
 			wake_on_arp_request(d, vm, &p);
 		break;
 	case WK_PKT_TCP:
+		idle_note_tcp(d, p.ip.src);
+		idle_note_tcp(d, p.ip.dst);
 		if (wk_pkt_is_syn(&p) && (vm = wk_vmtable_by_ip(d->table, p.ip.dst)))
 			wake_on_syn(d, vm, &p, frame, h->caplen);
 		else if (wk_pkt_is_synack(&p) && (vm = wk_vmtable_by_ip(d->table, p.ip.src)))
@@ -55,58 +58,60 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 	capture_drain(d, d->cap.pcap);
 }
 
-/* Append " or <kw> host A or <kw> host B ..." for the VMs that match. */
-static size_t filter_hosts(char *buf, size_t len, struct odrsd *d, bool src, bool (*match)(const struct vm *))
-{
-	size_t off = 0, n = 0;
-	char ip[16];
-
-	buf[0] = 0;
-	for (size_t i = 0; i < d->nvms && off < len; i++) {
-		if (!match(d->vms[i]))
-			continue;
-		snprintf(ip, sizeof(ip), "%u.%u.%u.%u", ((uint8_t *)&d->vms[i]->ip)[0],
-			 ((uint8_t *)&d->vms[i]->ip)[1], ((uint8_t *)&d->vms[i]->ip)[2],
-			 ((uint8_t *)&d->vms[i]->ip)[3]);
-		off += (size_t)snprintf(buf + off, len - off, "%s%s host %s",
-					n++ ? " or " : "", src ? "src" : "dst", ip);
-	}
-	return n;
-}
-
 static bool vm_awaits_synack(const struct vm *vm)
 {
 	return vm->state == VM_RUNNING && vm->held;
 }
 
 /*
+ * " or (WHAT and (DIRhost A or DIRhost B ...))" for the VMs that match, or
+ * " or (WHAT)" alone when they are too many to list.
+ */
+static void filter_clause(FILE *f, struct odrsd *d, const char *what, const char *dir,
+			  bool (*match)(const struct vm *))
+{
+	char ip[INET_ADDRSTRLEN];
+	size_t n = 0;
+
+	for (size_t i = 0; i < d->nvms; i++)
+		n += match(d->vms[i]);
+	if (n == 0)
+		return;
+	fprintf(f, " or (%s", what);
+	if (n <= FILTER_HOSTS) {
+		n = 0;
+		fputs(" and (", f);
+		for (size_t i = 0; i < d->nvms; i++)
+			if (match(d->vms[i]))
+				fprintf(f, "%s%shost %s", n++ ? " or " : "", dir,
+					inet_ntop(AF_INET, &d->vms[i]->ip, ip, sizeof(ip)));
+		fputc(')', f);
+	}
+	fputc(')', f);
+}
+
+/*
  * ARP requests always (the table decides); SYNs without ACK to sleeping VMs;
- * SYN-ACKs from VMs whose replayed SYNs are not answered yet. Frames with
+ * SYN-ACKs from VMs whose replayed SYNs are not answered yet; any TCP of VMs
+ * whose activity this check interval has not seen yet (idle.c). Frames with
  * one or two VLAN tags are matched the same way.
  */
 static char *filter_build(struct odrsd *d)
 {
-	size_t cap = 64 + 32 * d->nvms;
-	char *hosts = malloc(cap), *l3 = malloc(3 * cap), *all = malloc(10 * cap);
-	size_t off, n;
+	char *l3 = NULL, *all = NULL;
+	size_t len;
+	FILE *f = open_memstream(&l3, &len);
 
-	if (!hosts || !l3 || !all) {
-		free(hosts), free(l3), free(all);
+	if (!f)
 		return NULL;
-	}
-	off = (size_t)snprintf(l3, 3 * cap, "(arp and arp[6:2] = 1)");
-	n = filter_hosts(hosts, cap, d, false, vm_is_asleep);
-	if (n > FILTER_HOSTS)
-		off += (size_t)snprintf(l3 + off, 3 * cap - off, " or (tcp and tcp[13] & 0x12 = 0x02)");
-	else if (n)
-		off += (size_t)snprintf(l3 + off, 3 * cap - off, " or (tcp and tcp[13] & 0x12 = 0x02 and (%s))", hosts);
-	n = filter_hosts(hosts, cap, d, true, vm_awaits_synack);
-	if (n > FILTER_HOSTS)
-		snprintf(l3 + off, 3 * cap - off, " or (tcp and tcp[13] & 0x12 = 0x12)");
-	else if (n)
-		snprintf(l3 + off, 3 * cap - off, " or (tcp and tcp[13] & 0x12 = 0x12 and (%s))", hosts);
-	snprintf(all, 10 * cap, "(%s) or (vlan and ((%s) or (vlan and (%s))))", l3, l3, l3);
-	free(hosts);
+	fputs("(arp and arp[6:2] = 1)", f);
+	filter_clause(f, d, "tcp and tcp[13] & 0x12 = 0x02", "dst ", vm_is_asleep);
+	filter_clause(f, d, "tcp and tcp[13] & 0x12 = 0x12", "src ", vm_awaits_synack);
+	filter_clause(f, d, "tcp", "", vm_watch_activity);
+	if (fclose(f) != 0 || !l3)
+		return NULL;
+	if (asprintf(&all, "(%s) or (vlan and ((%s) or (vlan and (%s))))", l3, l3, l3) < 0)
+		all = NULL;
 	free(l3);
 	return all;
 }

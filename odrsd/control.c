@@ -58,18 +58,21 @@ static void reply_error(struct waiter *c, const char *fmt, const char *arg)
 	reply(c, json_pack("{s:b, s:s}", "ok", 0, "error", msg));
 }
 
+/* What is not known (a MAC not yet read, a VM never woken) is null: odrsctl shows "-". */
 static json_t *vm_json(struct odrsd *d, const struct vm *vm)
 {
-	char ip[INET_ADDRSTRLEN], mac[18] = "";
+	char ip[INET_ADDRSTRLEN], mac[18];
 	double idle = vm->state == VM_RUNNING ? ev_now(d->loop) - vm->last_activity : 0;
 
 	inet_ntop(AF_INET, &vm->ip, ip, sizeof(ip));
 	if (vm->has_mac)
 		wk_mac_str(vm->mac, mac);
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:b}", "name", vm->name, "ip", ip,
-			 "mac", mac, "state", vm_state_name(vm->state), "node", d->cfg->node,
+	return json_pack("{s:s, s:s, s:o, s:s, s:s, s:I, s:I, s:o, s:b}", "name", vm->name, "ip", ip,
+			 "mac", vm->has_mac ? json_string(mac) : json_null(),
+			 "state", vm_state_name(vm->state), "node", d->cfg->node,
 			 "idle_s", (json_int_t)idle, "snapshot_bytes", (json_int_t)vm->snapshot_bytes,
-			 "last_wake_ms", (json_int_t)vm->last_wake_ms, "pinned", vm->pinned);
+			 "last_wake_ms", vm->last_wake_ms < 0 ? json_null() : json_integer(vm->last_wake_ms),
+			 "pinned", vm->pinned);
 }
 
 static void cmd_status(struct waiter *c, json_t *req)
@@ -300,6 +303,27 @@ void control_vm_done(struct odrsd *d, struct vm *vm, int err, const char *error)
 	}
 }
 
+/* Whether gid is among the peer's supplementary groups (usermod -aG odrs makes a member so). */
+static bool peer_in_group(int fd, gid_t gid)
+{
+	gid_t small[64], *groups = small;
+	socklen_t len = sizeof(small);
+	bool in = false;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0) {
+		/* ERANGE: len now says how much the peer's groups take. */
+		if (errno != ERANGE || !(groups = malloc(len)) ||
+		    getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+			goto out;
+	}
+	for (size_t i = 0; i < len / sizeof(gid_t) && !in; i++)
+		in = groups[i] == gid;
+out:
+	if (groups != small)
+		free(groups);
+	return in;
+}
+
 /* Root, our own user, or a member of group odrs (the socket's mode says the same). */
 static bool peer_allowed(int fd)
 {
@@ -312,7 +336,7 @@ static bool peer_allowed(int fd)
 	if (cred.uid == 0 || cred.uid == geteuid())
 		return true;
 	g = getgrnam("odrs");
-	return g && cred.gid == g->gr_gid;
+	return g && (cred.gid == g->gr_gid || peer_in_group(fd, g->gr_gid));
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)

@@ -13,6 +13,7 @@
  *     {"ok":true,"vms":[{"name":"web1","ip":"198.18.0.10","mac":"52:54:..",
  *      "state":"hibernated","node":"n1","idle_s":12,"snapshot_bytes":68000000,
  *      "last_wake_ms":312,"pinned":false}, ...]}
+ *     (mac is null until known, last_wake_ms null until the first wake)
  *   {"cmd":"hibernate","vm":"web1","progress":true}
  *   {"cmd":"wake","vm":"web1","progress":true}
  *     zero or more {"progress":{"done":BYTES,"total":BYTES}} lines when

@@ -137,6 +137,7 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 	if ((r = evlog_open(d->cfg->event_log, d->cfg->node)) < 0)
 		log_err("event log %s: %s", d->cfg->event_log, strerror(-r));
 	capture_filter_changed(d);
+	idle_interval_changed(d);
 	log_info("reload: %s applied, %zu VMs", d->config_path, d->nvms);
 	return 0;
 }
@@ -207,6 +208,7 @@ static int start(struct odrsd *d)
 	}
 	for (size_t i = 0; i < d->nvms; i++)
 		vm_inspect(d, d->vms[i]);
+	idle_start(d);
 	return 0;
 }
 

@@ -49,6 +49,7 @@ struct vm {
 
 	/* The wake in progress or asked for. */
 	bool             wake_wanted;    /* a trigger came while hibernating */
+	const char      *hibernate_reason; /* "idle" or "manual": a string literal */
 	enum wk_trigger  trigger;
 	char             client[64];     /* ip:port of the first SYN, or the ARP requester */
 	ev_tstamp        trigger_at;
@@ -63,6 +64,12 @@ struct vm {
 	bool             job_busy;
 	ev_tstamp        job_started;
 	struct waiter   *waiters;
+
+	/* Idleness (idle.c). */
+	bool             seen;           /* TCP seen in this check interval */
+	const char      *idle_skip;      /* the last idle_skip reason logged */
+	struct virt_job  probe;          /* asks the guest for its load and processes */
+	bool             probing;
 };
 
 struct counters {
@@ -95,6 +102,7 @@ struct odrsd {
 	struct virt       *virt;
 	int                control_fd;
 	ev_io              control_io;
+	ev_timer           idle_timer;    /* one for all VMs: check_interval */
 	ev_signal          sighup, sigterm, sigint;
 	struct counters    n;
 };
@@ -118,6 +126,13 @@ void vm_free(struct odrsd *d, struct vm *vm);
 struct vm *vm_by_name(struct odrsd *d, const char *name);
 void vm_inspect(struct odrsd *d, struct vm *vm);
 void vm_announce(struct odrsd *d, const struct vm *vm);
+
+/* idle.c */
+void idle_start(struct odrsd *d);
+void idle_interval_changed(struct odrsd *d);
+void idle_note_tcp(struct odrsd *d, uint32_t ip);
+void idle_probe_done(struct odrsd *d, struct vm *vm);
+bool vm_watch_activity(const struct vm *vm);
 
 /* inject.c */
 int  inject_open(void);

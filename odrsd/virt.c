@@ -27,6 +27,9 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
+#include <wake/policy.h>
+
+#include "guest.h"
 #include "virt.h"
 
 /* How often a running save or restore is asked for its progress. */
@@ -61,7 +64,7 @@ struct virt {
 	virt_done_fn      done;
 	void             *ctx;
 	pthread_mutex_t   lock;            /* the queues, finished, stopping */
-	struct virt_queue restores, saves;
+	struct virt_queue restores, saves, probes;
 	struct virt_job  *finished, *finished_tail;
 	bool              stopping;
 	unsigned          restores_pending; /* __atomic: read without the lock */
@@ -488,6 +491,102 @@ save_undo(struct worker *w, struct virt_job *job, const struct snap_paths *p)
 	job->state = VIRT_STOPPED;
 }
 
+/* The guest's /proc/meminfo value for key, in KiB, or 0. */
+static uint64_t
+meminfo_kib(const char *text, size_t len, const char *key)
+{
+	char buf[4096], *at;
+	unsigned long long kib;
+
+	if (len >= sizeof(buf))
+		len = sizeof(buf) - 1;
+	memcpy(buf, text, len);
+	buf[len] = '\0';
+	if (!(at = strstr(buf, key)) || sscanf(at + strlen(key), ":%llu", &kib) != 1)
+		return 0;
+	return kib;
+}
+
+/*
+ * Make the image smaller before a save: the guest drops its clean caches,
+ * then (balloon) gives back all but what it uses. Best effort: a guest
+ * that does not cooperate is saved as it is, and the job says how much
+ * memory was released.
+ */
+static void
+shrink(virDomainPtr dom, struct virt_job *job)
+{
+	static const char drop[] = "sync; echo 3 > /proc/sys/vm/drop_caches; cat /proc/meminfo";
+	virDomainInfo before, after;
+	char *out = NULL, err[256];
+	size_t len = 0;
+	uint64_t used_kib, target_kib;
+
+	if (virDomainGetInfo(dom, &before) < 0 ||
+	    guest_agent_exec(dom, drop, job->timeout_ms, &out, &len, err, sizeof(err)) < 0)
+		return;
+	used_kib = meminfo_kib(out, len, "MemTotal") - meminfo_kib(out, len, "MemAvailable");
+	if (job->shrink == WK_SHRINK_BALLOON && used_kib) {
+		/* Headroom for the kernel while it hands pages over. */
+		target_kib = used_kib + 16 * 1024;
+		if (target_kib < before.memory &&
+		    virDomainSetMemoryFlags(dom, target_kib, VIR_DOMAIN_AFFECT_LIVE) == 0) {
+			uint64_t until = now_ms() + job->timeout_ms;
+			/* The balloon driver deflates the guest at its own pace. */
+			while (virDomainGetInfo(dom, &after) == 0 && after.memory > target_kib + 1024 &&
+			       now_ms() < until)
+				sleep_ms(50);
+		}
+	} else {
+		uint64_t free_before = meminfo_kib(out, len, "MemFree");
+		free(out);
+		out = NULL;
+		if (guest_agent_exec(dom, "cat /proc/meminfo", job->timeout_ms, &out, &len, err, sizeof(err)) == 0 &&
+		    meminfo_kib(out, len, "MemFree") > free_before)
+			job->shrunk_bytes = (meminfo_kib(out, len, "MemFree") - free_before) * 1024;
+	}
+	if (job->shrink == WK_SHRINK_BALLOON && virDomainGetInfo(dom, &after) == 0 &&
+	    after.memory < before.memory)
+		job->shrunk_bytes = (uint64_t)(before.memory - after.memory) * 1024;
+	free(out);
+}
+
+/* A ballooned guest gets its memory back once it runs again. */
+static void
+balloon_restore(virDomainPtr dom)
+{
+	virDomainInfo info;
+
+	if (virDomainGetInfo(dom, &info) == 0 && info.memory < info.maxMem)
+		virDomainSetMemoryFlags(dom, info.maxMem, VIR_DOMAIN_AFFECT_LIVE);
+}
+
+static void
+do_probe(struct worker *w, struct virt_job *job)
+{
+	virDomainPtr dom;
+	bool failed;
+	uint64_t t0 = now_ms();
+
+	dom = lookup(w, job, &failed);
+	if (!dom) {
+		if (!failed)
+			job_fail(job, -ENOENT, "no domain %s", job->name);
+		return;
+	}
+	job->state = virDomainIsActive(dom) == 1 ? VIRT_RUNNING : VIRT_STOPPED;
+	if (job->state != VIRT_RUNNING)
+		job_fail(job, -EINVAL, "domain %s is not running", job->name);
+	else if (job->probe == WK_PROBE_SSH)
+		job->err = guest_ssh_exec(job->ip, WK_PROBE_COMMAND, job->timeout_ms, &job->output,
+					  &job->output_len, job->error, sizeof(job->error));
+	else
+		job->err = guest_agent_exec(dom, WK_PROBE_COMMAND, job->timeout_ms, &job->output,
+					    &job->output_len, job->error, sizeof(job->error));
+	job->ms = now_ms() - t0;
+	virDomainFree(dom);
+}
+
 static void
 do_save(struct worker *w, struct virt_job *job, const struct snap_paths *p)
 {
@@ -515,6 +614,8 @@ do_save(struct worker *w, struct virt_job *job, const struct snap_paths *p)
 		goto out;
 	}
 	read_nic(dom, 0, job);
+	if (job->shrink != WK_SHRINK_NONE)
+		shrink(dom, job);
 	virDomainGetState(dom, &state_before, &reason, 0);
 
 	/*
@@ -617,8 +718,11 @@ do_restore(struct worker *w, struct virt_job *job, const struct snap_paths *p)
 	fsync_dir(w->v->dir);
 	set_progress(job, job->progress_total, job->progress_total);
 	job->state = VIRT_RUNNING;
-	if (dom)
+	if (dom) {
 		read_nic(dom, 0, job);
+		if (job->shrink == WK_SHRINK_BALLOON)
+			balloon_restore(dom);
+	}
 out:
 	if (dom)
 		virDomainFree(dom);
@@ -794,6 +898,9 @@ run_job(struct worker *w, struct virt_job *job)
 	case VIRT_INSPECT:
 		do_inspect(w, job, &p);
 		break;
+	case VIRT_PROBE:
+		do_probe(w, job);
+		break;
 	}
 }
 
@@ -866,6 +973,7 @@ stop_workers(struct virt *v, unsigned started)
 	v->stopping = true;
 	pthread_cond_broadcast(&v->restores.nonempty);
 	pthread_cond_broadcast(&v->saves.nonempty);
+	pthread_cond_broadcast(&v->probes.nonempty);
 	pthread_mutex_unlock(&v->lock);
 	for (i = 0; i < started; i++)
 		pthread_join(v->workers[i].thread, NULL);
@@ -876,6 +984,7 @@ virt_free(struct virt *v)
 {
 	pthread_cond_destroy(&v->restores.nonempty);
 	pthread_cond_destroy(&v->saves.nonempty);
+	pthread_cond_destroy(&v->probes.nonempty);
 	pthread_mutex_destroy(&v->lock);
 	free(v->workers);
 	free(v->uri);
@@ -912,11 +1021,12 @@ virt_open(struct virt **out, struct ev_loop *loop, const char *uri,
 	v->uri = uri ? strdup(uri) : NULL;
 	v->dir = strdup(snapshot_dir);
 	v->node = strdup(node);
-	v->nworkers = nrestore + nsave;
+	v->nworkers = nrestore + nsave + 1;
 	v->workers = calloc(v->nworkers, sizeof(*v->workers));
 	pthread_mutex_init(&v->lock, NULL);
 	pthread_cond_init(&v->restores.nonempty, NULL);
 	pthread_cond_init(&v->saves.nonempty, NULL);
+	pthread_cond_init(&v->probes.nonempty, NULL);
 	if ((uri && !v->uri) || !v->dir || !v->node || !v->workers) {
 		virt_free(v);
 		return -ENOMEM;
@@ -929,7 +1039,8 @@ virt_open(struct virt **out, struct ev_loop *loop, const char *uri,
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (i = 0; i < v->nworkers; i++) {
 		v->workers[i].v = v;
-		v->workers[i].queue = i < nrestore ? &v->restores : &v->saves;
+		v->workers[i].queue = i < nrestore ? &v->restores :
+				      i < nrestore + nsave ? &v->saves : &v->probes;
 		r = -pthread_create(&v->workers[i].thread, NULL, worker_run,
 				    &v->workers[i]);
 		if (r < 0)
@@ -949,7 +1060,8 @@ virt_open(struct virt **out, struct ev_loop *loop, const char *uri,
 void
 virt_submit(struct virt *v, struct virt_job *job)
 {
-	struct virt_queue *q = job->op == VIRT_RESTORE ? &v->restores : &v->saves;
+	struct virt_queue *q = job->op == VIRT_RESTORE ? &v->restores :
+			       job->op == VIRT_PROBE ? &v->probes : &v->saves;
 
 	job->err = 0;
 	job->error[0] = '\0';
@@ -957,7 +1069,9 @@ virt_submit(struct virt *v, struct virt_job *job)
 	job->tap[0] = '\0';
 	job->has_mac = false;
 	memset(job->mac, 0, sizeof(job->mac));
-	job->bytes = job->ms = 0;
+	job->bytes = job->ms = job->shrunk_bytes = 0;
+	job->output = NULL;
+	job->output_len = 0;
 	job->progress_done = job->progress_total = 0;
 	job->next = NULL;
 	if (job->op == VIRT_RESTORE)

@@ -22,11 +22,13 @@
 #include <net/if.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <wake/config.h>
 
 enum virt_op {
 	VIRT_INSPECT,   /* wait for any running libvirt job on the domain, settle leftovers, report */
 	VIRT_SAVE,      /* hibernate: save into snapshot_dir */
 	VIRT_RESTORE,   /* wake: restore from snapshot_dir */
+	VIRT_PROBE,     /* run WK_PROBE_COMMAND in the guest (agent or ssh) */
 };
 
 /* What a domain is, as far as libvirt and snapshot_dir say. */
@@ -41,6 +43,11 @@ struct virt_job {
 	enum virt_op    op;
 	char            name[128];       /* the libvirt domain */
 	void           *owner;           /* the caller's object */
+	/* Inputs of VIRT_PROBE, and of VIRT_SAVE's shrink step. */
+	enum wk_probe   probe;           /* agent or ssh */
+	enum wk_shrink  shrink;          /* what a save asks of the guest first */
+	uint32_t        ip;              /* for ssh, network order */
+	unsigned        timeout_ms;      /* for each guest command */
 	/* Results, valid in done(). */
 	int             err;             /* 0 or a negative errno */
 	char            error[256];      /* why, when err != 0 */
@@ -50,6 +57,9 @@ struct virt_job {
 	bool            has_mac;
 	uint64_t        bytes;           /* size of NAME.img (after a save, or when hibernated) */
 	uint64_t        ms;              /* how long the libvirt call took */
+	uint64_t        shrunk_bytes;    /* guest memory a save's shrink step released */
+	char           *output;          /* VIRT_PROBE: what the command printed (malloc'd; caller frees) */
+	size_t          output_len;
 	/*
 	 * Progress of a save or restore in bytes, updated by the worker while
 	 * it runs; read it with __atomic_load_n(&job->progress_done,
@@ -65,7 +75,8 @@ typedef void (*virt_done_fn)(struct virt_job *job, void *ctx);
 
 /*
  * Start the workers: nrestore threads serve VIRT_RESTORE jobs (wake_concurrency),
- * nsave threads serve VIRT_SAVE and VIRT_INSPECT jobs (hibernate_concurrency).
+ * nsave threads serve VIRT_SAVE and VIRT_INSPECT jobs (hibernate_concurrency),
+ * one more thread serves VIRT_PROBE jobs, so a hung guest agent delays no save.
  * Jobs of one kind run in submission order. Returns 0 or -errno.
  */
 int  virt_open(struct virt **out, struct ev_loop *loop, const char *uri,

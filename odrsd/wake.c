@@ -195,6 +195,9 @@ static void job_submit(struct odrsd *d, struct vm *vm, enum virt_op op)
 	memset(&vm->job, 0, sizeof(vm->job));
 	vm->job.op = op;
 	vm->job.owner = vm;
+	if (vm->conf)
+		vm->job.shrink = vm->conf->policy.shrink;
+	vm->job.timeout_ms = (unsigned)d->cfg->probe_timeout_ms;
 	snprintf(vm->job.name, sizeof(vm->job.name), "%s", vm->name);
 	vm->job_busy = true;
 	vm->job_started = ev_time();
@@ -252,6 +255,7 @@ int hibernate_start(struct odrsd *d, struct vm *vm, const char *reason, char *er
 	}
 	vm->state = VM_HIBERNATING;
 	vm->wake_wanted = false;
+	vm->hibernate_reason = reason;
 	evlog_emit("hibernate_start", vm->name, json_pack("{s:s}", "reason", reason));
 	job_submit(d, vm, VIRT_SAVE);
 	/* From now on the VM cannot answer: ARP is ours and SYNs are held. */
@@ -337,7 +341,9 @@ static void save_done(struct odrsd *d, struct vm *vm, const struct virt_job *job
 	log_info("%s: hibernated, %llu bytes in %llu ms", vm->name,
 		 (unsigned long long)job->bytes, (unsigned long long)job->ms);
 	evlog_emit("hibernate_done", vm->name,
-		   json_pack("{s:I, s:I}", "bytes", (json_int_t)job->bytes, "ms", (json_int_t)job->ms));
+		   json_pack("{s:I, s:I, s:s, s:I}", "bytes", (json_int_t)job->bytes, "ms", (json_int_t)job->ms,
+			     "reason", vm->hibernate_reason,
+			     "shrunk_bytes", (json_int_t)job->shrunk_bytes));
 	vm_announce(d, vm);
 	control_vm_done(d, vm, 0, NULL);
 	if (vm->wake_wanted)
@@ -368,6 +374,9 @@ static void restore_done(struct odrsd *d, struct vm *vm, const struct virt_job *
 	vm->last_wake_ms = (int64_t)((now - vm->trigger_at) * 1000);
 	vm->snapshot_bytes = 0;
 	d->n.restores++;
+	evlog_emit("wake_done", vm->name,
+		   json_pack("{s:I, s:s, s:s}", "ms", (json_int_t)vm->last_wake_ms,
+			     "trigger", wk_trigger_name(vm->trigger), "target_node", d->cfg->node));
 	if (vm->held) {
 		sent = replay_held(d, vm);
 		d->n.syns_replayed += sent;
@@ -379,9 +388,6 @@ static void restore_done(struct odrsd *d, struct vm *vm, const struct virt_job *
 	}
 	log_info("%s: running on %s after %lld ms (%s)", vm->name, vm->tap,
 		 (long long)vm->last_wake_ms, wk_trigger_name(vm->trigger));
-	evlog_emit("wake_done", vm->name,
-		   json_pack("{s:I, s:s, s:s}", "ms", (json_int_t)vm->last_wake_ms,
-			     "trigger", wk_trigger_name(vm->trigger), "target_node", d->cfg->node));
 	state_save(d, vm);
 	control_vm_done(d, vm, 0, NULL);
 	capture_filter_changed(d);
@@ -392,7 +398,10 @@ void wake_job_done(struct virt_job *job, void *ctx)
 	struct odrsd *d = ctx;
 	struct vm *vm = job->owner;
 
-	vm->job_busy = false;
+	if (job->op == VIRT_PROBE)
+		idle_probe_done(d, vm);
+	else
+		vm->job_busy = false;
 	switch (job->op) {
 	case VIRT_INSPECT:
 		inspect_done(d, vm, job);
@@ -403,6 +412,8 @@ void wake_job_done(struct virt_job *job, void *ctx)
 		break;
 	case VIRT_RESTORE:
 		restore_done(d, vm, job);
+		break;
+	case VIRT_PROBE:
 		break;
 	}
 	if (vm->removed)
@@ -437,7 +448,7 @@ struct vm *vm_new(struct odrsd *d, const struct wk_vmconf *c)
 void vm_free(struct odrsd *d, struct vm *vm)
 {
 	vm->removed = true;
-	if (vm->job_busy)
+	if (vm->job_busy || vm->probing)
 		return;
 	held_release(d, vm);
 	ev_timer_stop(d->loop, &vm->wake_timer);

@@ -32,7 +32,7 @@
 struct wk_eth {
 	uint8_t  dst[WK_ETH_ALEN];
 	uint8_t  src[WK_ETH_ALEN];
-	unsigned ntags;                      /* 0..WK_ETH_MAX_TAGS */
+	unsigned ntags;                      /* 0..WK_ETH_MAX_TAGS; a third tag is -EPROTONOSUPPORT */
 	uint16_t tag_tpid[WK_ETH_MAX_TAGS];  /* outermost first */
 	uint16_t tag_tci[WK_ETH_MAX_TAGS];
 	uint16_t type;                       /* ethertype after the tags */

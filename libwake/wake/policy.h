@@ -14,4 +14,18 @@ bool wk_policy_may_wake(const struct wk_policy *p, enum wk_trigger t, uint32_t s
 /* Is src listed in ignore_sources (its ARP is neither answered as a wake nor counted)? */
 bool wk_policy_ignores(const struct wk_policy *p, uint32_t src);
 
+/*
+ * Idleness, as the paper judges it: a guest whose load average is above
+ * load_threshold, or that runs a process named in protect, is busy. The
+ * probe's output is what `cat /proc/loadavg /proc/[0-9]*\/comm` prints in the
+ * guest: the load average line, then one process name per line.
+ */
+enum wk_idle_verdict { WK_IDLE = 0, WK_BUSY_LOAD, WK_BUSY_PROCESS, WK_PROBE_BAD };
+#define WK_PROBE_COMMAND "cat /proc/loadavg /proc/[0-9]*/comm 2>/dev/null"
+/* *load gets the 1-minute load; *process (may be NULL) the protected name found. */
+enum wk_idle_verdict wk_idle_judge(const struct wk_policy *p, const char *out, size_t len,
+				   double *load, const char **process);
+/* "idle", "load", "process", "probe_failed": the idle_skip reasons. */
+const char *wk_idle_verdict_name(enum wk_idle_verdict v);
+
 #endif

@@ -65,3 +65,24 @@ odrs_capture_count() { # CLIENT [FILTER]
 	fi
 	tcpdump -nn -r "$f.pcap" ${2:+"$2"} 2>/dev/null | wc -l
 }
+
+# odrs_guest_sh NODE VM CMD: run CMD in the guest through its agent, print its output.
+odrs_guest_sh() {
+	local pid out
+	pid=$(lab_virsh "$1" qemu-agent-command "$2" \
+		"{\"execute\":\"guest-exec\",\"arguments\":{\"path\":\"/bin/sh\",\"arg\":[\"-c\",\"$3\"],\"capture-output\":true}}" |
+		sed -n 's/.*"pid":\([0-9]*\).*/\1/p') || return 1
+	[ -n "$pid" ] || return 1
+	for _ in $(seq 50); do
+		out=$(lab_virsh "$1" qemu-agent-command "$2" \
+			"{\"execute\":\"guest-exec-status\",\"arguments\":{\"pid\":$pid}}") || return 1
+		case $out in *'"exited":true'*) break ;; esac
+		sleep 0.1
+	done
+	sed -n 's/.*"out-data":"\([^"]*\)".*/\1/p' <<<"$out" | base64 -d
+}
+
+# odrs_events NODE EVENT VM: how many such lines the event log has.
+odrs_events() {
+	grep "\"event\":\"$2\"" "$(lab_node_dir "$1")/odrs/events.jsonl" 2>/dev/null | grep -c "\"vm\":\"$3\""
+}

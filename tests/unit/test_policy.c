@@ -89,6 +89,52 @@ test_ignore_sources(void **state)
 	assert_false(wk_policy_ignores(&p, ip("198.18.0.1")));
 }
 
+#define PROBE(s) (s), sizeof(s) - 1
+
+static void
+test_idle_judge(void **state)
+{
+	char *protect[] = { "cron", "rsync" };
+	struct wk_policy p = { .load_threshold = 0.5, .protect = protect, .nprotect = 2 };
+	const char *hit;
+	double load;
+
+	assert_int_equal(wk_idle_judge(&p, PROBE("0.10 0.05 0.01 1/40 99\ninit\nhttpd\n"), &load, &hit),
+			 WK_IDLE);
+	assert_true(load > 0.09 && load < 0.11);
+	assert_null(hit);
+	assert_int_equal(wk_idle_judge(&p, PROBE("0.51 0.05 0.01 1/40 99\ninit\n"), &load, &hit),
+			 WK_BUSY_LOAD);
+	/* Exactly at the threshold is not above it. */
+	assert_int_equal(wk_idle_judge(&p, PROBE("0.50 0.05 0.01 1/40 99\n"), &load, NULL), WK_IDLE);
+	assert_int_equal(wk_idle_judge(&p, PROBE("0.00 0.00 0.00 1/40 99\ninit\nrsync\nsh\n"), &load, &hit),
+			 WK_BUSY_PROCESS);
+	assert_string_equal(hit, "rsync");
+	/* Whole names only, and the last line needs no newline. */
+	assert_int_equal(wk_idle_judge(&p, PROBE("0.00 0 0 1/1 1\ncrond\nrsyn"), &load, &hit), WK_IDLE);
+	assert_int_equal(wk_idle_judge(&p, PROBE("0.00 0 0 1/1 1\ncron"), &load, &hit), WK_BUSY_PROCESS);
+	/* A process outranks the load: both keep it awake, the name says more. */
+	assert_int_equal(wk_idle_judge(&p, PROBE("9.00 0 0 1/1 1\ncron\n"), &load, &hit), WK_BUSY_PROCESS);
+}
+
+static void
+test_idle_judge_bad_probe(void **state)
+{
+	struct wk_policy p = { .load_threshold = 0.5 };
+	double load;
+
+	assert_int_equal(wk_idle_judge(&p, PROBE(""), &load, NULL), WK_PROBE_BAD);
+	assert_int_equal(wk_idle_judge(&p, PROBE("\ninit\n"), &load, NULL), WK_PROBE_BAD);
+	assert_int_equal(wk_idle_judge(&p, PROBE("sh: cat: not found\n"), &load, NULL), WK_PROBE_BAD);
+	assert_int_equal(wk_idle_judge(&p, PROBE("-1 0 0\n"), &load, NULL), WK_PROBE_BAD);
+	assert_int_equal(wk_idle_judge(&p, PROBE("0.5x 0 0\n"), &load, NULL), WK_PROBE_BAD);
+	/* Not NUL-terminated: only len bytes are read. */
+	assert_int_equal(wk_idle_judge(&p, "0.10 0 0\n", 3, &load, NULL), WK_IDLE);
+	assert_string_equal(wk_idle_verdict_name(WK_PROBE_BAD), "probe_failed");
+	assert_string_equal(wk_idle_verdict_name(WK_BUSY_LOAD), "load");
+	assert_string_equal(wk_idle_verdict_name(WK_BUSY_PROCESS), "process");
+}
+
 int
 main(void)
 {
@@ -97,6 +143,8 @@ main(void)
 		cmocka_unit_test(test_wake_on),
 		cmocka_unit_test(test_wake_ports),
 		cmocka_unit_test(test_ignore_sources),
+		cmocka_unit_test(test_idle_judge),
+		cmocka_unit_test(test_idle_judge_bad_probe),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

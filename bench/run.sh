@@ -1,0 +1,25 @@
+#!/bin/bash
+# make bench: every benchmark, one after the other, each in its own lab under
+# LAB_PREFIX (default odrsbench, so it can run beside the tests' labs). Results
+# go to bench/results/ (RESULTS overrides); see bench/README.md.
+#   access.sh   access time to a sleeping VM: bare restore, odrs ARP and SYN
+#               paths, drop-and-retransmit (ROUNDS, default 10)
+# Needs root. Whatever happens, the lab is torn down on exit.
+[ "$(id -u)" = 0 ] || { echo "make bench needs root (sudo make bench)"; exit 1; }
+export LAB_PREFIX=${LAB_PREFIX:-odrsbench}
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+. "$BENCH_DIR/../tests/lab/lab.sh"
+set -u
+# Each benchmark raises and removes its own lab; this catches what an
+# interrupted one leaves behind.
+trap lab_down EXIT
+
+[ -x "$LAB_ODRSD" ] && [ -x "$LAB_ODRSCTL" ] ||
+	{ echo "no $LAB_ODRSD or $LAB_ODRSCTL: run make all first"; exit 1; }
+
+status=0
+for b in access; do
+	echo "=== bench/$b.sh"
+	"$BENCH_DIR/$b.sh" || { echo "=== bench/$b.sh FAILED"; status=1; }
+done
+exit $status

@@ -1,0 +1,94 @@
+#!/bin/bash
+# Automatic hibernation with real guests (qemu-guest-agent probes):
+#  - an untouched VM hibernates within idle_timeout plus one check interval
+#    (plus the probe), and wakes on access;
+#  - a VM a client talks to every few seconds stays up;
+#  - a VM whose load is above load_threshold stays up (idle_skip load);
+#  - a VM running a protected process stays up (idle_skip process);
+#  - a VM whose agent does not answer stays up (idle_skip probe_failed);
+#  - a pinned VM stays up (idle_skip pinned);
+#  - dry_run, set by a reload, logs and does nothing (idle_skip dry_run).
+# Exit 0 pass, 1 fail, 77 skip (not root).
+[ "$(id -u)" = 0 ] || { echo "needs root"; exit 77; }
+. "$(dirname "$0")/lab.sh"
+. "$(dirname "$0")/odrs.sh"
+set -u
+
+IDLE=5 CHECK=1 PROBE=3
+vm_sections() { # extra lines for idle1 come as arguments
+	printf '%s\n' "check_interval = ${CHECK}s" "probe_timeout = ${PROBE}s" \
+		"[policy]" "idle_timeout = ${IDLE}s" "load_threshold = 0.5" \
+		"[vm idle1]" "ip = 198.18.0.21" "$@" \
+		"[vm busy1]" "ip = 198.18.0.22" \
+		"[vm load1]" "ip = 198.18.0.23" "load_threshold = 0.2" \
+		"[vm guard1]" "ip = 198.18.0.24" "protect = cron httpd" \
+		"[vm mute1]" "ip = 198.18.0.25"
+}
+running() { for vm in "$@"; do [ "$(odrs_state n1 "$vm")" = running ] || fail "$vm is $(odrs_state n1 "$vm"), want running"; done; }
+never_hibernated() { for vm in "$@"; do [ "$(odrs_events n1 hibernate_start "$vm")" = 0 ] || fail "$vm was hibernated"; done; }
+skipped() { # VM REASON
+	grep '"event":"idle_skip"' "$(lab_node_dir n1)/odrs/events.jsonl" | grep "\"vm\":\"$1\"" |
+		grep -q "\"reason\":\"$2\"" || fail "no idle_skip $2 for $1"
+}
+
+trap lab_down EXIT
+lab_up 1 1 || fail "lab_up"
+i=21
+for vm in idle1 busy1 load1 guard1 mute1; do
+	lab_vm_start n1 $vm 198.18.0.$i 52:54:00:12:00:$i > /dev/null || fail "$vm start"
+	i=$((i + 1))
+done
+for vm in idle1 busy1 load1 guard1 mute1; do lab_vm_wait_ready n1 $vm 90 || fail "$vm not ready"; done
+
+step "load1 gets load, mute1 loses its agent"
+odrs_guest_sh n1 load1 'for i in 1 2 3; do (while :; do :; done) & done' > /dev/null
+odrs_guest_sh n1 mute1 'kill -STOP $(pidof qemu-ga)' > /dev/null
+load_above() { awk -v l="$(odrs_guest_sh n1 load1 'cat /proc/loadavg')" 'BEGIN { exit !(l + 0 > 0.3) }'; }
+lab_wait 60 load_above || fail "load1's load did not rise"
+
+conf=$(odrs_conf n1 "$(vm_sections)")
+lab_client_exec c1 sh -c 'for i in $(seq 12); do curl -s -o /dev/null --max-time 2 http://198.18.0.22/; sleep 2; done' &
+talker=$!
+t0=$SECONDS
+lab_odrsd_start n1 "$conf" || fail "odrsd"
+
+step "idle1 hibernates within idle_timeout + check_interval (+ probe)"
+lab_wait 30 sh -c "grep -q '\"event\":\"hibernate_start\".*\"vm\":\"idle1\"' $(lab_node_dir n1)/odrs/events.jsonl" ||
+	fail "idle1 never hibernated"
+took=$((SECONDS - t0))
+echo "idle1: hibernate_start after ${took}s (idle_timeout ${IDLE}s, check ${CHECK}s)"
+[ "$took" -le $((IDLE + CHECK + 3)) ] || fail "took ${took}s"
+grep '"event":"hibernate_start"' "$(lab_node_dir n1)/odrs/events.jsonl" | grep -q '"reason":"idle"' || fail "reason not idle"
+odrs_wait_state n1 idle1 hibernated 30 || fail "idle1 not hibernated"
+
+step "the others stay up for several idle timeouts"
+sleep $((3 * IDLE))
+running busy1 load1 guard1 mute1
+never_hibernated busy1 load1 guard1 mute1
+skipped load1 load
+skipped guard1 process
+skipped mute1 probe_failed
+wait $talker
+
+step "a pinned VM stays up once its client is gone"
+lab_odrsctl n1 pin busy1 > /dev/null || fail "pin"
+sleep $((IDLE + 3 * CHECK + PROBE))
+running busy1
+never_hibernated busy1
+skipped busy1 pinned
+
+step "idle1 wakes on access"
+body=$(lab_client_exec c1 curl -sS --max-time 20 http://198.18.0.21/) || fail "curl idle1"
+[ "$body" = "hello from idle1" ] || fail "body: $body"
+
+step "dry_run (by reload) logs and leaves it running"
+vm_sections "dry_run = yes" > "$conf.new"
+{ lab_odrsd_conf n1; cat "$conf.new"; } > "$conf"
+lab_odrsctl n1 reload > /dev/null || fail "reload"
+before=$(odrs_events n1 hibernate_start idle1)
+sleep $((IDLE + 3 * CHECK + PROBE))
+running idle1
+[ "$(odrs_events n1 hibernate_start idle1)" = "$before" ] || fail "dry_run hibernated idle1"
+skipped idle1 dry_run
+
+echo "PASS"
