@@ -164,10 +164,12 @@ exec /bin/busybox init
 EOF
 chmod 755 "$root/init"
 
-# busybox init reaps orphans and restarts the servers should one die.
+# busybox init reaps orphans and restarts the servers should one die. The
+# servers start through their applet links so that their process names
+# (/proc/PID/comm) are "httpd" and "nc", as a protect list would name them.
 cat >"$root/etc/inittab" <<'EOF'
-::respawn:/bin/busybox httpd -f -p 80 -h /www
-::respawn:/bin/busybox nc -ll -p 7 -e /bin/cat
+::respawn:/usr/sbin/httpd -f -p 80 -h /www
+::respawn:/usr/bin/nc -ll -p 7 -e /bin/cat
 ::respawn:/etc/agent
 ::once:/etc/ready
 EOF
@@ -177,7 +179,7 @@ cat >"$root/etc/agent" <<'EOF'
 . /etc/odrs-guest.env
 [ -n "$AGENT" ] || exec sleep 2147483647
 mkdir -p /run/qemu-ga
-exec /usr/sbin/qemu-ga -m virtio-serial -p "$AGENT" -f /run/qemu-ga.pid -t /run/qemu-ga
+exec /usr/sbin/qemu-ga -m virtio-serial -p "$AGENT" -t /run/qemu-ga
 EOF
 
 cat >"$root/etc/ready" <<'EOF'
@@ -188,6 +190,8 @@ while :; do
 	case $l in *:80\ *) case $l in *:7\ *) break ;; esac ;; esac
 	sleep 0.1
 done
+# Ready means the agent answers too, when the domain has its channel.
+while [ -n "$AGENT" ] && [ ! -e /run/qemu-ga/qga.state ]; do sleep 0.1; done
 echo "odrs-guest-ready name=$NAME ip=${IP%/*}"
 EOF
 chmod 755 "$root/etc/agent" "$root/etc/ready"

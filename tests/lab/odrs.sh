@@ -68,11 +68,17 @@ odrs_capture_count() { # CLIENT [FILTER]
 
 # odrs_guest_sh NODE VM CMD: run CMD in the guest through its agent, print its output.
 odrs_guest_sh() {
-	local pid out
-	pid=$(lab_virsh "$1" qemu-agent-command "$2" \
-		"{\"execute\":\"guest-exec\",\"arguments\":{\"path\":\"/bin/sh\",\"arg\":[\"-c\",\"$3\"],\"capture-output\":true}}" |
-		sed -n 's/.*"pid":\([0-9]*\).*/\1/p') || return 1
-	[ -n "$pid" ] || return 1
+	local pid= out
+	# libvirt reports the agent "not available" until the guest's end of the
+	# channel has connected: give a freshly booted guest a few seconds.
+	for _ in $(seq 30); do
+		pid=$(lab_virsh "$1" qemu-agent-command "$2" \
+			"{\"execute\":\"guest-exec\",\"arguments\":{\"path\":\"/bin/sh\",\"arg\":[\"-c\",\"$3\"],\"capture-output\":true}}" 2>/dev/null |
+			sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
+		[ -n "$pid" ] && break
+		sleep 0.2
+	done
+	[ -n "$pid" ] || { echo "odrs_guest_sh: $2: the agent does not answer" >&2; return 1; }
 	for _ in $(seq 50); do
 		out=$(lab_virsh "$1" qemu-agent-command "$2" \
 			"{\"execute\":\"guest-exec-status\",\"arguments\":{\"pid\":$pid}}") || return 1
