@@ -53,8 +53,9 @@ $(B)/odrsd: $(ODRSD_OBJ) $(B)/libwake.a
 $(B)/odrsctl: $(ODRSCTL_OBJ) $(B)/libwake.a
 	$(CC) $(CFLAGS) -o $@ $(ODRSCTL_OBJ) $(B)/libwake.a $(PKG_LIBS)
 # One odrsd/virt.c job against a real libvirtd: the driver of tests/virt/test_virt.sh.
-$(B)/virt_drive: tests/virt/virt_drive.c $(B)/obj/odrsd/virt.o $(B)/libwake.a
-	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) -o $@ $< $(B)/obj/odrsd/virt.o $(B)/libwake.a $(PKG_LIBS)
+VIRT_DRIVE_OBJ := $(B)/obj/odrsd/virt.o $(B)/obj/odrsd/guest.o
+$(B)/virt_drive: tests/virt/virt_drive.c $(VIRT_DRIVE_OBJ) $(B)/libwake.a
+	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) -o $@ $< $(VIRT_DRIVE_OBJ) $(B)/libwake.a $(PKG_LIBS)
 
 # Unit tests: libwake rebuilt with ASan and UBSan, one cmocka binary per file.
 $(B)/asan/%.o: %.c

@@ -175,7 +175,7 @@ static void cmd_pin_off(struct waiter *c, json_t *req) { cmd_pin(c, req, false);
 
 static void cmd_reload(struct waiter *c, json_t *req)
 {
-	char err[512] = "";
+	char err[4096] = "";
 
 	if (odrsd_reload(c->d, err, sizeof(err)) < 0)
 		reply_error(c, "%s", err);

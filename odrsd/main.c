@@ -69,21 +69,42 @@ static int vms_build(struct odrsd *d)
 	return 0;
 }
 
+/* A refused reload tells its caller why: the problems, one a line, as far as they fit. */
+struct reload_diag {
+	char *buf;
+	size_t len, used;
+};
+
+static void diag_reload(void *ctx, const char *file, unsigned line, const char *msg)
+{
+	struct reload_diag *rd = ctx;
+	int w;
+
+	diag_log(NULL, file, line, msg);
+	if (rd->used + 1 >= rd->len)
+		return;
+	w = line ? snprintf(rd->buf + rd->used, rd->len - rd->used, "\n%s:%u: %s", file, line, msg)
+		 : snprintf(rd->buf + rd->used, rd->len - rd->used, "\n%s: %s", file, msg);
+	if (w > 0)
+		rd->used += (size_t)w < rd->len - rd->used ? (size_t)w : rd->len - rd->used - 1;
+}
+
 /* Parse, validate, swap. VMs keep their state, held SYNs and running jobs. */
 int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 {
 	struct wk_config *next;
 	struct vm **vms;
+	struct reload_diag rd = { err, errlen, 0 };
 	size_t n = 0;
 	int r;
 
-	r = wk_config_load(d->config_path, diag_log, NULL, &next);
-	if (r < 0) {
-		snprintf(err, errlen, "%s is invalid (see the log); the running configuration is kept",
-			 d->config_path);
-		log_err("reload: %s", err);
+	rd.used = (size_t)snprintf(err, errlen, "%s is invalid; the running configuration is kept:",
+				   d->config_path);
+	if (rd.used >= errlen)
+		rd.used = errlen - 1;
+	r = wk_config_load(d->config_path, diag_reload, &rd, &next);
+	if (r < 0)
 		return r;
-	}
 	if (strcmp(next->control_socket, d->cfg->control_socket) || next->wake_concurrency != d->cfg->wake_concurrency ||
 	    next->hibernate_concurrency != d->cfg->hibernate_concurrency || strcmp(next->libvirt_uri, d->cfg->libvirt_uri))
 		log_warn("reload: control_socket, libvirt_uri and the concurrency limits apply after a restart");
@@ -144,7 +165,7 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 
 static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
 {
-	char err[512];
+	char err[4096];
 
 	odrsd_reload(w->data, err, sizeof(err));
 }

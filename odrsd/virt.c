@@ -516,39 +516,43 @@ meminfo_kib(const char *text, size_t len, const char *key)
 static void
 shrink(virDomainPtr dom, struct virt_job *job)
 {
-	static const char drop[] = "sync; echo 3 > /proc/sys/vm/drop_caches; cat /proc/meminfo";
+	/* One agent call: meminfo before and after the drop, split by a line "--". */
+	static const char drop[] =
+		"cat /proc/meminfo; sync; echo 3 > /proc/sys/vm/drop_caches; echo --; cat /proc/meminfo";
 	virDomainInfo before, after;
-	char *out = NULL, err[256];
-	size_t len = 0;
-	uint64_t used_kib, target_kib;
+	char *out = NULL, *sep, err[256];
+	size_t len = 0, before_len;
+	uint64_t free_before, free_after, used_kib, target_kib;
 
 	if (virDomainGetInfo(dom, &before) < 0 ||
 	    guest_agent_exec(dom, drop, job->timeout_ms, &out, &len, err, sizeof(err)) < 0)
 		return;
-	used_kib = meminfo_kib(out, len, "MemTotal") - meminfo_kib(out, len, "MemAvailable");
-	if (job->shrink == WK_SHRINK_BALLOON && used_kib) {
-		/* Headroom for the kernel while it hands pages over. */
-		target_kib = used_kib + 16 * 1024;
-		if (target_kib < before.memory &&
-		    virDomainSetMemoryFlags(dom, target_kib, VIR_DOMAIN_AFFECT_LIVE) == 0) {
-			uint64_t until = now_ms() + job->timeout_ms;
-			/* The balloon driver deflates the guest at its own pace. */
-			while (virDomainGetInfo(dom, &after) == 0 && after.memory > target_kib + 1024 &&
-			       now_ms() < until)
-				sleep_ms(50);
-		}
-	} else {
-		uint64_t free_before = meminfo_kib(out, len, "MemFree");
+	if (!(sep = memmem(out, len, "\n--\n", 4))) {
 		free(out);
-		out = NULL;
-		if (guest_agent_exec(dom, "cat /proc/meminfo", job->timeout_ms, &out, &len, err, sizeof(err)) == 0 &&
-		    meminfo_kib(out, len, "MemFree") > free_before)
-			job->shrunk_bytes = (meminfo_kib(out, len, "MemFree") - free_before) * 1024;
+		return;
 	}
-	if (job->shrink == WK_SHRINK_BALLOON && virDomainGetInfo(dom, &after) == 0 &&
-	    after.memory < before.memory)
-		job->shrunk_bytes = (uint64_t)(before.memory - after.memory) * 1024;
+	before_len = (size_t)(sep - out);
+	sep += 4;
+	len -= before_len + 4;
+	free_before = meminfo_kib(out, before_len, "MemFree");
+	free_after = meminfo_kib(sep, len, "MemFree");
+	if (free_after > free_before)
+		job->shrunk_bytes = (free_after - free_before) * 1024;
+	used_kib = meminfo_kib(sep, len, "MemTotal") - meminfo_kib(sep, len, "MemAvailable");
 	free(out);
+	if (job->shrink != WK_SHRINK_BALLOON || !used_kib)
+		return;
+	/* Headroom for the kernel while it hands pages over. */
+	target_kib = used_kib + 16 * 1024;
+	if (target_kib >= before.memory ||
+	    virDomainSetMemoryFlags(dom, target_kib, VIR_DOMAIN_AFFECT_LIVE) < 0)
+		return;
+	/* The balloon driver deflates the guest at its own pace. */
+	uint64_t until = now_ms() + job->timeout_ms;
+	while (virDomainGetInfo(dom, &after) == 0 && after.memory > target_kib + 1024 && now_ms() < until)
+		sleep_ms(50);
+	if (virDomainGetInfo(dom, &after) == 0 && after.memory < before.memory)
+		job->shrunk_bytes = (uint64_t)(before.memory - after.memory) * 1024;
 }
 
 /* A ballooned guest gets its memory back once it runs again. */

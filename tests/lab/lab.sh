@@ -55,9 +55,12 @@
 #   lab_node_ip NODE                  198.18.1.N;  lab_client_ip CLIENT: 198.18.3.N
 #   lab_node_dir NODE                 $LAB_DIR/NODE (odrsd.log, odrs/ live there)
 #   lab_node_link NODE up|down        plug/unplug the node's switch port
-#   lab_vm_start NODE NAME IP MAC [MEM_MIB] [BALLAST_MIB]
+#   lab_vm_start NODE NAME IP MAC [MEM_MIB] [BALLAST_MIB] [CACHE_MIB]
 #                                     define (persistent) and start a guest; IP without
-#                                     /prefix means /16; MEM defaults to 96 + BALLAST
+#                                     /prefix means /16; MEM defaults to
+#                                     96 + BALLAST + CACHE. CACHE_MIB > 0: the guest gets
+#                                     a disk of that much random data and reads it all at
+#                                     boot, so its page cache holds it (droppable memory)
 #   lab_vm_wait_ready NODE NAME [TIMEOUT_S=60]
 #                                     console shows "odrs-guest-ready" and the node gets
 #                                     "hello from NAME" over HTTP from the VM
@@ -352,14 +355,20 @@ lab_vm_ip() { cat "$LAB_DIR/vms/$1.ip" 2>/dev/null || _lab_err "no VM $1"; }
 lab_vm_mac() { cat "$LAB_DIR/vms/$1.mac" 2>/dev/null || _lab_err "no VM $1"; }
 lab_vm_console() { echo "$LAB_DIR/console/$1.log"; }
 
-lab_vm_start() { # NODE NAME IP MAC [MEM_MIB] [BALLAST_MIB]
-	local node=${1:-} name=${2:-} ip=${3:-} mac=${4:-} ballast=${6:-0} mem xml
-	[ $# -ge 4 ] || _lab_err "usage: lab_vm_start NODE NAME IP MAC [MEM_MIB] [BALLAST_MIB]" || return
-	mem=${5:-$((96 + ballast))}
+lab_vm_start() { # NODE NAME IP MAC [MEM_MIB] [BALLAST_MIB] [CACHE_MIB]
+	local node=${1:-} name=${2:-} ip=${3:-} mac=${4:-} ballast=${6:-0} cache=${7:-0} mem xml disk=
+	[ $# -ge 4 ] || _lab_err "usage: lab_vm_start NODE NAME IP MAC [MEM_MIB] [BALLAST_MIB] [CACHE_MIB]" || return
+	mem=${5:-$((96 + ballast + cache))}
 	case $ip in */*) ;; *) ip=$ip/16 ;; esac
 	echo "${ip%/*}" >"$LAB_DIR/vms/$name.ip" &&
 	echo "$mac" >"$LAB_DIR/vms/$name.mac" &&
 	: >"$(lab_vm_console "$name")" || return
+	if [ "$cache" -gt 0 ]; then
+		# Random, so neither QEMU's zero-page check nor compression shrinks it.
+		head -c "$((cache * 1048576))" /dev/urandom >"$LAB_DIR/vms/$name.disk" || return
+		disk="<disk type='file' device='disk'><driver name='qemu' type='raw'/>
+	      <source file='$LAB_DIR/vms/$name.disk'/><target dev='vda' bus='virtio'/><readonly/></disk>"
+	fi
 	xml=$LAB_DIR/vms/$name.xml
 	cat >"$xml" <<-EOF
 	<domain type='qemu'>
@@ -370,7 +379,7 @@ lab_vm_start() { # NODE NAME IP MAC [MEM_MIB] [BALLAST_MIB]
 	    <type arch='x86_64' machine='pc'>hvm</type>
 	    <kernel>$LAB_GUEST_DIR/vmlinuz</kernel>
 	    <initrd>$LAB_GUEST_DIR/initrd.gz</initrd>
-	    <cmdline>console=ttyS0 quiet panic=-1 ipv6.disable=1 odrs.ip=$ip odrs.name=$name odrs.ballast=$ballast</cmdline>
+	    <cmdline>console=ttyS0 quiet panic=-1 ipv6.disable=1 odrs.ip=$ip odrs.name=$name odrs.ballast=$ballast odrs.cache=$cache</cmdline>
 	  </os>
 	  <features><acpi/></features>
 	  <on_poweroff>destroy</on_poweroff>
@@ -389,6 +398,7 @@ lab_vm_start() { # NODE NAME IP MAC [MEM_MIB] [BALLAST_MIB]
 	    <channel type='unix'>
 	      <target type='virtio' name='org.qemu.guest_agent.0'/>
 	    </channel>
+	    $disk
 	    <memballoon model='virtio'/>
 	    <controller type='usb' model='none'/>
 	  </devices>

@@ -14,6 +14,9 @@
 #   odrs.name=NAME       hostname, and the body of http://IP/ ("hello from NAME")
 #   odrs.ballast=MIB     fill a tmpfs with MIB MiB of random data (default 0), so
 #                        snapshots are that much larger and do not compress
+#   odrs.cache=MIB       read MIB MiB of the disk vda at boot, into the page
+#                        cache: memory a snapshot holds unless the cache is
+#                        dropped first (default 0)
 # It serves HTTP on 80 (busybox httpd), echo on 7 (busybox nc -ll -e cat), runs
 # qemu-ga on the virtio-serial port org.qemu.guest_agent.0 when present, and
 # prints "odrs-guest-ready name=NAME ip=ADDR" on the console (ttyS0) once the
@@ -42,7 +45,7 @@ qga=/usr/sbin/qemu-ga
 
 # Load order matters: busybox insmod does not resolve dependencies.
 modules="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
-failover net_failover virtio_net virtio_balloon virtio_console"
+failover net_failover virtio_net virtio_balloon virtio_console virtio_blk"
 
 modfiles=
 for m in $modules; do
@@ -116,13 +119,14 @@ for m in $(echo $modules); do
 	insmod /modules/\$m.ko || echo "odrs-guest: insmod \$m failed"
 done
 
-IP= GW= NAME=guest BALLAST=0
+IP= GW= NAME=guest BALLAST=0 CACHE=0
 for w in \$(cat /proc/cmdline); do
 	case \$w in
 	odrs.ip=*)      IP=\${w#odrs.ip=} ;;
 	odrs.gw=*)      GW=\${w#odrs.gw=} ;;
 	odrs.name=*)    NAME=\${w#odrs.name=} ;;
 	odrs.ballast=*) BALLAST=\${w#odrs.ballast=} ;;
+	odrs.cache=*)   CACHE=\${w#odrs.cache=} ;;
 	esac
 done
 hostname "\$NAME"
@@ -143,6 +147,14 @@ if [ "\$BALLAST" -gt 0 ] 2>/dev/null; then
 	mount -t tmpfs -o size=\$((BALLAST + 1))m ballast /ballast
 	dd if=/dev/urandom of=/ballast/fill bs=1M count="\$BALLAST" 2>/dev/null
 	echo "odrs-guest: ballast \$BALLAST MiB"
+fi
+if [ "\$CACHE" -gt 0 ] 2>/dev/null; then
+	i=0
+	while [ ! -b /dev/vda ] && [ \$i -lt 50 ]; do sleep 0.1; i=\$((i + 1)); done
+	# A block device's cache is dropped when its last opener closes it: hold it open.
+	sleep 2147483647 </dev/vda &
+	dd if=/dev/vda of=/dev/null bs=1M count="\$CACHE" 2>/dev/null
+	echo "odrs-guest: page cache \$CACHE MiB"
 fi
 
 # Port names arrive from the host shortly after the driver binds.

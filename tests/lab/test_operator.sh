@@ -242,7 +242,7 @@ step "4: an invalid file is refused, the old configuration kept"
 write_conf "[policy]" "idle_timeout = 0" "[vm web1]" "ip = 198.18.0.10" "this line is not a key"
 bad=$(wc -l <"$CONF")
 expect_rc 1 ctl reload
-grep -Eq "invalid|$CONF:$bad: " "$OUT.err" || fail "reload of a bad file said: $(cat "$OUT.err")"
+grep -q "^$CONF:$bad: " "$OUT.err" || fail "reload of a bad file does not say $CONF:$bad: $(cat "$OUT.err")"
 lab_wait 5 log_has "$CONF:$bad: " || fail "the log does not say $CONF:$bad: $(tail -n 5 "$LAB_DIR/n1/odrsd.log")"
 grep "$CONF:$bad: " "$LAB_DIR/n1/odrsd.log" | tail -n 1
 kill -HUP "$pid"
