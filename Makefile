@@ -56,6 +56,10 @@ $(B)/odrsctl: $(ODRSCTL_OBJ) $(B)/libwake.a
 VIRT_DRIVE_OBJ := $(B)/obj/odrsd/virt.o $(B)/obj/odrsd/guest.o
 $(B)/virt_drive: tests/virt/virt_drive.c $(VIRT_DRIVE_OBJ) $(B)/libwake.a
 	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) -o $@ $< $(VIRT_DRIVE_OBJ) $(B)/libwake.a $(PKG_LIBS)
+# The traffic generator of bench/activity.sh: libc only.
+$(B)/flood: bench/flood.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $<
 
 # Unit tests: libwake rebuilt with ASan and UBSan, one cmocka binary per file.
 $(B)/asan/%.o: %.c
@@ -115,7 +119,7 @@ demo: deps
 	$(MAKE) all
 	tests/lab/demo.sh
 
-bench: deps
+bench: deps $(B)/flood
 	$(MAKE) all
 	bench/run.sh
 

@@ -31,12 +31,8 @@
 # Needs root and the lab (tests/lab/lab.sh); raises its own lab under
 # LAB_PREFIX (default odrsbench) and tears it down on exit.
 # Exit 0: measured (goals are reported, not enforced); 1: a step failed.
-[ "$(id -u)" = 0 ] || { echo "bench/access.sh needs root"; exit 1; }
-export LAB_PREFIX=${LAB_PREFIX:-odrsbench}
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
-. "$BENCH_DIR/../tests/lab/lab.sh"
-. "$BENCH_DIR/../tests/lab/odrs.sh"
-set -u -o pipefail
+. "$BENCH_DIR/lib.sh"
 
 ROUNDS=${ROUNDS:-10}
 RESULTS=${RESULTS:-$BENCH_DIR/results}
@@ -51,9 +47,6 @@ CSV=$RESULTS/access.csv
 DETAIL=$RESULTS/access-detail.csv
 TXT=$RESULTS/access.txt
 PNG=$RESULTS/access.png
-
-# ms SECONDS: "0.523456" -> "523.456"
-ms() { awk -v s="$1" 'BEGIN { printf "%.3f", s * 1000 }'; }
 
 # access: curl from c1; sets CONNECT_MS and SYNS (how many SYNs the client
 # sent, from a capture on its eth0). Fails unless the body is the VM's.
@@ -142,7 +135,7 @@ odrs_round() { # VARIANT ROUND
 	odrs_wait_state n1 "$VM" running 30 || fail "$VM not running after the access"
 	# The events follow the access by a little: wait for wake_done.
 	lab_wait 5 test -n "$(event_field wake_done ms)" || fail "no wake_done event"
-	row "$1" "$2" "$CONNECT_MS" "$bytes" "" "" "$CONNECT_MS" \
+	row "$1" "$2" "$CONNECT_MS" "$bytes" "$(event_field wake_done restore_ms)" "" "$CONNECT_MS" \
 		"$(event_field wake_done ms)" "$(event_field syn_replayed ms)"
 }
 
@@ -151,12 +144,6 @@ start_odrsd() { # [POLICY LINE...]
 	conf=$(odrs_conf n1 "[policy]" "idle_timeout = 0" "$@" "[vm $VM]" "ip = $IP") &&
 	lab_odrsd_start n1 "$conf" && odrs_wait_state n1 "$VM" running ||
 		fail "odrsd did not start with $conf"
-}
-
-machine() {
-	echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)," \
-		"$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM," \
-		"kernel $(uname -r); guest: TCG (no KVM), 1 vCPU, $MEM MiB; snapshots on tmpfs ($LAB_DIR)"
 }
 
 # summary: per variant: n median p90 min max (median of an even count is the
@@ -172,8 +159,7 @@ stats() { # VARIANT -> "n median p90 min max"
 		}'
 }
 detail_median() { # VARIANT COLUMN
-	awk -F, -v v="$1" -v c="$2" 'NR > 1 && $1 == v && $c != "" { print $c }' "$DETAIL" |
-		sort -g | awk '{ x[NR] = $1 } END { if (NR) printf "%.1f", NR % 2 ? x[(NR + 1) / 2] : (x[NR / 2] + x[NR / 2 + 1]) / 2; else printf "-" }'
+	awk -F, -v v="$1" -v c="$2" 'NR > 1 && $1 == v && $c != "" { print $c }' "$DETAIL" | median
 }
 
 summarize() {
@@ -184,15 +170,16 @@ summarize() {
 		echo "load average at start: $LOAD0; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 		echo "snapshot size (median): bare $(detail_snap bare) bytes, odrs $(detail_snap odrs_syn) bytes"
 		echo
-		printf '%-10s %3s %9s %9s %9s %9s %10s %12s %5s\n' variant n median p90 min max \
-			wake_done restore_wall SYNs
+		printf '%-10s %3s %9s %9s %9s %9s %8s %10s %12s %5s\n' variant n median p90 min max \
+			restore wake_done restore_wall SYNs
 		for v in bare odrs_arp odrs_syn retransmit; do
 			read -r n med p90 min max <<<"$(stats "$v")"
-			printf '%-10s %3s %9s %9s %9s %9s %10s %12s %5s\n' "$v" "$n" "$med" "$p90" \
-				"$min" "$max" "$(detail_median "$v" 6)" "$(detail_median "$v" 4)" \
+			printf '%-10s %3s %9s %9s %9s %9s %8s %10s %12s %5s\n' "$v" "$n" "$med" "$p90" \
+				"$min" "$max" "$(detail_median "$v" 3)" "$(detail_median "$v" 6)" "$(detail_median "$v" 4)" \
 				"$(detail_median "$v" 8 | sed 's/\.0$//')"
 		done
-		echo "(ms; wake_done = odrsd's trigger-to-running from the event log;" \
+		echo "(ms; restore = the libvirt restore call alone (virsh -t; odrsd's restore_ms);" \
+			"wake_done = odrsd's trigger-to-running from the event log;" \
 			"restore_wall = bare's wall-clock virsh restore, including virsh's start-up;" \
 			"SYNs = median count the client sent per access)"
 		echo

@@ -4,6 +4,11 @@
 # go to bench/results/ (RESULTS overrides); see bench/README.md.
 #   access.sh   access time to a sleeping VM: bare restore, odrs ARP and SYN
 #               paths, drop-and-retransmit (ROUNDS, default 10)
+#   shrink.sh   image size, save and access time per shrink mode for a
+#               guest with a full page cache (ROUNDS, CACHE MiB)
+#   activity.sh CPU cost of measuring a VM's TCP activity at 0-100 kframes/s:
+#               odrsd's per-interval filter vs every frame to user space
+#               (tcpdump) vs polling libvirt's counters (ROUNDS, RATES, DURATION)
 # Needs root. Whatever happens, the lab is torn down on exit.
 [ "$(id -u)" = 0 ] || { echo "make bench needs root (sudo make bench)"; exit 1; }
 export LAB_PREFIX=${LAB_PREFIX:-odrsbench}
@@ -18,7 +23,7 @@ trap lab_down EXIT
 	{ echo "no $LAB_ODRSD or $LAB_ODRSCTL: run make all first"; exit 1; }
 
 status=0
-for b in access; do
+for b in access shrink activity; do
 	echo "=== bench/$b.sh"
 	"$BENCH_DIR/$b.sh" || { echo "=== bench/$b.sh FAILED"; status=1; }
 done

@@ -513,6 +513,8 @@ meminfo_kib(const char *text, size_t len, const char *key)
  * that does not cooperate is saved as it is, and the job says how much
  * memory was released.
  */
+#define BALLOON_HEADROOM_KIB (16 * 1024)
+
 static void
 shrink(virDomainPtr dom, struct virt_job *job)
 {
@@ -522,7 +524,7 @@ shrink(virDomainPtr dom, struct virt_job *job)
 	virDomainInfo before, after;
 	char *out = NULL, *sep, err[256];
 	size_t len = 0, before_len;
-	uint64_t free_before, free_after, used_kib, target_kib;
+	uint64_t free_before, free_after, avail_kib, target_kib;
 
 	if (virDomainGetInfo(dom, &before) < 0 ||
 	    guest_agent_exec(dom, drop, job->timeout_ms, &out, &len, err, sizeof(err)) < 0)
@@ -538,14 +540,19 @@ shrink(virDomainPtr dom, struct virt_job *job)
 	free_after = meminfo_kib(sep, len, "MemFree");
 	if (free_after > free_before)
 		job->shrunk_bytes = (free_after - free_before) * 1024;
-	used_kib = meminfo_kib(sep, len, "MemTotal") - meminfo_kib(sep, len, "MemAvailable");
+	avail_kib = meminfo_kib(sep, len, "MemAvailable");
 	free(out);
-	if (job->shrink != WK_SHRINK_BALLOON || !used_kib)
+	/*
+	 * Take back what the guest could give without swapping, less some
+	 * headroom: a resumed guest must still fork its servers before the
+	 * balloon lets go. Counted from the balloon's current size, since
+	 * MemTotal leaves out what the guest kernel reserved at boot.
+	 */
+	if (job->shrink != WK_SHRINK_BALLOON || avail_kib <= BALLOON_HEADROOM_KIB ||
+	    avail_kib - BALLOON_HEADROOM_KIB >= before.memory)
 		return;
-	/* Headroom for the kernel while it hands pages over. */
-	target_kib = used_kib + 16 * 1024;
-	if (target_kib >= before.memory ||
-	    virDomainSetMemoryFlags(dom, target_kib, VIR_DOMAIN_AFFECT_LIVE) < 0)
+	target_kib = before.memory - (avail_kib - BALLOON_HEADROOM_KIB);
+	if (virDomainSetMemoryFlags(dom, target_kib, VIR_DOMAIN_AFFECT_LIVE) < 0)
 		return;
 	/* The balloon driver deflates the guest at its own pace. */
 	uint64_t until = now_ms() + job->timeout_ms;

@@ -375,7 +375,8 @@ static void restore_done(struct odrsd *d, struct vm *vm, const struct virt_job *
 	vm->snapshot_bytes = 0;
 	d->n.restores++;
 	evlog_emit("wake_done", vm->name,
-		   json_pack("{s:I, s:s, s:s}", "ms", (json_int_t)vm->last_wake_ms,
+		   json_pack("{s:I, s:I, s:s, s:s}", "ms", (json_int_t)vm->last_wake_ms,
+			     "restore_ms", (json_int_t)job->ms,
 			     "trigger", wk_trigger_name(vm->trigger), "target_node", d->cfg->node));
 	if (vm->held) {
 		sent = replay_held(d, vm);

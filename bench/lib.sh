@@ -1,0 +1,25 @@
+# Shared by the benchmarks: source it first, as
+#   BENCH_DIR=$(cd "$(dirname "$0")" && pwd); . "$BENCH_DIR/lib.sh"
+# It needs root, raises labs under LAB_PREFIX (default odrsbench, so a
+# benchmark can run beside the tests' labs) and brings in the lab's shell API.
+[ "$(id -u)" = 0 ] || { echo "${0##*/} needs root"; exit 1; }
+export LAB_PREFIX=${LAB_PREFIX:-odrsbench}
+. "$BENCH_DIR/../tests/lab/lab.sh"
+. "$BENCH_DIR/../tests/lab/odrs.sh"
+set -u -o pipefail
+
+# ms SECONDS: "0.523456" -> "523.456"
+ms() { awk -v s="$1" 'BEGIN { printf "%.3f", s * 1000 }'; }
+
+# machine: one line on where the numbers come from (MEM: the guest's MiB).
+machine() {
+	echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)," \
+		"$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM," \
+		"kernel $(uname -r); guest: TCG (no KVM), 1 vCPU, $MEM MiB; snapshots on tmpfs ($LAB_DIR)"
+}
+
+# median: of the numbers on standard input, one a line ("-" if none).
+median() {
+	sort -g | awk '{ x[NR] = $1 }
+		END { if (NR) printf "%.1f", NR % 2 ? x[(NR + 1) / 2] : (x[NR / 2] + x[NR / 2 + 1]) / 2; else printf "-" }'
+}
