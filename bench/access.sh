@@ -230,12 +230,7 @@ plot() {
 	EOF
 }
 
-LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
-trap lab_down EXIT
-step "raising lab '$LAB_PREFIX' (1 node, 1 client) and $VM ($MEM MiB, TCG)"
-lab_up 1 1 > /dev/null || fail "lab_up"
-lab_vm_start n1 "$VM" "$IP" "$MAC" "$MEM" > /dev/null && lab_vm_wait_ready n1 "$VM" ||
-	fail "$VM did not come up"
+bench_lab "$VM" "$IP" "$MAC" "$MEM"
 EVENTS=$(lab_node_dir n1)/odrs/events.jsonl
 echo "variant,round,ms,snapshot_bytes" > "$CSV"
 echo "variant,round,restore_ms,restore_wall_ms,connect_ms,wake_done_ms,syn_replayed_ms,syns" > "$DETAIL"

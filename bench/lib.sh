@@ -23,3 +23,14 @@ median() {
 	sort -g | awk '{ x[NR] = $1 }
 		END { if (NR) printf "%.1f", NR % 2 ? x[(NR + 1) / 2] : (x[NR / 2] + x[NR / 2 + 1]) / 2; else printf "-" }'
 }
+
+# bench_lab VM IP MAC MEM_MIB [BALLAST_MIB] [CACHE_MIB]: raise a lab of one
+# node and one client (torn down on exit) with the VM on n1, ready.
+bench_lab() {
+	LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+	trap lab_down EXIT
+	step "raising lab '$LAB_PREFIX' (1 node, 1 client) and $1 ($4 MiB, TCG)"
+	lab_up 1 1 > /dev/null || fail "lab_up"
+	lab_vm_start n1 "$1" "$2" "$3" "$4" "${5:-0}" "${6:-0}" > /dev/null && lab_vm_wait_ready n1 "$1" 120 ||
+		fail "$1 did not come up"
+}

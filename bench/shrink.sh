@@ -66,7 +66,7 @@ summarize() {
 				"$(awk -v b="$(col_median "$m" 4)" 'BEGIN { print b / 1048576 }')" \
 				"$(col_median "$m" 5)" "$(col_median "$m" 6)"
 		done
-		echo "(medians; save_ms from hibernate_done, which includes the shrink; access_ms is curl's time_connect)"
+		echo "(medians; save_ms is hibernate_done's ms: the shrink step and the save; access_ms is curl's time_connect)"
 		echo
 		echo "command: ROUNDS=$ROUNDS CACHE=$CACHE LAB_PREFIX=$LAB_PREFIX bench/shrink.sh (or make bench)"
 	} > "$TXT"
@@ -96,11 +96,7 @@ plot() {
 	EOF
 }
 
-trap lab_down EXIT
-step "raising lab '$LAB_PREFIX' and $VM ($MEM MiB, $CACHE MiB of it page cache)"
-lab_up 1 1 > /dev/null || fail "lab_up"
-lab_vm_start n1 "$VM" "$IP" "$MAC" "" 0 "$CACHE" > /dev/null && lab_vm_wait_ready n1 "$VM" 120 ||
-	fail "$VM did not come up"
+bench_lab "$VM" "$IP" "$MAC" "$MEM" 0 "$CACHE"
 EVENTS=$(lab_node_dir n1)/odrs/events.jsonl
 echo "mode,round,image_bytes,shrunk_bytes,hibernate_ms,access_ms" > "$CSV"
 for mode in $MODES; do

@@ -1,6 +1,12 @@
 /*
  * The data path: capture, classify, act. Everything odrsd does on the wire
  * starts in on_frame(); the kernel filter below passes only what it needs.
+ *
+ * Two captures on the interface: the wake capture (ARP requests, SYNs to
+ * sleeping VMs, SYN-ACKs of replays) in immediate mode, as every frame there
+ * is someone waiting; and the activity capture (TCP of running VMs) that the
+ * kernel hands over in blocks, at most ACTIVITY_DELAY_MS late: a busy VM
+ * costs a copy per frame, not a wake-up (bench/activity.sh measures both).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -11,8 +17,8 @@
 #include "log.h"
 #include "odrsd.h"
 
-#define SNAPLEN        2048
-#define FILTER_HOSTS   200   /* past this many addresses, filter on flags alone */
+#define SNAPLEN            2048
+#define FILTER_HOSTS       200   /* past this many addresses, filter on flags alone */
 
 static void on_frame(u_char *user, const struct pcap_pkthdr *h, const u_char *frame)
 {
@@ -31,8 +37,6 @@ static void on_frame(u_char *user, const struct pcap_pkthdr *h, const u_char *fr
 			wake_on_arp_request(d, vm, &p);
 		break;
 	case WK_PKT_TCP:
-		idle_note_tcp(d, p.ip.src);
-		idle_note_tcp(d, p.ip.dst);
 		if (wk_pkt_is_syn(&p) && (vm = wk_vmtable_by_ip(d->table, p.ip.dst)))
 			wake_on_syn(d, vm, &p, frame, h->caplen);
 		else if (wk_pkt_is_synack(&p) && (vm = wk_vmtable_by_ip(d->table, p.ip.src)))
@@ -43,19 +47,42 @@ static void on_frame(u_char *user, const struct pcap_pkthdr *h, const u_char *fr
 	}
 }
 
-static void capture_drain(struct odrsd *d, pcap_t *pcap)
+/* Any TCP of a running VM, either way, is activity (a half-open connection too). */
+static void on_activity_frame(u_char *user, const struct pcap_pkthdr *h, const u_char *frame)
+{
+	struct odrsd *d = (struct odrsd *)user;
+	struct wk_pkt p;
+
+	d->n.frames++;
+	if (h->caplen < h->len || wk_pkt_parse(frame, h->caplen, &p) < 0) {
+		d->n.malformed++;
+		return;
+	}
+	if (p.kind == WK_PKT_TCP) {
+		idle_note_tcp(d, p.ip.src);
+		idle_note_tcp(d, p.ip.dst);
+	}
+}
+
+static void capture_drain(struct odrsd *d, struct capture *c, pcap_t *pcap)
 {
 	/* Bounded, so a flood cannot starve the rest of the loop. */
 	for (int i = 0; i < 64; i++)
-		if (pcap_dispatch(pcap, -1, on_frame, (u_char *)d) <= 0)
+		if (pcap_dispatch(pcap, -1, c->on_frame, (u_char *)d) <= 0)
 			break;
 }
 
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
-	struct odrsd *d = w->data;
+	struct capture *c = w->data;
 
-	capture_drain(d, d->cap.pcap);
+	capture_drain(c->d, c, c->pcap);
+}
+
+void capture_activity_flush(struct odrsd *d)
+{
+	if (d->act.pcap)
+		capture_drain(d, &d->act, d->act.pcap);
 }
 
 static bool vm_awaits_synack(const struct vm *vm)
@@ -64,11 +91,12 @@ static bool vm_awaits_synack(const struct vm *vm)
 }
 
 /*
- * " or (WHAT and (DIRhost A or DIRhost B ...))" for the VMs that match, or
- * " or (WHAT)" alone when they are too many to list.
+ * "(WHAT and (DIRhost A or DIRhost B ...))" for the VMs that match, or
+ * "(WHAT)" alone when they are too many to list, after " or " unless first;
+ * nothing when none match. Says whether it wrote.
  */
-static void filter_clause(FILE *f, struct odrsd *d, const char *what, const char *dir,
-			  bool (*match)(const struct vm *))
+static bool filter_clause(FILE *f, struct odrsd *d, const char *what, const char *dir,
+			  bool (*match)(const struct vm *), bool first)
 {
 	char ip[INET_ADDRSTRLEN];
 	size_t n = 0;
@@ -76,8 +104,8 @@ static void filter_clause(FILE *f, struct odrsd *d, const char *what, const char
 	for (size_t i = 0; i < d->nvms; i++)
 		n += match(d->vms[i]);
 	if (n == 0)
-		return;
-	fprintf(f, " or (%s", what);
+		return false;
+	fprintf(f, "%s(%s", first ? "" : " or ", what);
 	if (n <= FILTER_HOSTS) {
 		n = 0;
 		fputs(" and (", f);
@@ -88,35 +116,62 @@ static void filter_clause(FILE *f, struct odrsd *d, const char *what, const char
 		fputc(')', f);
 	}
 	fputc(')', f);
+	return true;
 }
 
-/*
- * ARP requests always (the table decides); SYNs without ACK to sleeping VMs;
- * SYN-ACKs from VMs whose replayed SYNs are not answered yet; any TCP of VMs
- * whose activity this check interval has not seen yet (idle.c). Frames with
- * one or two VLAN tags are matched the same way.
- */
-static char *filter_build(struct odrsd *d)
+/* The same, untagged, under one VLAN tag or under two. */
+static char *filter_vlans(char *l3)
 {
-	char *l3 = NULL, *all = NULL;
-	size_t len;
-	FILE *f = open_memstream(&l3, &len);
+	char *all;
 
-	if (!f)
-		return NULL;
-	fputs("(arp and arp[6:2] = 1)", f);
-	filter_clause(f, d, "tcp and tcp[13] & 0x12 = 0x02", "dst ", vm_is_asleep);
-	filter_clause(f, d, "tcp and tcp[13] & 0x12 = 0x12", "src ", vm_awaits_synack);
-	filter_clause(f, d, "tcp", "", vm_watch_activity);
-	if (fclose(f) != 0 || !l3)
-		return NULL;
 	if (asprintf(&all, "(%s) or (vlan and ((%s) or (vlan and (%s))))", l3, l3, l3) < 0)
 		all = NULL;
 	free(l3);
 	return all;
 }
 
-static pcap_t *capture_open(struct odrsd *d, const char *filter)
+/*
+ * The wake capture: ARP requests always (the table decides); SYNs without
+ * ACK to sleeping VMs; SYN-ACKs from VMs whose replayed SYNs are not answered
+ * yet. NULL when out of memory.
+ */
+static char *wake_filter(struct odrsd *d)
+{
+	char *l3 = NULL;
+	size_t len;
+	FILE *f = open_memstream(&l3, &len);
+
+	if (!f)
+		return NULL;
+	fputs("(arp and arp[6:2] = 1)", f);
+	filter_clause(f, d, "tcp and tcp[13] & 0x12 = 0x02", "dst ", vm_is_asleep, false);
+	filter_clause(f, d, "tcp and tcp[13] & 0x12 = 0x12", "src ", vm_awaits_synack, false);
+	if (fclose(f) != 0 || !l3)
+		return NULL;
+	return filter_vlans(l3);
+}
+
+/* The activity capture: any TCP of the VMs idle.c watches; "" when none. */
+static char *activity_filter(struct odrsd *d)
+{
+	char *l3 = NULL;
+	size_t len;
+	FILE *f = open_memstream(&l3, &len);
+	bool any;
+
+	if (!f)
+		return NULL;
+	any = filter_clause(f, d, "tcp", "", vm_watch_activity, true);
+	if (fclose(f) != 0 || !l3)
+		return NULL;
+	if (!any) {
+		free(l3);
+		return strdup("");
+	}
+	return filter_vlans(l3);
+}
+
+static pcap_t *capture_open(struct odrsd *d, const char *filter, bool immediate)
 {
 	char errbuf[PCAP_ERRBUF_SIZE] = "";
 	struct bpf_program prog;
@@ -129,7 +184,9 @@ static pcap_t *capture_open(struct odrsd *d, const char *filter)
 	}
 	pcap_set_snaplen(p, SNAPLEN);
 	pcap_set_promisc(p, 1);
-	pcap_set_immediate_mode(p, 1);
+	pcap_set_immediate_mode(p, immediate);
+	if (!immediate)
+		pcap_set_timeout(p, ACTIVITY_DELAY_MS);
 	pcap_set_buffer_size(p, 4 << 20);
 	if ((r = pcap_activate(p)) < 0) {
 		log_err("capture on %s: %s", d->cfg->interface, pcap_geterr(p));
@@ -157,36 +214,53 @@ static pcap_t *capture_open(struct odrsd *d, const char *filter)
  * Make before break: the new handle, with the new filter, captures before
  * the old one is drained and closed, so no frame falls between them (a frame
  * seen by both is harmless: ARP replies are idempotent, held SYNs deduplicated).
+ * Takes filter; an unchanged one leaves the handle alone, "" closes it.
  */
-static int capture_swap(struct odrsd *d)
+static int capture_swap(struct odrsd *d, struct capture *c, char *filter)
 {
-	char *filter = filter_build(d);
-	pcap_t *next, *old = d->cap.pcap;
+	pcap_t *next = NULL, *old = c->pcap;
 
 	if (!filter)
 		return -ENOMEM;
-	log_debug("capture filter: %s", filter);
-	next = capture_open(d, filter);
-	free(filter);
-	if (!next)
+	if (c->filter && !strcmp(filter, c->filter) && (c->pcap || !*filter)) {
+		free(filter);
+		return 0;
+	}
+	log_debug("capture filter (%s): %s", c->immediate ? "wake" : "activity", filter);
+	if (*filter && !(next = capture_open(d, filter, c->immediate))) {
+		free(filter);
 		return -EINVAL;
-	ev_io_stop(d->loop, &d->cap.io);
-	d->cap.pcap = next;
-	ev_io_set(&d->cap.io, pcap_get_selectable_fd(next), EV_READ);
-	ev_io_start(d->loop, &d->cap.io);
+	}
+	free(c->filter);
+	c->filter = filter;
+	ev_io_stop(d->loop, &c->io);
+	c->pcap = next;
+	if (next) {
+		ev_io_set(&c->io, pcap_get_selectable_fd(next), EV_READ);
+		ev_io_start(d->loop, &c->io);
+	}
 	if (old) {
-		capture_drain(d, old);
+		capture_drain(d, c, old);
 		pcap_close(old);
 	}
 	d->n.filter_updates++;
 	return 0;
 }
 
+static int capture_update(struct odrsd *d)
+{
+	int r = capture_swap(d, &d->cap, wake_filter(d));
+
+	if (r == 0)
+		r = capture_swap(d, &d->act, activity_filter(d));
+	return r;
+}
+
 static void on_filter_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct odrsd *d = w->data;
 
-	if (capture_swap(d) < 0)
+	if (capture_update(d) < 0)
 		log_err("capture filter not updated; keeping the previous one");
 }
 
@@ -196,21 +270,38 @@ void capture_filter_changed(struct odrsd *d)
 		ev_timer_start(d->loop, &d->filter_timer);
 }
 
+static void capture_init(struct odrsd *d, struct capture *c, bool immediate, pcap_handler on)
+{
+	c->d = d;
+	c->immediate = immediate;
+	c->on_frame = on;
+	ev_init(&c->io, on_readable);
+	c->io.data = c;
+}
+
 int capture_start(struct odrsd *d)
 {
 	ev_timer_init(&d->filter_timer, on_filter_timer, 0., 0.);
 	d->filter_timer.data = d;
-	ev_init(&d->cap.io, on_readable);
-	d->cap.io.data = d;
-	return capture_swap(d);
+	capture_init(d, &d->cap, true, on_frame);
+	capture_init(d, &d->act, false, on_activity_frame);
+	return capture_update(d);
+}
+
+static void capture_close(struct odrsd *d, struct capture *c)
+{
+	if (c->pcap) {
+		ev_io_stop(d->loop, &c->io);
+		pcap_close(c->pcap);
+		c->pcap = NULL;
+	}
+	free(c->filter);
+	c->filter = NULL;
 }
 
 void capture_stop(struct odrsd *d)
 {
 	ev_timer_stop(d->loop, &d->filter_timer);
-	if (d->cap.pcap) {
-		ev_io_stop(d->loop, &d->cap.io);
-		pcap_close(d->cap.pcap);
-		d->cap.pcap = NULL;
-	}
+	capture_close(d, &d->cap);
+	capture_close(d, &d->act);
 }

@@ -4,9 +4,8 @@
  * load_threshold and it runs no protected process. Missing information
  * (a probe that fails) never counts as idle.
  *
- * Activity costs little: the capture filter passes a VM's TCP only until
- * the first frame of each check interval; that frame marks it seen and the
- * next filter leaves it out until the interval ends. One timer for all VMs.
+ * Activity comes from the activity capture (capture.c): the TCP of the VMs
+ * watched here, handed over in blocks. One timer for all VMs.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -18,7 +17,7 @@
 
 bool vm_watch_activity(const struct vm *vm)
 {
-	return vm->state == VM_RUNNING && vm->conf && vm->conf->policy.idle_timeout_ms && !vm->seen;
+	return vm->state == VM_RUNNING && vm->conf && vm->conf->policy.idle_timeout_ms;
 }
 
 void idle_note_tcp(struct odrsd *d, uint32_t ip)
@@ -28,11 +27,13 @@ void idle_note_tcp(struct odrsd *d, uint32_t ip)
 	if (!vm)
 		return;
 	vm->last_activity = ev_now(d->loop);
-	if (!vm->seen && vm->state == VM_RUNNING) {
-		vm->seen = true;
-		vm->idle_skip = NULL;
-		capture_filter_changed(d);
-	}
+	vm->idle_skip = NULL;
+}
+
+/* Traffic since the check (or the probe) began makes it busy after all. */
+static bool idle_for(struct odrsd *d, const struct vm *vm)
+{
+	return ev_now(d->loop) - vm->last_activity >= vm->conf->policy.idle_timeout_ms / 1000.;
 }
 
 /* Say why an idle VM stays up, once per reason until it is busy again. */
@@ -70,7 +71,8 @@ void idle_probe_done(struct odrsd *d, struct vm *vm)
 	double load;
 
 	vm->probing = false;
-	if (vm->removed || !vm->conf || vm->state != VM_RUNNING || vm->seen) {
+	capture_activity_flush(d);
+	if (vm->removed || !vm->conf || vm->state != VM_RUNNING || !idle_for(d, vm)) {
 		/* It was busy, or changed, while the guest answered. */
 	} else if (job->err) {
 		idle_skip(vm, "probe_failed", json_pack("{s:s}", "error", job->error));
@@ -89,22 +91,17 @@ void idle_probe_done(struct odrsd *d, struct vm *vm)
 	job->output = NULL;
 }
 
-static void idle_check(struct odrsd *d, struct vm *vm, ev_tstamp now)
+static bool idle_candidate(struct odrsd *d, const struct vm *vm)
 {
-	const struct wk_policy *pol;
+	return vm->state == VM_RUNNING && vm->conf && !vm->job_busy && !vm->probing && !vm->held &&
+	       vm->conf->policy.idle_timeout_ms && idle_for(d, vm);
+}
 
-	if (vm->seen) {
-		/* Busy during the interval: it counts as busy until its end. */
-		vm->last_activity = now;
-		vm->seen = false;
-		capture_filter_changed(d);
-		return;
-	}
-	if (vm->state != VM_RUNNING || !vm->conf || vm->job_busy || vm->probing || vm->held)
-		return;
-	pol = &vm->conf->policy;
-	if (!pol->idle_timeout_ms || now - vm->last_activity < pol->idle_timeout_ms / 1000.)
-		return;
+/* Idle on the wire, for sure: probe the guest, or hibernate it. */
+static void idle_act(struct odrsd *d, struct vm *vm)
+{
+	const struct wk_policy *pol = &vm->conf->policy;
+
 	if (vm->pinned) {
 		idle_skip(vm, "pinned", NULL);
 		return;
@@ -124,13 +121,37 @@ static void idle_check(struct odrsd *d, struct vm *vm, ev_tstamp now)
 	virt_submit(d->virt, &vm->probe);
 }
 
+/*
+ * The activity capture hands frames over up to ACTIVITY_DELAY_MS late: a VM
+ * that looks idle is acted on only once that much more time has passed
+ * without a frame.
+ */
 static void on_idle_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct odrsd *d = w->data;
-	ev_tstamp now = ev_now(loop);
+	bool any = false;
 
-	for (size_t i = 0; i < d->nvms; i++)
-		idle_check(d, d->vms[i], now);
+	capture_activity_flush(d);
+	for (size_t i = 0; i < d->nvms; i++) {
+		struct vm *vm = d->vms[i];
+		vm->idle_pending = idle_candidate(d, vm);
+		any = any || vm->idle_pending;
+	}
+	if (any && !ev_is_active(&d->idle_confirm))
+		ev_timer_start(loop, &d->idle_confirm);
+}
+
+static void on_idle_confirm(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct odrsd *d = w->data;
+
+	capture_activity_flush(d);
+	for (size_t i = 0; i < d->nvms; i++) {
+		struct vm *vm = d->vms[i];
+		if (vm->idle_pending && idle_candidate(d, vm))
+			idle_act(d, vm);
+		vm->idle_pending = false;
+	}
 }
 
 void idle_start(struct odrsd *d)
@@ -140,6 +161,8 @@ void idle_start(struct odrsd *d)
 	ev_timer_init(&d->idle_timer, on_idle_timer, every, every);
 	d->idle_timer.data = d;
 	ev_timer_start(d->loop, &d->idle_timer);
+	ev_timer_init(&d->idle_confirm, on_idle_confirm, (ACTIVITY_DELAY_MS + 50) / 1000., 0.);
+	d->idle_confirm.data = d;
 }
 
 void idle_interval_changed(struct odrsd *d)

@@ -66,7 +66,7 @@ struct vm {
 	struct waiter   *waiters;
 
 	/* Idleness (idle.c). */
-	bool             seen;           /* TCP seen in this check interval */
+	bool             idle_pending;   /* looked idle at the last check: confirm */
 	const char      *idle_skip;      /* the last idle_skip reason logged */
 	struct virt_job  probe;          /* asks the guest for its load and processes */
 	bool             probing;
@@ -77,9 +77,16 @@ struct counters {
 	uint64_t restores, restore_failures, saves, save_failures, filter_updates;
 };
 
+/* The activity capture's frames reach idle.c at most this late. */
+#define ACTIVITY_DELAY_MS  500
+
 struct capture {
-	pcap_t  *pcap;
-	ev_io    io;
+	pcap_t        *pcap;
+	ev_io          io;
+	char          *filter;     /* in force; "" for no handle */
+	bool           immediate;  /* every frame at once, or in blocks */
+	pcap_handler   on_frame;
+	struct odrsd  *d;
 };
 
 struct odrsd {
@@ -94,7 +101,8 @@ struct odrsd {
 	struct wk_vmtable *table;
 	unsigned           nheld_total;
 
-	struct capture     cap;           /* the live capture; swapped when the filter changes */
+	struct capture     cap;           /* the wake capture; swapped when its filter changes */
+	struct capture     act;           /* the activity capture (TCP of running VMs) */
 	ev_timer           filter_timer;  /* coalesces filter rebuilds to one per loop turn */
 	unsigned           ifindex;       /* of cfg->interface */
 	int                inject_fd;     /* AF_PACKET socket for every frame we send */
@@ -103,6 +111,7 @@ struct odrsd {
 	int                control_fd;
 	ev_io              control_io;
 	ev_timer           idle_timer;    /* one for all VMs: check_interval */
+	ev_timer           idle_confirm;  /* ACTIVITY_DELAY_MS after it, for the VMs that looked idle */
 	ev_signal          sighup, sigterm, sigint;
 	struct counters    n;
 };
@@ -111,6 +120,7 @@ struct odrsd {
 int  capture_start(struct odrsd *d);
 void capture_stop(struct odrsd *d);
 void capture_filter_changed(struct odrsd *d);
+void capture_activity_flush(struct odrsd *d);
 
 /* wake.c: what odrsd does for each VM. */
 void wake_on_arp_request(struct odrsd *d, struct vm *vm, const struct wk_pkt *p);

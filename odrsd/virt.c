@@ -55,6 +55,7 @@ struct worker {
 	struct virt_queue *queue;
 	virConnectPtr      conn;
 	pthread_t          thread;
+	virDomainPtr       deflate;  /* restored from a balloon: memory back once the wake is done */
 };
 
 struct virt {
@@ -625,8 +626,10 @@ do_save(struct worker *w, struct virt_job *job, const struct snap_paths *p)
 		goto out;
 	}
 	read_nic(dom, 0, job);
+	t0 = now_ms();
 	if (job->shrink != WK_SHRINK_NONE)
 		shrink(dom, job);
+	job->shrink_ms = now_ms() - t0;
 	virDomainGetState(dom, &state_before, &reason, 0);
 
 	/*
@@ -638,7 +641,6 @@ do_save(struct worker *w, struct virt_job *job, const struct snap_paths *p)
 	/* libvirt would write into a leftover .part; start from nothing. */
 	unlink(p->part);
 	polling = progress_start(&pr, w, job);
-	t0 = now_ms();
 	r = virDomainSaveFlags(dom, p->part, NULL, VIR_DOMAIN_SAVE_RUNNING);
 	job->ms = now_ms() - t0;
 	if (r < 0)
@@ -731,8 +733,10 @@ do_restore(struct worker *w, struct virt_job *job, const struct snap_paths *p)
 	job->state = VIRT_RUNNING;
 	if (dom) {
 		read_nic(dom, 0, job);
-		if (job->shrink == WK_SHRINK_BALLOON)
-			balloon_restore(dom);
+		if (job->shrink == WK_SHRINK_BALLOON) {
+			w->deflate = dom;
+			dom = NULL;
+		}
 	}
 out:
 	if (dom)
@@ -949,6 +953,11 @@ worker_run(void *arg)
 		v->finished_tail = job;
 		pthread_mutex_unlock(&v->lock);
 		ev_async_send(v->loop, &v->finished_async);
+		if (w->deflate) {
+			balloon_restore(w->deflate);
+			virDomainFree(w->deflate);
+			w->deflate = NULL;
+		}
 	}
 	if (w->conn)
 		virConnectClose(w->conn);
@@ -1080,7 +1089,7 @@ virt_submit(struct virt *v, struct virt_job *job)
 	job->tap[0] = '\0';
 	job->has_mac = false;
 	memset(job->mac, 0, sizeof(job->mac));
-	job->bytes = job->ms = job->shrunk_bytes = 0;
+	job->bytes = job->ms = job->shrunk_bytes = job->shrink_ms = 0;
 	job->output = NULL;
 	job->output_len = 0;
 	job->progress_done = job->progress_total = 0;

@@ -56,8 +56,9 @@ struct virt_job {
 	uint8_t         mac[6];          /* the domain's first interface MAC */
 	bool            has_mac;
 	uint64_t        bytes;           /* size of NAME.img (after a save, or when hibernated) */
-	uint64_t        ms;              /* how long the libvirt call took */
+	uint64_t        ms;              /* how long the libvirt call took (a save: with its shrink) */
 	uint64_t        shrunk_bytes;    /* guest memory a save's shrink step released */
+	uint64_t        shrink_ms;       /* of a save's ms, the shrink step's */
 	char           *output;          /* VIRT_PROBE: what the command printed (malloc'd; caller frees) */
 	size_t          output_len;
 	/*

@@ -341,9 +341,10 @@ static void save_done(struct odrsd *d, struct vm *vm, const struct virt_job *job
 	log_info("%s: hibernated, %llu bytes in %llu ms", vm->name,
 		 (unsigned long long)job->bytes, (unsigned long long)job->ms);
 	evlog_emit("hibernate_done", vm->name,
-		   json_pack("{s:I, s:I, s:s, s:I}", "bytes", (json_int_t)job->bytes, "ms", (json_int_t)job->ms,
+		   json_pack("{s:I, s:I, s:s, s:I, s:I}", "bytes", (json_int_t)job->bytes, "ms", (json_int_t)job->ms,
 			     "reason", vm->hibernate_reason,
-			     "shrunk_bytes", (json_int_t)job->shrunk_bytes));
+			     "shrunk_bytes", (json_int_t)job->shrunk_bytes,
+			     "shrink_ms", (json_int_t)job->shrink_ms));
 	vm_announce(d, vm);
 	control_vm_done(d, vm, 0, NULL);
 	if (vm->wake_wanted)

@@ -287,10 +287,19 @@ _lab_namespaces() {
 }
 
 # Every pid in the lab's namespaces; the netns is what marks a process as ours.
+# The lab's processes: those in its namespaces, and any other naming its
+# directory (a follower of a node's event log, say).
 _lab_pids() {
-	local ns
+	local ns f p args
 	for ns in $(_lab_namespaces); do
 		ip netns pids "$ns" 2>/dev/null
+	done
+	for f in /proc/[0-9]*/cmdline; do
+		p=${f#/proc/}
+		p=${p%/cmdline}
+		[ "$p" = $$ ] || [ "$p" = "$BASHPID" ] && continue
+		mapfile -d '' -t args <"$f" 2>/dev/null || continue
+		case " ${args[*]} " in *"$LAB_DIR/"*) echo "$p" ;; esac
 	done
 }
 

@@ -70,7 +70,8 @@ lab_odrsd_start n1 "$CONF" || fail "odrsd did not start"
 odrs_wait_state n1 web1 running || fail "web1 not seen running"
 
 # From here until the end, every line odrsd writes must reach this follower once.
-ctl events -f -n 100000 --json -l "$LOG" >"$LAB_DIR/follow.out" 2>"$LAB_DIR/follow.err" &
+# Not through ctl: $! must be odrsctl itself.
+"$LAB_ODRSCTL" -s "$SOCK" events -f -n 100000 --json -l "$LOG" >"$LAB_DIR/follow.out" 2>"$LAB_DIR/follow.err" &
 FOLLOWER=$!
 
 step "7: the control socket is 0660, root:odrs; odrs members may use it, others not"
@@ -176,7 +177,7 @@ expect_rc 2 ctl frobnicate
 step "6: events filters"
 expect_rc 0 ctl events -l "$LOG" --vm web1 --event wake_done
 [ "$(wc -l <"$OUT.out")" = 1 ] || fail "wake_done lines: $(cat "$OUT.out")"
-grep -Eq '^[0-9-]+T[0-9:.]+Z web1 wake_done ms=[0-9]+ trigger=manual target_node=n1 node=n1$' "$OUT.out" ||
+grep -Eq '^[0-9-]+T[0-9:.]+Z web1 wake_done ms=[0-9]+ restore_ms=[0-9]+ trigger=manual target_node=n1 node=n1$' "$OUT.out" ||
 	fail "wake_done line: $(cat "$OUT.out")"
 expect_rc 0 ctl events -l "$LOG" --vm web2
 [ ! -s "$OUT.out" ] || fail "events for web2: $(cat "$OUT.out")"

@@ -59,7 +59,7 @@ static const struct {
 	{ "arp_reply",        { "ip", "requester" } },
 	{ "syn_held",         { "client", "port" } },
 	{ "wake_start",       { "trigger", "client", "target_node" } },
-	{ "wake_done",        { "ms", "trigger", "target_node" } },
+	{ "wake_done",        { "ms", "restore_ms", "trigger", "target_node" } },
 	{ "syn_replayed",     { "count", "ms" } },
 	{ "wake_failed",      { "error" } },
 	{ "hibernate_start",  { "reason" } },
