@@ -2,7 +2,8 @@
 # Automatic hibernation with real guests (qemu-guest-agent probes):
 #  - an untouched VM hibernates within idle_timeout plus one check interval
 #    (plus the probe), and wakes on access;
-#  - a VM a client talks to every few seconds stays up;
+#  - a VM a client talks to every few seconds stays up, and so does one that
+#    only gets lone SYNs (to a closed port: handshakes that never finish);
 #  - a VM whose load is above load_threshold stays up (idle_skip load);
 #  - a VM running a protected process stays up (idle_skip process);
 #  - a VM whose agent does not answer stays up (idle_skip probe_failed);
@@ -22,7 +23,8 @@ vm_sections() { # extra lines for idle1 come as arguments
 		"[vm busy1]" "ip = 198.18.0.22" \
 		"[vm load1]" "ip = 198.18.0.23" "load_threshold = 0.2" \
 		"[vm guard1]" "ip = 198.18.0.24" "protect = cron httpd" \
-		"[vm mute1]" "ip = 198.18.0.25"
+		"[vm mute1]" "ip = 198.18.0.25" \
+		"[vm syn1]" "ip = 198.18.0.26"
 }
 running() { for vm in "$@"; do [ "$(odrs_state n1 "$vm")" = running ] || fail "$vm is $(odrs_state n1 "$vm"), want running"; done; }
 never_hibernated() { for vm in "$@"; do [ "$(odrs_events n1 hibernate_start "$vm")" = 0 ] || fail "$vm was hibernated"; done; }
@@ -34,11 +36,11 @@ skipped() { # VM REASON
 trap lab_down EXIT
 lab_up 1 1 || fail "lab_up"
 i=21
-for vm in idle1 busy1 load1 guard1 mute1; do
+for vm in idle1 busy1 load1 guard1 mute1 syn1; do
 	lab_vm_start n1 $vm 198.18.0.$i 52:54:00:12:00:$i > /dev/null || fail "$vm start"
 	i=$((i + 1))
 done
-for vm in idle1 busy1 load1 guard1 mute1; do lab_vm_wait_ready n1 $vm 90 || fail "$vm not ready"; done
+for vm in idle1 busy1 load1 guard1 mute1 syn1; do lab_vm_wait_ready n1 $vm 90 || fail "$vm not ready"; done
 
 step "load1 gets load, mute1 loses its agent"
 odrs_guest_sh n1 load1 'for i in 1 2 3; do (while :; do :; done) & done' > /dev/null
@@ -47,7 +49,11 @@ load_above() { awk -v l="$(odrs_guest_sh n1 load1 'cat /proc/loadavg')" 'BEGIN {
 lab_wait 60 load_above || fail "load1's load did not rise"
 
 conf=$(odrs_conf n1 "$(vm_sections)")
-lab_client_exec c1 sh -c 'for i in $(seq 12); do curl -s -o /dev/null --max-time 2 http://198.18.0.22/; sleep 2; done' &
+lab_client_exec c1 sh -c 'for i in $(seq 12); do
+	curl -s -o /dev/null --max-time 2 http://198.18.0.22/
+	curl -s -o /dev/null --max-time 1 http://198.18.0.26:81/
+	sleep 2
+done' &
 talker=$!
 t0=$SECONDS
 lab_odrsd_start n1 "$conf" || fail "odrsd"
@@ -63,8 +69,8 @@ odrs_wait_state n1 idle1 hibernated 30 || fail "idle1 not hibernated"
 
 step "the others stay up for several idle timeouts"
 sleep $((3 * IDLE))
-running busy1 load1 guard1 mute1
-never_hibernated busy1 load1 guard1 mute1
+running busy1 load1 guard1 mute1 syn1
+never_hibernated busy1 load1 guard1 mute1 syn1
 skipped load1 load
 skipped guard1 process
 skipped mute1 probe_failed
