@@ -264,6 +264,15 @@ static void on_filter_timer(struct ev_loop *loop, ev_timer *w, int revents)
 		log_err("capture filter not updated; keeping the previous one");
 }
 
+void capture_interface_changed(struct odrsd *d)
+{
+	/* Same filters, new interface: the next update reopens both captures. */
+	free(d->cap.filter);
+	free(d->act.filter);
+	d->cap.filter = d->act.filter = NULL;
+	capture_filter_changed(d);
+}
+
 void capture_filter_changed(struct odrsd *d)
 {
 	if (!ev_is_active(&d->filter_timer))

@@ -152,6 +152,8 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 	free(d->vms);
 	d->vms = vms;
 	d->nvms = n;
+	if (strcmp(next->interface, d->cfg->interface))
+		capture_interface_changed(d);
 	wk_config_free(d->cfg);
 	d->cfg = next;
 	d->ifindex = if_nametoindex(d->cfg->interface);

@@ -121,6 +121,7 @@ int  capture_start(struct odrsd *d);
 void capture_stop(struct odrsd *d);
 void capture_filter_changed(struct odrsd *d);
 void capture_activity_flush(struct odrsd *d);
+void capture_interface_changed(struct odrsd *d);
 
 /* wake.c: what odrsd does for each VM. */
 void wake_on_arp_request(struct odrsd *d, struct vm *vm, const struct wk_pkt *p);
