@@ -383,6 +383,8 @@ int control_open(struct odrsd *d, const char *path)
 		return r;
 	}
 	d->control_fd = fd;
+	/* The path in force until a restart, whatever a reload says. */
+	snprintf(d->control_path, sizeof(d->control_path), "%s", path);
 	ev_io_init(&d->control_io, on_accept, fd, EV_READ);
 	d->control_io.data = d;
 	ev_io_start(d->loop, &d->control_io);
@@ -396,4 +398,5 @@ void control_close(struct odrsd *d)
 	ev_io_stop(d->loop, &d->control_io);
 	close(d->control_fd);
 	d->control_fd = -1;
+	unlink(d->control_path);
 }

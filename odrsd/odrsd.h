@@ -109,6 +109,7 @@ struct odrsd {
 
 	struct virt       *virt;
 	int                control_fd;
+	char               control_path[108];  /* sun_path's size */
 	ev_io              control_io;
 	ev_timer           idle_timer;    /* one for all VMs: check_interval */
 	ev_timer           idle_confirm;  /* ACTIVITY_DELAY_MS after it, for the VMs that looked idle */

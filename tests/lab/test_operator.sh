@@ -197,9 +197,11 @@ expect_rc 0 ctl unpin web1
 lab_odrsd_stop n1 || fail "odrsd stop: exit $?"
 
 step "5: exit 3 without a daemon; events still work"
-# A socket file nobody listens on: odrsd's own, or one bound and never listened on.
-[ -S "$SOCK" ] || perl -MSocket -e 'socket(my $s, PF_UNIX, SOCK_STREAM, 0) && bind($s, pack_sockaddr_un($ARGV[0])) or die "$!\n"' "$SOCK" ||
-	fail "cannot make a stale socket"
+[ ! -e "$SOCK" ] || fail "odrsd left its socket $SOCK behind"
+# A socket file nobody listens on, as a crashed daemon would leave.
+socat UNIX-LISTEN:"$SOCK" /dev/null & stale=$!
+lab_wait 5 test -S "$SOCK" || fail "cannot make a stale socket"
+kill -KILL "$stale"; wait "$stale" 2>/dev/null
 expect_rc 3 ctl status
 grep -q "cannot connect" "$OUT.err" || fail "stale socket: $(cat "$OUT.err")"
 expect_rc 3 ctl wake web1
