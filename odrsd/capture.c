@@ -17,8 +17,20 @@
 #include "log.h"
 #include "odrsd.h"
 
-#define SNAPLEN            2048
-#define FILTER_HOSTS       200   /* past this many addresses, filter on flags alone */
+#define SNAPLEN        2048
+#define FILTER_HOSTS   200   /* past this many addresses, filter on flags alone */
+
+/* Every captured frame is counted; one that does not decode is dropped and counted. */
+static bool frame_decode(struct odrsd *d, const struct pcap_pkthdr *h, const u_char *frame,
+			 struct wk_pkt *p)
+{
+	d->n.frames++;
+	if (h->caplen < h->len || wk_pkt_parse(frame, h->caplen, p) < 0) {
+		d->n.malformed++;
+		return false;
+	}
+	return true;
+}
 
 static void on_frame(u_char *user, const struct pcap_pkthdr *h, const u_char *frame)
 {
@@ -26,11 +38,8 @@ static void on_frame(u_char *user, const struct pcap_pkthdr *h, const u_char *fr
 	struct wk_pkt p;
 	struct vm *vm;
 
-	d->n.frames++;
-	if (h->caplen < h->len || wk_pkt_parse(frame, h->caplen, &p) < 0) {
-		d->n.malformed++;
+	if (!frame_decode(d, h, frame, &p))
 		return;
-	}
 	switch (p.kind) {
 	case WK_PKT_ARP:
 		if (p.arp.op == WK_ARP_REQUEST && (vm = wk_vmtable_by_ip(d->table, p.arp.tpa)))
@@ -53,12 +62,7 @@ static void on_activity_frame(u_char *user, const struct pcap_pkthdr *h, const u
 	struct odrsd *d = (struct odrsd *)user;
 	struct wk_pkt p;
 
-	d->n.frames++;
-	if (h->caplen < h->len || wk_pkt_parse(frame, h->caplen, &p) < 0) {
-		d->n.malformed++;
-		return;
-	}
-	if (p.kind == WK_PKT_TCP) {
+	if (frame_decode(d, h, frame, &p) && p.kind == WK_PKT_TCP) {
 		idle_note_tcp(d, p.ip.src);
 		idle_note_tcp(d, p.ip.dst);
 	}
@@ -222,7 +226,7 @@ static int capture_swap(struct odrsd *d, struct capture *c, char *filter)
 
 	if (!filter)
 		return -ENOMEM;
-	if (c->filter && !strcmp(filter, c->filter) && (c->pcap || !*filter)) {
+	if (c->filter && !strcmp(filter, c->filter)) {
 		free(filter);
 		return 0;
 	}

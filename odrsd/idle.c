@@ -30,7 +30,7 @@ void idle_note_tcp(struct odrsd *d, uint32_t ip)
 	vm->idle_skip = NULL;
 }
 
-/* Traffic since the check (or the probe) began makes it busy after all. */
+/* No TCP seen for the VM's idle_timeout. */
 static bool idle_for(struct odrsd *d, const struct vm *vm)
 {
 	return ev_now(d->loop) - vm->last_activity >= vm->conf->policy.idle_timeout_ms / 1000.;

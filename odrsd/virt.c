@@ -508,14 +508,15 @@ meminfo_kib(const char *text, size_t len, const char *key)
 	return kib;
 }
 
+/* What a ballooned guest keeps beyond what it could give: it must still fork its servers when it resumes. */
+#define BALLOON_HEADROOM_KIB (16 * 1024)
+
 /*
  * Make the image smaller before a save: the guest drops its clean caches,
  * then (balloon) gives back all but what it uses. Best effort: a guest
  * that does not cooperate is saved as it is, and the job says how much
  * memory was released.
  */
-#define BALLOON_HEADROOM_KIB (16 * 1024)
-
 static void
 shrink(virDomainPtr dom, struct virt_job *job)
 {
@@ -544,10 +545,9 @@ shrink(virDomainPtr dom, struct virt_job *job)
 	avail_kib = meminfo_kib(sep, len, "MemAvailable");
 	free(out);
 	/*
-	 * Take back what the guest could give without swapping, less some
-	 * headroom: a resumed guest must still fork its servers before the
-	 * balloon lets go. Counted from the balloon's current size, since
-	 * MemTotal leaves out what the guest kernel reserved at boot.
+	 * Take back what the guest could give without swapping, less the
+	 * headroom; counted from the balloon's current size, since MemTotal
+	 * leaves out what the guest kernel reserved at boot.
 	 */
 	if (job->shrink != WK_SHRINK_BALLOON || avail_kib <= BALLOON_HEADROOM_KIB ||
 	    avail_kib - BALLOON_HEADROOM_KIB >= before.memory)
