@@ -10,7 +10,7 @@ CLANG     ?= clang
 B         := build
 FUZZ_SECONDS ?= 60
 
-PKGS      := libpcap libnet libvirt libvirt-qemu libxml-2.0 jansson inih libsystemd libcap-ng
+PKGS      := libpcap libnet libvirt libvirt-qemu libxml-2.0 jansson inih libsystemd libcap-ng libcurl
 WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 CFLAGS    ?= -O2 -g
 CPPFLAGS  += -D_GNU_SOURCE -D_DEFAULT_SOURCE -Ilibwake -DODRS_VERSION='"$(VERSION)"'
@@ -56,6 +56,9 @@ $(B)/odrsctl: $(ODRSCTL_OBJ) $(B)/libwake.a
 VIRT_DRIVE_OBJ := $(B)/obj/odrsd/virt.o $(B)/obj/odrsd/guest.o
 $(B)/virt_drive: tests/virt/virt_drive.c $(VIRT_DRIVE_OBJ) $(B)/libwake.a
 	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) -o $@ $< $(VIRT_DRIVE_OBJ) $(B)/libwake.a $(PKG_LIBS)
+# odrsd/etcd.c against a real etcd, under ASan and UBSan: the driver of tests/lab/test_etcd.sh.
+$(B)/etcd_drive: tests/etcd/etcd_drive.c $(B)/asan/odrsd/etcd.o
+	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $< $(B)/asan/odrsd/etcd.o $(PKG_LIBS)
 # The traffic generator of bench/activity.sh: libc only.
 $(B)/flood: bench/flood.c
 	@mkdir -p $(@D)

@@ -35,6 +35,7 @@ enum kind {
 	K_STR,          /* char *, checked by key->check */
 	K_UINT,         /* unsigned, min..max */
 	K_DUR,          /* uint64_t ms, min..max, or 0 when zero_ok */
+	K_SIZE,         /* uint64_t bytes, min..max, or 0 when zero_ok */
 	K_DOUBLE,       /* double, min..max */
 	K_BOOL,         /* yes | no */
 	K_ENUM,         /* an enum, key->words in value order */
@@ -174,6 +175,14 @@ static const struct key cluster_keys[] = {
 	{ KEY("etcd", K_STR, CFG(etcd)), .check = check_endpoints },
 	{ KEY("accept_term", K_DUR, CFG(accept_term_ms)), .min = SEC, .max = 24 * HOUR },
 	{ KEY("lease_ttl", K_DUR, CFG(lease_ttl_ms)), .min = SEC, .max = HOUR },
+	{ KEY("memory", K_SIZE, CFG(memory_bytes)), .min = 64ULL << 20, .max = 1ULL << 50,
+	  .zero_ok = true },
+	{ KEY("cpus", K_UINT, CFG(cpus)), .min = 0, .max = 65536 },
+	{ KEY("retrain_rate", K_UINT, CFG(retrain_rate)), .min = 10, .max = 1000000 },
+	{ KEY("retrain_delay", K_DUR, CFG(retrain_delay_ms)), .min = 100, .max = HOUR,
+	  .zero_ok = true },
+	{ KEY("retrain_refresh", K_DUR, CFG(retrain_refresh_ms)), .min = SEC, .max = HOUR,
+	  .zero_ok = true },
 };
 
 static const struct key vm_keys[] = {
@@ -555,6 +564,16 @@ set_value(struct loader *l, const struct key *k, char *base, const char *v,
 		}
 		*(uint64_t *)field = u;
 		return 0;
+	case K_SIZE:
+		if (wk_parse_size(v, &u) < 0 || ((u < k->min || u > k->max) && !(u == 0 && k->zero_ok))) {
+			snprintf(range, sizeof(range), "expected %sa size from %lluM to %lluG",
+			    k->zero_ok ? "0 (automatic) or " : "",
+			    (unsigned long long)(k->min >> 20), (unsigned long long)(k->max >> 30));
+			explain(why, whysz, v, strlen(v), range);
+			return -EINVAL;
+		}
+		*(uint64_t *)field = u;
+		return 0;
 	case K_DOUBLE: {
 		/* Plain decimals only: strtod alone would take "nan", "inf" and hex. */
 		size_t digits = strspn(v, "0123456789");
@@ -707,6 +726,7 @@ copy_field(struct loader *l, const struct key *k, char *dst, const char *src)
 		n = sizeof(unsigned);
 		break;
 	case K_DUR:
+	case K_SIZE:
 		n = sizeof(uint64_t);
 		break;
 	case K_DOUBLE:
@@ -798,6 +818,9 @@ set_defaults(struct loader *l, struct wk_config *cfg)
 	cfg->backend = WK_BACKEND_NONE;
 	cfg->accept_term_ms = 60 * SEC;
 	cfg->lease_ttl_ms = 5 * SEC;
+	cfg->retrain_rate = 1000;
+	cfg->retrain_delay_ms = 5 * SEC;
+	cfg->retrain_refresh_ms = 60 * SEC;
 }
 
 static bool

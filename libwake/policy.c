@@ -16,6 +16,16 @@ wk_trigger_name(enum wk_trigger t)
 	return "unknown";
 }
 
+enum wk_trigger
+wk_trigger_from_name(const char *name)
+{
+	if (name != NULL && strcmp(name, "arp") == 0)
+		return WK_TRIGGER_ARP;
+	if (name != NULL && strcmp(name, "syn") == 0)
+		return WK_TRIGGER_SYN;
+	return WK_TRIGGER_MANUAL;
+}
+
 bool
 wk_policy_ignores(const struct wk_policy *p, uint32_t src)
 {

@@ -89,9 +89,15 @@ void capture_activity_flush(struct odrsd *d)
 		capture_drain(d, &d->act, d->act.pcap);
 }
 
-static bool vm_awaits_synack(const struct vm *vm)
+static bool vm_awaits_synack(const struct odrsd *d, const struct vm *vm)
 {
 	return vm->state == VM_RUNNING && vm->held;
+}
+
+/* Only the accept node takes SYNs for sleeping VMs: the switches send them there. */
+static bool vm_accepts_syn(const struct odrsd *d, const struct vm *vm)
+{
+	return d->accept && vm_is_asleep(vm);
 }
 
 /*
@@ -100,13 +106,13 @@ static bool vm_awaits_synack(const struct vm *vm)
  * nothing when none match. Says whether it wrote.
  */
 static bool filter_clause(FILE *f, struct odrsd *d, const char *what, const char *dir,
-			  bool (*match)(const struct vm *), bool first)
+			  bool (*match)(const struct odrsd *, const struct vm *), bool first)
 {
 	char ip[INET_ADDRSTRLEN];
 	size_t n = 0;
 
 	for (size_t i = 0; i < d->nvms; i++)
-		n += match(d->vms[i]);
+		n += match(d, d->vms[i]);
 	if (n == 0)
 		return false;
 	fprintf(f, "%s(%s", first ? "" : " or ", what);
@@ -114,7 +120,7 @@ static bool filter_clause(FILE *f, struct odrsd *d, const char *what, const char
 		n = 0;
 		fputs(" and (", f);
 		for (size_t i = 0; i < d->nvms; i++)
-			if (match(d->vms[i]))
+			if (match(d, d->vms[i]))
 				fprintf(f, "%s%shost %s", n++ ? " or " : "", dir,
 					inet_ntop(AF_INET, &d->vms[i]->ip, ip, sizeof(ip)));
 		fputc(')', f);
@@ -135,23 +141,30 @@ static char *filter_vlans(char *l3)
 }
 
 /*
- * The wake capture: ARP requests always (the table decides); SYNs without
- * ACK to sleeping VMs; SYN-ACKs from VMs whose replayed SYNs are not answered
- * yet. NULL when out of memory.
+ * The wake capture: ARP requests on the accept node (the table decides);
+ * there, SYNs without ACK to sleeping VMs; SYN-ACKs from VMs whose replayed
+ * SYNs are not answered yet. NULL when out of memory; "" for nothing.
  */
 static char *wake_filter(struct odrsd *d)
 {
 	char *l3 = NULL;
 	size_t len;
 	FILE *f = open_memstream(&l3, &len);
+	bool any;
 
 	if (!f)
 		return NULL;
-	fputs("(arp and arp[6:2] = 1)", f);
-	filter_clause(f, d, "tcp and tcp[13] & 0x12 = 0x02", "dst ", vm_is_asleep, false);
-	filter_clause(f, d, "tcp and tcp[13] & 0x12 = 0x12", "src ", vm_awaits_synack, false);
+	any = d->accept;
+	if (any)
+		fputs("(arp and arp[6:2] = 1)", f);
+	any |= filter_clause(f, d, "tcp and tcp[13] & 0x12 = 0x02", "dst ", vm_accepts_syn, !any);
+	any |= filter_clause(f, d, "tcp and tcp[13] & 0x12 = 0x12", "src ", vm_awaits_synack, !any);
 	if (fclose(f) != 0 || !l3)
 		return NULL;
+	if (!any) {
+		free(l3);
+		return strdup("");
+	}
 	return filter_vlans(l3);
 }
 

@@ -27,6 +27,7 @@ struct waiter {
 	char           buf[CONN_BUF];
 	size_t         used;
 	struct vm     *vm;           /* waited for, or NULL */
+	bool           waiting;      /* for vm, or for an accept-role move */
 	const char    *verb;
 	struct waiter *next;
 };
@@ -67,9 +68,12 @@ static json_t *vm_json(struct odrsd *d, const struct vm *vm)
 	inet_ntop(AF_INET, &vm->ip, ip, sizeof(ip));
 	if (vm->has_mac)
 		wk_mac_str(vm->mac, mac);
-	return json_pack("{s:s, s:s, s:o, s:s, s:s, s:I, s:I, s:o, s:b}", "name", vm->name, "ip", ip,
+	/* In a cluster, where the registry says it is; nowhere while it sleeps. */
+	const char *node = !cluster_on(d) ? d->cfg->node : vm->node[0] ? vm->node : NULL;
+
+	return json_pack("{s:s, s:s, s:o, s:s, s:o, s:I, s:I, s:o, s:b}", "name", vm->name, "ip", ip,
 			 "mac", vm->has_mac ? json_string(mac) : json_null(),
-			 "state", vm_state_name(vm->state), "node", d->cfg->node,
+			 "state", vm_state_name(vm->state), "node", node ? json_string(node) : json_null(),
 			 "idle_s", (json_int_t)idle, "snapshot_bytes", (json_int_t)vm->snapshot_bytes,
 			 "last_wake_ms", vm->last_wake_ms < 0 ? json_null() : json_integer(vm->last_wake_ms),
 			 "pinned", vm->pinned);
@@ -79,11 +83,14 @@ static void cmd_status(struct waiter *c, json_t *req)
 {
 	struct odrsd *d = c->d;
 	size_t sleeping = 0;
+	int64_t term;
+	const char *holder = cluster_accept_holder(d, &term);
+	json_t *o;
 
 	for (size_t i = 0; i < d->nvms; i++)
 		sleeping += vm_is_asleep(d->vms[i]);
-	reply(c, json_pack("{s:b, s:{s:s, s:s, s:I, s:I, s:I, s:s, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}}",
-		"ok", 1, "status", "node", d->cfg->node, "accept", d->cfg->node,
+	o = json_pack("{s:b, s:{s:s, s:o, s:I, s:I, s:I, s:s, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}}",
+		"ok", 1, "status", "node", d->cfg->node, "accept", holder[0] ? json_string(holder) : json_null(),
 		"vms", (json_int_t)d->nvms, "sleeping", (json_int_t)sleeping,
 		"uptime", (json_int_t)(ev_now(d->loop) - d->started), "version", ODRS_VERSION,
 		"counters", "frames", (json_int_t)d->n.frames, "malformed", (json_int_t)d->n.malformed,
@@ -91,7 +98,17 @@ static void cmd_status(struct waiter *c, json_t *req)
 		"syns_dropped", (json_int_t)d->n.syns_dropped, "syns_replayed", (json_int_t)d->n.syns_replayed,
 		"restores", (json_int_t)d->n.restores, "restore_failures", (json_int_t)d->n.restore_failures,
 		"saves", (json_int_t)d->n.saves, "save_failures", (json_int_t)d->n.save_failures,
-		"filter_updates", (json_int_t)d->n.filter_updates));
+		"filter_updates", (json_int_t)d->n.filter_updates);
+	if (cluster_on(d)) {
+		json_t *st = json_object_get(o, "status"), *n = json_object_get(st, "counters");
+		json_object_set_new(st, "cluster_store", json_string(cluster_store_ok(d) ? "ok" : "unreachable"));
+		json_object_set_new(st, "term", json_integer(term));
+		json_object_set_new(n, "claims", json_integer((json_int_t)d->n.claims));
+		json_object_set_new(n, "claims_lost", json_integer((json_int_t)d->n.claims_lost));
+		json_object_set_new(n, "claims_refused", json_integer((json_int_t)d->n.claims_refused));
+		json_object_set_new(n, "retrain_frames", json_integer((json_int_t)d->n.retrain_frames));
+	}
+	reply(c, o);
 }
 
 static void cmd_list(struct waiter *c, json_t *req)
@@ -128,6 +145,7 @@ static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)
 static void wait_for(struct waiter *c, struct vm *vm, const char *verb, json_t *req)
 {
 	c->vm = vm;
+	c->waiting = true;
 	c->verb = verb;
 	c->next = vm->waiters;
 	vm->waiters = c;
@@ -185,10 +203,26 @@ static void cmd_reload(struct waiter *c, json_t *req)
 
 static void cmd_accept(struct waiter *c, json_t *req)
 {
-	if (json_object_get(req, "move"))
-		reply_error(c, "%s", "no cluster backend: this node always holds the accept role");
-	else
-		reply(c, json_pack("{s:b, s:s, s:i}", "ok", 1, "accept", c->d->cfg->node, "term", 0));
+	const char *to = json_string_value(json_object_get(req, "move"));
+	char err[256] = "";
+	int64_t term;
+	const char *holder = cluster_accept_holder(c->d, &term);
+
+	if (!json_object_get(req, "move")) {
+		reply(c, json_pack("{s:b, s:o, s:I}", "ok", 1, "accept",
+				   holder[0] ? json_string(holder) : json_null(), "term", (json_int_t)term));
+		return;
+	}
+	if (!to || cluster_accept_move(c->d, to, err, sizeof(err)) < 0) {
+		reply_error(c, "%s", to ? err : "move: expected a node name");
+		return;
+	}
+	/* Answered when etcd has taken the move (control_accept_done). */
+	c->waiting = true;
+	c->verb = "accept";
+	c->next = c->d->accept_waiters;
+	c->d->accept_waiters = c;
+	ev_io_stop(c->d->loop, &c->io);
 }
 
 static const struct {
@@ -228,7 +262,7 @@ static void conn_process(struct waiter *c)
 {
 	char *nl;
 
-	while (!c->vm && (nl = strchr(c->buf, '\n'))) {
+	while (!c->waiting && (nl = strchr(c->buf, '\n'))) {
 		*nl = 0;
 		handle_line(c, c->buf);
 		c->used -= (size_t)(nl + 1 - c->buf);
@@ -260,14 +294,15 @@ static void unwait(struct waiter *c)
 {
 	struct waiter **p;
 
-	if (!c->vm)
+	if (!c->waiting)
 		return;
-	for (p = &c->vm->waiters; *p; p = &(*p)->next)
+	for (p = c->vm ? &c->vm->waiters : &c->d->accept_waiters; *p; p = &(*p)->next)
 		if (*p == c) {
 			*p = c->next;
 			break;
 		}
 	c->vm = NULL;
+	c->waiting = false;
 	ev_timer_stop(c->d->loop, &c->progress);
 }
 
@@ -298,6 +333,21 @@ void control_vm_done(struct odrsd *d, struct vm *vm, int err, const char *error)
 	while ((c = vm->waiters)) {
 		unwait(c);
 		control_vm_done_one(c, vm, err, error);
+		ev_io_start(d->loop, &c->io);
+		conn_process(c);
+	}
+}
+
+void control_accept_done(struct odrsd *d, int err, const char *error)
+{
+	struct waiter *c;
+
+	while ((c = d->accept_waiters)) {
+		unwait(c);
+		if (err)
+			reply_error(c, "%s", error);
+		else
+			reply(c, json_pack("{s:b}", "ok", 1));
 		ev_io_start(d->loop, &c->io);
 		conn_process(c);
 	}

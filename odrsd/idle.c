@@ -15,9 +15,9 @@
 #include "log.h"
 #include "odrsd.h"
 
-bool vm_watch_activity(const struct vm *vm)
+bool vm_watch_activity(const struct odrsd *d, const struct vm *vm)
 {
-	return vm->state == VM_RUNNING && vm->conf && vm->conf->policy.idle_timeout_ms;
+	return vm->state == VM_RUNNING && vm_is_local(d, vm) && vm->conf && vm->conf->policy.idle_timeout_ms;
 }
 
 void idle_note_tcp(struct odrsd *d, uint32_t ip)
@@ -93,8 +93,7 @@ void idle_probe_done(struct odrsd *d, struct vm *vm)
 
 static bool idle_candidate(struct odrsd *d, const struct vm *vm)
 {
-	return vm->state == VM_RUNNING && vm->conf && !vm->job_busy && !vm->probing && !vm->held &&
-	       vm->conf->policy.idle_timeout_ms && idle_for(d, vm);
+	return vm_watch_activity(d, vm) && !vm->job_busy && !vm->probing && !vm->held && idle_for(d, vm);
 }
 
 /* Idle on the wire, for sure: probe the guest, or hibernate it. */

@@ -106,8 +106,11 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 	if (r < 0)
 		return r;
 	if (strcmp(next->control_socket, d->cfg->control_socket) || next->wake_concurrency != d->cfg->wake_concurrency ||
-	    next->hibernate_concurrency != d->cfg->hibernate_concurrency || strcmp(next->libvirt_uri, d->cfg->libvirt_uri))
-		log_warn("reload: control_socket, libvirt_uri and the concurrency limits apply after a restart");
+	    next->hibernate_concurrency != d->cfg->hibernate_concurrency || strcmp(next->libvirt_uri, d->cfg->libvirt_uri) ||
+	    next->backend != d->cfg->backend || strcmp(next->node, d->cfg->node) ||
+	    (next->etcd && d->cfg->etcd && strcmp(next->etcd, d->cfg->etcd)))
+		log_warn("reload: node, control_socket, libvirt_uri, the concurrency limits and the "
+			 "cluster backend and endpoints apply after a restart");
 	if (!(vms = calloc(next->nvms ? next->nvms : 1, sizeof(*vms)))) {
 		wk_config_free(next);
 		snprintf(err, errlen, "out of memory");
@@ -204,6 +207,8 @@ static int start(struct odrsd *d)
 		log_err("packet socket: %s", strerror(-d->inject_fd));
 		return d->inject_fd;
 	}
+	/* Without a cluster this node always accepts; with one, etcd says when. */
+	d->accept = d->cfg->backend != WK_BACKEND_ETCD;
 	if (!(d->table = wk_vmtable_new(d->cfg->nvms)) || vms_build(d) < 0) {
 		log_err("out of memory");
 		return -ENOMEM;
@@ -227,6 +232,10 @@ static int start(struct odrsd *d)
 		      d->cfg->wake_concurrency, d->cfg->hibernate_concurrency, wake_job_done, d);
 	if (r < 0) {
 		log_err("libvirt %s: %s", d->cfg->libvirt_uri, strerror(-r));
+		return r;
+	}
+	if ((r = cluster_start(d)) < 0) {
+		log_err("cluster store %s: %s", d->cfg->etcd, strerror(-r));
 		return r;
 	}
 	for (size_t i = 0; i < d->nvms; i++)
@@ -282,6 +291,7 @@ int main(int argc, char **argv)
 	sd_notify(0, "READY=1");
 	ev_run(d->loop, 0);
 	sd_notify(0, "STOPPING=1");
+	cluster_stop(d);
 	control_close(d);
 	virt_close(d->virt);
 	capture_stop(d);

@@ -3,12 +3,14 @@
 #define ODRSD_H
 
 #include <ev.h>
+#include <jansson.h>
 #include <net/if.h>
 #include <pcap/pcap.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <wake.h>
 
+#include "cluster.h"
 #include "virt.h"
 
 enum vm_state {
@@ -70,11 +72,19 @@ struct vm {
 	const char      *idle_skip;      /* the last idle_skip reason logged */
 	struct virt_job  probe;          /* asks the guest for its load and processes */
 	bool             probing;
+
+	/* Cluster mode (cluster.c). */
+	char             node[64];       /* where it runs or is being restored; "" asleep */
+	uint64_t         mem_bytes;      /* running here: counts in this node's memory score */
+	int64_t          rev;            /* mod_revision of its registry key; 0: none */
+	bool             claiming;       /* a wake claim is on its way to etcd */
+	json_t          *reg;            /* the registry's last word on it, or NULL */
 };
 
 struct counters {
 	uint64_t frames, malformed, arp_replies, syns_held, syns_dropped, syns_replayed;
 	uint64_t restores, restore_failures, saves, save_failures, filter_updates;
+	uint64_t claims, claims_lost, claims_refused, retrain_frames;
 };
 
 /* The activity capture's frames reach idle.c at most this late. */
@@ -88,6 +98,28 @@ struct capture {
 	pcap_handler   on_frame;
 	struct odrsd  *d;
 };
+
+/* One MAC to announce (retrain.c). */
+struct announce {
+	uint8_t   mac[WK_ETH_ALEN];
+	uint32_t  ip;
+	ev_tstamp due;
+};
+struct announce_queue {
+	struct announce *a;
+	size_t           head, len, cap;   /* a[head..len) are queued, oldest first */
+};
+struct retrain {
+	ev_timer              tick;        /* runs while frames are queued */
+	ev_timer              refresh;     /* retrain_refresh: every sleeping MAC again */
+	struct announce_queue now, later;  /* later: the second bursts, by due time */
+	bool                  sending;     /* a burst is on: tick every 10 ms until now is empty */
+	double                credit;      /* frames the rate allows to send now */
+	ev_tstamp             last_tick, burst_started;
+	unsigned              burst_sent;
+};
+
+struct cluster;
 
 struct odrsd {
 	struct ev_loop    *loop;
@@ -115,6 +147,11 @@ struct odrsd {
 	ev_timer           idle_confirm;  /* ACTIVITY_DELAY_MS after it, for the VMs that looked idle */
 	ev_signal          sighup, sigterm, sigint;
 	struct counters    n;
+
+	bool               accept;        /* this node holds the accept role (always, without a cluster) */
+	struct cluster    *cluster;       /* NULL without a cluster backend */
+	struct waiter     *accept_waiters;/* control clients waiting for an accept-role move */
+	struct retrain     retrain;
 };
 
 /* capture.c */
@@ -130,6 +167,12 @@ void wake_on_syn(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, const u
 void wake_on_synack(struct odrsd *d, struct vm *vm, const struct wk_pkt *p);
 /* Start a wake or a hibernation; 0, or -errno with a reason in err. */
 int  wake_start(struct odrsd *d, struct vm *vm, enum wk_trigger t, const char *client, char *err, size_t errlen);
+/* Restore vm on this node now (the wake is decided: no cluster, or claimed for this node). */
+void wake_restore(struct odrsd *d, struct vm *vm);
+/* Keep a client's SYN for vm (a copy); false when dropped or already held. */
+bool wake_hold_syn(struct odrsd *d, struct vm *vm, const uint8_t *frame, size_t len);
+/* Forget vm's held SYNs (another node replays them). */
+void wake_release_syns(struct odrsd *d, struct vm *vm);
 int  hibernate_start(struct odrsd *d, struct vm *vm, const char *reason, char *err, size_t errlen);
 void wake_job_done(struct virt_job *job, void *ctx);
 bool vm_is_asleep(const struct vm *vm);
@@ -144,7 +187,7 @@ void idle_start(struct odrsd *d);
 void idle_interval_changed(struct odrsd *d);
 void idle_note_tcp(struct odrsd *d, uint32_t ip);
 void idle_probe_done(struct odrsd *d, struct vm *vm);
-bool vm_watch_activity(const struct vm *vm);
+bool vm_watch_activity(const struct odrsd *d, const struct vm *vm);
 
 /* inject.c */
 int  inject_open(void);
@@ -152,6 +195,7 @@ int  inject_frame(struct odrsd *d, unsigned ifindex, const uint8_t *frame, size_
 
 /* control.c: completion of a VM operation a client waits for. */
 void control_vm_done(struct odrsd *d, struct vm *vm, int err, const char *error);
+void control_accept_done(struct odrsd *d, int err, const char *error);
 
 /* state.c: what survives a restart besides libvirt and snapshot_dir. */
 void state_load(struct odrsd *d, struct vm *vm);

@@ -315,6 +315,7 @@ read_nic(virDomainPtr dom, unsigned xml_flags, struct virt_job *job)
 	xmlDocPtr doc;
 	char *xml;
 
+	job->mem_bytes = (uint64_t)virDomainGetMaxMemory(dom) * 1024;
 	xml = virDomainGetXMLDesc(dom, xml_flags);
 	if (!xml)
 		return;

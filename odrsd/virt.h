@@ -55,6 +55,7 @@ struct virt_job {
 	char            tap[IF_NAMESIZE];/* running: the tap of the interface with mac */
 	uint8_t         mac[6];          /* the domain's first interface MAC */
 	bool            has_mac;
+	uint64_t        mem_bytes;       /* the domain's memory (with its MAC, read from the domain) */
 	uint64_t        bytes;           /* size of NAME.img (after a save, or when hibernated) */
 	uint64_t        ms;              /* how long the libvirt call took (a save: with its shrink) */
 	uint64_t        shrunk_bytes;    /* guest memory a save's shrink step released */

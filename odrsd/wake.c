@@ -48,6 +48,14 @@ static void held_release(struct odrsd *d, struct vm *vm)
 	ev_timer_stop(d->loop, &vm->replay_timer);
 }
 
+void wake_release_syns(struct odrsd *d, struct vm *vm)
+{
+	if (!vm->held)
+		return;
+	held_release(d, vm);
+	capture_filter_changed(d);
+}
+
 void vm_announce(struct odrsd *d, const struct vm *vm)
 {
 	uint8_t frame[WK_FRAME_MAX];
@@ -67,7 +75,7 @@ void wake_on_arp_request(struct odrsd *d, struct vm *vm, const struct wk_pkt *p)
 	int len, r;
 
 	/* Running VMs answer for themselves; announcements are not questions. */
-	if (!vm_is_asleep(vm) || !vm->has_mac || p->arp.spa == p->arp.tpa ||
+	if (!d->accept || !vm_is_asleep(vm) || !vm->has_mac || p->arp.spa == p->arp.tpa ||
 	    !memcmp(p->arp.sha, vm->mac, WK_ETH_ALEN))
 		return;
 	len = wk_arp_reply_build(&p->eth, &p->arp, vm->mac, frame, sizeof(frame));
@@ -84,36 +92,48 @@ void wake_on_arp_request(struct odrsd *d, struct vm *vm, const struct wk_pkt *p)
 		wake_start(d, vm, WK_TRIGGER_ARP, who, NULL, 0);
 }
 
+bool wake_hold_syn(struct odrsd *d, struct vm *vm, const uint8_t *frame, size_t len)
+{
+	struct held_syn *h, **tail;
+	struct wk_flow flow;
+	struct wk_pkt p;
+
+	if (wk_pkt_parse(frame, len, &p) < 0 || !wk_pkt_is_syn(&p))
+		return false;
+	wk_flow_from_syn(&p, &flow);
+	for (tail = &vm->held; *tail; tail = &(*tail)->next)
+		if (wk_flow_eq(&(*tail)->flow, &flow))
+			return false;  /* a retransmission of a SYN we hold */
+	if (vm->nheld >= d->cfg->syn_hold_per_vm || d->nheld_total >= d->cfg->syn_hold_total ||
+	    len > sizeof(h->frame) || !(h = calloc(1, sizeof(*h)))) {
+		d->n.syns_dropped++;
+		return false;
+	}
+	h->flow = flow;
+	h->len = (uint16_t)len;
+	memcpy(h->frame, frame, len);
+	*tail = h;
+	vm->nheld++;
+	d->nheld_total++;
+	d->n.syns_held++;
+	return true;
+}
+
 void wake_on_syn(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, const uint8_t *frame, size_t len)
 {
 	const struct wk_policy *pol = &vm->conf->policy;
-	struct held_syn *h, **tail;
-	struct wk_flow flow;
 	char client[64], ip[INET_ADDRSTRLEN];
 
 	vm->last_activity = ev_now(d->loop);
-	if (!vm_is_asleep(vm) || !wk_policy_may_wake(pol, WK_TRIGGER_SYN, p->ip.src, p->tcp.dport))
+	if (!d->accept || !vm_is_asleep(vm) || !wk_policy_may_wake(pol, WK_TRIGGER_SYN, p->ip.src, p->tcp.dport))
 		return;
 	snprintf(client, sizeof(client), "%s:%u", ip_str(p->ip.src, ip), p->tcp.sport);
-	if (pol->replay_syn) {
-		wk_flow_from_syn(p, &flow);
-		for (tail = &vm->held; *tail; tail = &(*tail)->next)
-			if (wk_flow_eq(&(*tail)->flow, &flow))
-				return;  /* a retransmission of a SYN we hold */
-		if (vm->nheld >= d->cfg->syn_hold_per_vm || d->nheld_total >= d->cfg->syn_hold_total ||
-		    len > sizeof(h->frame) || !(h = calloc(1, sizeof(*h)))) {
-			d->n.syns_dropped++;
-		} else {
-			h->flow = flow;
-			h->len = (uint16_t)len;
-			memcpy(h->frame, frame, len);
-			*tail = h;
-			vm->nheld++;
-			d->nheld_total++;
-			d->n.syns_held++;
-			evlog_emit("syn_held", vm->name,
-				   json_pack("{s:s, s:i}", "client", client, "port", p->tcp.dport));
-		}
+	if (pol->replay_syn && wake_hold_syn(d, vm, frame, len)) {
+		evlog_emit("syn_held", vm->name,
+			   json_pack("{s:s, s:i}", "client", client, "port", p->tcp.dport));
+		/* Claimed for another node already: it needs this one too. */
+		if (vm->state == VM_WAKING && !vm_is_local(d, vm))
+			cluster_pass_syns(d, vm);
 	}
 	wake_start(d, vm, WK_TRIGGER_SYN, client, NULL, 0);
 }
@@ -212,8 +232,6 @@ static void set_err(char *err, size_t errlen, const char *fmt, const char *a, co
 
 int wake_start(struct odrsd *d, struct vm *vm, enum wk_trigger t, const char *client, char *err, size_t errlen)
 {
-	json_t *f;
-
 	if (vm->state == VM_RUNNING || vm->state == VM_WAKING)
 		return 0;
 	if (vm->state == VM_UNKNOWN || vm->state == VM_ERROR) {
@@ -231,17 +249,30 @@ int wake_start(struct odrsd *d, struct vm *vm, enum wk_trigger t, const char *cl
 		return 0;
 	}
 	vm->wake_wanted = false;
+	if (cluster_on(d))
+		return cluster_claim(d, vm, err, errlen);
+	wake_restore(d, vm);
+	return 0;
+}
+
+void wake_restore(struct odrsd *d, struct vm *vm)
+{
+	json_t *f;
+
 	vm->state = VM_WAKING;
+	snprintf(vm->node, sizeof(vm->node), "%s", d->cfg->node);
 	vm->replay_tries = 0;
-	f = json_pack("{s:s}", "trigger", wk_trigger_name(vm->trigger));
-	if (vm->client[0])
-		json_object_set_new(f, "client", json_string(vm->client));
-	json_object_set_new(f, "target_node", json_string(d->cfg->node));
-	evlog_emit("wake_start", vm->name, f);
+	/* In a cluster the claim said it, on the node that saw the trigger. */
+	if (!cluster_on(d)) {
+		f = json_pack("{s:s}", "trigger", wk_trigger_name(vm->trigger));
+		if (vm->client[0])
+			json_object_set_new(f, "client", json_string(vm->client));
+		json_object_set_new(f, "target_node", json_string(d->cfg->node));
+		evlog_emit("wake_start", vm->name, f);
+	}
 	job_submit(d, vm, VIRT_RESTORE);
 	ev_timer_set(&vm->wake_timer, d->cfg->wake_timeout_ms / 1000., 0.);
 	ev_timer_start(d->loop, &vm->wake_timer);
-	return 0;
 }
 
 int hibernate_start(struct odrsd *d, struct vm *vm, const char *reason, char *err, size_t errlen)
@@ -253,10 +284,20 @@ int hibernate_start(struct odrsd *d, struct vm *vm, const char *reason, char *er
 			vm->state == VM_ERROR ? vm->error : vm_state_name(vm->state));
 		return -EBUSY;
 	}
+	if (!vm_is_local(d, vm)) {
+		set_err(err, errlen, "%s runs on %s: hibernate it there", vm->name, vm->node);
+		return -EREMOTE;
+	}
+	/* Asleep with nobody told, it would never wake. */
+	if (!cluster_store_ok(d)) {
+		set_err(err, errlen, "%s stays up: %s", vm->name, "the cluster store is unreachable");
+		return -EAGAIN;
+	}
 	vm->state = VM_HIBERNATING;
 	vm->wake_wanted = false;
 	vm->hibernate_reason = reason;
 	evlog_emit("hibernate_start", vm->name, json_pack("{s:s}", "reason", reason));
+	cluster_publish(d, vm);
 	job_submit(d, vm, VIRT_SAVE);
 	/* From now on the VM cannot answer: ARP is ours and SYNs are held. */
 	capture_filter_changed(d);
@@ -281,6 +322,26 @@ static void learn_mac(struct odrsd *d, struct vm *vm, const struct virt_job *job
 	vm->has_mac = true;
 }
 
+/* It sleeps now: the switches must send its frames to the accept node. */
+static void vm_slept(struct odrsd *d, struct vm *vm)
+{
+	vm->node[0] = 0;
+	vm->mem_bytes = 0;
+	if (!cluster_on(d))
+		vm_announce(d, vm);
+	else if (d->accept)
+		retrain_vm(d, vm);
+}
+
+static void vm_runs_here(struct odrsd *d, struct vm *vm, const struct virt_job *job)
+{
+	vm->state = VM_RUNNING;
+	snprintf(vm->node, sizeof(vm->node), "%s", d->cfg->node);
+	snprintf(vm->tap, sizeof(vm->tap), "%s", job->tap);
+	vm->mem_bytes = job->mem_bytes;
+	vm->last_activity = ev_now(d->loop);
+}
+
 static void inspect_done(struct odrsd *d, struct vm *vm, const struct virt_job *job)
 {
 	learn_mac(d, vm, job);
@@ -290,16 +351,19 @@ static void inspect_done(struct odrsd *d, struct vm *vm, const struct virt_job *
 		log_err("%s: %s", vm->name, job->error);
 		return;
 	}
+	/* In a cluster, a VM not running here is wherever the registry says. */
+	if (cluster_on(d) && job->state != VIRT_RUNNING && vm->rev) {
+		cluster_adopt(d, vm);
+		return;
+	}
 	switch (job->state) {
 	case VIRT_RUNNING:
-		vm->state = VM_RUNNING;
-		snprintf(vm->tap, sizeof(vm->tap), "%s", job->tap);
-		vm->last_activity = ev_now(d->loop);
+		vm_runs_here(d, vm, job);
 		break;
 	case VIRT_HIBERNATED:
 		vm->state = VM_HIBERNATED;
 		vm->snapshot_bytes = job->bytes;
-		vm_announce(d, vm);
+		vm_slept(d, vm);
 		break;
 	case VIRT_STOPPED:
 	case VIRT_MISSING:
@@ -311,6 +375,8 @@ static void inspect_done(struct odrsd *d, struct vm *vm, const struct virt_job *
 		break;
 	}
 	log_info("%s: %s", vm->name, vm_state_name(vm->state));
+	if (vm->state != VM_ERROR)
+		cluster_publish(d, vm);
 }
 
 static void save_done(struct odrsd *d, struct vm *vm, const struct virt_job *job)
@@ -325,6 +391,7 @@ static void save_done(struct odrsd *d, struct vm *vm, const struct virt_job *job
 		evlog_emit("hibernate_failed", vm->name, json_pack("{s:s}", "error", job->error));
 		control_vm_done(d, vm, job->err, job->error);
 		/* It never stopped: let it have what arrived meanwhile. */
+		cluster_publish(d, vm);
 		if (vm->state == VM_RUNNING && vm->held) {
 			snprintf(vm->tap, sizeof(vm->tap), "%s", job->tap);
 			replay_held(d, vm);
@@ -345,7 +412,8 @@ static void save_done(struct odrsd *d, struct vm *vm, const struct virt_job *job
 			     "reason", vm->hibernate_reason,
 			     "shrunk_bytes", (json_int_t)job->shrunk_bytes,
 			     "shrink_ms", (json_int_t)job->shrink_ms));
-	vm_announce(d, vm);
+	vm_slept(d, vm);
+	cluster_publish(d, vm);
 	control_vm_done(d, vm, 0, NULL);
 	if (vm->wake_wanted)
 		wake_start(d, vm, vm->trigger, vm->client, NULL, 0);
@@ -360,8 +428,10 @@ static void restore_done(struct odrsd *d, struct vm *vm, const struct virt_job *
 	learn_mac(d, vm, job);
 	if (job->err && job->state != VIRT_RUNNING) {
 		vm->state = job->state == VIRT_HIBERNATED ? VM_HIBERNATED : VM_ERROR;
+		vm->node[0] = 0;
 		snprintf(vm->error, sizeof(vm->error), "%s", job->error);
 		d->n.restore_failures++;
+		cluster_publish(d, vm);
 		log_err("%s: wake failed: %s", vm->name, job->error);
 		evlog_emit("wake_failed", vm->name, json_pack("{s:s}", "error", job->error));
 		held_release(d, vm);
@@ -369,9 +439,7 @@ static void restore_done(struct odrsd *d, struct vm *vm, const struct virt_job *
 		capture_filter_changed(d);
 		return;
 	}
-	vm->state = VM_RUNNING;
-	snprintf(vm->tap, sizeof(vm->tap), "%s", job->tap);
-	vm->last_activity = ev_now(d->loop);
+	vm_runs_here(d, vm, job);
 	vm->last_wake_ms = (int64_t)((now - vm->trigger_at) * 1000);
 	vm->snapshot_bytes = 0;
 	d->n.restores++;
@@ -390,6 +458,7 @@ static void restore_done(struct odrsd *d, struct vm *vm, const struct virt_job *
 	}
 	log_info("%s: running on %s after %lld ms (%s)", vm->name, vm->tap,
 		 (long long)vm->last_wake_ms, wk_trigger_name(vm->trigger));
+	cluster_publish(d, vm);
 	state_save(d, vm);
 	control_vm_done(d, vm, 0, NULL);
 	capture_filter_changed(d);

@@ -66,6 +66,11 @@ struct wk_config {
 	char    *etcd;
 	uint64_t accept_term_ms;
 	uint64_t lease_ttl_ms;
+	uint64_t memory_bytes;              /* guest memory this node offers; 0: the host's */
+	unsigned cpus;                      /* for the load score; 0: the host's */
+	unsigned retrain_rate;              /* frames per second announcing sleeping MACs */
+	uint64_t retrain_delay_ms;          /* the second burst after the first; 0: none */
+	uint64_t retrain_refresh_ms;        /* then again every this often; 0: never */
 	/* [vm NAME] */
 	struct wk_vmconf *vms;
 	size_t   nvms;

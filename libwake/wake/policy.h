@@ -8,6 +8,8 @@
 
 enum wk_trigger { WK_TRIGGER_ARP = 0, WK_TRIGGER_SYN, WK_TRIGGER_MANUAL };
 const char *wk_trigger_name(enum wk_trigger t);
+/* The inverse of wk_trigger_name; anything else is WK_TRIGGER_MANUAL. */
+enum wk_trigger wk_trigger_from_name(const char *name);
 
 /* May a packet from src (network order) to port (SYN only) wake this VM? */
 bool wk_policy_may_wake(const struct wk_policy *p, enum wk_trigger t, uint32_t src, uint16_t port);

@@ -155,6 +155,11 @@ test_defaults(void **state)
 	assert_null(cfg->etcd);
 	assert_int_equal(cfg->accept_term_ms, 60000);
 	assert_int_equal(cfg->lease_ttl_ms, 5000);
+	assert_int_equal(cfg->memory_bytes, 0);
+	assert_int_equal(cfg->cpus, 0);
+	assert_int_equal(cfg->retrain_rate, 1000);
+	assert_int_equal(cfg->retrain_delay_ms, 5000);
+	assert_int_equal(cfg->retrain_refresh_ms, 60000);
 	assert_int_equal(cfg->nvms, 1);
 	vm = wk_config_vm(cfg, "web1");
 	assert_ptr_equal(vm, &cfg->vms[0]);
@@ -202,6 +207,11 @@ test_every_key_set(void **state)
 	    "etcd = http://198.18.2.1:2379,https://198.18.2.2:2379\n"
 	    "accept_term = 24h\n"
 	    "lease_ttl = 500ms\n"   /* below 1s: must be refused, checked below */
+	    "memory = 2G\n"
+	    "cpus = 1000\n"
+	    "retrain_rate = 50\n"
+	    "retrain_delay = 0\n"
+	    "retrain_refresh = 2m\n"
 	    "[vm a]\n"
 	    "ip = 198.18.0.10\n"
 	    "mac = 52:54:00:AB:cd:10\n";
@@ -253,6 +263,11 @@ test_every_key_set(void **state)
 	assert_string_equal(cfg->etcd, "http://198.18.2.1:2379,https://198.18.2.2:2379");
 	assert_int_equal(cfg->accept_term_ms, 24 * 3600000);
 	assert_int_equal(cfg->lease_ttl_ms, 1000);
+	assert_int_equal(cfg->memory_bytes, 2ULL << 30);
+	assert_int_equal(cfg->cpus, 1000);
+	assert_int_equal(cfg->retrain_rate, 50);
+	assert_int_equal(cfg->retrain_delay_ms, 0);
+	assert_int_equal(cfg->retrain_refresh_ms, 120000);
 	assert_int_equal(cfg->nvms, 1);
 	assert_true(cfg->vms[0].has_mac);
 	assert_memory_equal(cfg->vms[0].mac, "\x52\x54\x00\xab\xcd\x10", 6);
@@ -365,6 +380,10 @@ test_bad_values(void **state)
 		{ "[cluster]\netcd = http://a:2379, http://b:2379\n", "expected endpoints like" },
 		{ "[cluster]\naccept_term = 25h\n", "accept_term: \"25h\": expected a duration from 1s to 24h" },
 		{ "[cluster]\nlease_ttl = 0\n", "lease_ttl: \"0\": expected a duration from 1s to 1h" },
+		{ "[cluster]\nmemory = 1M\n", "memory: \"1M\": expected 0 (automatic) or a size from 64M to" },
+		{ "[cluster]\nmemory = lots\n", "memory: \"lots\": expected 0 (automatic) or a size" },
+		{ "[cluster]\nretrain_rate = 5\n", "retrain_rate: \"5\": expected a whole number from 10 to 1000000" },
+		{ "[cluster]\nretrain_refresh = 500ms\n", "retrain_refresh: \"500ms\": expected 0 (never) or a duration from 1s to 1h" },
 		{ "[vm a]\nip = 198.18.0.300\n", "ip: \"198.18.0.300\": expected a unicast IPv4 address" },
 		{ "[vm a]\nip = 224.0.0.1\n", "expected a unicast IPv4 address" },
 		{ "[vm a]\nip = 127.0.0.1\n", "expected a unicast IPv4 address" },

@@ -1,0 +1,98 @@
+#!/bin/bash
+# Retraining the switches when the accept role moves (issue 7 and issue 8, item 5):
+# how long the node that gains the role takes to announce N sleeping VMs'
+# MACs, at retrain_rate frames/s, and whether the switch then sends every one
+# of those MACs to it.
+#
+# Two nodes in cluster mode over a real etcd, N VMs (default 1000) that are
+# hibernated from the start: each has a snapshot file in the shared
+# snapshot_dir and no domain, which is what odrsd sees for a hibernated VM.
+# For each RATE the role is moved to the other node (odrsctl accept move); the
+# node that gains it logs a `retrain` event with the frames of its first burst
+# and how long the burst took; the switch's fdb is then counted for those MACs
+# on the new holder's port.
+#
+# Output (RESULTS, default bench/results/):
+#   retrain.csv  rate,vms,frames,ms,fps,fdb_on_holder,round
+#   retrain.txt  medians per rate, the machine, the command
+# Exit 0: measured; 1: a step failed.
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+. "$BENCH_DIR/lib.sh"
+
+N=${N:-1000}
+RATES=${RATES:-"1000 10000 100000"}
+ROUNDS=${ROUNDS:-3}
+RESULTS=${RESULTS:-$BENCH_DIR/results}
+MEM=-
+
+conf() { # NODE RATE
+	odrs_conf "$1" "[policy]" "idle_timeout = 0" \
+		"[cluster]" "backend = etcd" "etcd = http://198.18.2.1:2379" \
+		"accept_term = 1h" "lease_ttl = 3s" "retrain_rate = $2" "retrain_delay = 0" \
+		"retrain_refresh = 0"
+	# Appended to the file odrs_conf printed the path of.
+	for i in $(seq 1 "$N"); do
+		printf '[vm s%d]\nip = 198.18.%d.%d\nmac = 52:54:01:00:%02x:%02x\n' \
+			"$i" $((100 + i / 250)) $((i % 250 + 1)) $((i / 256)) $((i % 256))
+	done >> "$(lab_node_dir "$1")/odrs.conf"
+}
+
+holder_is() { lab_odrsctl n1 accept | grep -q "^accept: $1\$" && lab_odrsctl n2 accept | grep -q "^accept: $1\$"; }
+sleeping() { lab_odrsctl "$1" status | awk '$1 == "sleeping:" { print $2 }'; }
+last_retrain() { # NODE: "count ms" of its last retrain event
+	grep '"event":"retrain"' "$(lab_node_dir "$1")/odrs/events.jsonl" | tail -n 1 |
+		sed -n 's/.*"count":\([0-9]*\),"ms":\([0-9]*\).*/\1 \2/p'
+}
+fdb_count() { # PORT: how many of our MACs the switch has there
+	ip netns exec "$LAB_PREFIX-sw" bridge fdb show br sw0 | awk -v p="$1" '$1 ~ /^52:54:01:/ && $3 == p' | wc -l
+}
+
+trap lab_down EXIT
+step "raising lab '$LAB_PREFIX' (2 nodes, etcd) with $N hibernated VMs"
+lab_up 2 0 > /dev/null || fail "lab_up"
+lab_etcd_up || fail "etcd"
+mkdir -p "$LAB_SHARED"
+for i in $(seq 1 "$N"); do echo x > "$LAB_SHARED/s$i.img"; done
+set -- $RATES
+for n in n1 n2; do
+	f=$(conf $n "$1") && lab_odrsd_start $n "$(lab_node_dir $n)/odrs.conf" || fail "odrsd on $n"
+done
+lab_wait 60 eval '[ "$(sleeping n1)" = "$N" ] && [ "$(sleeping n2)" = "$N" ]' ||
+	fail "not all $N VMs seen hibernated: $(sleeping n1) $(sleeping n2)"
+
+mkdir -p "$RESULTS"
+csv=$RESULTS/retrain.csv
+echo "rate,vms,frames,ms,fps,fdb_on_holder,round" > "$csv"
+for rate in $RATES; do
+	for n in n1 n2; do conf $n "$rate" > /dev/null; lab_odrsctl $n reload > /dev/null || fail "reload $n"; done
+	for round in $(seq 1 "$ROUNDS"); do
+		cur=$(lab_odrsctl n1 accept | awk '$1 == "accept:" { print $2 }')
+		to=n1; [ "$cur" = n1 ] && to=n2
+		before=$(grep -c '"event":"retrain"' "$(lab_node_dir $to)/odrs/events.jsonl" 2>/dev/null)
+		lab_odrsctl n1 accept move $to > /dev/null || fail "accept move $to"
+		lab_wait 5 holder_is $to || fail "role not on $to"
+		lab_wait 300 eval '[ "$(grep -c "\"event\":\"retrain\"" "$(lab_node_dir $to)/odrs/events.jsonl")" -gt "$before" ]' ||
+			fail "no retrain event on $to"
+		read -r frames ms <<< "$(last_retrain $to)"
+		sleep 0.2
+		fdb=$(fdb_count "sw-$to")
+		fps=$(awk -v f="$frames" -v m="$ms" 'BEGIN { printf "%.0f", m > 0 ? f * 1000 / m : 0 }')
+		echo "rate $rate round $round: $frames frames in $ms ms ($fps/s), $fdb of $N MACs on sw-$to"
+		echo "$rate,$N,$frames,$ms,$fps,$fdb,$round" >> "$csv"
+	done
+done
+
+{
+	echo "# Retraining $N sleeping VMs on an accept-role move (bench/retrain.sh)"
+	echo "command: N=$N RATES=\"$RATES\" ROUNDS=$ROUNDS bench/retrain.sh"
+	echo "$(machine | sed 's/; guest.*//'); no guests: hibernated VMs are snapshot files"
+	echo
+	printf '%-12s %-8s %-12s %-10s %s\n' retrain_rate frames "burst (ms)" "frames/s" "MACs on holder's port"
+	for rate in $RATES; do
+		awk -F, -v r="$rate" '$1 == r' "$csv" > "$LAB_DIR/r.csv"
+		printf '%-12s %-8s %-12s %-10s %s\n' "$rate" \
+			"$(cut -d, -f3 "$LAB_DIR/r.csv" | median)" "$(cut -d, -f4 "$LAB_DIR/r.csv" | median)" \
+			"$(cut -d, -f5 "$LAB_DIR/r.csv" | median)" "$(cut -d, -f6 "$LAB_DIR/r.csv" | median) of $N"
+	done
+} > "$RESULTS/retrain.txt"
+cat "$RESULTS/retrain.txt"

@@ -1,0 +1,866 @@
+/*
+ * Cluster mode: etcd holds all the nodes share, under /odrs/:
+ *
+ *   /odrs/node/NODE  {"score","load","mem","lease"}   under NODE's lease: it lives, this loaded
+ *   /odrs/accept     {"node","term","since"}          under the holder's lease: the accept role
+ *   /odrs/vm/NAME    {"state","node","ip","mac",...}  the registry, written by the node that
+ *                                                     runs, saves or restores NAME, and by the
+ *                                                     claim of its wake (a transaction)
+ *   /odrs/syn/NAME   {"frames":[base64, ...]}         SYNs the accept node holds for a wake
+ *                                                     on another node
+ *
+ * Every node reads it all at start and then follows one watch, so whatever a
+ * node says (a VM went to sleep) reaches the accept node, whoever holds the
+ * role at that moment. A node that loses etcd makes no claims and puts no VM
+ * to sleep; what it knows keeps its ARP answers going.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <resolv.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include "etcd.h"
+#include "evlog.h"
+#include "log.h"
+#include "odrsd.h"
+
+#define PFX          "/odrs/"
+#define NODE_PFX     PFX "node/"
+#define VM_PFX       PFX "vm/"
+#define SYN_PFX      PFX "syn/"
+#define ACCEPT_KEY   PFX "accept"
+#define ETCD_TIMEOUT_MS 2000
+#define ELECTION_STEP   0.3   /* seconds between the ranks that try for a free role */
+#define RESYNC_DELAY    1.0
+
+struct peer {
+	char    node[64];
+	double  score;
+	int64_t lease;
+};
+
+struct cluster {
+	struct odrsd *d;
+	struct etcd  *etcd;
+	bool          ok;          /* the last request to etcd worked */
+	bool          watching;    /* our view follows the store */
+	bool          syncing, granting;
+	int64_t       lease;       /* ours; 0 while none */
+	ev_timer      beat;        /* a third of lease_ttl: keep the lease, publish the score */
+	ev_timer      resync;      /* after a failure: read it all again, watch again */
+	ev_timer      election;    /* the role is free: try after our rank's delay */
+	ev_timer      term;        /* we hold the role: hand it on after accept_term */
+	struct peer  *peers;
+	size_t        npeers;
+	char          holder[64];  /* of the accept role; "" none */
+	int64_t       holder_rev, term_no, last_term;
+	ev_tstamp     since;       /* the holder's term began (wall clock) */
+	double        score, load, mem;
+};
+
+/* A request that needs a VM when it completes names it: the VM may be gone by then. */
+struct vm_req {
+	struct cluster *c;
+	char            vm[128];
+	char            target[64];
+};
+
+bool cluster_on(const struct odrsd *d)
+{
+	return d->cluster != NULL;
+}
+
+bool cluster_store_ok(const struct odrsd *d)
+{
+	return !d->cluster || (d->cluster->ok && d->cluster->watching);
+}
+
+bool vm_is_local(const struct odrsd *d, const struct vm *vm)
+{
+	return !d->cluster || !strcmp(vm->node, d->cfg->node);
+}
+
+const char *cluster_accept_holder(const struct odrsd *d, int64_t *term)
+{
+	*term = d->cluster ? d->cluster->term_no : 0;
+	return d->cluster ? d->cluster->holder : d->cfg->node;
+}
+
+static int64_t now_ms(void)
+{
+	return (int64_t)(ev_time() * 1000);
+}
+
+static void note(struct cluster *c, int err, const char *what)
+{
+	if (err && c->ok)
+		log_warn("etcd: %s: %s; no wake claims until it answers", what, strerror(-err));
+	else if (!err && !c->ok)
+		log_info("etcd: answering again");
+	c->ok = err == 0;
+}
+
+static char *dump(json_t *o)
+{
+	char *s = json_dumps(o, JSON_COMPACT);
+
+	json_decref(o);
+	return s;
+}
+
+static void put(struct cluster *c, const char *key, const char *value, int64_t lease,
+		const char *del_key, etcd_txn_fn cb, void *ctx);
+
+static void put_done(void *ctx, int err, bool succeeded, int64_t rev)
+{
+	note(ctx, err, "write");
+}
+
+/* Put key (and delete del_key) in one transaction; value NULL: out of memory, nothing sent. */
+static void put(struct cluster *c, const char *key, const char *value, int64_t lease,
+		const char *del_key, etcd_txn_fn cb, void *ctx)
+{
+	struct etcd_op ops[2] = {
+		{ .key = key, .value = value, .lease = lease },
+		{ .del = true, .key = del_key },
+	};
+
+	if (!value || etcd_txn(c->etcd, NULL, ops, del_key ? 2 : 1, cb ? cb : put_done, cb ? ctx : c) < 0)
+		log_err("etcd: %s not written", key);
+}
+
+/* ---- load ---------------------------------------------------------------------- */
+
+/*
+ * The paper's rule: the higher of the load score (load average per CPU) and
+ * the memory score (what this node's guests hold, over what it offers them).
+ */
+static void score_update(struct cluster *c)
+{
+	const struct wk_config *cfg = c->d->cfg;
+	double la = 0, capacity = (double)cfg->memory_bytes, used = 0;
+	long cpus = cfg->cpus ? (long)cfg->cpus : sysconf(_SC_NPROCESSORS_ONLN);
+	struct sysinfo si;
+
+	if (getloadavg(&la, 1) < 1)
+		la = 0;
+	if (!capacity && sysinfo(&si) == 0)
+		capacity = (double)si.totalram * si.mem_unit;
+	for (size_t i = 0; i < c->d->nvms; i++) {
+		const struct vm *vm = c->d->vms[i];
+		if (vm_is_local(c->d, vm) && vm->state != VM_HIBERNATED)
+			used += (double)vm->mem_bytes;
+	}
+	c->load = la / (cpus > 0 ? (double)cpus : 1.);
+	c->mem = capacity > 0 ? used / capacity : 0;
+	c->score = fmax(c->load, c->mem);
+}
+
+static void node_publish(struct cluster *c)
+{
+	char key[128];
+
+	if (!c->lease)
+		return;
+	score_update(c);
+	snprintf(key, sizeof(key), NODE_PFX "%s", c->d->cfg->node);
+	put(c, key, dump(json_pack("{s:s, s:f, s:f, s:f, s:I}", "node", c->d->cfg->node, "score", c->score,
+				   "load", c->load, "mem", c->mem, "lease", (json_int_t)c->lease)),
+	    c->lease, NULL, NULL, NULL);
+}
+
+static struct peer *peer_find(struct cluster *c, const char *node)
+{
+	for (size_t i = 0; i < c->npeers; i++)
+		if (!strcmp(c->peers[i].node, node))
+			return &c->peers[i];
+	return NULL;
+}
+
+/* Lowest score, then name: every node ranks the same way. */
+static bool peer_before(const struct peer *a, const struct peer *b)
+{
+	return a->score < b->score || (a->score == b->score && strcmp(a->node, b->node) < 0);
+}
+
+static const struct peer *least_loaded(struct cluster *c)
+{
+	const struct peer *best = NULL;
+
+	for (size_t i = 0; i < c->npeers; i++)
+		if (!best || peer_before(&c->peers[i], best))
+			best = &c->peers[i];
+	return best;
+}
+
+static void election_schedule(struct cluster *c);
+
+static void peer_apply(struct cluster *c, const char *node, bool deleted, const struct etcd_kv *kv)
+{
+	struct peer *p = peer_find(c, node), *grown;
+	json_t *o;
+
+	if (deleted) {
+		if (p) {
+			log_info("cluster: node %s left", node);
+			*p = c->peers[--c->npeers];
+		}
+		return;
+	}
+	if (!p) {
+		if (!(grown = realloc(c->peers, (c->npeers + 1) * sizeof(*grown))))
+			return;
+		c->peers = grown;
+		p = memset(&c->peers[c->npeers++], 0, sizeof(*p));
+		snprintf(p->node, sizeof(p->node), "%s", node);
+		log_info("cluster: node %s joined", node);
+	}
+	p->lease = kv->lease;
+	if ((o = json_loads(kv->value, 0, NULL)))
+		p->score = json_number_value(json_object_get(o, "score"));
+	json_decref(o);
+	election_schedule(c);
+}
+
+/* ---- the accept role ------------------------------------------------------------- */
+
+static void role_txn_done(void *ctx, int err, bool succeeded, int64_t rev)
+{
+	struct cluster *c = ctx;
+
+	note(c, err, "accept role");
+}
+
+/* Put the role on node (under its lease), if the role is still as we saw it. */
+static int role_give(struct cluster *c, const struct peer *to, int64_t term, etcd_txn_fn cb, void *ctx)
+{
+	struct etcd_cmp cmp = { .key = ACCEPT_KEY, .target = c->holder_rev ? ETCD_CMP_MOD : ETCD_CMP_CREATE,
+				.revision = c->holder_rev };
+	char *value = dump(json_pack("{s:s, s:I, s:I}", "node", to->node, "term", (json_int_t)term,
+				     "since", (json_int_t)now_ms()));
+	struct etcd_op op = { .key = ACCEPT_KEY, .value = value, .lease = to->lease };
+	int r = value ? etcd_txn(c->etcd, &cmp, &op, 1, cb, ctx) : -ENOMEM;
+
+	free(value);
+	return r;
+}
+
+static void on_election(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct cluster *c = w->data;
+	struct peer *me = peer_find(c, c->d->cfg->node);
+
+	if (c->holder[0] || !c->lease || !me || !c->watching)
+		return;
+	log_info("cluster: the accept role is free; taking it");
+	if (role_give(c, me, c->last_term + 1, role_txn_done, c) < 0)
+		log_err("etcd: cannot ask for the accept role");
+}
+
+/*
+ * Everyone tries for a free role, the least loaded first, and tries again
+ * every lease_ttl while it stays free (a failed request, a winner that died).
+ */
+static void election_schedule(struct cluster *c)
+{
+	struct peer *me = peer_find(c, c->d->cfg->node);
+	size_t rank = 0;
+
+	if (c->holder[0] || !me) {
+		ev_timer_stop(c->d->loop, &c->election);
+		return;
+	}
+	if (ev_is_active(&c->election))
+		return;
+	for (size_t i = 0; i < c->npeers; i++)
+		rank += peer_before(&c->peers[i], me);
+	ev_timer_set(&c->election, ELECTION_STEP * (double)rank, (double)c->d->cfg->lease_ttl_ms / 1000.);
+	ev_timer_start(c->d->loop, &c->election);
+}
+
+/* The term is over: the least-loaded node takes the role (we keep it when that is us). */
+static void on_term(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct cluster *c = w->data;
+	const struct peer *to = least_loaded(c);
+
+	if (!to || strcmp(c->holder, c->d->cfg->node))
+		return;
+	if (strcmp(to->node, c->d->cfg->node))
+		log_info("cluster: term %lld over; handing the accept role to %s (score %.3f, ours %.3f)",
+			 (long long)c->term_no, to->node, to->score, c->score);
+	if (role_give(c, to, strcmp(to->node, c->d->cfg->node) ? c->term_no + 1 : c->term_no,
+		      role_txn_done, c) < 0)
+		log_err("etcd: cannot hand the accept role on");
+}
+
+static void role_won(struct cluster *c)
+{
+	struct odrsd *d = c->d;
+
+	d->accept = true;
+	log_info("cluster: this node holds the accept role (term %lld)", (long long)c->term_no);
+	evlog_emit("accept_acquired", NULL, json_pack("{s:I}", "term", (json_int_t)c->term_no));
+	retrain_all(d);
+	capture_filter_changed(d);
+}
+
+static void role_lost(struct cluster *c, int64_t term)
+{
+	struct odrsd *d = c->d;
+
+	d->accept = false;
+	log_info("cluster: this node no longer holds the accept role (term %lld)", (long long)term);
+	evlog_emit("accept_released", NULL, json_pack("{s:I}", "term", (json_int_t)term));
+	retrain_stop(d);
+	ev_timer_stop(d->loop, &c->term);
+	capture_filter_changed(d);
+}
+
+static void accept_apply(struct cluster *c, bool deleted, const struct etcd_kv *kv)
+{
+	struct odrsd *d = c->d;
+	int64_t old_term = c->term_no;
+	json_t *o = deleted ? NULL : json_loads(kv->value, 0, NULL);
+	const char *node = json_string_value(json_object_get(o, "node"));
+	bool mine;
+	double left;
+
+	snprintf(c->holder, sizeof(c->holder), "%s", node ? node : "");
+	c->holder_rev = deleted ? 0 : kv->mod_revision;
+	c->term_no = json_integer_value(json_object_get(o, "term"));
+	c->since = (double)json_integer_value(json_object_get(o, "since")) / 1000.;
+	if (c->term_no > c->last_term)
+		c->last_term = c->term_no;
+	json_decref(o);
+	mine = !strcmp(c->holder, d->cfg->node);
+	if (mine && !d->accept)
+		role_won(c);
+	else if (!mine && d->accept)
+		role_lost(c, old_term);
+	if (mine) {
+		left = (double)d->cfg->accept_term_ms / 1000. - (ev_time() - c->since);
+		ev_timer_stop(d->loop, &c->term);
+		ev_timer_set(&c->term, left > 0.1 ? left : 0.1, 0.);
+		ev_timer_start(d->loop, &c->term);
+	}
+	election_schedule(c);
+}
+
+struct move_req {
+	struct cluster *c;
+	char            node[64];
+};
+
+static void move_done(void *ctx, int err, bool succeeded, int64_t rev)
+{
+	struct move_req *m = ctx;
+	char msg[160];
+
+	note(m->c, err, "accept role");
+	if (err)
+		snprintf(msg, sizeof(msg), "etcd: %s", strerror(-err));
+	else if (!succeeded)
+		snprintf(msg, sizeof(msg), "the accept role moved meanwhile; try again");
+	control_accept_done(m->c->d, err ? err : succeeded ? 0 : -EAGAIN, msg);
+	free(m);
+}
+
+int cluster_accept_move(struct odrsd *d, const char *node, char *err, size_t errlen)
+{
+	struct cluster *c = d->cluster;
+	const struct peer *to;
+	struct move_req *m;
+
+	if (!c) {
+		snprintf(err, errlen, "no cluster backend: this node always holds the accept role");
+		return -ENOTSUP;
+	}
+	if (!(to = peer_find(c, node))) {
+		snprintf(err, errlen, "%s is not a live node of the cluster", node);
+		return -ENOENT;
+	}
+	if (!cluster_store_ok(d)) {
+		snprintf(err, errlen, "the cluster store is unreachable");
+		return -EAGAIN;
+	}
+	if (!(m = calloc(1, sizeof(*m))))
+		return -ENOMEM;
+	m->c = c;
+	snprintf(m->node, sizeof(m->node), "%s", node);
+	log_info("cluster: moving the accept role to %s, as asked", node);
+	if (role_give(c, to, c->last_term + 1, move_done, m) < 0) {
+		free(m);
+		snprintf(err, errlen, "etcd: request not sent");
+		return -EIO;
+	}
+	return 0;
+}
+
+/* ---- the registry ---------------------------------------------------------------- */
+
+static enum vm_state state_from_name(const char *s)
+{
+	for (enum vm_state i = VM_RUNNING; i <= VM_ERROR; i++)
+		if (s && !strcmp(s, vm_state_name(i)))
+			return i;
+	return VM_UNKNOWN;
+}
+
+static json_t *vm_value(const struct odrsd *d, const struct vm *vm, const char *state, const char *node)
+{
+	char ip[INET_ADDRSTRLEN], mac[18];
+	json_t *o;
+
+	inet_ntop(AF_INET, &vm->ip, ip, sizeof(ip));
+	if (vm->has_mac)
+		wk_mac_str(vm->mac, mac);
+	o = json_pack("{s:s, s:s, s:s, s:o, s:I, s:o}", "state", state, "node", node, "ip", ip,
+		      "mac", vm->has_mac ? json_string(mac) : json_null(),
+		      "bytes", (json_int_t)vm->snapshot_bytes,
+		      "last_wake_ms", vm->last_wake_ms < 0 ? json_null() : json_integer(vm->last_wake_ms));
+	if (o && vm->state == VM_ERROR)
+		json_object_set_new(o, "error", json_string(vm->error));
+	return o;
+}
+
+void cluster_publish(struct odrsd *d, struct vm *vm)
+{
+	struct cluster *c = d->cluster;
+	char key[192], syn[192];
+
+	if (!c || vm->state == VM_UNKNOWN)
+		return;
+	snprintf(key, sizeof(key), VM_PFX "%s", vm->name);
+	snprintf(syn, sizeof(syn), SYN_PFX "%s", vm->name);
+	/* Running: the SYNs passed for its wake are replayed, or too late. */
+	put(c, key, dump(vm_value(d, vm, vm_state_name(vm->state), vm->node)), 0,
+	    vm->state == VM_RUNNING ? syn : NULL, NULL, NULL);
+	if (vm->state == VM_RUNNING || vm->state == VM_HIBERNATED)
+		node_publish(c);
+}
+
+static json_t *syns_value(const struct vm *vm)
+{
+	json_t *a = json_array();
+	char b64[WK_FRAME_MAX * 4 / 3 + 8];
+
+	for (const struct held_syn *h = vm->held; h; h = h->next)
+		if (b64_ntop(h->frame, h->len, b64, sizeof(b64)) > 0)
+			json_array_append_new(a, json_string(b64));
+	return json_pack("{s:o}", "frames", a);
+}
+
+void cluster_pass_syns(struct odrsd *d, struct vm *vm)
+{
+	char key[192];
+
+	if (!d->cluster)
+		return;
+	snprintf(key, sizeof(key), SYN_PFX "%s", vm->name);
+	put(d->cluster, key, dump(syns_value(vm)), 0, NULL, NULL, NULL);
+}
+
+static void claim_done(void *ctx, int err, bool succeeded, int64_t rev)
+{
+	struct vm_req *q = ctx;
+	struct odrsd *d = q->c->d;
+	struct vm *vm = vm_by_name(d, q->vm);
+	json_t *f;
+
+	note(q->c, err, "wake claim");
+	if (!vm)
+		goto out;
+	vm->claiming = false;
+	if (err) {
+		d->n.claims_refused++;
+		log_err("%s: wake not claimed: etcd: %s", vm->name, strerror(-err));
+		control_vm_done(d, vm, err, "wake not claimed: the cluster store did not answer");
+		goto out;
+	}
+	if (!succeeded) {
+		/* Someone else saw it too; the watch tells who won. */
+		d->n.claims_lost++;
+		log_info("%s: another node claimed the wake first", vm->name);
+		goto out;
+	}
+	d->n.claims++;
+	f = json_pack("{s:s, s:s}", "trigger", wk_trigger_name(vm->trigger), "target_node", q->target);
+	if (vm->client[0])
+		json_object_set_new(f, "client", json_string(vm->client));
+	evlog_emit("wake_start", vm->name, f);
+	log_info("%s: wake claimed for %s", vm->name, q->target);
+	if (vm->state != VM_HIBERNATED)
+		goto out;   /* the watch was quicker */
+	if (!strcmp(q->target, d->cfg->node)) {
+		wake_restore(d, vm);
+	} else {
+		vm->state = VM_WAKING;
+		snprintf(vm->node, sizeof(vm->node), "%s", q->target);
+	}
+	capture_filter_changed(d);
+out:
+	free(q);
+}
+
+/*
+ * Exactly one node wins a VM's wake: the transaction holds only if the
+ * registry key is still as this node last saw it, hibernated.
+ */
+int cluster_claim(struct odrsd *d, struct vm *vm, char *err, size_t errlen)
+{
+	struct cluster *c = d->cluster;
+	const struct peer *to = least_loaded(c);
+	struct etcd_cmp cmp = { .target = ETCD_CMP_MOD, .revision = vm->rev };
+	struct etcd_op ops[2];
+	char key[192], syn[192], *value, *frames = NULL;
+	struct vm_req *q;
+	json_t *o;
+	int r;
+
+	if (vm->claiming)
+		return 0;
+	if (!cluster_store_ok(d) || !to) {
+		d->n.claims_refused++;
+		if (err)
+			snprintf(err, errlen, "%s stays asleep: the cluster store is unreachable", vm->name);
+		log_warn("%s: wake wanted, but no claim without etcd", vm->name);
+		return -EAGAIN;
+	}
+	if (!(q = calloc(1, sizeof(*q))))
+		return -ENOMEM;
+	q->c = c;
+	snprintf(q->vm, sizeof(q->vm), "%s", vm->name);
+	snprintf(q->target, sizeof(q->target), "%s", to->node);
+	snprintf(key, sizeof(key), VM_PFX "%s", vm->name);
+	snprintf(syn, sizeof(syn), SYN_PFX "%s", vm->name);
+	o = vm_value(d, vm, "waking", to->node);
+	json_object_set_new(o, "trigger", json_string(wk_trigger_name(vm->trigger)));
+	json_object_set_new(o, "client", json_string(vm->client));
+	json_object_set_new(o, "at", json_integer((json_int_t)(vm->trigger_at * 1000)));
+	json_object_set_new(o, "by", json_string(d->cfg->node));
+	value = dump(o);
+	if (vm->held)
+		frames = dump(syns_value(vm));
+	cmp.key = key;
+	ops[0] = (struct etcd_op){ .key = key, .value = value };
+	ops[1] = (struct etcd_op){ .key = syn, .value = frames };
+	r = value ? etcd_txn(c->etcd, &cmp, ops, frames ? 2 : 1, claim_done, q) : -ENOMEM;
+	free(value);
+	free(frames);
+	if (r < 0) {
+		free(q);
+		if (err)
+			snprintf(err, errlen, "%s: wake claim not sent", vm->name);
+		return r;
+	}
+	vm->claiming = true;
+	return 0;
+}
+
+/* The registry's word on a VM this node does not run: follow it. */
+void cluster_adopt(struct odrsd *d, struct vm *vm)
+{
+	json_t *o = vm->reg;
+	enum vm_state state = state_from_name(json_string_value(json_object_get(o, "state"))), old = vm->state;
+	const char *node = json_string_value(json_object_get(o, "node")), *mac;
+	json_t *v;
+
+	if (!o || state == VM_UNKNOWN || !node)
+		return;
+	/* The node that ran it read its MAC from the domain; this one may never have seen it. */
+	if (!vm->has_mac && (mac = json_string_value(json_object_get(o, "mac"))) &&
+	    wk_parse_mac(mac, vm->mac) == 0 && wk_vmtable_set_mac(d->table, vm->ip, vm->mac) == 0)
+		vm->has_mac = true;
+	if (!strcmp(node, d->cfg->node)) {
+		/* Claimed for this node: restore it here. Anything else here we said ourselves. */
+		if (state == VM_WAKING && vm->state != VM_WAKING && !vm->job_busy) {
+			vm->trigger = wk_trigger_from_name(json_string_value(json_object_get(o, "trigger")));
+			snprintf(vm->client, sizeof(vm->client), "%s",
+				 json_string_value(json_object_get(o, "client")) ?: "");
+			vm->trigger_at = (double)json_integer_value(json_object_get(o, "at")) / 1000.;
+			wake_restore(d, vm);
+			capture_filter_changed(d);
+		}
+		return;
+	}
+	if (vm_is_local(d, vm) && vm->state == VM_RUNNING) {
+		log_err("%s: runs here, but the registry says %s on %s; keeping it here", vm->name,
+			vm_state_name(state), node[0] ? node : "no node");
+		cluster_publish(d, vm);
+		return;
+	}
+	vm->state = state;
+	snprintf(vm->node, sizeof(vm->node), "%s", node);
+	vm->mem_bytes = 0;
+	vm->snapshot_bytes = (uint64_t)json_integer_value(json_object_get(o, "bytes"));
+	if ((v = json_object_get(o, "last_wake_ms")) && json_is_integer(v))
+		vm->last_wake_ms = json_integer_value(v);
+	if (state == VM_ERROR)
+		snprintf(vm->error, sizeof(vm->error), "%s",
+			 json_string_value(json_object_get(o, "error")) ?: "error on another node");
+	if (state == VM_RUNNING && old != VM_RUNNING) {
+		/* Replayed there; the copies held here are done. */
+		wake_release_syns(d, vm);
+		control_vm_done(d, vm, 0, NULL);
+	}
+	if (state == VM_HIBERNATED && old != VM_HIBERNATED) {
+		if (d->accept)
+			retrain_vm(d, vm);
+		if (old == VM_WAKING)
+			control_vm_done(d, vm, -EIO, "the wake failed on the node that took it");
+		if (vm->wake_wanted) {
+			vm->wake_wanted = false;
+			cluster_claim(d, vm, NULL, 0);
+		}
+	}
+	if (state == VM_ERROR && old != VM_ERROR)
+		control_vm_done(d, vm, -EIO, vm->error);
+	capture_filter_changed(d);
+}
+
+static void vm_apply(struct cluster *c, const char *name, bool deleted, const struct etcd_kv *kv)
+{
+	struct vm *vm = vm_by_name(c->d, name);
+
+	if (!vm)
+		return;
+	json_decref(vm->reg);
+	vm->reg = deleted ? NULL : json_loads(kv->value, 0, NULL);
+	vm->rev = deleted ? 0 : kv->mod_revision;
+	/* A job of ours on it (an inspect, save or restore) says what it is when it ends. */
+	if (!vm->job_busy)
+		cluster_adopt(c->d, vm);
+}
+
+/* SYNs held by the accept node for a wake on this node: keep them for the replay. */
+static void syn_apply(struct cluster *c, const char *name, bool deleted, const struct etcd_kv *kv)
+{
+	struct vm *vm = vm_by_name(c->d, name);
+	uint8_t frame[WK_FRAME_MAX];
+	json_t *o, *s;
+	size_t i;
+	int n;
+
+	if (!vm || deleted || vm->state != VM_WAKING || !vm_is_local(c->d, vm) ||
+	    !(o = json_loads(kv->value, 0, NULL)))
+		return;
+	json_array_foreach(json_object_get(o, "frames"), i, s)
+		if (json_is_string(s) && (n = b64_pton(json_string_value(s), frame, sizeof(frame))) > 0)
+			wake_hold_syn(c->d, vm, frame, (size_t)n);
+	json_decref(o);
+}
+
+static void apply(struct cluster *c, bool deleted, const struct etcd_kv *kv)
+{
+	const char *k = kv->key;
+
+	if (!strncmp(k, NODE_PFX, strlen(NODE_PFX)))
+		peer_apply(c, k + strlen(NODE_PFX), deleted, kv);
+	else if (!strcmp(k, ACCEPT_KEY))
+		accept_apply(c, deleted, kv);
+	else if (!strncmp(k, VM_PFX, strlen(VM_PFX)))
+		vm_apply(c, k + strlen(VM_PFX), deleted, kv);
+	else if (!strncmp(k, SYN_PFX, strlen(SYN_PFX)))
+		syn_apply(c, k + strlen(SYN_PFX), deleted, kv);
+}
+
+/* ---- following the store ----------------------------------------------------------- */
+
+static void on_watch_event(void *ctx, bool deleted, const struct etcd_kv *kv)
+{
+	apply(ctx, deleted, kv);
+}
+
+static void on_watch_end(void *ctx, int err)
+{
+	struct cluster *c = ctx;
+
+	c->watching = false;
+	note(c, err ? err : -EPIPE, "watch");
+	ev_timer_start(c->d->loop, &c->resync);
+}
+
+static bool has_key(const struct etcd_kv *kvs, size_t n, const char *key)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(kvs[i].key, key))
+			return true;
+	return false;
+}
+
+static void sync_done(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs, size_t n)
+{
+	struct cluster *c = ctx;
+	struct odrsd *d = c->d;
+	char key[192];
+
+	c->syncing = false;
+	note(c, err, "read");
+	if (err) {
+		ev_timer_start(d->loop, &c->resync);
+		return;
+	}
+	/* What is not there any more was deleted while we were not looking. */
+	c->npeers = 0;
+	for (size_t i = 0; i < d->nvms; i++) {
+		snprintf(key, sizeof(key), VM_PFX "%s", d->vms[i]->name);
+		if (!has_key(kvs, n, key) && d->vms[i]->reg) {
+			json_decref(d->vms[i]->reg);
+			d->vms[i]->reg = NULL;
+			d->vms[i]->rev = 0;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		apply(c, false, &kvs[i]);
+	if (!has_key(kvs, n, ACCEPT_KEY))
+		accept_apply(c, true, NULL);
+	if (etcd_watch(c->etcd, PFX, rev + 1, on_watch_event, on_watch_end, c) < 0) {
+		ev_timer_start(d->loop, &c->resync);
+		return;
+	}
+	c->watching = true;
+	log_info("cluster: following etcd from revision %lld; %zu nodes, accept role: %s",
+		 (long long)rev, c->npeers, c->holder[0] ? c->holder : "free");
+	/* Our own VMs, as inspected, for whoever missed them. */
+	for (size_t i = 0; i < d->nvms; i++)
+		if (vm_is_local(d, d->vms[i]) && !d->vms[i]->job_busy && d->vms[i]->state != VM_ERROR)
+			cluster_publish(d, d->vms[i]);
+}
+
+static void sync_start(struct cluster *c)
+{
+	if (c->syncing || c->watching)
+		return;
+	c->syncing = true;
+	if (etcd_get(c->etcd, PFX, true, sync_done, c) < 0) {
+		c->syncing = false;
+		ev_timer_start(c->d->loop, &c->resync);
+	}
+}
+
+static void on_resync(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	sync_start(w->data);
+}
+
+/* ---- our lease ---------------------------------------------------------------------- */
+
+static void grant_done(void *ctx, int err, int64_t id, int64_t ttl)
+{
+	struct cluster *c = ctx;
+
+	c->granting = false;
+	note(c, err, "lease");
+	if (err)
+		return;   /* the next beat asks again */
+	c->lease = id;
+	node_publish(c);
+	sync_start(c);
+}
+
+static void lease_grant(struct cluster *c)
+{
+	int64_t ttl = (int64_t)((c->d->cfg->lease_ttl_ms + 999) / 1000);
+
+	if (c->granting)
+		return;
+	c->granting = true;
+	if (etcd_lease_grant(c->etcd, ttl, grant_done, c) < 0)
+		c->granting = false;
+}
+
+static void keepalive_done(void *ctx, int err, int64_t id, int64_t ttl)
+{
+	struct cluster *c = ctx;
+
+	if (err == -ENOENT || (!err && ttl <= 0)) {
+		/* Expired: our node key and any role we held are gone with it. */
+		log_warn("cluster: our lease expired; joining again");
+		c->ok = true;
+		c->lease = 0;
+		lease_grant(c);
+		return;
+	}
+	note(c, err, "lease keepalive");
+	if (!err)
+		node_publish(c);
+}
+
+static void on_beat(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct cluster *c = w->data;
+
+	if (!c->lease)
+		lease_grant(c);
+	else if (etcd_lease_keepalive(c->etcd, c->lease, keepalive_done, c) < 0)
+		log_err("etcd: lease keepalive not sent");
+}
+
+int cluster_start(struct odrsd *d)
+{
+	struct cluster *c;
+	double beat = (double)d->cfg->lease_ttl_ms / 3000.;
+	int r;
+
+	retrain_init(d);
+	if (d->cfg->backend != WK_BACKEND_ETCD) {
+		d->accept = true;
+		return 0;
+	}
+	if (!(c = calloc(1, sizeof(*c))))
+		return -ENOMEM;
+	c->d = d;
+	c->ok = true;
+	if ((r = etcd_open(&c->etcd, d->loop, d->cfg->etcd, ETCD_TIMEOUT_MS)) < 0) {
+		free(c);
+		return r;
+	}
+	ev_timer_init(&c->beat, on_beat, 0., beat);
+	ev_timer_init(&c->resync, on_resync, RESYNC_DELAY, 0.);
+	ev_timer_init(&c->election, on_election, 0., 0.);
+	ev_timer_init(&c->term, on_term, 0., 0.);
+	c->beat.data = c->resync.data = c->election.data = c->term.data = c;
+	d->cluster = c;
+	ev_timer_start(d->loop, &c->beat);
+	lease_grant(c);
+	return 0;
+}
+
+static void revoke_done(void *ctx, int err, int64_t id, int64_t ttl)
+{
+	*(bool *)ctx = true;
+}
+
+/* Leaving: give up the lease, so our node key and any role go now, not after lease_ttl. */
+void cluster_stop(struct odrsd *d)
+{
+	struct cluster *c = d->cluster;
+	bool revoked = false;
+	ev_tstamp until = ev_time() + ETCD_TIMEOUT_MS / 1000.;
+
+	if (!c)
+		return;
+	ev_timer_stop(d->loop, &c->beat);
+	etcd_watch_cancel(c->etcd);
+	c->watching = false;
+	if (c->lease && etcd_lease_revoke(c->etcd, c->lease, revoke_done, &revoked) == 0)
+		while (!revoked && ev_time() < until)
+			ev_run(d->loop, EVRUN_ONCE);
+	ev_timer_stop(d->loop, &c->resync);
+	ev_timer_stop(d->loop, &c->election);
+	ev_timer_stop(d->loop, &c->term);
+	etcd_close(c->etcd);
+	for (size_t i = 0; i < d->nvms; i++) {
+		json_decref(d->vms[i]->reg);
+		d->vms[i]->reg = NULL;
+	}
+	free(c->peers);
+	free(c);
+	d->cluster = NULL;
+}
