@@ -15,6 +15,7 @@
 # Output (RESULTS, default bench/results/):
 #   retrain.csv  rate,vms,frames,ms,fps,fdb_on_holder,round
 #   retrain.txt  medians per rate, the machine, the command
+#   retrain.png  burst time and frames/s vs retrain_rate (gnuplot)
 # Exit 0: measured; 1: a step failed.
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$BENCH_DIR/lib.sh"
@@ -76,7 +77,7 @@ for rate in $RATES; do
 		read -r frames ms <<< "$(last_retrain $to)"
 		sleep 0.2
 		fdb=$(fdb_count "sw-$to")
-		fps=$(awk -v f="$frames" -v m="$ms" 'BEGIN { printf "%.0f", m > 0 ? f * 1000 / m : 0 }')
+		fps=$(awk -v f="$frames" -v m="$ms" 'BEGIN { printf "%.0f", (m > 0 ? f * 1000 / m : 0) }')
 		echo "rate $rate round $round: $frames frames in $ms ms ($fps/s), $fdb of $N MACs on sw-$to"
 		echo "$rate,$N,$frames,$ms,$fps,$fdb,$round" >> "$csv"
 	done
@@ -96,3 +97,23 @@ done
 	done
 } > "$RESULTS/retrain.txt"
 cat "$RESULTS/retrain.txt"
+
+command -v gnuplot > /dev/null || fail "gnuplot missing (make deps)"
+gnuplot <<-EOF || echo "warning: gnuplot failed; no retrain.png" >&2
+	set terminal png size 800,500
+	set output "$RESULTS/retrain.png"
+	set datafile separator ","
+	set title "Retraining $N sleeping MACs on a role move ($ROUNDS rounds per rate)"
+	set logscale x
+	set xlabel "retrain_rate (frames/s)"
+	set ylabel "burst ms"
+	set y2label "achieved frames/s"
+	set y2tics
+	set logscale y
+	set logscale y2
+	set grid
+	set key top center
+	plot "$csv" every ::1 using 1:4 axes x1y1 with points pt 7 title "burst ms", \
+	     "$csv" every ::1 using 1:5 axes x1y2 with points pt 5 title "frames/s achieved", \
+	     x axes x1y2 with lines dt 2 title "frames/s asked"
+EOF

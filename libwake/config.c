@@ -150,6 +150,8 @@ static const struct key odrsd_keys[] = {
 	{ KEY("syn_hold_total", K_UINT, CFG(syn_hold_total)), .min = 1,
 	  .max = 1000000 },
 	{ KEY("wake_timeout", K_DUR, CFG(wake_timeout_ms)), .min = SEC, .max = HOUR },
+	{ KEY("wake_spacing", K_DUR, CFG(wake_spacing_ms)), .min = 1, .max = 10 * SEC,
+	  .zero_ok = true },
 	{ KEY("check_interval", K_DUR, CFG(check_interval_ms)), .min = 100, .max = HOUR },
 	{ KEY("probe_timeout", K_DUR, CFG(probe_timeout_ms)), .min = 100, .max = 5 * MIN },
 };

@@ -5,5 +5,6 @@
 #include <wake/vmtable.h>
 #include <wake/config.h>
 #include <wake/policy.h>
+#include <wake/ctl.h>
 #define WK_VERSION "0.1.0"
 #endif

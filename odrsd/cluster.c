@@ -502,6 +502,9 @@ static void claim_done(void *ctx, int err, bool succeeded, int64_t rev)
 	} else {
 		vm->state = VM_WAKING;
 		snprintf(vm->node, sizeof(vm->node), "%s", q->target);
+		/* SYNs held while the claim was on its way went without it. */
+		if (vm->held)
+			cluster_pass_syns(d, vm);
 	}
 	capture_filter_changed(d);
 out:

@@ -79,7 +79,7 @@ static json_t *vm_json(struct odrsd *d, const struct vm *vm)
 			 "pinned", vm->pinned);
 }
 
-static void cmd_status(struct waiter *c, json_t *req)
+static void cmd_status(struct waiter *c, const struct wk_ctl_request *req)
 {
 	struct odrsd *d = c->d;
 	size_t sleeping = 0;
@@ -111,7 +111,7 @@ static void cmd_status(struct waiter *c, json_t *req)
 	reply(c, o);
 }
 
-static void cmd_list(struct waiter *c, json_t *req)
+static void cmd_list(struct waiter *c, const struct wk_ctl_request *req)
 {
 	json_t *a = json_array();
 
@@ -120,13 +120,12 @@ static void cmd_list(struct waiter *c, json_t *req)
 	reply(c, json_pack("{s:b, s:o}", "ok", 1, "vms", a));
 }
 
-static struct vm *req_vm(struct waiter *c, json_t *req)
+static struct vm *req_vm(struct waiter *c, const struct wk_ctl_request *req)
 {
-	const char *name = json_string_value(json_object_get(req, "vm"));
-	struct vm *vm = name ? vm_by_name(c->d, name) : NULL;
+	struct vm *vm = vm_by_name(c->d, req->vm);
 
 	if (!vm)
-		reply_error(c, "unknown VM: %s", name ? name : "(none given)");
+		reply_error(c, "unknown VM: %s", req->vm);
 	return vm;
 }
 
@@ -142,7 +141,7 @@ static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)
 				   "total", (json_int_t)total));
 }
 
-static void wait_for(struct waiter *c, struct vm *vm, const char *verb, json_t *req)
+static void wait_for(struct waiter *c, struct vm *vm, const char *verb, const struct wk_ctl_request *req)
 {
 	c->vm = vm;
 	c->waiting = true;
@@ -150,11 +149,11 @@ static void wait_for(struct waiter *c, struct vm *vm, const char *verb, json_t *
 	c->next = vm->waiters;
 	vm->waiters = c;
 	ev_io_stop(c->d->loop, &c->io);   /* one request at a time */
-	if (json_is_true(json_object_get(req, "progress")))
+	if (req->progress)
 		ev_timer_start(c->d->loop, &c->progress);
 }
 
-static void cmd_vm_op(struct waiter *c, json_t *req, bool wake)
+static void cmd_vm_op(struct waiter *c, const struct wk_ctl_request *req, bool wake)
 {
 	struct vm *vm = req_vm(c, req);
 	char err[512] = "";
@@ -172,10 +171,10 @@ static void cmd_vm_op(struct waiter *c, json_t *req, bool wake)
 		wait_for(c, vm, wake ? "wake" : "hibernate", req);
 }
 
-static void cmd_wake(struct waiter *c, json_t *req) { cmd_vm_op(c, req, true); }
-static void cmd_hibernate(struct waiter *c, json_t *req) { cmd_vm_op(c, req, false); }
+static void cmd_wake(struct waiter *c, const struct wk_ctl_request *req) { cmd_vm_op(c, req, true); }
+static void cmd_hibernate(struct waiter *c, const struct wk_ctl_request *req) { cmd_vm_op(c, req, false); }
 
-static void cmd_pin(struct waiter *c, json_t *req, bool pin)
+static void cmd_pin(struct waiter *c, const struct wk_ctl_request *req, bool pin)
 {
 	struct vm *vm = req_vm(c, req);
 
@@ -188,10 +187,10 @@ static void cmd_pin(struct waiter *c, json_t *req, bool pin)
 		reply(c, json_pack("{s:b}", "ok", 1));
 }
 
-static void cmd_pin_on(struct waiter *c, json_t *req) { cmd_pin(c, req, true); }
-static void cmd_pin_off(struct waiter *c, json_t *req) { cmd_pin(c, req, false); }
+static void cmd_pin_on(struct waiter *c, const struct wk_ctl_request *req) { cmd_pin(c, req, true); }
+static void cmd_pin_off(struct waiter *c, const struct wk_ctl_request *req) { cmd_pin(c, req, false); }
 
-static void cmd_reload(struct waiter *c, json_t *req)
+static void cmd_reload(struct waiter *c, const struct wk_ctl_request *req)
 {
 	char err[4096] = "";
 
@@ -201,20 +200,19 @@ static void cmd_reload(struct waiter *c, json_t *req)
 		reply(c, json_pack("{s:b}", "ok", 1));
 }
 
-static void cmd_accept(struct waiter *c, json_t *req)
+static void cmd_accept(struct waiter *c, const struct wk_ctl_request *req)
 {
-	const char *to = json_string_value(json_object_get(req, "move"));
 	char err[256] = "";
 	int64_t term;
 	const char *holder = cluster_accept_holder(c->d, &term);
 
-	if (!json_object_get(req, "move")) {
+	if (!req->move[0]) {
 		reply(c, json_pack("{s:b, s:o, s:I}", "ok", 1, "accept",
 				   holder[0] ? json_string(holder) : json_null(), "term", (json_int_t)term));
 		return;
 	}
-	if (!to || cluster_accept_move(c->d, to, err, sizeof(err)) < 0) {
-		reply_error(c, "%s", to ? err : "move: expected a node name");
+	if (cluster_accept_move(c->d, req->move, err, sizeof(err)) < 0) {
+		reply_error(c, "%s", err);
 		return;
 	}
 	/* Answered when etcd has taken the move (control_accept_done). */
@@ -225,36 +223,22 @@ static void cmd_accept(struct waiter *c, json_t *req)
 	ev_io_stop(c->d->loop, &c->io);
 }
 
-static const struct {
-	const char *name;
-	void (*fn)(struct waiter *c, json_t *req);
-} commands[] = {
-	{ "status", cmd_status },     { "list", cmd_list },
-	{ "hibernate", cmd_hibernate }, { "wake", cmd_wake },
-	{ "pin", cmd_pin_on },        { "unpin", cmd_pin_off },
-	{ "reload", cmd_reload },     { "accept", cmd_accept },
+static void (*const commands[])(struct waiter *c, const struct wk_ctl_request *req) = {
+	[WK_CTL_STATUS] = cmd_status,       [WK_CTL_LIST] = cmd_list,
+	[WK_CTL_HIBERNATE] = cmd_hibernate, [WK_CTL_WAKE] = cmd_wake,
+	[WK_CTL_PIN] = cmd_pin_on,          [WK_CTL_UNPIN] = cmd_pin_off,
+	[WK_CTL_RELOAD] = cmd_reload,       [WK_CTL_ACCEPT] = cmd_accept,
 };
 
 static void handle_line(struct waiter *c, const char *line)
 {
-	json_error_t jerr;
-	json_t *req = json_loads(line, 0, &jerr);
-	const char *cmd = json_string_value(json_object_get(req, "cmd"));
-	size_t i;
+	struct wk_ctl_request req;
+	char err[256];
 
-	if (!req || !cmd) {
-		reply_error(c, "bad request: %s", req ? "no \"cmd\"" : jerr.text);
-		json_decref(req);
-		return;
-	}
-	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (!strcmp(commands[i].name, cmd))
-			break;
-	if (i == sizeof(commands) / sizeof(commands[0]))
-		reply_error(c, "unknown command: %s", cmd);
+	if (wk_ctl_parse(line, strlen(line), &req, err, sizeof(err)) < 0)
+		reply_error(c, "%s", err);
 	else
-		commands[i].fn(c, req);
-	json_decref(req);
+		commands[req.cmd](c, &req);
 }
 
 /* Serve the complete lines received, one at a time: a waiting request holds the rest. */

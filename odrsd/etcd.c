@@ -811,10 +811,16 @@ endpoints_parse(struct etcd *e, const char *endpoints)
 static int
 multi_setup(struct etcd *e)
 {
-	/* "Expect: 100-continue" on larger bodies would cost a round trip for nothing. */
+	/*
+	 * "Expect: 100-continue" on larger bodies would cost a round trip for
+	 * nothing. "hasleader" makes a member cut off from the majority end our
+	 * watch instead of keeping it open and silent.
+	 */
 	e->headers = curl_slist_append(NULL, "Content-Type: application/json");
 	if (e->headers)
 		e->headers = curl_slist_append(e->headers, "Expect:");
+	if (e->headers)
+		e->headers = curl_slist_append(e->headers, "Grpc-Metadata-hasleader: true");
 	if (!e->headers || !(e->multi = curl_multi_init()))
 		return -ENOMEM;
 	curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);

@@ -164,6 +164,7 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 		log_err("event log %s: %s", d->cfg->event_log, strerror(-r));
 	capture_filter_changed(d);
 	idle_interval_changed(d);
+	virt_set_restore_spacing(d->virt, d->cfg->wake_spacing_ms);
 	log_info("reload: %s applied, %zu VMs", d->config_path, d->nvms);
 	return 0;
 }
@@ -234,6 +235,7 @@ static int start(struct odrsd *d)
 		log_err("libvirt %s: %s", d->cfg->libvirt_uri, strerror(-r));
 		return r;
 	}
+	virt_set_restore_spacing(d->virt, d->cfg->wake_spacing_ms);
 	if ((r = cluster_start(d)) < 0) {
 		log_err("cluster store %s: %s", d->cfg->etcd, strerror(-r));
 		return r;

@@ -69,6 +69,8 @@ struct virt {
 	struct virt_job  *finished, *finished_tail;
 	bool              stopping;
 	unsigned          restores_pending; /* __atomic: read without the lock */
+	uint64_t          restore_spacing_ms; /* between two restore starts; under lock */
+	uint64_t          next_restore_at;    /* now_ms() at which the next may start */
 	struct worker    *workers;
 	unsigned          nworkers;
 };
@@ -926,6 +928,7 @@ worker_run(void *arg)
 	struct worker *w = arg;
 	struct virt *v = w->v;
 	struct virt_job *job;
+	uint64_t start;
 
 	for (;;) {
 		pthread_mutex_lock(&v->lock);
@@ -940,8 +943,16 @@ worker_run(void *arg)
 		if (!w->queue->head)
 			w->queue->tail = NULL;
 		job->next = NULL;
+		start = 0;
+		if (job->op == VIRT_RESTORE && v->restore_spacing_ms) {
+			start = now_ms() > v->next_restore_at ? now_ms() : v->next_restore_at;
+			v->next_restore_at = start + v->restore_spacing_ms;
+		}
 		pthread_mutex_unlock(&v->lock);
 
+		/* Restores that all start at once each take longer: space them out. */
+		while (start && now_ms() < start)
+			usleep((useconds_t)(start - now_ms()) * 1000);
 		run_job(w, job);
 
 		if (job->op == VIRT_RESTORE)
@@ -1012,6 +1023,14 @@ virt_free(struct virt *v)
 	free(v->dir);
 	free(v->node);
 	free(v);
+}
+
+void
+virt_set_restore_spacing(struct virt *v, uint64_t ms)
+{
+	pthread_mutex_lock(&v->lock);
+	v->restore_spacing_ms = ms;
+	pthread_mutex_unlock(&v->lock);
 }
 
 int

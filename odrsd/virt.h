@@ -87,6 +87,8 @@ int  virt_open(struct virt **out, struct ev_loop *loop, const char *uri,
 void virt_submit(struct virt *v, struct virt_job *job);
 /* Stop taking jobs, wait for the running ones (their done() is not called), free. */
 void virt_close(struct virt *v);
+/* At least ms between the starts of two restores (0: none, the default). */
+void virt_set_restore_spacing(struct virt *v, uint64_t ms);
 /* How many restores are waiting or running. */
 unsigned virt_restores_pending(const struct virt *v);
 

@@ -57,6 +57,7 @@ struct wk_config {
 	unsigned syn_hold_per_vm;           /* held SYNs kept per sleeping VM */
 	unsigned syn_hold_total;            /* and over all VMs */
 	uint64_t wake_timeout_ms;           /* a restore taking longer has failed */
+	uint64_t wake_spacing_ms;           /* between two restore starts on this node */
 	uint64_t check_interval_ms;         /* how often idleness is judged */
 	uint64_t probe_timeout_ms;          /* a guest probe taking longer has failed */
 	/* [policy] */

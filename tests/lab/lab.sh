@@ -68,6 +68,10 @@
 #   lab_vm_ip NAME, lab_vm_mac NAME, lab_vm_console NAME (console log path)
 #   lab_fdb_port MAC                  switch port the MAC is learned on (e.g. sw-n2)
 #   lab_router_client CLIENT IP MAC   permanent ARP entry for IP on CLIENT (no ARP sent)
+#   lab_client_first_syn_only CLIENT  from now on CLIENT sends one TCP SYN and drops every
+#                                     later one (retransmissions too) until called again:
+#                                     a connection that completes was answered on its
+#                                     first SYN, however long the server took
 #   lab_odrsd_conf NODE               print an [odrsd] section with node-private paths
 #                                     (control socket, event log, state) for a config
 #   lab_odrsd_start NODE CONFIG [ARGS...]
@@ -298,7 +302,7 @@ _lab_pids() {
 		p=${f#/proc/}
 		p=${p%/cmdline}
 		[ "$p" = $$ ] || [ "$p" = "$BASHPID" ] && continue
-		mapfile -d '' -t args <"$f" 2>/dev/null || continue
+		mapfile -d "" -t args 2>/dev/null <"$f" || continue
 		case " ${args[*]} " in *"$LAB_DIR/"*) echo "$p" ;; esac
 	done
 }
@@ -447,6 +451,16 @@ lab_fdb_port() { # MAC
 
 lab_router_client() { # CLIENT IP MAC
 	ip -n "$(_lab_ns "$1")" neigh replace "$2" lladdr "$3" dev eth0 nud permanent
+}
+
+lab_client_first_syn_only() { # CLIENT
+	local ns
+	ns=$(_lab_ns "$1")
+	if ! ip netns exec "$ns" iptables -C OUTPUT -p tcp --syn -m recent --name odrs_syn --set 2>/dev/null; then
+		ip netns exec "$ns" iptables -A OUTPUT -p tcp --syn -m recent --name odrs_syn --rcheck --seconds 86400 -j DROP &&
+		ip netns exec "$ns" iptables -A OUTPUT -p tcp --syn -m recent --name odrs_syn --set || return
+	fi
+	ip netns exec "$ns" sh -c 'echo / > /proc/net/xt_recent/odrs_syn'
 }
 
 lab_odrsd_conf() { # NODE

@@ -1,0 +1,524 @@
+/*
+ * memsim: how much guest memory automatic hibernation saves, simulated, for
+ * bench/memsaved.sh (the paper's Fig. 4: memory saved against the mean
+ * interval between accesses).
+ *
+ *   memsim -c CONFIG -I "I1 I2 ..." [-d DURATION_S=1800] [-w WARMUP_S=0]
+ *          [-n RUNS=200] [-r SEED=1] [-S SAVE_S=1] [-R RESTORE_S=1]
+ *          [-P PROBE_S=0.2] [-A LATE_S=0.5] [-j JITTER=0] [-L LOAD=0.00]
+ *          [-p "PROCESSES"] [-l LABEL]
+ *
+ * The node is the one CONFIG describes, read with libwake's wk_config_load:
+ * its [vm] sections are the VMs, each with its own policy (idle_timeout,
+ * probe, load_threshold, protect), and [odrsd]'s check_interval,
+ * wake_concurrency, hibernate_concurrency and wake_spacing. Each run
+ * simulates that node for DURATION_S seconds, events in time order, doing
+ * what odrsd/idle.c and odrsd/wake.c do:
+ *
+ *   - one idle timer for all VMs, every check_interval (its phase random per
+ *     run); a running VM with no job or probe whose last TCP activity is at
+ *     least its idle_timeout old is pending, and is acted on
+ *     ACTIVITY_DELAY_MS + 50 ms later (odrsd/odrsd.h) if it still is;
+ *   - acting: probe = none hibernates at once; otherwise a probe (one worker,
+ *     PROBE_S) whose output, a synthetic guest's "cat /proc/loadavg
+ *     /proc/[0-9]*\/comm" (load LOAD, processes PROCESSES), is judged by
+ *     libwake's wk_idle_judge after the VM is checked to be still idle;
+ *   - a save (hibernate_concurrency workers, SAVE_S); an access while it
+ *     runs wakes the VM as soon as it is done (wake_wanted);
+ *   - an access to a hibernated VM starts a restore (wake_concurrency
+ *     workers, wake_spacing between starts, RESTORE_S); the VM runs when it
+ *     is done, with its activity clock reset then (vm_runs_here) and again
+ *     by the access's own exchange, which follows at once;
+ *   - an access to a running VM resets its activity clock.
+ *
+ * The activity clock is set when the activity capture hands the frame over:
+ * up to ACTIVITY_DELAY_MS late (LATE_S, uniform; -A 0 for never).
+ *
+ * Accesses to each VM are a Poisson process with mean interval I. All VMs
+ * start running, just accessed, at time 0. Memory counts as saved while a
+ * VM is hibernated: from the end of its save (hibernate_done) to the access
+ * that wakes it (wake_start). The VMs' memory sizes are not in the
+ * configuration: every VM weighs the same.
+ * JITTER spreads SAVE_S, RESTORE_S and PROBE_S uniformly by +-JITTER of
+ * themselves. Only [WARMUP_S, DURATION_S] is counted.
+ *
+ * Prints CSV, one line per I (seconds):
+ *   label,T_s,I_s,T_over_I,check_s,save_s,restore_s,runs,vms,duration_s,warmup_s,
+ *   saved_pct,stderr_pct,ideal_pct,approx_pct,hib_per_vm_h,woke_pct
+ * with T the mean idle_timeout of the VMs (each VM's own is used); stderr the
+ * standard error of the mean over runs; ideal = e^(-T/I), the long-run
+ * fraction of time asleep when sleep starts exactly T after the last access
+ * and saves and restores take no time; approx = the same renewal argument
+ * with the overheads, e^(-S/I) / (e^(tau/I) - 1 + (S+R)/I + e^(-S/I)),
+ * tau = T + LATE_S/2 + check/2 + confirm (+ probe); hib_per_vm_h = hibernations per VM
+ * and hour; woke_pct = the accesses that found their VM not running.
+ * Exit: 0, 1 a bad configuration, 2 usage.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <wake/config.h>
+#include <wake/policy.h>
+
+#include "odrsd.h"   /* enum vm_state, ACTIVITY_DELAY_MS: the daemon's own */
+
+/* idle.c's idle_confirm timer: this long after a check that found VMs idle. */
+#define CONFIRM_S ((ACTIVITY_DELAY_MS + 50) / 1000.)
+
+enum ev_type { EV_ACCESS, EV_TICK, EV_CONFIRM, EV_JOB_DONE };
+enum job_op { JOB_RESTORE = 0, JOB_SAVE, JOB_PROBE, NJOBOPS };
+
+struct event {
+	double        t;
+	uint64_t      seq;      /* ties in time: in the order they were scheduled */
+	enum ev_type  type;
+	int           vm;
+	enum job_op   op;
+};
+
+struct heap {
+	struct event *e;
+	size_t        n, cap;
+	uint64_t      seq;
+};
+
+struct simvm {
+	const struct wk_vmconf *c;
+	enum vm_state state;
+	double        last;         /* last TCP activity */
+	bool          job_busy, probing, pending, wake_wanted;
+	double        slept_at;     /* hibernate_done, while VM_HIBERNATED */
+	double        saved;        /* seconds hibernated inside the window */
+	unsigned long hibernations, accesses, woke;
+};
+
+struct queue {
+	int          *vm;           /* FIFO of VM indices */
+	size_t        head, n, cap;
+	unsigned      free;         /* idle workers */
+};
+
+struct sim {
+	const struct wk_config *cfg;
+	struct simvm *vm;
+	size_t        nvm;
+	struct heap   h;
+	struct queue  q[NJOBOPS];
+	double        next_restore_at;
+	double        now, end, warmup, interval;
+	uint64_t      rng;
+	bool          confirm_active;
+};
+
+static double save_s = 1, restore_s = 1, probe_s = 0.2, late_s = ACTIVITY_DELAY_MS / 1000., jitter = 0, load = 0;
+static const char *processes = "init sh httpd qemu-ga";
+static char probe_out[4096];
+static size_t probe_len;
+
+static void die(const char *msg)
+{
+	fprintf(stderr, "memsim: %s\n", msg);
+	exit(1);
+}
+
+/* splitmix64: small, and the same numbers everywhere for the same seed. */
+static double uniform(struct sim *s)
+{
+	uint64_t z = (s->rng += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	z ^= z >> 31;
+	return ((z >> 11) + 0.5) / 9007199254740992.0;   /* (0, 1) */
+}
+
+static double expo(struct sim *s, double mean) { return -mean * log(uniform(s)); }
+
+/* When odrsd learns of a TCP frame seen now. */
+static double seen(struct sim *s) { return s->now + (late_s > 0 ? late_s * uniform(s) : 0); }
+
+static double service(struct sim *s, double base)
+{
+	return jitter > 0 ? base * (1 + jitter * (2 * uniform(s) - 1)) : base;
+}
+
+static void push(struct sim *s, double t, enum ev_type type, int vm, enum job_op op)
+{
+	struct heap *h = &s->h;
+	size_t i;
+
+	if (h->n == h->cap) {
+		h->cap = h->cap ? 2 * h->cap : 256;
+		if (!(h->e = realloc(h->e, h->cap * sizeof(*h->e))))
+			die("out of memory");
+	}
+	i = h->n++;
+	h->e[i] = (struct event){ t, h->seq++, type, vm, op };
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+		struct event tmp;
+		if (h->e[p].t < h->e[i].t || (h->e[p].t == h->e[i].t && h->e[p].seq < h->e[i].seq))
+			break;
+		tmp = h->e[p], h->e[p] = h->e[i], h->e[i] = tmp;
+		i = p;
+	}
+}
+
+static bool before(const struct event *a, const struct event *b)
+{
+	return a->t < b->t || (a->t == b->t && a->seq < b->seq);
+}
+
+static struct event pop(struct sim *s)
+{
+	struct heap *h = &s->h;
+	struct event top = h->e[0];
+	size_t i = 0;
+
+	h->e[0] = h->e[--h->n];
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		struct event tmp;
+		if (l < h->n && before(&h->e[l], &h->e[m]))
+			m = l;
+		if (r < h->n && before(&h->e[r], &h->e[m]))
+			m = r;
+		if (m == i)
+			break;
+		tmp = h->e[m], h->e[m] = h->e[i], h->e[i] = tmp;
+		i = m;
+	}
+	return top;
+}
+
+/* A worker takes the job: virt.c's worker_run, restore spacing included. */
+static void job_start(struct sim *s, enum job_op op, int vm)
+{
+	double start = s->now, base = op == JOB_RESTORE ? restore_s : op == JOB_SAVE ? save_s : probe_s;
+	uint64_t spacing = s->cfg->wake_spacing_ms;
+
+	s->q[op].free--;
+	if (op == JOB_RESTORE && spacing) {
+		start = s->now > s->next_restore_at ? s->now : s->next_restore_at;
+		s->next_restore_at = start + spacing / 1000.;
+	}
+	push(s, start + service(s, base), EV_JOB_DONE, vm, op);
+}
+
+static void job_submit(struct sim *s, enum job_op op, int vm)
+{
+	struct queue *q = &s->q[op];
+
+	if (q->free) {
+		job_start(s, op, vm);
+		return;
+	}
+	if (q->n == q->cap) {
+		int *nv = malloc((q->cap ? 2 * q->cap : 16) * sizeof(*nv));
+		if (!nv)
+			die("out of memory");
+		for (size_t i = 0; i < q->n; i++)
+			nv[i] = q->vm[(q->head + i) % (q->cap ? q->cap : 1)];
+		free(q->vm);
+		q->vm = nv, q->head = 0, q->cap = q->cap ? 2 * q->cap : 16;
+	}
+	q->vm[(q->head + q->n++) % q->cap] = vm;
+}
+
+/* Memory saved: the part of [slept_at, now] inside the window. */
+static void asleep_until(struct sim *s, struct simvm *v)
+{
+	double a = v->slept_at > s->warmup ? v->slept_at : s->warmup, b = s->now < s->end ? s->now : s->end;
+
+	if (b > a)
+		v->saved += b - a;
+}
+
+static void sim_wake_start(struct sim *s, int i)
+{
+	struct simvm *v = &s->vm[i];
+
+	if (v->state == VM_HIBERNATING) {
+		v->wake_wanted = true;
+		return;
+	}
+	if (v->state != VM_HIBERNATED)
+		return;
+	asleep_until(s, v);
+	v->state = VM_WAKING;
+	v->job_busy = true;
+	job_submit(s, JOB_RESTORE, i);
+}
+
+static void sim_hibernate_start(struct sim *s, int i)
+{
+	struct simvm *v = &s->vm[i];
+
+	if (v->state != VM_RUNNING || v->job_busy)
+		return;
+	v->state = VM_HIBERNATING;
+	v->wake_wanted = false;
+	v->job_busy = true;
+	if (s->now >= s->warmup)
+		v->hibernations++;
+	job_submit(s, JOB_SAVE, i);
+}
+
+static bool idle_for(const struct sim *s, const struct simvm *v)
+{
+	return s->now - v->last >= v->c->policy.idle_timeout_ms / 1000.;
+}
+
+static bool idle_candidate(const struct sim *s, const struct simvm *v)
+{
+	return v->state == VM_RUNNING && v->c->policy.idle_timeout_ms && !v->job_busy && !v->probing &&
+	    idle_for(s, v);
+}
+
+/* The guest probe has answered: idle.c's idle_probe_done, with the same judge. */
+static void sim_probe_done(struct sim *s, int i)
+{
+	struct simvm *v = &s->vm[i];
+	const char *process;
+	double l;
+
+	v->probing = false;
+	if (v->state != VM_RUNNING || !idle_for(s, v))
+		return;
+	if (wk_idle_judge(&v->c->policy, probe_out, probe_len, &l, &process) == WK_IDLE)
+		sim_hibernate_start(s, i);
+}
+
+static void sim_job_done(struct sim *s, const struct event *e)
+{
+	struct simvm *v = &s->vm[e->vm];
+	struct queue *q = &s->q[e->op];
+
+	q->free++;
+	if (q->n) {
+		int next = q->vm[q->head];
+		q->head = (q->head + 1) % q->cap, q->n--;
+		job_start(s, e->op, next);
+	}
+	if (e->op == JOB_PROBE) {
+		sim_probe_done(s, e->vm);
+		return;
+	}
+	v->job_busy = false;
+	if (e->op == JOB_SAVE) {
+		v->state = VM_HIBERNATED;
+		v->slept_at = s->now;
+		if (v->wake_wanted) {
+			v->wake_wanted = false;
+			sim_wake_start(s, e->vm);
+		}
+	} else {
+		v->state = VM_RUNNING;
+		v->last = seen(s);   /* the replayed SYN's exchange */
+	}
+}
+
+static void on_access(struct sim *s, int i)
+{
+	struct simvm *v = &s->vm[i];
+
+	if (s->now >= s->warmup) {
+		v->accesses++;
+		if (v->state != VM_RUNNING)
+			v->woke++;
+	}
+	/* The activity capture, in order but late; a sleeping VM's clock is reset on waking. */
+	if (v->state == VM_RUNNING) {
+		double t = seen(s);
+		v->last = t > v->last ? t : v->last;
+	}
+	if (v->state != VM_RUNNING)
+		sim_wake_start(s, i);
+	push(s, s->now + expo(s, s->interval), EV_ACCESS, i, 0);
+}
+
+static void on_tick(struct sim *s)
+{
+	bool any = false;
+
+	for (size_t i = 0; i < s->nvm; i++) {
+		s->vm[i].pending = idle_candidate(s, &s->vm[i]);
+		any = any || s->vm[i].pending;
+	}
+	if (any && !s->confirm_active) {
+		s->confirm_active = true;
+		push(s, s->now + CONFIRM_S, EV_CONFIRM, -1, 0);
+	}
+	push(s, s->now + s->cfg->check_interval_ms / 1000., EV_TICK, -1, 0);
+}
+
+static void on_confirm(struct sim *s)
+{
+	s->confirm_active = false;
+	for (size_t i = 0; i < s->nvm; i++) {
+		struct simvm *v = &s->vm[i];
+		if (v->pending && idle_candidate(s, v)) {
+			if (v->c->policy.probe == WK_PROBE_NONE) {
+				sim_hibernate_start(s, (int)i);
+			} else {
+				v->probing = true;
+				job_submit(s, JOB_PROBE, (int)i);
+			}
+		}
+		v->pending = false;
+	}
+}
+
+struct result {
+	double saved, hib, accesses, woke;
+};
+
+static struct result run(const struct wk_config *cfg, double interval, double duration, double warmup,
+			 uint64_t seed)
+{
+	struct sim s = { .cfg = cfg, .nvm = cfg->nvms, .end = duration, .warmup = warmup,
+			 .interval = interval, .rng = seed };
+	struct result r = { 0 };
+
+	if (!(s.vm = calloc(s.nvm, sizeof(*s.vm))))
+		die("out of memory");
+	s.q[JOB_RESTORE].free = cfg->wake_concurrency;
+	s.q[JOB_SAVE].free = cfg->hibernate_concurrency;
+	s.q[JOB_PROBE].free = 1;   /* virt.c: one probe worker */
+	for (size_t i = 0; i < s.nvm; i++) {
+		s.vm[i] = (struct simvm){ .c = &cfg->vms[i], .state = VM_RUNNING, .last = 0 };
+		push(&s, expo(&s, interval), EV_ACCESS, (int)i, 0);
+	}
+	push(&s, uniform(&s) * cfg->check_interval_ms / 1000., EV_TICK, -1, 0);
+	while (s.h.n) {
+		struct event e = pop(&s);
+		if (e.t > duration)
+			break;
+		s.now = e.t;
+		switch (e.type) {
+		case EV_ACCESS:   on_access(&s, e.vm); break;
+		case EV_TICK:     on_tick(&s); break;
+		case EV_CONFIRM:  on_confirm(&s); break;
+		case EV_JOB_DONE: sim_job_done(&s, &e); break;
+		}
+	}
+	s.now = duration;
+	for (size_t i = 0; i < s.nvm; i++) {
+		struct simvm *v = &s.vm[i];
+		if (v->state == VM_HIBERNATED)
+			asleep_until(&s, v);
+		r.saved += v->saved;
+		r.hib += v->hibernations;
+		r.accesses += v->accesses;
+		r.woke += v->woke;
+	}
+	r.saved /= s.nvm * (duration - warmup);
+	free(s.vm);
+	free(s.h.e);
+	for (int i = 0; i < NJOBOPS; i++)
+		free(s.q[i].vm);
+	return r;
+}
+
+static void diag(void *ctx, const char *file, unsigned line, const char *msg)
+{
+	fprintf(stderr, "%s:%u: %s\n", file, line, msg);
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: memsim -c CONFIG -I \"I1 I2 ...\" [-d DURATION_S] [-w WARMUP_S] [-n RUNS]\n"
+			"              [-r SEED] [-S SAVE_S] [-R RESTORE_S] [-P PROBE_S] [-A LATE_S] [-j JITTER]\n"
+			"              [-L LOAD] [-p PROCESSES] [-l LABEL]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	const char *conf = NULL, *intervals = NULL, *label = "sim";
+	double duration = 1800, warmup = 0;
+	unsigned long runs = 200;
+	uint64_t seed = 1;
+	struct wk_config *cfg;
+	char *list, *tok, *save;
+	int o, n;
+
+	while ((o = getopt(argc, argv, "c:I:d:w:n:r:S:R:P:A:j:L:p:l:")) != -1) {
+		switch (o) {
+		case 'c': conf = optarg; break;
+		case 'I': intervals = optarg; break;
+		case 'd': duration = atof(optarg); break;
+		case 'w': warmup = atof(optarg); break;
+		case 'n': runs = strtoul(optarg, NULL, 10); break;
+		case 'r': seed = strtoull(optarg, NULL, 10); break;
+		case 'S': save_s = atof(optarg); break;
+		case 'R': restore_s = atof(optarg); break;
+		case 'P': probe_s = atof(optarg); break;
+		case 'A': late_s = atof(optarg); break;
+		case 'j': jitter = atof(optarg); break;
+		case 'L': load = atof(optarg); break;
+		case 'p': processes = optarg; break;
+		case 'l': label = optarg; break;
+		default: usage();
+		}
+	}
+	if (!conf || !intervals || optind != argc || runs < 1 || duration <= warmup || warmup < 0 ||
+	    save_s < 0 || restore_s < 0 || probe_s < 0 || late_s < 0 || jitter < 0 || jitter >= 1)
+		usage();
+	if (wk_config_load(conf, diag, NULL, &cfg) < 0)
+		return 1;
+	if (cfg->nvms == 0)
+		die("the configuration has no [vm] section");
+
+	/* The synthetic guest's probe output, as WK_PROBE_COMMAND prints it. */
+	n = snprintf(probe_out, sizeof(probe_out), "%.2f %.2f %.2f 1/40 321\n", load, load, load);
+	list = strdup(processes);
+	for (tok = strtok_r(list, " ", &save); tok && n < (int)sizeof(probe_out) - 64;
+	     tok = strtok_r(NULL, " ", &save))
+		n += snprintf(probe_out + n, sizeof(probe_out) - (size_t)n, "%s\n", tok);
+	free(list);
+	probe_len = (size_t)n;
+
+	printf("label,T_s,I_s,T_over_I,check_s,save_s,restore_s,runs,vms,duration_s,warmup_s,"
+	       "saved_pct,stderr_pct,ideal_pct,approx_pct,hib_per_vm_h,woke_pct\n");
+	list = strdup(intervals);
+	for (tok = strtok_r(list, " ,", &save); tok; tok = strtok_r(NULL, " ,", &save)) {
+		double I = atof(tok), sum = 0, sum2 = 0, hib = 0, acc = 0, woke = 0;
+		double T = 0, ideal = 0, approx = 0, check = cfg->check_interval_ms / 1000.;
+
+		if (I <= 0)
+			usage();
+		for (unsigned long k = 0; k < runs; k++) {
+			struct result r = run(cfg, I, duration, warmup, seed * 1000003ULL + k);
+			sum += r.saved, sum2 += r.saved * r.saved;
+			hib += r.hib, acc += r.accesses, woke += r.woke;
+		}
+		for (size_t i = 0; i < cfg->nvms; i++) {
+			const struct wk_policy *p = &cfg->vms[i].policy;
+			double t = p->idle_timeout_ms / 1000.;
+			double tau = t + late_s / 2 + check / 2 + CONFIRM_S + (p->probe == WK_PROBE_NONE ? 0 : probe_s);
+			T += t / cfg->nvms;
+			if (!t)
+				continue;
+			ideal += exp(-t / I) / cfg->nvms;
+			approx += exp(-save_s / I) /
+			    (exp(tau / I) - 1 + (save_s + restore_s) / I + exp(-save_s / I)) / cfg->nvms;
+		}
+		{
+			double mean = sum / runs;
+			double var = runs > 1 ? (sum2 - runs * mean * mean) / (runs - 1) : 0;
+			printf("%s,%g,%g,%.4f,%g,%g,%g,%lu,%zu,%g,%g,%.2f,%.2f,%.2f,%.2f,%.2f,%.1f\n", label, T, I,
+			       T / I, check, save_s, restore_s, runs, cfg->nvms, duration, warmup, 100 * mean,
+			       100 * sqrt(var > 0 ? var / runs : 0), 100 * ideal, 100 * approx,
+			       hib / (runs * cfg->nvms * (duration - warmup) / 3600), acc ? 100 * woke / acc : 0);
+		}
+	}
+	free(list);
+	wk_config_free(cfg);
+	return 0;
+}
