@@ -152,6 +152,7 @@ static const struct key odrsd_keys[] = {
 	{ KEY("wake_timeout", K_DUR, CFG(wake_timeout_ms)), .min = SEC, .max = HOUR },
 	{ KEY("wake_spacing", K_DUR, CFG(wake_spacing_ms)), .min = 1, .max = 10 * SEC,
 	  .zero_ok = true },
+	{ KEY("wakes_per_minute", K_UINT, CFG(wakes_per_minute)), .min = 0, .max = 1000000 },
 	{ KEY("check_interval", K_DUR, CFG(check_interval_ms)), .min = 100, .max = HOUR },
 	{ KEY("probe_timeout", K_DUR, CFG(probe_timeout_ms)), .min = 100, .max = 5 * MIN },
 };
@@ -170,6 +171,7 @@ static const struct key policy_keys[] = {
 	{ KEY("replay_syn", K_BOOL, POL(replay_syn)) },
 	{ KEY("dry_run", K_BOOL, POL(dry_run)) },
 	{ KEY("shrink", K_ENUM, POL(shrink)), .words = shrink_words },
+	{ KEY("wakes_per_hour", K_UINT, POL(wakes_per_hour)), .min = 0, .max = 1000000 },
 };
 
 static const struct key cluster_keys[] = {
@@ -817,6 +819,7 @@ set_defaults(struct loader *l, struct wk_config *cfg)
 	cfg->policy.replay_syn = true;
 	cfg->policy.dry_run = false;
 	cfg->policy.shrink = WK_SHRINK_NONE;
+	cfg->wakes_per_minute = 60;
 	cfg->backend = WK_BACKEND_NONE;
 	cfg->accept_term_ms = 60 * SEC;
 	cfg->lease_ttl_ms = 5 * SEC;

@@ -27,6 +27,26 @@ wk_trigger_from_name(const char *name)
 }
 
 bool
+wk_rate_take(struct wk_rate *r, double per_s, double burst, double now)
+{
+	if (per_s <= 0)
+		return true;
+	if (!r->started) {
+		r->started = true;
+		r->tokens = burst;
+	} else if (now > r->last) {
+		r->tokens += (now - r->last) * per_s;
+	}
+	if (r->tokens > burst)
+		r->tokens = burst;
+	r->last = now;
+	if (r->tokens < 1)
+		return false;
+	r->tokens -= 1;
+	return true;
+}
+
+bool
 wk_policy_ignores(const struct wk_policy *p, uint32_t src)
 {
 	size_t i;

@@ -99,6 +99,8 @@ static void cmd_status(struct waiter *c, const struct wk_ctl_request *req)
 		"restores", (json_int_t)d->n.restores, "restore_failures", (json_int_t)d->n.restore_failures,
 		"saves", (json_int_t)d->n.saves, "save_failures", (json_int_t)d->n.save_failures,
 		"filter_updates", (json_int_t)d->n.filter_updates);
+	json_object_set_new(json_object_get(json_object_get(o, "status"), "counters"), "wakes_limited",
+			    json_integer((json_int_t)d->n.wakes_limited));
 	if (cluster_on(d)) {
 		json_t *st = json_object_get(o, "status"), *n = json_object_get(st, "counters");
 		json_object_set_new(st, "cluster_store", json_string(cluster_store_ok(d) ? "ok" : "unreachable"));

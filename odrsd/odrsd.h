@@ -51,6 +51,8 @@ struct vm {
 
 	/* The wake in progress or asked for. */
 	bool             wake_wanted;    /* a trigger came while hibernating */
+	struct wk_rate   wake_rate;      /* its automatic wakes (wakes_per_hour) */
+	bool             wake_limited;   /* wake_limited logged; cleared by the next wake */
 	const char      *hibernate_reason; /* "idle" or "manual": a string literal */
 	enum wk_trigger  trigger;
 	char             client[64];     /* ip:port of the first SYN, or the ARP requester */
@@ -84,7 +86,7 @@ struct vm {
 struct counters {
 	uint64_t frames, malformed, arp_replies, syns_held, syns_dropped, syns_replayed;
 	uint64_t restores, restore_failures, saves, save_failures, filter_updates;
-	uint64_t claims, claims_lost, claims_refused, retrain_frames;
+	uint64_t claims, claims_lost, claims_refused, retrain_frames, wakes_limited;
 };
 
 /* The activity capture's frames reach idle.c at most this late. */
@@ -132,6 +134,7 @@ struct odrsd {
 	size_t             nvms;
 	struct wk_vmtable *table;
 	unsigned           nheld_total;
+	struct wk_rate     wake_rate;     /* automatic wakes on this node (wakes_per_minute) */
 
 	struct capture     cap;           /* the wake capture; swapped when its filter changes */
 	struct capture     act;           /* the activity capture (TCP of running VMs) */

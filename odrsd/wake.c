@@ -128,14 +128,15 @@ void wake_on_syn(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, const u
 	if (!d->accept || !vm_is_asleep(vm) || !wk_policy_may_wake(pol, WK_TRIGGER_SYN, p->ip.src, p->tcp.dport))
 		return;
 	snprintf(client, sizeof(client), "%s:%u", ip_str(p->ip.src, ip), p->tcp.sport);
-	if (pol->replay_syn && wake_hold_syn(d, vm, frame, len)) {
-		evlog_emit("syn_held", vm->name,
-			   json_pack("{s:s, s:i}", "client", client, "port", p->tcp.dport));
-		/* Claimed for another node already: it needs this one too. */
-		if (vm->state == VM_WAKING && !vm_is_local(d, vm))
-			cluster_pass_syns(d, vm);
-	}
 	wake_start(d, vm, WK_TRIGGER_SYN, client, NULL, 0);
+	/* Held only for a wake on its way: a refused one (a rate limit) keeps nothing. */
+	if (!pol->replay_syn || !(vm->state == VM_WAKING || vm->state == VM_HIBERNATING || vm->claiming) ||
+	    !wake_hold_syn(d, vm, frame, len))
+		return;
+	evlog_emit("syn_held", vm->name, json_pack("{s:s, s:i}", "client", client, "port", p->tcp.dport));
+	/* Claimed for another node already: it needs this one too. */
+	if (vm->state == VM_WAKING && !vm_is_local(d, vm))
+		cluster_pass_syns(d, vm);
 }
 
 void wake_on_synack(struct odrsd *d, struct vm *vm, const struct wk_pkt *p)
@@ -230,6 +231,43 @@ static void set_err(char *err, size_t errlen, const char *fmt, const char *a, co
 		snprintf(err, errlen, fmt, a, b);
 }
 
+/*
+ * A flood of triggers (spoofed SYNs to every sleeping VM) must not restore
+ * them all at once: automatic wakes are limited per VM and per node. Both
+ * buckets are charged only when both allow it.
+ */
+static bool wake_allowed(struct odrsd *d, struct vm *vm, enum wk_trigger t)
+{
+	unsigned per_hour = vm->conf ? vm->conf->policy.wakes_per_hour : 0, per_min = d->cfg->wakes_per_minute;
+	struct wk_rate mine = vm->wake_rate, node = d->wake_rate;
+	ev_tstamp now = ev_now(d->loop);
+	const char *limit;
+	json_t *f;
+
+	if (t == WK_TRIGGER_MANUAL)
+		return true;
+	if (wk_rate_take(&mine, per_hour / 3600., per_hour, now) &&
+	    wk_rate_take(&node, per_min / 60., per_min, now)) {
+		vm->wake_rate = mine;
+		d->wake_rate = node;
+		return true;
+	}
+	limit = wk_rate_take(&mine, per_hour / 3600., per_hour, now) ? "node" : "vm";
+	d->n.wakes_limited++;
+	/* Nobody will replay them: the client retries once the limit allows. */
+	wake_release_syns(d, vm);
+	if (!vm->wake_limited) {
+		vm->wake_limited = true;
+		log_warn("%s: wake refused: %s", vm->name,
+			 !strcmp(limit, "vm") ? "wakes_per_hour reached" : "this node's wakes_per_minute reached");
+		f = json_pack("{s:s, s:s}", "trigger", wk_trigger_name(t), "limit", limit);
+		if (vm->client[0])
+			json_object_set_new(f, "client", json_string(vm->client));
+		evlog_emit("wake_limited", vm->name, f);
+	}
+	return false;
+}
+
 int wake_start(struct odrsd *d, struct vm *vm, enum wk_trigger t, const char *client, char *err, size_t errlen)
 {
 	if (vm->state == VM_RUNNING || vm->state == VM_WAKING)
@@ -248,6 +286,13 @@ int wake_start(struct odrsd *d, struct vm *vm, enum wk_trigger t, const char *cl
 		vm->wake_wanted = true;
 		return 0;
 	}
+	if (vm->claiming)
+		return 0;
+	if (!wake_allowed(d, vm, t)) {
+		set_err(err, errlen, "%s: %s", vm->name, "wake refused by a rate limit");
+		return -EAGAIN;
+	}
+	vm->wake_limited = false;
 	vm->wake_wanted = false;
 	if (cluster_on(d))
 		return cluster_claim(d, vm, err, errlen);

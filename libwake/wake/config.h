@@ -31,6 +31,7 @@ struct wk_policy {
 	bool           replay_syn;          /* replay held SYNs (no: let the client retransmit) */
 	bool           dry_run;             /* log what would be hibernated, do nothing */
 	enum wk_shrink shrink;
+	unsigned       wakes_per_hour;      /* automatic wakes of one VM; 0: no limit */
 };
 
 struct wk_vmconf {
@@ -58,6 +59,7 @@ struct wk_config {
 	unsigned syn_hold_total;            /* and over all VMs */
 	uint64_t wake_timeout_ms;           /* a restore taking longer has failed */
 	uint64_t wake_spacing_ms;           /* between two restore starts on this node */
+	unsigned wakes_per_minute;          /* automatic wakes this node starts; 0: no limit */
 	uint64_t check_interval_ms;         /* how often idleness is judged */
 	uint64_t probe_timeout_ms;          /* a guest probe taking longer has failed */
 	/* [policy] */

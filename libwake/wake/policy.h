@@ -17,6 +17,18 @@ bool wk_policy_may_wake(const struct wk_policy *p, enum wk_trigger t, uint32_t s
 bool wk_policy_ignores(const struct wk_policy *p, uint32_t src);
 
 /*
+ * A token bucket: up to `burst` events at once, refilled at `per_s` a second.
+ * Zero-initialise; the first take starts it full. take says whether one more
+ * event is allowed now (time in seconds, any monotonic origin); per_s == 0
+ * means no limit.
+ */
+struct wk_rate {
+	double tokens, last;
+	bool   started;
+};
+bool wk_rate_take(struct wk_rate *r, double per_s, double burst, double now);
+
+/*
  * Idleness, as the paper judges it: a guest whose load average is above
  * load_threshold, or that runs a process named in protect, is busy. The
  * probe's output is what `cat /proc/loadavg /proc/[0-9]*\/comm` prints in the

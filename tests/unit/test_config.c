@@ -156,6 +156,8 @@ test_defaults(void **state)
 	assert_int_equal(cfg->accept_term_ms, 60000);
 	assert_int_equal(cfg->lease_ttl_ms, 5000);
 	assert_int_equal(cfg->wake_spacing_ms, 0);
+	assert_int_equal(cfg->wakes_per_minute, 60);
+	assert_int_equal(cfg->policy.wakes_per_hour, 0);
 	assert_int_equal(cfg->memory_bytes, 0);
 	assert_int_equal(cfg->cpus, 0);
 	assert_int_equal(cfg->retrain_rate, 1000);
@@ -381,6 +383,7 @@ test_bad_values(void **state)
 		{ "[cluster]\netcd = http://a:2379, http://b:2379\n", "expected endpoints like" },
 		{ "[cluster]\naccept_term = 25h\n", "accept_term: \"25h\": expected a duration from 1s to 24h" },
 		{ "[cluster]\nlease_ttl = 0\n", "lease_ttl: \"0\": expected a duration from 1s to 1h" },
+		{ "[odrsd]\nwakes_per_minute = -1\n", "wakes_per_minute: \"-1\": expected a whole number from 0 to 1000000" },
 		{ "[odrsd]\nwake_spacing = 11s\n", "wake_spacing: \"11s\": expected 0 (never) or a duration from 1ms to 10s" },
 		{ "[cluster]\nmemory = 1M\n", "memory: \"1M\": expected 0 (automatic) or a size from 64M to" },
 		{ "[cluster]\nmemory = lots\n", "memory: \"lots\": expected 0 (automatic) or a size" },

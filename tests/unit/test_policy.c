@@ -135,6 +135,37 @@ test_idle_judge_bad_probe(void **state)
 	assert_string_equal(wk_idle_verdict_name(WK_BUSY_PROCESS), "process");
 }
 
+static void
+test_rate(void **state)
+{
+	struct wk_rate r = { 0 };
+	int n = 0;
+
+	/* No limit: always. */
+	for (int i = 0; i < 1000; i++)
+		assert_true(wk_rate_take(&r, 0, 0, 5.0));
+	/* 3 at once, then one a second (per_s = 1). */
+	memset(&r, 0, sizeof(r));
+	while (wk_rate_take(&r, 1, 3, 100.0))
+		n++;
+	assert_int_equal(n, 3);
+	assert_false(wk_rate_take(&r, 1, 3, 100.5));
+	assert_true(wk_rate_take(&r, 1, 3, 101.0));
+	assert_false(wk_rate_take(&r, 1, 3, 101.0));
+	/* A long pause refills to the burst, not beyond. */
+	n = 0;
+	while (wk_rate_take(&r, 1, 3, 1000.0))
+		n++;
+	assert_int_equal(n, 3);
+	/* Time going backwards adds nothing. */
+	assert_false(wk_rate_take(&r, 1, 3, 50.0));
+	/* 60 a minute: the 61st at once is refused. */
+	memset(&r, 0, sizeof(r));
+	for (int i = 0; i < 60; i++)
+		assert_true(wk_rate_take(&r, 1, 60, 7.0));
+	assert_false(wk_rate_take(&r, 1, 60, 7.0));
+}
+
 int
 main(void)
 {
@@ -145,6 +176,7 @@ main(void)
 		cmocka_unit_test(test_ignore_sources),
 		cmocka_unit_test(test_idle_judge),
 		cmocka_unit_test(test_idle_judge_bad_probe),
+		cmocka_unit_test(test_rate),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
