@@ -63,6 +63,7 @@ struct vm {
 	ev_tstamp        replayed_at;
 	ev_timer         replay_timer;   /* re-inject until the SYN-ACK comes */
 	ev_timer         wake_timer;     /* wake_timeout */
+	ev_timer         recheck;        /* libvirtd was unreachable: inspect again */
 
 	struct virt_job  job;
 	bool             job_busy;

@@ -716,6 +716,16 @@ do_restore(struct worker *w, struct virt_job *job, const struct snap_paths *p)
 
 	if (dom)
 		virDomainFree(dom);
+	if (r < 0 && virConnectIsAlive(w->conn) != 1) {
+		/*
+		 * libvirtd went away in the middle: QEMU may still come up with
+		 * the image. The claim stays (nothing restores it twice) until
+		 * an inspect, with libvirtd back, sees which it is.
+		 */
+		job->err = -ENOTCONN;
+		job->state = VIRT_MISSING;
+		goto out;
+	}
 	dom = virDomainLookupByName(w->conn, job->name);
 	if (r < 0) {
 		/*

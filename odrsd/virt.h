@@ -49,7 +49,8 @@ struct virt_job {
 	uint32_t        ip;              /* for ssh, network order */
 	unsigned        timeout_ms;      /* for each guest command */
 	/* Results, valid in done(). */
-	int             err;             /* 0 or a negative errno */
+	int             err;             /* 0 or a negative errno; -ENOTCONN: libvirtd unreachable,
+					    ask again (an inspect settles what it left) */
 	char            error[256];      /* why, when err != 0 */
 	enum virt_state state;           /* after the job */
 	char            tap[IF_NAMESIZE];/* running: the tap of the interface with mac */

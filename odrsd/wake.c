@@ -387,9 +387,28 @@ static void vm_runs_here(struct odrsd *d, struct vm *vm, const struct virt_job *
 	vm->last_activity = ev_now(d->loop);
 }
 
+#define RECHECK_DELAY 2.0   /* seconds between inspects while libvirtd is unreachable */
+
+static void on_recheck(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct vm *vm = w->data;
+
+	if (!vm->job_busy)
+		vm_inspect(ev_userdata(loop), vm);
+}
+
+static void recheck_later(struct odrsd *d, struct vm *vm)
+{
+	ev_timer_stop(d->loop, &vm->recheck);
+	ev_timer_set(&vm->recheck, RECHECK_DELAY, 0.);
+	ev_timer_start(d->loop, &vm->recheck);
+}
+
 static void inspect_done(struct odrsd *d, struct vm *vm, const struct virt_job *job)
 {
 	learn_mac(d, vm, job);
+	if (job->err == -ENOTCONN)
+		recheck_later(d, vm);
 	if (job->err) {
 		vm->state = VM_ERROR;
 		snprintf(vm->error, sizeof(vm->error), "%s", job->error);
@@ -476,6 +495,11 @@ static void restore_done(struct odrsd *d, struct vm *vm, const struct virt_job *
 		vm->node[0] = 0;
 		snprintf(vm->error, sizeof(vm->error), "%s", job->error);
 		d->n.restore_failures++;
+		/* libvirtd went away mid-restore: which way it went, only an inspect can tell. */
+		if (job->err == -ENOTCONN) {
+			snprintf(vm->error, sizeof(vm->error), "libvirtd went away during the restore; checking again");
+			recheck_later(d, vm);
+		}
 		cluster_publish(d, vm);
 		log_err("%s: wake failed: %s", vm->name, job->error);
 		evlog_emit("wake_failed", vm->name, json_pack("{s:s}", "error", job->error));
@@ -552,6 +576,8 @@ struct vm *vm_new(struct odrsd *d, const struct wk_vmconf *c)
 	vm->replay_timer.data = vm;
 	ev_init(&vm->wake_timer, on_wake_timeout);
 	vm->wake_timer.data = vm;
+	ev_init(&vm->recheck, on_recheck);
+	vm->recheck.data = vm;
 	if (wk_vmtable_add(d->table, vm->ip, vm->has_mac ? vm->mac : NULL, vm) < 0) {
 		free(vm);
 		return NULL;
@@ -568,6 +594,7 @@ void vm_free(struct odrsd *d, struct vm *vm)
 		return;
 	held_release(d, vm);
 	ev_timer_stop(d->loop, &vm->wake_timer);
+	ev_timer_stop(d->loop, &vm->recheck);
 	control_vm_done(d, vm, -ENOENT, "VM removed from the configuration");
 	free(vm);
 }

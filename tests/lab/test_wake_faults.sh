@@ -3,7 +3,11 @@
 #  6. odrsd killed with SIGKILL during a save and during a restore, then
 #     restarted: the VM is not lost (running, or hibernated with a valid
 #     image), never both, and no stale image stays restorable;
-#  7. a save into a full filesystem fails and the VM keeps running.
+#  7. a save into a full filesystem, or into a read-only one, fails and the
+#     VM keeps running;
+#  8. libvirtd killed and started again during a restore: odrsd settles it
+#     once libvirtd is back; the VM is running or hibernated, never both,
+#     and it is reachable.
 # Exit 0 pass, 1 fail, 77 skip (not root).
 [ "$(id -u)" = 0 ] || { echo "needs root"; exit 77; }
 . "$(dirname "$0")/lab.sh"
@@ -58,6 +62,23 @@ check_one_copy running
 reach
 [ "$(lab_virsh n1 list --name | grep -c '^web1$')" = 1 ] || fail "web1 listed twice"
 
+step "8: libvirtd killed during a restore and started again"
+odrs_hibernate n1 web1
+lab_odrsctl n1 wake web1 > "$LAB_DIR/wake8.out" 2>&1 &
+lab_wait 10 sh -c "ls '$LAB_SHARED' | grep -q restoring" || fail "the restore never started"
+lab_node_exec n1 sh -c 'kill -KILL $(cat /run/libvirt/libvirtd.pid)' || fail "kill libvirtd"
+wait
+echo "odrsctl wake said: $(cat "$LAB_DIR/wake8.out"); files: $(ls "$LAB_SHARED" | tr '\n' ' ')"
+sleep 1
+lab_node_exec n1 libvirtd -d -p /run/libvirt/libvirtd.pid || fail "libvirtd did not start again"
+settled() { case $(odrs_state n1 web1) in running|hibernated) ! ls "$LAB_SHARED" | grep -q restoring ;; *) false ;; esac; }
+lab_wait 60 settled || fail "not settled: $(odrs_state n1 web1), files: $(ls "$LAB_SHARED")"
+state=$(odrs_state n1 web1)
+echo "after libvirtd came back: $state"
+check_one_copy "$state"
+reach
+check_one_copy running
+
 step "7: a save into a full filesystem leaves the VM running"
 lab_odrsd_stop n1
 tiny=$(lab_node_dir n1)/tiny
@@ -72,6 +93,16 @@ echo "odrsctl said: $out"
 lab_virsh n1 domstate web1 | grep -q running || fail "domain not running"
 [ -z "$(lab_node_exec n1 ls -A "$tiny")" ] || fail "left in the full dir: $(lab_node_exec n1 ls -A "$tiny")"
 odrs_event n1 hibernate_failed web1 || fail "no hibernate_failed event"
+reach
+
+step "7: a save into a read-only filesystem leaves the VM running"
+lab_node_exec n1 mount -o remount,size=512m,ro "$tiny" || fail "remount read-only"
+before=$(odrs_events n1 hibernate_failed web1)
+if out=$(lab_odrsctl n1 hibernate web1 2>&1); then fail "hibernate into a read-only dir succeeded: $out"; fi
+echo "odrsctl said: $out"
+[ "$(odrs_state n1 web1)" = running ] || fail "state $(odrs_state n1 web1), want running"
+lab_virsh n1 domstate web1 | grep -q running || fail "domain not running"
+[ "$(odrs_events n1 hibernate_failed web1)" -gt "$before" ] || fail "no hibernate_failed event"
 reach
 
 echo "PASS"
