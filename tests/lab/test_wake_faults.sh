@@ -7,7 +7,10 @@
 #     VM keeps running;
 #  8. libvirtd killed and started again during a restore: odrsd settles it
 #     once libvirtd is back; the VM is running or hibernated, never both,
-#     and it is reachable.
+#     and it is reachable;
+#  9. SIGKILL at random points of hibernations and wakes, CYCLES times: after
+#     each restart the VM is running or hibernated, never both, no stale
+#     image stays restorable, and it is reachable at the end.
 # Exit 0 pass, 1 fail, 77 skip (not root).
 [ "$(id -u)" = 0 ] || { echo "needs root"; exit 77; }
 . "$(dirname "$0")/lab.sh"
@@ -76,6 +79,24 @@ lab_wait 60 settled || fail "not settled: $(odrs_state n1 web1), files: $(ls "$L
 state=$(odrs_state n1 web1)
 echo "after libvirtd came back: $state"
 check_one_copy "$state"
+reach
+check_one_copy running
+
+step "9: SIGKILL at random points, ${CYCLES:=6} cycles"
+for i in $(seq "$CYCLES"); do
+	case $(odrs_state n1 web1) in running) verb=hibernate ;; *) verb=wake ;; esac
+	delay=$(awk -v s=$RANDOM 'BEGIN { srand(s); printf "%.2f", rand() * 2.5 }')
+	lab_odrsctl n1 $verb web1 > /dev/null 2>&1 &
+	sleep "$delay"
+	lab_odrsd_stop n1 KILL
+	wait
+	files=$(ls "$LAB_SHARED" | tr '\n' ' ')
+	lab_odrsd_start n1 "$conf" || fail "restart $i"
+	lab_wait 60 settled || fail "cycle $i: not settled: $(odrs_state n1 web1), files: $(ls "$LAB_SHARED")"
+	state=$(odrs_state n1 web1)
+	echo "cycle $i: $verb killed after ${delay}s with [$files] -> $state"
+	check_one_copy "$state"
+done
 reach
 check_one_copy running
 
