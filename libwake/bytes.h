@@ -114,9 +114,20 @@ static inline int wk_put_zero(struct wk_wcursor *c, size_t n)
 	return 0;
 }
 
+static inline int wk_put_u8(struct wk_wcursor *c, uint8_t v)
+{
+	return wk_put_bytes(c, &v, 1);
+}
+
 static inline int wk_put_be16(struct wk_wcursor *c, uint16_t v)
 {
 	uint8_t b[2] = { (uint8_t)(v >> 8), (uint8_t)v };
+	return wk_put_bytes(c, b, sizeof(b));
+}
+
+static inline int wk_put_be32(struct wk_wcursor *c, uint32_t v)
+{
+	uint8_t b[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
 	return wk_put_bytes(c, b, sizeof(b));
 }
 

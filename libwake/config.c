@@ -45,6 +45,7 @@ enum kind {
 	K_IPS,          /* uint32_t *, count at off_n */
 	K_IP,           /* uint32_t, unicast */
 	K_MAC,          /* uint8_t[6], unicast; bool at off_n */
+	K_IP6,          /* uint8_t[16], unicast; bool at off_n */
 };
 
 struct key {
@@ -192,13 +193,14 @@ static const struct key cluster_keys[] = {
 static const struct key vm_keys[] = {
 	{ KEY("ip", K_IP, VMC(ip)) },
 	{ KEY("mac", K_MAC, VMC(mac)), .off_n = VMC(has_mac) },
+	{ KEY("ip6", K_IP6, VMC(ip6)), .off_n = VMC(has_ip6) },
 };
 
 #define NKEYS(t) (sizeof(t) / sizeof((t)[0]))
 /* In a [vm] section, policy keys are numbered after the VM's own. */
 #define VM_POLICY_BIT 16
 enum { ODRSD = 0, POLICY, CLUSTER, NGLOBAL };
-enum { VM_IP = 0, VM_MAC };
+enum { VM_IP = 0, VM_MAC, VM_IP6 };
 
 _Static_assert(NKEYS(odrsd_keys) <= 64 && NKEYS(cluster_keys) <= 64 &&
     NKEYS(vm_keys) <= VM_POLICY_BIT && VM_POLICY_BIT + NKEYS(policy_keys) <= 64,
@@ -214,7 +216,7 @@ enum sect { S_NONE, S_GLOBAL, S_VM, S_UNKNOWN };
 
 struct vm_extra {
 	uint64_t seen;          /* keys this section set, by bit */
-	unsigned keyline[VM_MAC + 1];
+	unsigned keyline[VM_IP6 + 1];
 };
 
 struct loader {
@@ -679,6 +681,19 @@ set_value(struct loader *l, const struct key *k, char *base, const char *v,
 		*(bool *)(base + k->off_n) = true;
 		return 0;
 	}
+	case K_IP6: {
+		uint8_t a[16];
+
+		/* Unicast: not unspecified (::), not loopback (::1), not multicast (ff00::/8). */
+		if (inet_pton(AF_INET6, v, a) != 1 || a[0] == 0xff ||
+		    !memcmp(a, (uint8_t[16]){ 0 }, 15)) {
+			explain(why, whysz, v, strlen(v), "expected a unicast IPv6 address like fd00::10");
+			return -EINVAL;
+		}
+		memcpy(field, a, sizeof(a));
+		*(bool *)(base + k->off_n) = true;
+		return 0;
+	}
 	}
 	return -EINVAL;
 }
@@ -1071,7 +1086,7 @@ on_pair(void *user, const char *section, const char *name, const char *value)
 	l->seen |= 1ULL << bit;
 	l->keyline[bit] = line;
 	/* A bad ip is reported as bad, not also as missing: its line is kept. */
-	if (l->sect == S_VM && !l->scratch && bit <= VM_MAC)
+	if (l->sect == S_VM && !l->scratch && bit <= VM_IP6)
 		l->vmx[l->vm].keyline[bit] = line;
 	if (set_value(l, k, base, value, why, sizeof(why)) == -EINVAL) {
 		report(l, line, "%s: %s", k->name, why);
@@ -1121,6 +1136,15 @@ check_vms(struct loader *l)
 			report(l, x->keyline[VM_IP], "ip %s is already used by [vm %s] (line %u)",
 			    ip, prev->name, prev->line);
 		} else if (has_ip && wk_vmtable_add(ips, vm->ip, NULL, vm) < 0) {
+			l->oom = true;
+		}
+		if (vm->has_ip6 && (prev = wk_vmtable_by_ip6(ips, vm->ip6)) != NULL) {
+			char ip6[INET6_ADDRSTRLEN];
+
+			inet_ntop(AF_INET6, vm->ip6, ip6, sizeof(ip6));
+			report(l, x->keyline[VM_IP6], "ip6 %s is already used by [vm %s] (line %u)",
+			    ip6, prev->name, prev->line);
+		} else if (vm->has_ip6 && wk_vmtable_add_ip6(ips, vm->ip6, vm) < 0) {
 			l->oom = true;
 		}
 		if (!vm->has_mac)

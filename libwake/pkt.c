@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "wake/frame.h"
 
@@ -25,6 +26,23 @@ int wk_pkt_parse(const uint8_t *buf, size_t len, struct wk_pkt *out)
 		if ((rc = wk_arp_parse(buf + p.l3_off, len - p.l3_off, &p.arp)) < 0)
 			return rc;
 		p.kind = WK_PKT_ARP;
+		break;
+	case WK_ETHERTYPE_IPV6:
+		if ((rc = wk_ipv6_parse(buf + p.l3_off, len - p.l3_off, &p.ip6)) < 0)
+			return rc;
+		p.kind = WK_PKT_IPV6;
+		p.v6 = true;
+		p.l4_off = p.l3_off + 40;
+		if (p.ip6.next == WK_IPPROTO_TCP) {
+			if ((rc = wk_tcp_parse(buf + p.l4_off, p.ip6.payload_len, &p.tcp)) < 0)
+				return rc;
+			p.kind = WK_PKT_TCP;
+		} else if (p.ip6.next == WK_IPPROTO_ICMPV6 && p.ip6.payload_len > 0 &&
+			   buf[p.l4_off] == WK_ICMP6_NS) {
+			if ((rc = wk_ns_parse(&p.ip6, buf + p.l4_off, p.ip6.payload_len, &p.ns)) < 0)
+				return rc;
+			p.kind = WK_PKT_NS;
+		}
 		break;
 	case WK_ETHERTYPE_IPV4:
 		if ((rc = wk_ipv4_parse(buf + p.l3_off, len - p.l3_off, &p.ip)) < 0)
@@ -49,7 +67,7 @@ int wk_pkt_parse(const uint8_t *buf, size_t len, struct wk_pkt *out)
 
 bool wk_pkt_is_syn(const struct wk_pkt *p)
 {
-	return p->kind == WK_PKT_TCP && !p->ip.is_fragment &&
+	return p->kind == WK_PKT_TCP && (p->v6 || !p->ip.is_fragment) &&
 	       (p->tcp.flags & (WK_TCP_SYN | WK_TCP_ACK)) == WK_TCP_SYN;
 }
 
@@ -61,8 +79,15 @@ bool wk_pkt_is_synack(const struct wk_pkt *p)
 
 void wk_flow_from_syn(const struct wk_pkt *syn, struct wk_flow *out)
 {
-	out->saddr = syn->ip.src;
-	out->daddr = syn->ip.dst;
+	memset(out, 0, sizeof(*out));
+	out->v6 = syn->v6;
+	if (syn->v6) {
+		memcpy(out->saddr6, syn->ip6.src, 16);
+		memcpy(out->daddr6, syn->ip6.dst, 16);
+	} else {
+		out->saddr = syn->ip.src;
+		out->daddr = syn->ip.dst;
+	}
 	out->sport = syn->tcp.sport;
 	out->dport = syn->tcp.dport;
 	out->isn = syn->tcp.seq;
@@ -70,14 +95,18 @@ void wk_flow_from_syn(const struct wk_pkt *syn, struct wk_flow *out)
 
 bool wk_flow_eq(const struct wk_flow *a, const struct wk_flow *b)
 {
-	return a->saddr == b->saddr && a->daddr == b->daddr &&
+	return a->v6 == b->v6 && a->saddr == b->saddr && a->daddr == b->daddr &&
+	       !memcmp(a->saddr6, b->saddr6, 16) && !memcmp(a->daddr6, b->daddr6, 16) &&
 	       a->sport == b->sport && a->dport == b->dport && a->isn == b->isn;
 }
 
 bool wk_flow_answered_by(const struct wk_flow *flow, const struct wk_pkt *synack)
 {
-	return wk_pkt_is_synack(synack) &&
-	       synack->ip.src == flow->daddr && synack->ip.dst == flow->saddr &&
+	bool addrs = synack->v6 ? flow->v6 && !memcmp(synack->ip6.src, flow->daddr6, 16) &&
+					      !memcmp(synack->ip6.dst, flow->saddr6, 16)
+				: !flow->v6 && synack->ip.src == flow->daddr && synack->ip.dst == flow->saddr;
+
+	return wk_pkt_is_synack(synack) && addrs &&
 	       synack->tcp.sport == flow->dport && synack->tcp.dport == flow->sport &&
 	       synack->tcp.ack == flow->isn + 1;
 }

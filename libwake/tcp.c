@@ -73,8 +73,13 @@ int wk_tcp_fix_checksums(uint8_t *frame, size_t len)
 
 	if ((rc = wk_pkt_parse(frame, len, &p)) < 0)
 		return rc;
-	if (p.kind != WK_PKT_TCP || p.ip.is_fragment)
+	if (p.kind != WK_PKT_TCP || (!p.v6 && p.ip.is_fragment))
 		return -EBADMSG;
+	if (p.v6) {
+		seg_len = p.ip6.payload_len;
+		pseudo = wk_ipv6_pseudo_sum(&p.ip6, (uint32_t)seg_len, IPPROTO_TCP_NUM);
+		goto tcp;
+	}
 	/* wk_pkt_parse proved both headers and the segment lie inside frame. */
 	seg_len = p.ip.total_len - p.ip.hdr_len;
 	if ((rc = wk_poke_be16(&w, p.l3_off + IP_CSUM_OFF, 0)) < 0 ||
@@ -83,6 +88,7 @@ int wk_tcp_fix_checksums(uint8_t *frame, size_t len)
 		return -EBADMSG;
 	pseudo = addr_sum(p.ip.src) + addr_sum(p.ip.dst) + IPPROTO_TCP_NUM +
 		 (uint32_t)seg_len;
+tcp:
 	if ((rc = wk_poke_be16(&w, p.l4_off + TCP_CSUM_OFF, 0)) < 0 ||
 	    (rc = wk_poke_be16(&w, p.l4_off + TCP_CSUM_OFF,
 			       wk_inet_csum(frame + p.l4_off, seg_len, pseudo))) < 0)

@@ -24,12 +24,19 @@ struct mac_slot {
 	uint64_t mac;
 };
 
+struct ip6_slot {
+	void    *vm;            /* NULL: empty slot */
+	uint8_t  ip6[16];
+};
+
 struct wk_vmtable {
 	struct ip_slot  *ips;
 	struct mac_slot *macs;
 	size_t           cap;    /* of both arrays: a power of two */
 	size_t           nips;
 	size_t           nmacs;
+	struct ip6_slot *ip6s;   /* NULL until the first IPv6 address */
+	size_t           cap6, nip6s;
 };
 
 #define MIN_CAP 16
@@ -182,6 +189,7 @@ wk_vmtable_free(struct wk_vmtable *t)
 		return;
 	free(t->ips);
 	free(t->macs);
+	free(t->ip6s);
 	free(t);
 }
 
@@ -280,4 +288,89 @@ size_t
 wk_vmtable_count(const struct wk_vmtable *t)
 {
 	return t->nips;
+}
+
+static uint64_t
+ip6_hash(const uint8_t *ip6)
+{
+	uint64_t hi = 0, lo = 0;
+
+	for (int i = 0; i < 8; i++) {
+		hi = hi << 8 | ip6[i];
+		lo = lo << 8 | ip6[8 + i];
+	}
+	return mix(hi ^ mix(lo));
+}
+
+static size_t
+ip6_find(const struct ip6_slot *slots, size_t cap, const uint8_t *ip6)
+{
+	size_t mask = cap - 1, i = ip6_hash(ip6) & mask;
+
+	while (slots[i].vm != NULL && memcmp(slots[i].ip6, ip6, 16) != 0)
+		i = (i + 1) & mask;
+	return i;
+}
+
+static int
+ip6_grow(struct wk_vmtable *t)
+{
+	size_t cap = t->cap6 ? t->cap6 * 2 : MIN_CAP, i;
+	struct ip6_slot *slots;
+
+	if (cap > SIZE_MAX / 2 / sizeof(*slots) || (slots = calloc(cap, sizeof(*slots))) == NULL)
+		return -ENOMEM;
+	for (i = 0; i < t->cap6; i++)
+		if (t->ip6s[i].vm != NULL)
+			slots[ip6_find(slots, cap, t->ip6s[i].ip6)] = t->ip6s[i];
+	free(t->ip6s);
+	t->ip6s = slots;
+	t->cap6 = cap;
+	return 0;
+}
+
+int
+wk_vmtable_add_ip6(struct wk_vmtable *t, const uint8_t ip6[16], void *vm)
+{
+	size_t i;
+
+	if (vm == NULL)
+		return -EINVAL;
+	if ((t->nip6s + 1) * 2 > t->cap6 && ip6_grow(t) < 0)
+		return -ENOMEM;
+	i = ip6_find(t->ip6s, t->cap6, ip6);
+	if (t->ip6s[i].vm != NULL)
+		return t->ip6s[i].vm == vm ? 0 : -EEXIST;
+	t->ip6s[i].vm = vm;
+	memcpy(t->ip6s[i].ip6, ip6, 16);
+	t->nip6s++;
+	return 0;
+}
+
+int
+wk_vmtable_del_ip6(struct wk_vmtable *t, const uint8_t ip6[16])
+{
+	size_t mask, i, j;
+
+	if (t->cap6 == 0 || t->ip6s[i = ip6_find(t->ip6s, t->cap6, ip6)].vm == NULL)
+		return -ENOENT;
+	mask = t->cap6 - 1;
+	for (j = i;;) {
+		j = (j + 1) & mask;
+		if (t->ip6s[j].vm == NULL)
+			break;
+		if (may_move(i, j, ip6_hash(t->ip6s[j].ip6) & mask)) {
+			t->ip6s[i] = t->ip6s[j];
+			i = j;
+		}
+	}
+	memset(&t->ip6s[i], 0, sizeof(t->ip6s[i]));
+	t->nip6s--;
+	return 0;
+}
+
+void *
+wk_vmtable_by_ip6(const struct wk_vmtable *t, const uint8_t ip6[16])
+{
+	return t->cap6 ? t->ip6s[ip6_find(t->ip6s, t->cap6, ip6)].vm : NULL;
 }

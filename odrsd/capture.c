@@ -45,10 +45,16 @@ static void on_frame(u_char *user, const struct pcap_pkthdr *h, const u_char *fr
 		if (p.arp.op == WK_ARP_REQUEST && (vm = wk_vmtable_by_ip(d->table, p.arp.tpa)))
 			wake_on_arp_request(d, vm, &p);
 		break;
+	case WK_PKT_NS:
+		if ((vm = wk_vmtable_by_ip6(d->table, p.ns.target)))
+			wake_on_ns(d, vm, &p);
+		break;
 	case WK_PKT_TCP:
-		if (wk_pkt_is_syn(&p) && (vm = wk_vmtable_by_ip(d->table, p.ip.dst)))
+		if (wk_pkt_is_syn(&p) && (vm = p.v6 ? wk_vmtable_by_ip6(d->table, p.ip6.dst)
+						    : wk_vmtable_by_ip(d->table, p.ip.dst)))
 			wake_on_syn(d, vm, &p, frame, h->caplen);
-		else if (wk_pkt_is_synack(&p) && (vm = wk_vmtable_by_ip(d->table, p.ip.src)))
+		else if (wk_pkt_is_synack(&p) && (vm = p.v6 ? wk_vmtable_by_ip6(d->table, p.ip6.src)
+							    : wk_vmtable_by_ip(d->table, p.ip.src)))
 			wake_on_synack(d, vm, &p);
 		break;
 	default:
@@ -62,7 +68,12 @@ static void on_activity_frame(u_char *user, const struct pcap_pkthdr *h, const u
 	struct odrsd *d = (struct odrsd *)user;
 	struct wk_pkt p;
 
-	if (frame_decode(d, h, frame, &p) && p.kind == WK_PKT_TCP) {
+	if (!frame_decode(d, h, frame, &p) || p.kind != WK_PKT_TCP)
+		return;
+	if (p.v6) {
+		idle_note_tcp6(d, p.ip6.src);
+		idle_note_tcp6(d, p.ip6.dst);
+	} else {
 		idle_note_tcp(d, p.ip.src);
 		idle_note_tcp(d, p.ip.dst);
 	}
@@ -106,13 +117,13 @@ static bool vm_accepts_syn(const struct odrsd *d, const struct vm *vm)
  * nothing when none match. Says whether it wrote.
  */
 static bool filter_clause(FILE *f, struct odrsd *d, const char *what, const char *dir,
-			  bool (*match)(const struct odrsd *, const struct vm *), bool first)
+			  bool (*match)(const struct odrsd *, const struct vm *), bool first, bool v6)
 {
-	char ip[INET_ADDRSTRLEN];
+	char ip[INET6_ADDRSTRLEN];
 	size_t n = 0;
 
 	for (size_t i = 0; i < d->nvms; i++)
-		n += match(d, d->vms[i]);
+		n += match(d, d->vms[i]) && (!v6 || d->vms[i]->has_ip6);
 	if (n == 0)
 		return false;
 	fprintf(f, "%s(%s", first ? "" : " or ", what);
@@ -120,9 +131,10 @@ static bool filter_clause(FILE *f, struct odrsd *d, const char *what, const char
 		n = 0;
 		fputs(" and (", f);
 		for (size_t i = 0; i < d->nvms; i++)
-			if (match(d, d->vms[i]))
+			if (match(d, d->vms[i]) && (!v6 || d->vms[i]->has_ip6))
 				fprintf(f, "%s%shost %s", n++ ? " or " : "", dir,
-					inet_ntop(AF_INET, &d->vms[i]->ip, ip, sizeof(ip)));
+					v6 ? inet_ntop(AF_INET6, d->vms[i]->ip6, ip, sizeof(ip))
+					   : inet_ntop(AF_INET, &d->vms[i]->ip, ip, sizeof(ip)));
 		fputc(')', f);
 	}
 	fputc(')', f);
@@ -141,9 +153,9 @@ static char *filter_vlans(char *l3)
 }
 
 /*
- * The wake capture: ARP requests on the accept node (the table decides);
- * there, SYNs without ACK to sleeping VMs; SYN-ACKs from VMs whose replayed
- * SYNs are not answered yet. NULL when out of memory; "" for nothing.
+ * The wake capture: ARP requests and Neighbor Solicitations on the accept
+ * node (the table decides); there, SYNs without ACK to sleeping VMs, over
+ * IPv4 and IPv6; SYN-ACKs from VMs whose replayed SYNs are not answered yet. NULL when out of memory; "" for nothing.
  */
 static char *wake_filter(struct odrsd *d)
 {
@@ -156,9 +168,12 @@ static char *wake_filter(struct odrsd *d)
 		return NULL;
 	any = d->accept;
 	if (any)
-		fputs("(arp and arp[6:2] = 1)", f);
-	any |= filter_clause(f, d, "tcp and tcp[13] & 0x12 = 0x02", "dst ", vm_accepts_syn, !any);
-	any |= filter_clause(f, d, "tcp and tcp[13] & 0x12 = 0x12", "src ", vm_awaits_synack, !any);
+		fputs("(arp and arp[6:2] = 1) or (icmp6 and ip6[40] = 135)", f);
+	/* libpcap cannot index TCP over IPv6: the flags are at 40 + 13 without extension headers. */
+	any |= filter_clause(f, d, "tcp and tcp[13] & 0x12 = 0x02", "dst ", vm_accepts_syn, !any, false);
+	any |= filter_clause(f, d, "ip6 and ip6[6] = 6 and ip6[53] & 0x12 = 0x02", "dst ", vm_accepts_syn, !any, true);
+	any |= filter_clause(f, d, "tcp and tcp[13] & 0x12 = 0x12", "src ", vm_awaits_synack, !any, false);
+	any |= filter_clause(f, d, "ip6 and ip6[6] = 6 and ip6[53] & 0x12 = 0x12", "src ", vm_awaits_synack, !any, true);
 	if (fclose(f) != 0 || !l3)
 		return NULL;
 	if (!any) {
@@ -178,7 +193,8 @@ static char *activity_filter(struct odrsd *d)
 
 	if (!f)
 		return NULL;
-	any = filter_clause(f, d, "tcp", "", vm_watch_activity, true);
+	any = filter_clause(f, d, "tcp", "", vm_watch_activity, true, false);
+	any |= filter_clause(f, d, "ip6 and ip6[6] = 6", "", vm_watch_activity, !any, true);
 	if (fclose(f) != 0 || !l3)
 		return NULL;
 	if (!any) {

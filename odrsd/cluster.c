@@ -617,10 +617,8 @@ void cluster_adopt(struct odrsd *d, struct vm *vm)
 			retrain_vm(d, vm);
 		if (old == VM_WAKING)
 			control_vm_done(d, vm, -EIO, "the wake failed on the node that took it");
-		if (vm->wake_wanted) {
-			vm->wake_wanted = false;
-			cluster_claim(d, vm, NULL, 0);
-		}
+		if (vm->wake_wanted)
+			wake_start(d, vm, vm->trigger, vm->client, NULL, 0);
 	}
 	if (state == VM_ERROR && old != VM_ERROR)
 		control_vm_done(d, vm, -EIO, vm->error);

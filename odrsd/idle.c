@@ -30,6 +30,16 @@ void idle_note_tcp(struct odrsd *d, uint32_t ip)
 	vm->idle_skip = NULL;
 }
 
+void idle_note_tcp6(struct odrsd *d, const uint8_t ip6[16])
+{
+	struct vm *vm = wk_vmtable_by_ip6(d->table, ip6);
+
+	if (!vm)
+		return;
+	vm->last_activity = ev_now(d->loop);
+	vm->idle_skip = NULL;
+}
+
 /* No TCP seen for the VM's idle_timeout. */
 static bool idle_for(struct odrsd *d, const struct vm *vm)
 {

@@ -123,6 +123,8 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 			continue;
 		log_info("reload: %s no longer managed", vm->name);
 		wk_vmtable_del(d->table, vm->ip, vm->has_mac ? vm->mac : NULL);
+		if (vm->has_ip6)
+			wk_vmtable_del_ip6(d->table, vm->ip6);
 		vm->conf = NULL;
 		vm_free(d, vm);
 		d->vms[i] = NULL;
@@ -140,6 +142,14 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 				memcpy(vm->mac, c->mac, WK_ETH_ALEN);
 			if (wk_vmtable_add(d->table, vm->ip, vm->has_mac ? vm->mac : NULL, vm) < 0)
 				log_err("reload: %s: address already indexed", vm->name);
+		}
+		if (vm && (vm->has_ip6 != c->has_ip6 || memcmp(vm->ip6, c->ip6, 16))) {
+			if (vm->has_ip6)
+				wk_vmtable_del_ip6(d->table, vm->ip6);
+			vm->has_ip6 = c->has_ip6;
+			memcpy(vm->ip6, c->ip6, 16);
+			if (vm->has_ip6 && wk_vmtable_add_ip6(d->table, vm->ip6, vm) < 0)
+				log_err("reload: %s: IPv6 address already indexed", vm->name);
 		}
 		if (vm) {
 			vm->conf = c;

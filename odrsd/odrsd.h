@@ -40,6 +40,8 @@ struct vm {
 	uint32_t         ip;
 	uint8_t          mac[WK_ETH_ALEN];
 	bool             has_mac;
+	uint8_t          ip6[16];        /* when has_ip6 */
+	bool             has_ip6;
 	enum vm_state    state;
 	char             error[256];
 	char             tap[IF_NAMESIZE];
@@ -167,6 +169,7 @@ void capture_interface_changed(struct odrsd *d);
 
 /* wake.c: what odrsd does for each VM. */
 void wake_on_arp_request(struct odrsd *d, struct vm *vm, const struct wk_pkt *p);
+void wake_on_ns(struct odrsd *d, struct vm *vm, const struct wk_pkt *p);
 void wake_on_syn(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, const uint8_t *frame, size_t len);
 void wake_on_synack(struct odrsd *d, struct vm *vm, const struct wk_pkt *p);
 /* Start a wake or a hibernation; 0, or -errno with a reason in err. */
@@ -190,6 +193,7 @@ void vm_announce(struct odrsd *d, const struct vm *vm);
 void idle_start(struct odrsd *d);
 void idle_interval_changed(struct odrsd *d);
 void idle_note_tcp(struct odrsd *d, uint32_t ip);
+void idle_note_tcp6(struct odrsd *d, const uint8_t ip6[16]);
 void idle_probe_done(struct odrsd *d, struct vm *vm);
 bool vm_watch_activity(const struct odrsd *d, const struct vm *vm);
 

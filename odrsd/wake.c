@@ -119,15 +119,45 @@ bool wake_hold_syn(struct odrsd *d, struct vm *vm, const uint8_t *frame, size_t 
 	return true;
 }
 
+/* The neighbour side of IPv6: a Neighbor Solicitation is answered as an ARP request is. */
+void wake_on_ns(struct odrsd *d, struct vm *vm, const struct wk_pkt *p)
+{
+	uint8_t frame[WK_FRAME_MAX];
+	char who[INET6_ADDRSTRLEN], ip[INET6_ADDRSTRLEN];
+	int len;
+
+	if (!d->accept || !vm_is_asleep(vm) || !vm->has_mac || !memcmp(p->eth.src, vm->mac, WK_ETH_ALEN))
+		return;
+	/* -EINVAL: duplicate address detection (from ::), which only the owner answers. */
+	if ((len = wk_na_build(&p->eth, &p->ip6, &p->ns, vm->mac, frame, sizeof(frame))) < 0)
+		return;
+	if (inject_frame(d, d->ifindex, frame, (size_t)len) < 0) {
+		log_warn("%s: neighbor advertisement not sent", vm->name);
+		return;
+	}
+	d->n.arp_replies++;
+	inet_ntop(AF_INET6, p->ip6.src, who, sizeof(who));
+	evlog_emit("ndp_reply", vm->name, json_pack("{s:s, s:s}", "ip",
+		   inet_ntop(AF_INET6, vm->ip6, ip, sizeof(ip)), "requester", who));
+	/* IPv6 sources are never in ignore_sources (IPv4 only): 0 stands for "not listed". */
+	if (wk_policy_may_wake(&vm->conf->policy, WK_TRIGGER_ARP, 0, 0))
+		wake_start(d, vm, WK_TRIGGER_ARP, who, NULL, 0);
+}
+
 void wake_on_syn(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, const uint8_t *frame, size_t len)
 {
 	const struct wk_policy *pol = &vm->conf->policy;
-	char client[64], ip[INET_ADDRSTRLEN];
+	char client[64], ip[INET6_ADDRSTRLEN];
 
 	vm->last_activity = ev_now(d->loop);
-	if (!d->accept || !vm_is_asleep(vm) || !wk_policy_may_wake(pol, WK_TRIGGER_SYN, p->ip.src, p->tcp.dport))
+	if (!d->accept || !vm_is_asleep(vm) ||
+	    !wk_policy_may_wake(pol, WK_TRIGGER_SYN, p->v6 ? 0 : p->ip.src, p->tcp.dport))
 		return;
-	snprintf(client, sizeof(client), "%s:%u", ip_str(p->ip.src, ip), p->tcp.sport);
+	if (p->v6)
+		snprintf(client, sizeof(client), "[%s]:%u", inet_ntop(AF_INET6, p->ip6.src, ip, sizeof(ip)),
+			 p->tcp.sport);
+	else
+		snprintf(client, sizeof(client), "%s:%u", ip_str(p->ip.src, ip), p->tcp.sport);
 	wake_start(d, vm, WK_TRIGGER_SYN, client, NULL, 0);
 	/* Held only for a wake on its way: a refused one (a rate limit) keeps nothing. */
 	if (!pol->replay_syn || !(vm->state == VM_WAKING || vm->state == VM_HIBERNATING || vm->claiming) ||
@@ -252,6 +282,7 @@ static bool wake_allowed(struct odrsd *d, struct vm *vm, enum wk_trigger t)
 		d->wake_rate = node;
 		return true;
 	}
+	mine = vm->wake_rate;
 	limit = wk_rate_take(&mine, per_hour / 3600., per_hour, now) ? "node" : "vm";
 	d->n.wakes_limited++;
 	/* Nobody will replay them: the client retries once the limit allows. */
@@ -571,6 +602,8 @@ struct vm *vm_new(struct odrsd *d, const struct wk_vmconf *c)
 	vm->ip = c->ip;
 	vm->has_mac = c->has_mac;
 	memcpy(vm->mac, c->mac, WK_ETH_ALEN);
+	vm->has_ip6 = c->has_ip6;
+	memcpy(vm->ip6, c->ip6, 16);
 	vm->last_wake_ms = -1;
 	ev_init(&vm->replay_timer, on_replay_timer);
 	vm->replay_timer.data = vm;
@@ -579,6 +612,11 @@ struct vm *vm_new(struct odrsd *d, const struct wk_vmconf *c)
 	ev_init(&vm->recheck, on_recheck);
 	vm->recheck.data = vm;
 	if (wk_vmtable_add(d->table, vm->ip, vm->has_mac ? vm->mac : NULL, vm) < 0) {
+		free(vm);
+		return NULL;
+	}
+	if (vm->has_ip6 && wk_vmtable_add_ip6(d->table, vm->ip6, vm) < 0) {
+		wk_vmtable_del(d->table, vm->ip, vm->has_mac ? vm->mac : NULL);
 		free(vm);
 		return NULL;
 	}

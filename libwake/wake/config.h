@@ -39,6 +39,8 @@ struct wk_vmconf {
 	uint32_t         ip;                /* network byte order */
 	uint8_t          mac[6];
 	bool             has_mac;           /* else read from the domain */
+	uint8_t          ip6[16];           /* its IPv6 address, when has_ip6 */
+	bool             has_ip6;
 	unsigned         line;              /* of the [vm NAME] section */
 	struct wk_policy policy;            /* [policy] with this section's overrides */
 };

@@ -1,5 +1,6 @@
 /*
- * Frame codecs: Ethernet (with up to two 802.1Q/802.1ad tags), ARP, IPv4, TCP.
+ * Frame codecs: Ethernet (with up to two 802.1Q/802.1ad tags), ARP, IPv4,
+ * IPv6 (fixed header), Neighbor Discovery, TCP.
  *
  * Every parser is pure: parse(buf, len, &out) reads only inside [buf, buf+len)
  * and returns 0 or a negative errno:
@@ -9,7 +10,8 @@
  * Every builder writes a whole frame into buf and returns its length, or
  * -ENOSPC when len is too small, or -EINVAL for bad arguments.
  *
- * IPv4 addresses are uint32_t in network byte order (as in struct in_addr);
+ * IPv4 addresses are uint32_t in network byte order (as in struct in_addr),
+ * IPv6 addresses 16 bytes in network order;
  * ports, sequence numbers and ethertypes are in host byte order.
  */
 #ifndef WAKE_FRAME_H
@@ -24,6 +26,9 @@
 #define WK_ETH_MAX_TAGS    2
 #define WK_ETHERTYPE_IPV4  0x0800
 #define WK_ETHERTYPE_ARP   0x0806
+#define WK_ETHERTYPE_IPV6  0x86dd
+#define WK_IPPROTO_TCP     6
+#define WK_IPPROTO_ICMPV6  58
 #define WK_ETHERTYPE_VLAN  0x8100
 #define WK_ETHERTYPE_QINQ  0x88a8
 #define WK_FRAME_MAX       (1518 + 8)
@@ -82,6 +87,38 @@ struct wk_ipv4 {
 /* buf points at the IPv4 header; len may include trailing Ethernet padding. */
 int wk_ipv4_parse(const uint8_t *buf, size_t len, struct wk_ipv4 *out);
 
+/* ---- IPv6: libwake/ipv6.c ---- */
+struct wk_ipv6 {
+	uint16_t payload_len;
+	uint8_t  next;         /* the next header: odrs reads TCP and ICMPv6 only */
+	uint8_t  hop_limit;
+	uint8_t  src[16], dst[16];
+};
+/* buf points at the IPv6 header; len may include trailing Ethernet padding. */
+int wk_ipv6_parse(const uint8_t *buf, size_t len, struct wk_ipv6 *out);
+/* The pseudo header of an upper-layer checksum, as a seed for wk_inet_csum. */
+uint32_t wk_ipv6_pseudo_sum(const struct wk_ipv6 *ip, uint32_t upper_len, uint8_t next);
+
+/* ---- Neighbor Discovery: libwake/ndp.c ---- */
+#define WK_ICMP6_NS 135
+#define WK_ICMP6_NA 136
+struct wk_ns {
+	uint8_t target[16];
+	uint8_t sll[WK_ETH_ALEN];  /* the source link-layer address option */
+	bool    has_sll;
+};
+/* buf points at the ICMPv6 header, len is the IPv6 payload length. */
+int wk_ns_parse(const struct wk_ipv6 *ip, const uint8_t *buf, size_t len, struct wk_ns *out);
+/*
+ * The Neighbor Advertisement odrsd sends on a sleeping VM's behalf: solicited
+ * and override, target and target link-layer address the VM's, from the VM's
+ * MAC and address to the soliciting node; the request's VLAN tags are kept.
+ * -EINVAL for a solicitation from the unspecified address (duplicate address
+ * detection, which only the running owner answers).
+ */
+int wk_na_build(const struct wk_eth *req_eth, const struct wk_ipv6 *req_ip, const struct wk_ns *ns,
+		const uint8_t vm_mac[WK_ETH_ALEN], uint8_t *buf, size_t len);
+
 /* ---- TCP: libwake/tcp.c ---- */
 #define WK_TCP_FIN 0x01
 #define WK_TCP_SYN 0x02
@@ -98,8 +135,8 @@ struct wk_tcp {
 /* buf points at the TCP header, len is the IP payload length. */
 int wk_tcp_parse(const uint8_t *buf, size_t len, struct wk_tcp *out);
 /*
- * Rewrite the IPv4 header checksum and the TCP checksum of a whole Ethernet
- * frame in place. Frames captured on a virtual NIC carry a partial TCP
+ * Rewrite the IPv4 header checksum and the TCP checksum (over IPv4 or IPv6)
+ * of a whole Ethernet frame in place. Frames captured on a virtual NIC carry a partial TCP
  * checksum (transmit offload); a guest drops them unless repaired.
  */
 int wk_tcp_fix_checksums(uint8_t *frame, size_t len);
@@ -110,13 +147,18 @@ enum wk_pkt_kind {
 	WK_PKT_OTHER = 0,   /* an ethertype odrs ignores */
 	WK_PKT_ARP,         /* .arp valid */
 	WK_PKT_IPV4,        /* .ip valid, not TCP or a non-first fragment */
-	WK_PKT_TCP,         /* .ip and .tcp valid */
+	WK_PKT_TCP,         /* .tcp valid, and .ip, or .ip6 when .v6 */
+	WK_PKT_IPV6,        /* .ip6 valid, neither TCP nor a Neighbor Solicitation */
+	WK_PKT_NS,          /* .ip6 and .ns valid */
 };
 struct wk_pkt {
 	struct wk_eth    eth;
 	enum wk_pkt_kind kind;
 	struct wk_arp    arp;
 	struct wk_ipv4   ip;
+	struct wk_ipv6   ip6;
+	bool             v6;
+	struct wk_ns     ns;
 	struct wk_tcp    tcp;
 	size_t           l3_off, l4_off;
 };
@@ -126,7 +168,9 @@ bool wk_pkt_is_synack(const struct wk_pkt *p);  /* SYN and ACK */
 
 /* A SYN's identity: a retransmission has the same key. */
 struct wk_flow {
-	uint32_t saddr, daddr;
+	bool     v6;
+	uint32_t saddr, daddr;            /* IPv4 */
+	uint8_t  saddr6[16], daddr6[16];  /* IPv6 */
 	uint16_t sport, dport;
 	uint32_t isn;
 };

@@ -1,6 +1,7 @@
 /*
- * The VM table: an index from IPv4 address and from MAC to the caller's VM
- * object, both O(1) (open addressing), sized for 100,000 VMs and more.
+ * The VM table: an index from IPv4 address, from MAC and from IPv6 address
+ * to the caller's VM object, all O(1) (open addressing), sized for 100,000
+ * VMs and more.
  * The table owns no VM; it stores the pointer it was given.
  */
 #ifndef WAKE_VMTABLE_H
@@ -22,5 +23,9 @@ int    wk_vmtable_set_mac(struct wk_vmtable *t, uint32_t ip, const uint8_t *mac)
 void  *wk_vmtable_by_ip(const struct wk_vmtable *t, uint32_t ip);
 void  *wk_vmtable_by_mac(const struct wk_vmtable *t, const uint8_t *mac);
 size_t wk_vmtable_count(const struct wk_vmtable *t);
+/* The IPv6 index, separate: a VM may have no IPv6 address. -EEXIST if another VM has ip6. */
+int    wk_vmtable_add_ip6(struct wk_vmtable *t, const uint8_t ip6[16], void *vm);
+int    wk_vmtable_del_ip6(struct wk_vmtable *t, const uint8_t ip6[16]);
+void  *wk_vmtable_by_ip6(const struct wk_vmtable *t, const uint8_t ip6[16]);
 
 #endif

@@ -21,6 +21,15 @@ static void check_layout(const struct wk_pkt *p, size_t size)
 	CHECK(p->eth.hdr_len <= size);
 	if (p->kind == WK_PKT_ARP)
 		CHECK(p->l3_off + 28 <= size);
+	if (p->v6) {
+		CHECK(p->kind == WK_PKT_IPV6 || p->kind == WK_PKT_TCP || p->kind == WK_PKT_NS);
+		CHECK(p->l4_off == p->l3_off + 40 && p->l4_off + p->ip6.payload_len <= size);
+		if (p->kind == WK_PKT_TCP)
+			CHECK(p->tcp.hdr_len >= 20 && p->tcp.hdr_len <= p->ip6.payload_len);
+		if (p->kind == WK_PKT_NS)
+			CHECK(p->ip6.hop_limit == 255 && p->ns.target[0] != 0xff && p->ip6.payload_len >= 24);
+		return;
+	}
 	if (p->kind == WK_PKT_IPV4 || p->kind == WK_PKT_TCP) {
 		CHECK(p->ip.hdr_len >= 20 && p->ip.hdr_len <= p->ip.total_len);
 		CHECK(p->l3_off + p->ip.total_len <= size);
@@ -32,6 +41,23 @@ static void check_layout(const struct wk_pkt *p, size_t size)
 	}
 	if (wk_pkt_is_syn(p))
 		CHECK(!p->ip.is_fragment);
+}
+
+/* The advertisement answers the solicitation, and parses back. */
+static void check_na(const struct wk_pkt *req)
+{
+	static const uint8_t vm_mac[WK_ETH_ALEN] = { 0x52, 0x54, 0, 0x12, 0, 0x10 };
+	uint8_t buf[WK_FRAME_MAX];
+	struct wk_pkt na;
+	int n = wk_na_build(&req->eth, &req->ip6, &req->ns, vm_mac, buf, sizeof(buf));
+
+	if (n == -EINVAL)
+		return;    /* duplicate address detection: not answered */
+	CHECK(n == (int)req->eth.hdr_len + 40 + 32);
+	CHECK(wk_pkt_parse(buf, (size_t)n, &na) == 0 && na.kind == WK_PKT_IPV6);
+	CHECK(memcmp(na.ip6.src, req->ns.target, 16) == 0 && memcmp(na.ip6.dst, req->ip6.src, 16) == 0);
+	CHECK(wk_inet_csum(buf + na.l4_off, 32, wk_ipv6_pseudo_sum(&na.ip6, 32, WK_IPPROTO_ICMPV6)) == 0);
+	CHECK(wk_na_build(&req->eth, &req->ip6, &req->ns, vm_mac, buf, (size_t)n - 1) == -ENOSPC);
 }
 
 static void check_arp_reply(const struct wk_pkt *req)
@@ -89,17 +115,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_eth_build(&p.eth);
 	if (p.kind == WK_PKT_ARP)
 		check_arp_reply(&p);
+	if (p.kind == WK_PKT_NS)
+		check_na(&p);
 
 	/* Repair on an exact-size copy: ASan sees any write past the end. */
 	copy = malloc(size ? size : 1);
 	CHECK(copy);
 	memcpy(copy, data, size);
 	rc = wk_tcp_fix_checksums(copy, size);
-	if (p.kind == WK_PKT_TCP && !p.ip.is_fragment) {
+	if (p.kind == WK_PKT_TCP && (p.v6 || !p.ip.is_fragment)) {
 		CHECK(rc == 0);
 		/* Repaired: the header still parses the same, and sums to zero. */
 		CHECK(wk_pkt_parse(copy, size, &again) == 0 && again.kind == WK_PKT_TCP);
-		CHECK(wk_inet_csum(copy + again.l3_off, again.ip.hdr_len, 0) == 0);
+		if (again.v6)
+			CHECK(wk_inet_csum(copy + again.l4_off, again.ip6.payload_len,
+					   wk_ipv6_pseudo_sum(&again.ip6, again.ip6.payload_len, WK_IPPROTO_TCP)) == 0);
+		else
+			CHECK(wk_inet_csum(copy + again.l3_off, again.ip.hdr_len, 0) == 0);
 		CHECK(wk_tcp_fix_checksums(copy, size) == 0);
 	} else {
 		CHECK(rc == -EBADMSG);

@@ -60,7 +60,9 @@
 #                                     /prefix means /16; MEM defaults to
 #                                     96 + BALLAST + CACHE. CACHE_MIB > 0: the guest gets
 #                                     a disk of that much random data and reads it all at
-#                                     boot, so its page cache holds it (droppable memory)
+#                                     boot, so its page cache holds it (droppable memory);
+#                                     LAB_VM_IPV6=1 leaves IPv6 on in the guest (give it
+#                                     an address through its agent: odrs_guest_sh)
 #   lab_vm_wait_ready NODE NAME [TIMEOUT_S=60]
 #                                     console shows "odrs-guest-ready" and the node gets
 #                                     "hello from NAME" over HTTP from the VM
@@ -369,7 +371,7 @@ lab_vm_mac() { cat "$LAB_DIR/vms/$1.mac" 2>/dev/null || _lab_err "no VM $1"; }
 lab_vm_console() { echo "$LAB_DIR/console/$1.log"; }
 
 lab_vm_start() { # NODE NAME IP MAC [MEM_MIB] [BALLAST_MIB] [CACHE_MIB]
-	local node=${1:-} name=${2:-} ip=${3:-} mac=${4:-} ballast=${6:-0} cache=${7:-0} mem xml disk=
+	local node=${1:-} name=${2:-} ip=${3:-} mac=${4:-} ballast=${6:-0} cache=${7:-0} mem xml disk= v6off
 	[ $# -ge 4 ] || _lab_err "usage: lab_vm_start NODE NAME IP MAC [MEM_MIB] [BALLAST_MIB] [CACHE_MIB]" || return
 	mem=${5:-$((96 + ballast + cache))}
 	case $ip in */*) ;; *) ip=$ip/16 ;; esac
@@ -383,6 +385,8 @@ lab_vm_start() { # NODE NAME IP MAC [MEM_MIB] [BALLAST_MIB] [CACHE_MIB]
 	      <source file='$LAB_DIR/vms/$name.disk'/><target dev='vda' bus='virtio'/><readonly/></disk>"
 	fi
 	xml=$LAB_DIR/vms/$name.xml
+	v6off=ipv6.disable=1
+	[ -z "${LAB_VM_IPV6:-}" ] || v6off=
 	cat >"$xml" <<-EOF
 	<domain type='qemu'>
 	  <name>$name</name>
@@ -392,7 +396,7 @@ lab_vm_start() { # NODE NAME IP MAC [MEM_MIB] [BALLAST_MIB] [CACHE_MIB]
 	    <type arch='x86_64' machine='pc'>hvm</type>
 	    <kernel>$LAB_GUEST_DIR/vmlinuz</kernel>
 	    <initrd>$LAB_GUEST_DIR/initrd.gz</initrd>
-	    <cmdline>console=ttyS0 quiet panic=-1 ipv6.disable=1 odrs.ip=$ip odrs.name=$name odrs.ballast=$ballast odrs.cache=$cache</cmdline>
+	    <cmdline>console=ttyS0 quiet panic=-1 $v6off odrs.ip=$ip odrs.name=$name odrs.ballast=$ballast odrs.cache=$cache</cmdline>
 	  </os>
 	  <features><acpi/></features>
 	  <on_poweroff>destroy</on_poweroff>
@@ -454,13 +458,16 @@ lab_router_client() { # CLIENT IP MAC
 }
 
 lab_client_first_syn_only() { # CLIENT
-	local ns
+	local ns t list
 	ns=$(_lab_ns "$1")
-	if ! ip netns exec "$ns" iptables -C OUTPUT -p tcp --syn -m recent --name odrs_syn --set 2>/dev/null; then
-		ip netns exec "$ns" iptables -A OUTPUT -p tcp --syn -m recent --name odrs_syn --rcheck --seconds 86400 -j DROP &&
-		ip netns exec "$ns" iptables -A OUTPUT -p tcp --syn -m recent --name odrs_syn --set || return
-	fi
-	ip netns exec "$ns" sh -c 'echo / > /proc/net/xt_recent/odrs_syn'
+	for t in iptables:odrs_syn ip6tables:odrs_syn6; do
+		list=${t#*:} t=${t%%:*}
+		if ! ip netns exec "$ns" $t -C OUTPUT -p tcp --syn -m recent --name $list --set 2>/dev/null; then
+			ip netns exec "$ns" $t -A OUTPUT -p tcp --syn -m recent --name $list --rcheck --seconds 86400 -j DROP &&
+			ip netns exec "$ns" $t -A OUTPUT -p tcp --syn -m recent --name $list --set || return
+		fi
+		ip netns exec "$ns" sh -c "echo / > /proc/net/xt_recent/$list"
+	done
 }
 
 lab_odrsd_conf() { # NODE

@@ -62,6 +62,7 @@ static const struct {
 	{ "wake_done",        { "ms", "restore_ms", "trigger", "target_node" } },
 	{ "syn_replayed",     { "count", "ms" } },
 	{ "wake_failed",      { "error" } },
+	{ "wake_limited",     { "trigger", "limit", "client" } },
 	{ "hibernate_start",  { "reason" } },
 	{ "hibernate_done",   { "bytes", "ms" } },
 	{ "hibernate_failed", { "error" } },
