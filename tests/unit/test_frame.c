@@ -478,12 +478,24 @@ static void test_pkt_kinds(void **state)
 	struct wk_pkt p;
 
 	memset(&w, 0, sizeof(w));
-	eth_hdr(&w, BCAST, MAC_A, 0, NULL, NULL, 0x86dd);
+	eth_hdr(&w, BCAST, MAC_A, 0, NULL, NULL, 0x0806 + 1);   /* an ethertype odrs ignores */
 	w.n += 40;
 	assert_int_equal(parse_exact(w.b, w.n, &p), 0);
 	assert_int_equal(p.kind, WK_PKT_OTHER);
+	assert_false(wk_pkt_is_syn(&p));
+
+	memset(&w, 0, sizeof(w));
+	eth_hdr(&w, BCAST, MAC_A, 0, NULL, NULL, 0x86dd);
+	w.b[w.n] = 0x60;            /* IPv6 carrying UDP: classified, not TCP */
+	w.b[w.n + 6] = 17;
+	w.n += 40;
+	assert_int_equal(parse_exact(w.b, w.n, &p), 0);
+	assert_int_equal(p.kind, WK_PKT_IPV6);
+	assert_true(p.v6);
 	assert_int_equal(p.eth.type, 0x86dd);
 	assert_false(wk_pkt_is_syn(&p));
+	w.b[w.n - 40] = 0;          /* version 0 */
+	assert_int_equal(parse_exact(w.b, w.n, &p), -EPROTONOSUPPORT);
 
 	tcp_frame(&w, &s);         /* UDP: IPv4, no TCP */
 	assert_int_equal(parse_exact(w.b, w.n, &p), 0);

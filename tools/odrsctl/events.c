@@ -57,6 +57,7 @@ static const struct {
 	const char *fields[4];
 } event_fields[] = {
 	{ "arp_reply",        { "ip", "requester" } },
+	{ "ndp_reply",        { "ip", "requester" } },
 	{ "syn_held",         { "client", "port" } },
 	{ "wake_start",       { "trigger", "client", "target_node" } },
 	{ "wake_done",        { "ms", "restore_ms", "trigger", "target_node" } },
