@@ -9,6 +9,12 @@
 #   activity.sh CPU cost of measuring a VM's TCP activity at 0-100 kframes/s:
 #               odrsd's per-interval filter vs every frame to user space
 #               (tcpdump) vs polling libvirt's counters (ROUNDS, RATES, DURATION)
+#   access_size.sh  access time vs snapshot size, 64-512 MiB (the paper's Fig. 3)
+#   memsaved.sh memory saved vs access interval: lab run and simulation (Fig. 4)
+#   datapath.sh ARP reply latency and odrsd CPU under 10k-200k frames/s with
+#               1k-100k sleeping VMs in the table
+#   burst.sh    8/16/32 VMs woken at once vs wake_concurrency and wake_spacing
+#   retrain.sh  retraining the switches for 1,000 sleeping VMs on a role move
 # Needs root. Whatever happens, the lab is torn down on exit.
 [ "$(id -u)" = 0 ] || { echo "make bench needs root (sudo make bench)"; exit 1; }
 export LAB_PREFIX=${LAB_PREFIX:-odrsbench}
@@ -23,7 +29,7 @@ trap lab_down EXIT
 	{ echo "no $LAB_ODRSD or $LAB_ODRSCTL: run make all first"; exit 1; }
 
 status=0
-for b in access shrink activity; do
+for b in access shrink activity access_size memsaved datapath burst retrain; do
 	echo "=== bench/$b.sh"
 	"$BENCH_DIR/$b.sh" || { echo "=== bench/$b.sh FAILED"; status=1; }
 done

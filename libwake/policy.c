@@ -51,6 +51,9 @@ wk_policy_ignores(const struct wk_policy *p, uint32_t src)
 {
 	size_t i;
 
+	/* 0 is no IPv4 sender (an ARP probe's, or an IPv6 one): nothing to match. */
+	if (src == 0)
+		return false;
 	for (i = 0; i < p->nignore_sources; i++)
 		if (p->ignore_sources[i] == src)
 			return true;

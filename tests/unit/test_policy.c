@@ -84,6 +84,10 @@ test_ignore_sources(void **state)
 	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_SYN, ip("198.18.0.3"), 22));
 	/* An operator's wake is never filtered by source. */
 	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_MANUAL, ip("198.18.0.1"), 0));
+	/* 0 (an IPv6 sender, an ARP probe) matches no entry, not even 0.0.0.0. */
+	ignored[1] = 0;
+	assert_false(wk_policy_ignores(&p, 0));
+	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_SYN, 0, 22));
 
 	p.nignore_sources = 0;
 	assert_false(wk_policy_ignores(&p, ip("198.18.0.1")));
