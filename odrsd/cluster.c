@@ -495,16 +495,16 @@ static void claim_done(void *ctx, int err, bool succeeded, int64_t rev)
 		json_object_set_new(f, "client", json_string(vm->client));
 	evlog_emit("wake_start", vm->name, f);
 	log_info("%s: wake claimed for %s", vm->name, q->target);
-	if (vm->state != VM_HIBERNATED)
-		goto out;   /* the watch was quicker */
-	if (!strcmp(q->target, d->cfg->node)) {
-		wake_restore(d, vm);
-	} else {
-		vm->state = VM_WAKING;
-		snprintf(vm->node, sizeof(vm->node), "%s", q->target);
+	if (strcmp(q->target, d->cfg->node)) {
 		/* SYNs held while the claim was on its way went without it. */
 		if (vm->held)
 			cluster_pass_syns(d, vm);
+		if (vm->state == VM_HIBERNATED) {   /* else the watch was quicker */
+			vm->state = VM_WAKING;
+			snprintf(vm->node, sizeof(vm->node), "%s", q->target);
+		}
+	} else if (vm->state == VM_HIBERNATED) {
+		wake_restore(d, vm);
 	}
 	capture_filter_changed(d);
 out:
