@@ -6,7 +6,9 @@
 #     client could send no other (lab_client_first_syn_only): the held SYN's
 #     replay completes the connection, however long the restore takes;
 #  4. after the wake the switch still has the client's MAC on the client's port;
-#  5. while VM A restores, an ARP request for sleeping VM B is answered within 10 ms.
+#  5. while VM A restores, ARP requests for sleeping VM B are answered at once:
+#     within 100 ms, where a loop blocked by the ~1 s restore would take ~1000
+#     (latency itself is measured by bench/datapath.sh, not here).
 # Exit 0 pass, 1 fail, 77 skip (not root).
 [ "$(id -u)" = 0 ] || { echo "needs root"; exit 77; }
 . "$(dirname "$0")/lab.sh"
@@ -65,7 +67,7 @@ n=$(odrs_capture_count c1 "arp and src host 198.18.3.1")
 grep '"event":"wake_start"' "$(lab_node_dir n1)/odrs/events.jsonl" | grep -q '"trigger":"syn"' ||
 	fail "wake not triggered by the SYN"
 
-step "5: ARP for sleeping web2 answered within 10 ms while web1 restores"
+step "5: ARP for sleeping web2 answered at once while web1 restores"
 odrs_hibernate n1 web2
 odrs_hibernate n1 web1
 lab_client_exec c2 ip neigh flush all
@@ -79,7 +81,7 @@ times=$(grep -o 'time=[0-9.]* [mu]sec' "$LAB_DIR/arping.out" | awk '{v=substr($1
 [ "$(echo "$times" | grep -c .)" -ge 35 ] || fail "only $(echo "$times" | grep -c .) of 40 ARP requests answered"
 max=$(echo "$times" | sort -g | tail -1)
 echo "ARP reply time for web2 during web1's restore: max ${max} ms"
-awk -v m="$max" 'BEGIN { exit !(m < 10) }' || fail "an ARP reply took $max ms"
+awk -v m="$max" 'BEGIN { exit !(m < 100) }' || fail "an ARP reply took $max ms: the loop waited for the restore"
 lab_odrsctl n1 list | grep -Eq '^web2 .* hibernated ' || fail "ARP woke web2 (wake_on = syn)"
 
 echo "PASS"
