@@ -52,7 +52,7 @@
 #
 # Knobs: TRIGGER (ctl), NS ("8 16 32"), CONCS ("1 2 4 N"), SPACINGS ("10 20", ms),
 # SPACE_AT ("best"), ROUNDS (1), BATCH (8 guests booted at once),
-# HIB_CONC (4, hibernate_concurrency), SETTLE (2 s), RESULTS, LAB_PREFIX.
+# HIB_CONC (4, hibernate_concurrency), SETTLE (1 s), RESULTS, LAB_PREFIX.
 # Run with more than ~4 guests only under the machine-wide lock:
 #   flock /tmp/odrs-bench.lock bench/burst.sh
 #
@@ -72,7 +72,7 @@ SPACE_AT=${SPACE_AT:-best}
 ROUNDS=${ROUNDS:-1}
 BATCH=${BATCH:-8}
 HIB_CONC=${HIB_CONC:-4}
-SETTLE=${SETTLE:-2}
+SETTLE=${SETTLE:-1}
 RESULTS=${RESULTS:-$BENCH_DIR/results}
 MEM=96
 NMAX=$(tr ' ' '\n' <<<"$NS" | sort -n | tail -n 1)
@@ -223,6 +223,11 @@ burst() {
 	if [ "$TRIGGER" = http ]; then
 		http_all "$n" > "$LAB_DIR/http.ms"
 		wait_all running "$n" 1 30
+		# The client's neighbour entries would send ARP probes a few seconds
+		# on, which wake a VM hibernated meanwhile: drop them once the
+		# connections have closed.
+		sleep 0.5
+		lab_client_exec c1 ip neigh flush all
 	else
 		on_node wake $(vms 1 "$n")
 		: > "$LAB_DIR/http.ms"
@@ -274,7 +279,7 @@ summarize() {
 		machine
 		echo "load average at start: $LOAD0; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 		if [ "$TRIGGER" = http ]; then
-			echo "trigger: one curl per VM from a client with an empty ARP cache, all started at once;" \
+			echo "trigger: one curl --parallel, a connection per VM, from a client with an empty ARP cache;" \
 				"ready = odrsd's wake_done (ms = trigger to running, from the event log); also curl's time_total"
 		else
 			echo "trigger: a wake request per VM on odrsd's control socket, sent back to back;" \
@@ -311,14 +316,19 @@ summarize() {
 					}
 					nr = rounds[k]
 					F /= nr; M /= nr; L /= nr; R /= nr; S /= nr; HF /= nr; HM /= nr; HL /= nr
-					fF[k] = F; fM[k] = M; fL[k] = L
+					fF[k] = F; fM[k] = M; fL[k] = L; fR[k] = R; fS[k] = S
+					fHF[k] = HF; fHM[k] = HM; fHL[k] = HL
+				}
+				for (i = 1; i <= nk; i++) {
+					k = order[i]; split(k, f, SUBSEP)
 					all = f[1] SUBSEP f[1] SUBSEP 0
 					c = f[2] == f[1] ? f[2] " (N)" : f[2]
-					rel = (all in fF) ? sprintf("%.2f / %.2f / %.2f", F / fF[all], M / fM[all], L / fL[all]) : "-"
+					rel = (all in fF) ? sprintf("%.2f / %.2f / %.2f", fF[k] / fF[all], fM[k] / fM[all], fL[k] / fL[all]) : "-"
 					if (i > 1 && f[1] != prev) print ""
 					prev = f[1]
-					printf "%4d %11s %6dms %9.0f %9.0f %9.0f %11.0f %8.0f %s  %s\n", f[1], c, f[3], F, M, L, R, S,
-						http ? sprintf("%10.0f %10.0f %10.0f ", HF, HM, HL) : "", rel
+					printf "%4d %11s %6dms %9.0f %9.0f %9.0f %11.0f %8.0f %s  %s\n", f[1], c, f[3],
+						fF[k], fM[k], fL[k], fR[k], fS[k],
+						http ? sprintf("%10.0f %10.0f %10.0f ", fHF[k], fHM[k], fHL[k]) : "", rel
 				}
 			}' "$CSV"
 		echo "(ms; first / mean / last = wake_done ms (trigger to running) of the first," \
@@ -347,9 +357,9 @@ plot() {
 	mkdir -p "$dat"
 	ncols=$(wc -w <<<"$NS")
 	{
-		echo "set terminal pngcairo size $((460 * ncols)),520 font ',10'"
+		echo "set terminal pngcairo size $((ncols > 1 ? 460 * ncols : 640)),520 font ',10'"
 		echo "set output '$PNG'"
-		echo "set multiplot layout 1,$ncols title 'Burst wake: N hibernated $MEM MiB TCG guests woken at once, one node, 2 cores ($ROUNDS round(s))'"
+		echo "set multiplot layout 1,$ncols title 'N hibernated $MEM MiB TCG guests woken at once, one node, 2 cores ($ROUNDS round(s))'"
 		echo "set key left top Left reverse font ',9'"
 		echo "set grid"
 		echo "set xlabel 'seconds since the trigger (wake\\_done ms)'"

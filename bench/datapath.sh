@@ -49,10 +49,14 @@
 #
 # Output (RESULTS, default bench/results/):
 #   datapath.csv  vms,series,rate,achieved_pps,sent_pps,odrsd_cpu_pct,
-#                 system_cpu_pct,flood_cpu_pct,frames_to_userspace,requests,
-#                 replies,p50_ms,p99_ms,max_ms,arping_p50_ms,arping_p99_ms,round
+#                 system_cpu_pct,flood_cpu_pct,frames_to_userspace,
+#                 frames_reached,requests,replies,p50_ms,p99_ms,max_ms,
+#                 arping_p50_ms,arping_p99_ms,round
 #                 one row per flood (frames_to_userspace: odrsd's "frames"
-#                 counter over it; requests, replies: seen on c2's wire)
+#                 counter over it; frames_reached: n1's uplink rx_packets over
+#                 it; in the arp series every one of those passes the filter,
+#                 so the difference is what the capture lost: its ring was
+#                 full; requests, replies: seen on c2's wire)
 #   datapath-detail.csv  vms,series,rate,round,reply_ms: every reply
 #   datapath-start.csv   vms,socket_s,inspected_s,odrsd_cpu_s,rss_mib,conf_mib
 #                 (odrsd's CPU from the socket to every VM inspected)
@@ -377,12 +381,12 @@ measure() {
 		awk '{ v = substr($1, 6); if ($2 == "usec") v /= 1000; print v }' > "$LAB_DIR/alat"
 		echo "$(pct 0.5 < "$LAB_DIR/alat"),$(pct 0.99 < "$LAB_DIR/alat")")
 	set -- "$(pct 0.5 < "$LAB_DIR/lat")" "$(pct 0.99 < "$LAB_DIR/lat")" "$(pct 1 < "$LAB_DIR/lat")"
-	echo "$n,$s,$rate,$ach,$(kv pps "$out"),$cpu,$sys,$fl,$((f1 - f0)),$reqs,$reps,$1,$2,$3,$arping,$round" >> "$CSV"
+	echo "$n,$s,$rate,$ach,$(kv pps "$out"),$cpu,$sys,$fl,$((f1 - f0)),$((rx1 - rx0)),$reqs,$reps,$1,$2,$3,$arping,$round" >> "$CSV"
 	printf 'N %6s %s %6s pps: reached %6s, odrsd %5s %%, machine %5s %% (flood %s %%), %8s to user; ARP %s/%s answered, p50 %s p99 %s max %s ms (arping: %s)\n' \
 		"$n" "$s" "$rate" "$ach" "$cpu" "$sys" "$fl" "$((f1 - f0))" "$reps" "$reqs" "$1" "$2" "$3" "$arping"
 }
 
-# Per (N, series, rate): "n series rate achieved cpu p50 p99 max answered/asked to_user machine",
+# Per (N, series, rate): "n series rate achieved cpu p50 p99 max answered/asked to_user machine lost_pct",
 # reached, CPU, frames to user space and machine the medians of the rounds;
 # the reply times are those of all rounds together.
 medians() {
@@ -400,11 +404,15 @@ medians() {
 				printf ' %s %s %s' "$(pct 0.5 < "$LAB_DIR/pool")" "$(pct 0.99 < "$LAB_DIR/pool")" \
 					"$(pct 1 < "$LAB_DIR/pool")"
 				printf ' %s' "$(awk -F, -v n="$n" -v s="$s" -v r="$rate" \
-					'NR > 1 && $1 == n && $2 == s && $3 == r { a += $11; q += $10 } END { print a "/" q }' "$CSV")"
+					'NR > 1 && $1 == n && $2 == s && $3 == r { a += $12; q += $11 } END { print a "/" q }' "$CSV")"
 				for c in 9 7; do
 					printf ' %s' "$(awk -F, -v n="$n" -v s="$s" -v r="$rate" -v c="$c" \
 						'NR > 1 && $1 == n && $2 == s && $3 == r { print $c }' "$CSV" | median)"
 				done
+				# frames the capture lost, % of those that reached n1 (arp series only)
+				printf ' %s' "$(awk -F, -v n="$n" -v s="$s" -v r="$rate" \
+					'NR > 1 && $1 == n && $2 == s && $3 == r && s == "arp" && $10 > 0 {
+						l = ($10 - $9) / $10 * 100; print l < 0 ? 0 : l }' "$CSV" | median)"
 				echo
 			done
 		done
@@ -429,20 +437,23 @@ summarize() {
 		printf '%8s %9s %12s %13s %9s %9s\n' vms socket_s all_asleep_s odrsd_cpu_s rss_MiB conf_MiB
 		awk -F, 'NR > 1 { printf "%8s %9s %12s %13s %9s %9s\n", $1, $2, $3, $4, $5, $6 }' "$SCSV"
 		echo
-		printf '%7s %-6s %7s %8s %7s %8s %8s %8s %9s %10s %9s\n' vms series rate reached \
-			odrsd_% p50_ms p99_ms max_ms answered to_user/s machine_%
+		printf '%7s %-6s %7s %8s %7s %8s %8s %8s %9s %10s %7s %9s\n' vms series rate reached \
+			odrsd_% p50_ms p99_ms max_ms answered to_user/s lost_% machine_%
 		awk -v d="$DURATION" '{
-			printf "%7s %-6s %7s %8.0f %7s %8s %8s %8s %9s %10.0f %9s\n", $1, $2, $3, $4, $5, $6, $7, $8,
-				$9, $10 / d, $11 }' <<<"$med"
+			printf "%7s %-6s %7s %8.0f %7s %8s %8s %8s %9s %10.0f %7s %9s\n", $1, $2, $3, $4, $5, $6, $7, $8,
+				$9, $10 / d, $12, $11 }' <<<"$med"
 		echo "(rate = target frames/s; reached = frames/s that arrived at n1; odrsd_% = odrsd's CPU"
 		echo " over the flood, % of one core; p50/p99/max = ARP reply times for $VM seen on c2's wire"
 		echo " (request out to reply in), over the requests of all rounds; answered = replies/requests;"
-		echo " to_user/s = frames odrsd's capture handed it, per second of flood; machine_% = every"
+		echo " to_user/s = frames odrsd's capture handed it, per second of flood; lost_% = of the frames"
+		echo " that reached n1, those the capture did not hand over (arp series only); machine_% = every"
 		echo " thread's run time incl. the generator's, % of one core (2 cores = 200 %); reached,"
-		echo " odrsd_%, to_user/s and machine_% are medians of the rounds)"
+		echo " odrsd_%, to_user/s, lost_% and machine_% are medians of the rounds; machine_% counts every"
+		echo " process on the machine, other users' too: read it for trends only)"
 		echo
 		echo "command: N=\"$NS\" RATES=\"$RATES\" SERIES=\"$SERIES\" DURATION=$DURATION PINGS=$PINGS" \
 			"GAP=$GAP ROUNDS=$ROUNDS LAB_PREFIX=$LAB_PREFIX bench/datapath.sh"
+		echo "run time: $SECONDS s"
 	} > "$TXT"
 	cat "$TXT"
 }
@@ -459,7 +470,7 @@ plot() {
 		done
 	done
 	gnuplot <<-EOF || echo "warning: gnuplot failed; no $PNG" >&2
-	set terminal png size 1100,500 noenhanced
+	set terminal pngcairo size 1100,500 noenhanced font ",10"
 	set output "$PNG"
 	set multiplot layout 1,2 title "odrsd's data path under a flood ($ROUNDS round(s))"
 	set xlabel "flood reaching the node, kframes/s"
@@ -470,10 +481,10 @@ plot() {
 	SER = "$SERIES"
 	set ylabel "ARP reply time for a sleeping VM, p99 (ms)"
 	plot for [j=1:words(SER)] for [i=1:words(NS)] "$d/".word(SER, j)."-".word(NS, i).".dat" \
-		using 1:2 with linespoints pt (j == 1 ? 7 : 5) dt j lc i title word(SER, j)." flood, N = ".word(NS, i)
+		using 1:2 with linespoints pt (j == 1 ? 7 : 4) dt j lw 1.5 lc i title word(SER, j)." flood, N = ".word(NS, i)
 	set ylabel "odrsd CPU, % of one core"
 	plot for [j=1:words(SER)] for [i=1:words(NS)] "$d/".word(SER, j)."-".word(NS, i).".dat" \
-		using 1:3 with linespoints pt (j == 1 ? 7 : 5) dt j lc i title word(SER, j)." flood, N = ".word(NS, i)
+		using 1:3 with linespoints pt (j == 1 ? 7 : 4) dt j lw 1.5 lc i title word(SER, j)." flood, N = ".word(NS, i)
 	unset multiplot
 	EOF
 }
@@ -489,7 +500,7 @@ awk -v n="$MAXN" 'BEGIN { for (i = 1; i <= n; i++) print "s" i ".img" }' |
 	(cd "$LAB_SHARED" && xargs touch) || fail "snapshot files"
 SRC_MAC=$(ip -n "$LAB_PREFIX-c1" -br link show eth0 | awk '{ print $3 }')
 SRC_IP=$(lab_client_ip c1)
-echo "vms,series,rate,achieved_pps,sent_pps,odrsd_cpu_pct,system_cpu_pct,flood_cpu_pct,frames_to_userspace,requests,replies,p50_ms,p99_ms,max_ms,arping_p50_ms,arping_p99_ms,round" > "$CSV"
+echo "vms,series,rate,achieved_pps,sent_pps,odrsd_cpu_pct,system_cpu_pct,flood_cpu_pct,frames_to_userspace,frames_reached,requests,replies,p50_ms,p99_ms,max_ms,arping_p50_ms,arping_p99_ms,round" > "$CSV"
 echo "vms,series,rate,round,reply_ms" > "$DCSV"
 echo "vms,socket_s,inspected_s,odrsd_cpu_s,rss_mib,conf_mib" > "$SCSV"
 

@@ -12,8 +12,11 @@
 #               check_interval 10 s, probe = agent, SIM_VMS VMs on the node,
 #               I from 0.5 to 30 min; over the paper's 30 minutes (all VMs
 #               running at the start, SIM_RUNS runs) and in the long run
-#               (6 h after a 30-minute warm-up). Save and restore take what
-#               the lab measured.
+#               (6 h after a 30-minute warm-up). Each save and each wake
+#               takes one of the durations the lab measured, drawn at random;
+#               TCP activity reaches odrsd up to ACTIVITY_DELAY_MS late and is
+#               lost when the activity capture is swapped meanwhile (memsim -X,
+#               as odrsd does it; see memsim.c).
 #   lab         time-compressed, on real TCG guests: one node, one client,
 #               VMS guests of MEM MiB, odrsd with idle_timeout = T_LAB,
 #               check_interval = CHECK, probe = PROBE; per ratio T/I in
@@ -27,23 +30,28 @@
 #               memory, from odrsd's event log: from hibernate_done to the
 #               next wake_start (the moment an access makes odrsd start the
 #               restore). Each point is set beside memsim run with the lab's
-#               own odrsd configuration, the measured save and wake times and
+#               own odrsd configuration, the measured save and wake times, a
+#               probe time fitted to the measured idle-detection delay, and
 #               the phase's duration.
 #
 # Output (RESULTS, default bench/results/):
 #   memsaved.csv      label,T_s,I_s,T_over_I,check_s,save_s,restore_s,runs,vms,duration_s,
-#                     warmup_s,saved_pct,stderr_pct,ideal_pct,approx_pct,hib_per_vm_h,woke_pct
+#                     warmup_s,saved_pct,stderr_pct,ideal_pct,approx_pct,hib_per_vm_h,woke_pct,
+#                     lost_pct,early_pct
 #                     (memsim's columns, see bench/memsim.c; labels sim30_T*m and
-#                     long_T*m: the paper's setting, simlab: the lab's; lab: measured
-#                     (stderr over the VMs; save_s, restore_s measured); paper: the
-#                     paper's point)
+#                     long_T*m: the paper's setting; simlab, simlab_long: the lab's;
+#                     simlab_noloss: the same without the activity lost on capture
+#                     swaps; lab: measured (stderr over the VMs; save_s, restore_s
+#                     the measured means; early_pct: idle hibernations sooner than
+#                     idle_timeout + the confirmation after the VM's last access);
+#                     paper: the paper's point)
 #   memsaved-lab.csv  ratio,I_s,vm,mem_mib,window_s,hibernated_s,to_wake_done_s,
 #                     hibernations,wakes,accesses,failed,waited (connect > 0.3 s)
 #   memsaved.txt      the lab points beside the simulation, the measured
 #                     overheads, the paper's point beside the simulation
 #   memsaved.png      saved % against I (paper's setting) and against I/T (lab)
 #
-# Knobs: VMS=3 MEM=96 T_LAB=6 CHECK=1 PROBE=agent RATIOS="0.5 1 0.25" PHASE=180
+# Knobs: VMS=4 MEM=96 T_LAB=6 CHECK=1 PROBE=agent RATIOS="0.5 1 0.25" PHASE=180
 #        SEED=1 SIM_RUNS=1000 SIM_VMS=8 LAB=1 (LAB=0: simulation only, with
 #        SAVE_S=1.5 RESTORE_S=1.1 PROBE_S=0.2) KEEP=DIR (keep the parsed events,
 #        access logs and configurations there)
@@ -53,7 +61,7 @@
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$BENCH_DIR/lib.sh"
 
-VMS=${VMS:-3}
+VMS=${VMS:-4}
 MEM=${MEM:-96}
 T_LAB=${T_LAB:-6}
 CHECK=${CHECK:-1}
@@ -72,6 +80,11 @@ MEMSIM=$ROOT/build/memsim
 CURL_MAX=30
 # An access that waited this long for its connection found its VM asleep.
 WAITED_S=0.3
+# odrsd/odrsd.h's ACTIVITY_DELAY_MS (the activity capture's block timeout)
+# and idle.c's confirmation after it, in seconds.
+ACT_DELAY=$(awk '$2 == "ACTIVITY_DELAY_MS" { printf "%g", $3 / 1000 }' "$ROOT/odrsd/odrsd.h")
+ACT_DELAY=${ACT_DELAY:-0.5}
+CONFIRM_S=$(awk -v a="$ACT_DELAY" 'BEGIN { printf "%g", a + 0.05 }')
 # The paper's setting: mean intervals in minutes, idle_timeouts in minutes.
 SIM_I_MIN="0.5 0.75 1 1.5 2 2.5 3 4 5 6 8 10 12 15 20 25 30"
 SIM_T_MIN="1 2 5"
@@ -98,7 +111,18 @@ cc -D_GNU_SOURCE -D_DEFAULT_SOURCE -I"$ROOT/libwake" -I"$ROOT/odrsd" $(pkg-confi
 
 keep() { [ -z "$KEEP" ] || { mkdir -p "$KEEP" && cp -r "$TMP"/. "$KEEP"/; }; }
 vm_name() { echo "vm$1"; }
-sec() { awk '{ printf "%.3f", $1 / 1000 }'; }
+# dist: of the seconds on standard input, "n N, mean M s, median D s, p90 P s, max X s"
+dist() {
+	sort -g | awk '{ x[NR] = $1; s += $1 }
+		END {
+			if (!NR) { printf "n 0"; exit }
+			r = int(0.9 * NR); if (r < 0.9 * NR) r++
+			printf "n %d, mean %.2f s, median %.2f s, p90 %.2f s, min %.2f s, max %.2f s", NR, s / NR,
+				NR % 2 ? x[(NR + 1) / 2] : (x[NR / 2] + x[NR / 2 + 1]) / 2, x[r], x[1], x[NR]
+		}'
+}
+# mean_of LIST: of a comma-separated list
+mean_of() { tr , '\n' <<<"$1" | awk '{ s += $1 } END { printf "%.3f", NR ? s / NR : 0 }'; }
 vm_ip() { echo "198.18.0.$((10 + $1))"; }
 vm_mac() { printf '52:54:00:12:00:%02x' $((0x10 + $1)); }
 now_us() { echo "${EPOCHREALTIME/./}"; }
@@ -229,64 +253,88 @@ lab_part() {
 # idle detection delay: hibernate_start minus (the end of the VM's last
 # access before it + T), median.
 measured_overheads() {
-	SAVE_S=$(awk '$3 == "hibernate_done" { print $5 }' "$TMP/ev.tsv" | median | sec)
-	# memsim's restore: from wake_start (the state turns to waking) to wake_done.
-	RESTORE_S=$(awk '$3 == "wake_start" { at[$1 " " $2] = $4 }
-		$3 == "wake_done" && at[$1 " " $2] { print ($4 - at[$1 " " $2]) * 1000; at[$1 " " $2] = 0 }' "$TMP/ev.tsv" |
-		median | sec)
-	WAKE_S=$(awk '$3 == "wake_done" { print $5 }' "$TMP/ev.tsv" | median | sec)
-	RESTORE_CALL_S=$(awk '$3 == "wake_done" { print $6 }' "$TMP/ev.tsv" | median | sec)
+	# Every save (hibernate_done ms) and every wake (wake_start to wake_done:
+	# the time memsim's restore stands for) in seconds, for memsim to draw from.
+	awk '$3 == "hibernate_done" { printf "%.3f\n", $5 / 1000 }' "$TMP/ev.tsv" > "$TMP/save.txt"
+	awk '$3 == "wake_start" { at[$1 " " $2] = $4 }
+		$3 == "wake_done" && at[$1 " " $2] { printf "%.3f\n", $4 - at[$1 " " $2]; at[$1 " " $2] = 0 }' \
+		"$TMP/ev.tsv" > "$TMP/wake.txt"
+	[ -s "$TMP/save.txt" ] && [ -s "$TMP/wake.txt" ] || fail "no save or no wake in the lab's event log"
+	SAVE_S=$(paste -sd, "$TMP/save.txt")
+	RESTORE_S=$(paste -sd, "$TMP/wake.txt")
+	SAVE_STATS=$(dist < "$TMP/save.txt")
+	WAKE_STATS=$(dist < "$TMP/wake.txt")
+	TRIGGER_STATS=$(awk '$3 == "wake_done" { printf "%.3f\n", $5 / 1000 }' "$TMP/ev.tsv" | dist)
+	CALL_STATS=$(awk '$3 == "wake_done" { printf "%.3f\n", $6 / 1000 }' "$TMP/ev.tsv" | dist)
 	# What should not happen: probes that failed, failed saves or wakes, failed accesses.
 	LAB_TROUBLE=$(awk '$3 == "idle_skip" { n["idle_skip " $7]++ } $3 ~ /_failed$/ { n[$3]++ }
 		END { for (k in n) printf "%s %d, ", k, n[k] }' "$TMP/ev.tsv")
 	LAB_TROUBLE="${LAB_TROUBLE}failed accesses $(awk '$5 != 200' "$TMP/acc.log" | wc -l) of $(wc -l < "$TMP/acc.log")"
-	# acc.log: k vm sched start code connect total; ev.tsv: k vm event epoch ...
-	DETECT=$(awk -v T="$T_LAB" '
-		f == 1 && $5 == 200 { n = ++na[$1 " " $2]; end[$1 " " $2, n] = $4 + $7 }
+	# Idle detection: hibernate_start (reason idle) minus the end of the VM's
+	# last access before it, minus T; and whether another VM's activity
+	# filter changed (its hibernate_start or wake_done) from just before that
+	# access to the capture's block timeout after it. acc.log: k vm sched
+	# start code connect total; ev.tsv: k vm event epoch ms restore_ms reason.
+	awk -v T="$T_LAB" -v blk="$ACT_DELAY" '
+		f == 1 && $5 == 200 { n = ++na[$1 " " $2]; st[$1 " " $2, n] = $4; end[$1 " " $2, n] = $4 + $7 }
+		f == 2 && ($3 == "hibernate_start" || $3 == "wake_done") { ne++; ek[ne] = $1; ev[ne] = $2; et[ne] = $4 }
 		f == 2 && $3 == "hibernate_start" && $7 == "idle" {
 			key = $1 " " $2; last = 0
-			for (j = 1; j <= na[key]; j++) if (end[key, j] < $4 && end[key, j] > last) last = end[key, j]
-			if (last) printf "%.3f\n", $4 - last - T
-		}' f=1 "$TMP/acc.log" f=2 "$TMP/ev.tsv" | sort -g | awk '{ x[NR] = $1; s += $1 }
-		END { if (NR) printf "%.2f %.2f %d", (NR % 2 ? x[(NR + 1) / 2] : (x[NR / 2] + x[NR / 2 + 1]) / 2), s / NR, NR }')
-	read -r DETECT_MED DETECT_MEAN DETECT_N <<<"$DETECT"
+			for (j = 1; j <= na[key]; j++) if (end[key, j] < $4 && end[key, j] > last) { last = end[key, j]; a = st[key, j] }
+			if (!last) next
+			swap = 0
+			for (i = 1; i < ne; i++)
+				if (ek[i] == $1 && ev[i] != $2 && et[i] >= a - 0.1 && et[i] <= last + blk + 0.1) swap = 1
+			printf "%.3f %d %s\n", $4 - last - T, swap, $1
+		}' f=1 "$TMP/acc.log" f=2 "$TMP/ev.tsv" > "$TMP/detect.txt"
+	# The confirmation alone waits CONFIRM_S after the check: a hibernation
+	# sooner than that after idle_timeout means odrsd missed the last access.
+	DETECT_STATS=$(awk -v c="$CONFIRM_S" '$1 >= c { print $1 }' "$TMP/detect.txt" | dist)
+	DETECT_MEAN=$(awk -v c="$CONFIRM_S" '$1 >= c { s += $1; n++ } END { printf "%.2f", n ? s / n : 0 }' "$TMP/detect.txt")
+	EARLY=$(awk -v c="$CONFIRM_S" '$1 < c { n++; w += $2; if (!m || $1 < m) m = $1 }
+		END { printf "%d of %d idle hibernations, %d of them with another VM'"'"'s hibernate_start or wake_done" \
+			" (a swap of the activity capture) within the block timeout of that access", n, NR, w }' "$TMP/detect.txt")
 	# memsim's -P: what the mean detection delay leaves after the tick, the
 	# confirmation and the capture's lateness (each half on average).
-	PROBE_S=$(awk -v d="$DETECT_MEAN" -v c="$CHECK" -v p="$PROBE" \
-		'BEGIN { x = d - c / 2 - 0.55 - 0.25; printf "%.2f", (p == "none" || x < 0) ? 0 : x }')
+	PROBE_S=$(awk -v d="$DETECT_MEAN" -v c="$CHECK" -v p="$PROBE" -v cf="$CONFIRM_S" -v blk="$ACT_DELAY" \
+		'BEGIN { x = d - c / 2 - cf - blk / 2; printf "%.2f", (p == "none" || x < 0) ? 0 : x }')
 	WAITED_CONNECT=$(awk -v w="$WAITED_S" '$5 == 200 && $6 > w { print $6 * 1000 }' "$TMP/acc.log" | median)
-	echo "   save $SAVE_S s, wake $RESTORE_S s (trigger to running $WAKE_S s), restore call $RESTORE_CALL_S s," \
-		"idle detection delay median $DETECT_MED s, mean $DETECT_MEAN s (n = $DETECT_N) -> probe ~ $PROBE_S s"
+	echo "   save $SAVE_STATS; wake $WAKE_STATS; idle detection delay $DETECT_STATS -> probe ~ $PROBE_S s;" \
+		"early: $EARLY"
 }
 
 # The lab's points as memsim rows (label lab), weighted by memory.
 lab_rows() {
-	local r
+	local r k=0 early
 	for r in $RATIOS; do
-		awk -F, -v r="$r" -v T="$T_LAB" -v c="$CHECK" -v S="$SAVE_S" -v R="$RESTORE_S" -v P="$PROBE_S" \
-			-v probe="$PROBE" -v ph="$PHASE" 'NR > 1 && $1 == r {
+		k=$((k + 1))
+		early=$(awk -v k="$k" -v c="$CONFIRM_S" '$3 == k { n++; if ($1 < c) e++ }
+			END { printf "%.1f", n ? 100 * e / n : 0 }' "$TMP/detect.txt")
+		awk -F, -v r="$r" -v T="$T_LAB" -v c="$CHECK" -v S="$(mean_of "$SAVE_S")" -v R="$(mean_of "$RESTORE_S")" \
+			-v P="$PROBE_S" -v probe="$PROBE" -v ph="$PHASE" -v early="$early" -v cf="$CONFIRM_S" -v blk="$ACT_DELAY" '
+			NR > 1 && $1 == r {
 			n++; I = $2; f[n] = $6 / $5; ws += $4 * $6; ww += $4 * $5; hib += $8; acc += $10; wt += $12
 		} END {
 			m = ws / ww; for (i = 1; i <= n; i++) v += (f[i] - m) ^ 2
 			se = n > 1 ? sqrt(v / (n - 1) / n) : 0
-			tau = T + 0.25 + c / 2 + 0.55 + (probe == "none" ? 0 : P)
+			tau = T + blk / 2 + c / 2 + cf + (probe == "none" ? 0 : P)
 			approx = exp(-S / I) / (exp(tau / I) - 1 + (S + R) / I + exp(-S / I))
-			printf "lab,%g,%g,%.4f,%g,%g,%g,1,%d,%g,0,%.2f,%.2f,%.2f,%.2f,%.2f,%.1f\n", T, I, T / I, c, S, R, n,
+			printf "lab,%g,%g,%.4f,%g,%g,%g,1,%d,%g,0,%.2f,%.2f,%.2f,%.2f,%.2f,%.1f,,%s\n", T, I, T / I, c, S, R, n,
 				ph, 100 * m, 100 * se, 100 * exp(-T / I), 100 * approx, hib / (n * ph / 3600),
-				acc ? 100 * wt / acc : 0
+				acc ? 100 * wt / acc : 0, early
 		}' "$DETAIL"
 	done
 }
 
-# simulate LABEL CONFIG "I_S..." DURATION WARMUP RUNS: memsim's rows, no header
+# simulate LABEL CONFIG "I_S..." DURATION WARMUP RUNS [MEMSIM ARGS...]: memsim's rows, no header
 simulate() {
 	"$MEMSIM" -c "$2" -I "$3" -d "$4" -w "$5" -n "$6" -r "$SEED" -S "$SAVE_S" -R "$RESTORE_S" \
-		-P "$PROBE_S" -l "$1" | tail -n +2
+		-P "$PROBE_S" -A "$ACT_DELAY" -l "$1" "${@:7}" | tail -n +2
 }
 
 sim_part() {
 	local t i_s conf lab_i
-	step "simulation: T = $SIM_T_MIN min, I = $SIM_I_MIN min, $SIM_VMS VMs, save $SAVE_S s, wake $RESTORE_S s, probe $PROBE_S s"
+	step "simulation: T = $SIM_T_MIN min, I = $SIM_I_MIN min, $SIM_VMS VMs, save $(mean_of "$SAVE_S") s, wake $(mean_of "$RESTORE_S") s (means), probe $PROBE_S s"
 	i_s=$(for i in $SIM_I_MIN; do awk -v i="$i" 'BEGIN { printf "%g ", i * 60 }'; done)
 	for t in $SIM_T_MIN; do
 		conf=$TMP/sim-T${t}m.conf
@@ -294,14 +342,16 @@ sim_part() {
 			printf '[odrsd]\nnode = sim\n[policy]\nidle_timeout = %sm\nprobe = agent\n' "$t"
 			for i in $(seq 1 "$SIM_VMS"); do printf '[vm s%d]\nip = 198.18.0.%d\n' "$i" $((100 + i)); done
 		} > "$conf"
-		simulate "sim30_T${t}m" "$conf" "$i_s" 1800 0 "$SIM_RUNS" >> "$CSV" || fail "memsim"
-		simulate "long_T${t}m" "$conf" "$i_s" 21600 1800 $((SIM_RUNS / 10)) >> "$CSV" || fail "memsim"
+		simulate "sim30_T${t}m" "$conf" "$i_s" 1800 0 "$SIM_RUNS" -X >> "$CSV" || fail "memsim"
+		simulate "long_T${t}m" "$conf" "$i_s" 21600 1800 $((SIM_RUNS / 10)) -X >> "$CSV" || fail "memsim"
 	done
 	[ "$LAB" = 1 ] || return 0
 	lab_i=$(for i in $LAB_I_OVER_T; do awk -v i="$i" -v t="$T_LAB" 'BEGIN { printf "%g ", i * t }'; done)
 	step "simulation of the lab: its odrsd configuration, I = T x ($LAB_I_OVER_T), $PHASE s"
-	simulate simlab "$TMP/lab.conf" "$lab_i" "$PHASE" 0 "$SIM_RUNS" >> "$CSV" || fail "memsim"
-	simulate simlab_long "$TMP/lab.conf" "$lab_i" 3660 60 $((SIM_RUNS / 10)) >> "$CSV" || fail "memsim"
+	# As odrsd is (-X: activity lost when the capture is swapped), and without that loss.
+	simulate simlab "$TMP/lab.conf" "$lab_i" "$PHASE" 0 "$SIM_RUNS" -X >> "$CSV" || fail "memsim"
+	simulate simlab_noloss "$TMP/lab.conf" "$lab_i" "$PHASE" 0 "$SIM_RUNS" >> "$CSV" || fail "memsim"
+	simulate simlab_long "$TMP/lab.conf" "$lab_i" 3660 60 $((SIM_RUNS / 10)) -X >> "$CSV" || fail "memsim"
 }
 
 # pm ROW: its saved_pct and stderr_pct as "X+-Y"
@@ -320,31 +370,47 @@ summarize() {
 		if [ "$LAB" = 1 ]; then
 			echo "lab: $VMS guests of $MEM MiB, idle_timeout = ${T_LAB}s, check_interval = ${CHECK}s, probe = $PROBE," \
 				"$PHASE s per ratio (${LAB_SECONDS}s in all), Poisson accesses (curl over HTTP) from one client"
-			echo "measured (medians): save $SAVE_S s (hibernate_done ms), wake $RESTORE_S s (wake_start to wake_done;" \
-				"the restore call alone $RESTORE_CALL_S s; wake_done ms, trigger to running, $WAKE_S s:"
-			echo "  it includes the save still running when an access came);"
-			echo "  idle detection: hibernate_start came $DETECT_MED s (median; mean $DETECT_MEAN s, n = $DETECT_N)" \
-				"after idle_timeout had run out since the VM's last access ended"
-			echo "  (expected: check_interval/2 + 0.55 s confirmation + 0.25 s capture lateness + probe;" \
-				"memsim's probe time set to $PROBE_S s from it)"
+			echo "measured: save (hibernate_done ms): $SAVE_STATS"
+			echo "  wake (wake_start to wake_done): $WAKE_STATS"
+			echo "    the restore call alone (restore_ms): $CALL_STATS"
+			echo "    trigger to running (wake_done ms, includes a save still running when the access came): $TRIGGER_STATS"
+			echo "  idle detection (hibernate_start minus the end of the VM's last access minus idle_timeout," \
+				"where at least the ${CONFIRM_S} s confirmation): $DETECT_STATS"
+			echo "    (expected: check_interval/2 + ${CONFIRM_S} s confirmation + up to ${ACT_DELAY} s capture lateness + probe," \
+				"on average; memsim's probe time set to $PROBE_S s from the mean)"
+			echo "  hibernated sooner than idle_timeout + ${CONFIRM_S} s after the VM's last access (odrsd missed it):"
+			echo "    $EARLY"
+			echo "  memsim draws each save and each wake from the durations above"
 			echo "  accesses that found their VM asleep (connect > ${WAITED_S}s) connected after $WAITED_CONNECT ms (median)"
 			echo
-			printf '%-5s %7s %10s %10s %10s %10s %10s %12s %9s %9s\n' "T/I" "I (s)" "lab %" "sim %" "sim long %" \
-				"ideal %" "T=2m %" "lab hib/h" "lab woke" "sim woke"
+			printf '%-5s %6s %11s %11s %9s %9s %8s %7s\n' "T/I" "I (s)" "lab %" "sim %" "no loss %" \
+				"long %" "ideal %" "T=2m %"
+			for r in $RATIOS; do
+				lab=$(awk -F, -v r="$r" '$1 == "lab" && $4 + 0 == r + 0' "$CSV")
+				I=$(cut -d, -f3 <<<"$lab")
+				t2=$(row sim30_T2m "$(awk -v r="$r" 'BEGIN { print 120 / r }')")
+				printf '%-5s %6s %11s %11s %9s %9s %8s %7s\n' "$r" "$I" "$(pm "$lab")" "$(pm "$(row simlab "$I")")" \
+					"$(row simlab_noloss "$I" | cut -d, -f12)" "$(row simlab_long "$I" | cut -d, -f12)" \
+					"$(cut -d, -f14 <<<"$lab")" "${t2:+$(cut -d, -f12 <<<"$t2")}"
+			done
+			echo "(memory saved; lab: memory-weighted, +- the standard error over the VMs; sim: memsim with the lab's" \
+				"odrsd.conf, the measured save and wake times, ${PHASE}s from all running, $SIM_RUNS runs, +- its"
+			echo " standard error, activity lost on capture swaps as odrsd does (-X); no loss: the same without -X;" \
+				"long: with -X in the long run (1 h after 1 min);"
+			echo " ideal: e^(-T/I); T=2m: memsim in the paper's setting (30 min) at the same ratio)"
+			echo
+			printf '%-5s %6s %16s %14s %22s\n' "T/I" "I (s)" "hib/VM-h" "woke %" "early %"
+			printf '%-5s %6s %16s %14s %22s\n' "" "" "lab / sim" "lab / sim" "lab / sim / no loss"
 			for r in $RATIOS; do
 				lab=$(awk -F, -v r="$r" '$1 == "lab" && $4 + 0 == r + 0' "$CSV")
 				I=$(cut -d, -f3 <<<"$lab")
 				sim=$(row simlab "$I")
-				t2=$(row sim30_T2m "$(awk -v r="$r" 'BEGIN { print 120 / r }')")
-				printf '%-5s %7s %10s %10s %10s %10s %10s %12s %8s%% %8s%%\n' "$r" "$I" \
-					"$(pm "$lab")" "$(pm "$sim")" "$(row simlab_long "$I" | cut -d, -f12)" \
-					"$(cut -d, -f14 <<<"$lab")" "${t2:+$(cut -d, -f12 <<<"$t2")}" \
-					"$(cut -d, -f16 <<<"$lab")" "$(cut -d, -f17 <<<"$lab")" "$(cut -d, -f17 <<<"$sim")"
+				printf '%-5s %6s %16s %14s %22s\n' "$r" "$I" "$(cut -d, -f16 <<<"$lab") / $(cut -d, -f16 <<<"$sim")" \
+					"$(cut -d, -f17 <<<"$lab") / $(cut -d, -f17 <<<"$sim")" \
+					"$(cut -d, -f19 <<<"$lab") / $(cut -d, -f19 <<<"$sim") / $(row simlab_noloss "$I" | cut -d, -f19)"
 			done
-			echo "(lab: memory-weighted, +- the standard error over the VMs; sim: memsim with the lab's odrsd.conf," \
-				"the measured save/wake/probe times, ${PHASE}s from all running, $SIM_RUNS runs, +- its standard error;"
-			echo " sim long: the same in the long run (1 h after 1 min); ideal: e^(-T/I); T=2m: memsim in the paper's" \
-				"setting (30 min) at the same ratio; woke: accesses that found their VM not running)"
+			echo "(hibernations per VM and hour; woke: accesses that found their VM not running (lab: connect > ${WAITED_S}s);" \
+				"early: idle hibernations sooner than idle_timeout + ${CONFIRM_S} s after the VM's last access)"
 			echo "lab trouble: $LAB_TROUBLE"
 			awk -F, 'NR > 1 { w += $4 * $5; s += $4 * $6; u += $4 * $7 }
 				END { printf "counting the restore as saved too (to wake_done): %.1f %% instead of %.1f %% over all phases\n",
@@ -352,7 +418,7 @@ summarize() {
 			echo
 		fi
 		echo "the paper's setting: idle_timeout 2 min, check_interval 10 s, probe agent, $SIM_VMS VMs," \
-			"save $SAVE_S s, wake $RESTORE_S s, probe $PROBE_S s"
+			"save $(mean_of "$SAVE_S") s, wake $(mean_of "$RESTORE_S") s (means${LABSRC}), probe $PROBE_S s"
 		printf '%8s' "I (min)"
 		for p in sim30_T1m sim30_T2m long_T2m sim30_T5m; do printf ' %13s' "$p"; done
 		printf ' %13s\n' "e^(-2/I)"
@@ -387,7 +453,7 @@ plot() {
 	set yrange [0:100]
 	set ylabel "memory saved (% of VM-time hibernated)"
 	set logscale x
-	set title "the paper's setting (memsim: check 10 s, probe, save $SAVE_S s, wake $RESTORE_S s)"
+	set title "the paper's setting (memsim: check 10 s, probe $PROBE_S s, save $(printf %.1f "$(mean_of "$SAVE_S")") s, wake $(printf %.1f "$(mean_of "$RESTORE_S")") s, means)"
 	set xlabel "mean interval between accesses I (min)"
 	set xrange [0.45:33]
 	set xtics (0.5, 1, 2, 4, 8, 15, 30)
@@ -414,15 +480,17 @@ plot() {
 	EOF
 }
 
-echo "label,T_s,I_s,T_over_I,check_s,save_s,restore_s,runs,vms,duration_s,warmup_s,saved_pct,stderr_pct,ideal_pct,approx_pct,hib_per_vm_h,woke_pct" > "$CSV.new"
+echo "label,T_s,I_s,T_over_I,check_s,save_s,restore_s,runs,vms,duration_s,warmup_s,saved_pct,stderr_pct,ideal_pct,approx_pct,hib_per_vm_h,woke_pct,lost_pct,early_pct" > "$CSV.new"
 if [ "$LAB" = 1 ]; then
 	lab_part
 	lab_rows >> "$CSV.new"
+	LABSRC=", drawn from the lab's"
 else
+	LABSRC=
 	trap 'keep; rm -rf "$TMP"' EXIT
 fi
 mv "$CSV.new" "$CSV"
-echo "paper,120,240,0.5000,,,,,,1800,0,54,,60.65,,," >> "$CSV"
+echo "paper,120,240,0.5000,,,,,,1800,0,54,,60.65,,,,," >> "$CSV"
 sim_part
 step "summary"
 summarize

@@ -5,7 +5,7 @@
  *
  *   memsim -c CONFIG -I "I1 I2 ..." [-d DURATION_S=1800] [-w WARMUP_S=0]
  *          [-n RUNS=200] [-r SEED=1] [-S SAVE_S=1] [-R RESTORE_S=1]
- *          [-P PROBE_S=0.2] [-A LATE_S=0.5] [-j JITTER=0] [-L LOAD=0.00]
+ *          [-P PROBE_S=0.2] [-A LATE_S=0.5] [-X] [-j JITTER=0] [-L LOAD=0.00]
  *          [-p "PROCESSES"] [-l LABEL]
  *
  * The node is the one CONFIG describes, read with libwake's wk_config_load:
@@ -32,26 +32,42 @@
  *   - an access to a running VM resets its activity clock.
  *
  * The activity clock is set when the activity capture hands the frame over:
- * up to ACTIVITY_DELAY_MS late (LATE_S, uniform; -A 0 for never).
+ * up to ACTIVITY_DELAY_MS late (LATE_S, uniform; -A 0 for at once). A check
+ * or confirmation before that does not know of the frame. -X: a frame is
+ * lost when the activity capture is swapped (capture.c's capture_swap, on
+ * every change of the set of running VMs: a hibernate_start, a wake's end)
+ * between its arrival and its hand-over, as a frame still in the old
+ * handle's unfinished block is.
  *
  * Accesses to each VM are a Poisson process with mean interval I. All VMs
  * start running, just accessed, at time 0. Memory counts as saved while a
  * VM is hibernated: from the end of its save (hibernate_done) to the access
  * that wakes it (wake_start). The VMs' memory sizes are not in the
  * configuration: every VM weighs the same.
- * JITTER spreads SAVE_S, RESTORE_S and PROBE_S uniformly by +-JITTER of
- * themselves. Only [WARMUP_S, DURATION_S] is counted.
+ * SAVE_S and RESTORE_S may be lists ("2.1,2.5,4.0", the durations a lab
+ * measured): each save or restore then takes one of them, drawn at random.
+ * JITTER spreads the durations uniformly by +-JITTER of themselves. Only
+ * [WARMUP_S, DURATION_S] is counted.
  *
  * Prints CSV, one line per I (seconds):
  *   label,T_s,I_s,T_over_I,check_s,save_s,restore_s,runs,vms,duration_s,warmup_s,
- *   saved_pct,stderr_pct,ideal_pct,approx_pct,hib_per_vm_h,woke_pct
- * with T the mean idle_timeout of the VMs (each VM's own is used); stderr the
- * standard error of the mean over runs; ideal = e^(-T/I), the long-run
- * fraction of time asleep when sleep starts exactly T after the last access
- * and saves and restores take no time; approx = the same renewal argument
- * with the overheads, e^(-S/I) / (e^(tau/I) - 1 + (S+R)/I + e^(-S/I)),
- * tau = T + LATE_S/2 + check/2 + confirm (+ probe); hib_per_vm_h = hibernations per VM
- * and hour; woke_pct = the accesses that found their VM not running.
+ *   saved_pct,stderr_pct,ideal_pct,approx_pct,hib_per_vm_h,woke_pct,lost_pct,early_pct
+ * with T the mean idle_timeout of the VMs (each VM's own is used); save_s and
+ * restore_s the means of their lists; stderr the standard error of the mean
+ * over runs; ideal = e^(-T/I), the long-run fraction of time asleep when
+ * sleep starts exactly T after the last access and saves and restores take
+ * no time (each gap between accesses, mean I, sleeps I e^(-T/I) on average);
+ * approx = the same renewal argument with the overheads: a cycle is the wait
+ * for a gap of tau without access ((e^(tau/I) - 1) I on average), the save S,
+ * asleep until the next access (I, unless one came during the save:
+ * probability 1 - e^(-S/I)), the wake R; so
+ * approx = e^(-S/I) / (e^(tau/I) - 1 + (S+R)/I + e^(-S/I)) with
+ * tau = T + LATE_S/2 + check/2 + confirm (+ probe); hib_per_vm_h =
+ * hibernations per VM and hour; woke_pct = the accesses that found their VM
+ * not running;
+ * lost_pct = the accesses to a running VM whose activity was lost (-X);
+ * early_pct = the hibernations that started sooner than idle_timeout plus
+ * the confirmation after the VM's last access (odrsd had not seen it).
  * Exit: 0, 1 a bad configuration, 2 usage.
  */
 #include <errno.h>
@@ -70,7 +86,7 @@
 /* idle.c's idle_confirm timer: this long after a check that found VMs idle. */
 #define CONFIRM_S ((ACTIVITY_DELAY_MS + 50) / 1000.)
 
-enum ev_type { EV_ACCESS, EV_TICK, EV_CONFIRM, EV_JOB_DONE };
+enum ev_type { EV_ACCESS, EV_TICK, EV_CONFIRM, EV_JOB_DONE, EV_SEEN };
 enum job_op { JOB_RESTORE = 0, JOB_SAVE, JOB_PROBE, NJOBOPS };
 
 struct event {
@@ -79,6 +95,7 @@ struct event {
 	enum ev_type  type;
 	int           vm;
 	enum job_op   op;
+	double        at;       /* EV_SEEN: when the frame was on the wire */
 };
 
 struct heap {
@@ -90,11 +107,12 @@ struct heap {
 struct simvm {
 	const struct wk_vmconf *c;
 	enum vm_state state;
-	double        last;         /* last TCP activity */
+	double        last;         /* last TCP activity, as odrsd knows it */
+	double        wire;         /* last TCP frame on the wire */
 	bool          job_busy, probing, pending, wake_wanted;
 	double        slept_at;     /* hibernate_done, while VM_HIBERNATED */
 	double        saved;        /* seconds hibernated inside the window */
-	unsigned long hibernations, accesses, woke;
+	unsigned long hibernations, accesses, woke, seen, lost, early;
 };
 
 struct queue {
@@ -111,11 +129,21 @@ struct sim {
 	struct queue  q[NJOBOPS];
 	double        next_restore_at;
 	double        now, end, warmup, interval;
+	double        last_swap;    /* the activity capture's last swap */
 	uint64_t      rng;
 	bool          confirm_active;
 };
 
-static double save_s = 1, restore_s = 1, probe_s = 0.2, late_s = ACTIVITY_DELAY_MS / 1000., jitter = 0, load = 0;
+/* A duration: one value, or a list of them to draw from. */
+struct dur {
+	double *v;
+	size_t  n;
+	double  mean;
+};
+
+static struct dur save_d = { NULL, 0, 1 }, restore_d = { NULL, 0, 1 };
+static double probe_s = 0.2, late_s = ACTIVITY_DELAY_MS / 1000., jitter = 0, load = 0;
+static bool lose_on_swap;
 static const char *processes = "init sh httpd qemu-ga";
 static char probe_out[4096];
 static size_t probe_len;
@@ -139,15 +167,38 @@ static double uniform(struct sim *s)
 
 static double expo(struct sim *s, double mean) { return -mean * log(uniform(s)); }
 
-/* When odrsd learns of a TCP frame seen now. */
-static double seen(struct sim *s) { return s->now + (late_s > 0 ? late_s * uniform(s) : 0); }
-
 static double service(struct sim *s, double base)
 {
 	return jitter > 0 ? base * (1 + jitter * (2 * uniform(s) - 1)) : base;
 }
 
-static void push(struct sim *s, double t, enum ev_type type, int vm, enum job_op op)
+/* "2.5" or "2.1,2.5,4.0": 0, or -1 when a value is not a number >= 0. */
+static int parse_dur(const char *arg, struct dur *d)
+{
+	char *list = strdup(arg), *tok, *save_ptr, *end;
+	double sum = 0;
+
+	if (!list)
+		die("out of memory");
+	d->n = 0;
+	for (tok = strtok_r(list, ", ", &save_ptr); tok; tok = strtok_r(NULL, ", ", &save_ptr)) {
+		if (!(d->v = realloc(d->v, (d->n + 1) * sizeof(*d->v))))
+			die("out of memory");
+		d->v[d->n] = strtod(tok, &end);
+		if (end == tok || *end || d->v[d->n] < 0) {
+			free(list);
+			return -1;
+		}
+		sum += d->v[d->n++];
+	}
+	free(list);
+	if (!d->n)
+		return -1;
+	d->mean = sum / d->n;
+	return 0;
+}
+
+static void push_at(struct sim *s, double t, enum ev_type type, int vm, enum job_op op, double at)
 {
 	struct heap *h = &s->h;
 	size_t i;
@@ -158,7 +209,7 @@ static void push(struct sim *s, double t, enum ev_type type, int vm, enum job_op
 			die("out of memory");
 	}
 	i = h->n++;
-	h->e[i] = (struct event){ t, h->seq++, type, vm, op };
+	h->e[i] = (struct event){ t, h->seq++, type, vm, op, at };
 	while (i > 0) {
 		size_t p = (i - 1) / 2;
 		struct event tmp;
@@ -167,6 +218,11 @@ static void push(struct sim *s, double t, enum ev_type type, int vm, enum job_op
 		tmp = h->e[p], h->e[p] = h->e[i], h->e[i] = tmp;
 		i = p;
 	}
+}
+
+static void push(struct sim *s, double t, enum ev_type type, int vm, enum job_op op)
+{
+	push_at(s, t, type, vm, op, 0);
 }
 
 static bool before(const struct event *a, const struct event *b)
@@ -196,10 +252,47 @@ static struct event pop(struct sim *s)
 	return top;
 }
 
+/* A TCP frame of VM i on the wire now: odrsd learns of it when the activity capture hands it over. */
+static void frame(struct sim *s, int i)
+{
+	struct simvm *v = &s->vm[i];
+
+	v->wire = s->now;
+	if (late_s > 0)
+		push_at(s, s->now + late_s * uniform(s), EV_SEEN, i, 0, s->now);
+	else if (s->now > v->last)
+		v->last = s->now;
+}
+
+/* idle.c's idle_note_tcp, unless the frame went down with a swapped capture. */
+static void on_seen(struct sim *s, const struct event *e)
+{
+	struct simvm *v = &s->vm[e->vm];
+	bool counted = e->at >= s->warmup;
+
+	if (lose_on_swap && s->last_swap > e->at) {
+		v->lost += counted;
+		return;
+	}
+	v->seen += counted;
+	if (s->now > v->last)
+		v->last = s->now;
+}
+
+static double draw(struct sim *s, const struct dur *d)
+{
+	size_t i;
+
+	if (d->n < 2)
+		return d->mean;
+	i = (size_t)(uniform(s) * d->n);
+	return d->v[i < d->n ? i : d->n - 1];
+}
+
 /* A worker takes the job: virt.c's worker_run, restore spacing included. */
 static void job_start(struct sim *s, enum job_op op, int vm)
 {
-	double start = s->now, base = op == JOB_RESTORE ? restore_s : op == JOB_SAVE ? save_s : probe_s;
+	double start = s->now, base = op == JOB_RESTORE ? draw(s, &restore_d) : op == JOB_SAVE ? draw(s, &save_d) : probe_s;
 	uint64_t spacing = s->cfg->wake_spacing_ms;
 
 	s->q[op].free--;
@@ -264,8 +357,12 @@ static void sim_hibernate_start(struct sim *s, int i)
 	v->state = VM_HIBERNATING;
 	v->wake_wanted = false;
 	v->job_busy = true;
-	if (s->now >= s->warmup)
+	s->last_swap = s->now;
+	if (s->now >= s->warmup) {
 		v->hibernations++;
+		if (s->now - v->wire < v->c->policy.idle_timeout_ms / 1000. + CONFIRM_S)
+			v->early++;
+	}
 	job_submit(s, JOB_SAVE, i);
 }
 
@@ -319,7 +416,9 @@ static void sim_job_done(struct sim *s, const struct event *e)
 		}
 	} else {
 		v->state = VM_RUNNING;
-		v->last = seen(s);   /* the replayed SYN's exchange */
+		v->last = s->now;     /* vm_runs_here */
+		s->last_swap = s->now;
+		frame(s, e->vm);      /* the replayed SYN's exchange */
 	}
 }
 
@@ -332,12 +431,10 @@ static void on_access(struct sim *s, int i)
 		if (v->state != VM_RUNNING)
 			v->woke++;
 	}
-	/* The activity capture, in order but late; a sleeping VM's clock is reset on waking. */
-	if (v->state == VM_RUNNING) {
-		double t = seen(s);
-		v->last = t > v->last ? t : v->last;
-	}
-	if (v->state != VM_RUNNING)
+	/* The activity capture; a sleeping VM's clock is reset on waking. */
+	if (v->state == VM_RUNNING)
+		frame(s, i);
+	else
 		sim_wake_start(s, i);
 	push(s, s->now + expo(s, s->interval), EV_ACCESS, i, 0);
 }
@@ -375,7 +472,7 @@ static void on_confirm(struct sim *s)
 }
 
 struct result {
-	double saved, hib, accesses, woke;
+	double saved, hib, accesses, woke, seen, lost, early;
 };
 
 static struct result run(const struct wk_config *cfg, double interval, double duration, double warmup,
@@ -405,6 +502,7 @@ static struct result run(const struct wk_config *cfg, double interval, double du
 		case EV_TICK:     on_tick(&s); break;
 		case EV_CONFIRM:  on_confirm(&s); break;
 		case EV_JOB_DONE: sim_job_done(&s, &e); break;
+		case EV_SEEN:     on_seen(&s, &e); break;
 		}
 	}
 	s.now = duration;
@@ -416,6 +514,9 @@ static struct result run(const struct wk_config *cfg, double interval, double du
 		r.hib += v->hibernations;
 		r.accesses += v->accesses;
 		r.woke += v->woke;
+		r.seen += v->seen;
+		r.lost += v->lost;
+		r.early += v->early;
 	}
 	r.saved /= s.nvm * (duration - warmup);
 	free(s.vm);
@@ -433,7 +534,7 @@ static void diag(void *ctx, const char *file, unsigned line, const char *msg)
 static void usage(void)
 {
 	fprintf(stderr, "usage: memsim -c CONFIG -I \"I1 I2 ...\" [-d DURATION_S] [-w WARMUP_S] [-n RUNS]\n"
-			"              [-r SEED] [-S SAVE_S] [-R RESTORE_S] [-P PROBE_S] [-A LATE_S] [-j JITTER]\n"
+			"              [-r SEED] [-S SAVE_S] [-R RESTORE_S] [-P PROBE_S] [-A LATE_S] [-X] [-j JITTER]\n"
 			"              [-L LOAD] [-p PROCESSES] [-l LABEL]\n");
 	exit(2);
 }
@@ -448,7 +549,7 @@ int main(int argc, char **argv)
 	char *list, *tok, *save;
 	int o, n;
 
-	while ((o = getopt(argc, argv, "c:I:d:w:n:r:S:R:P:A:j:L:p:l:")) != -1) {
+	while ((o = getopt(argc, argv, "c:I:d:w:n:r:S:R:P:A:Xj:L:p:l:")) != -1) {
 		switch (o) {
 		case 'c': conf = optarg; break;
 		case 'I': intervals = optarg; break;
@@ -456,10 +557,11 @@ int main(int argc, char **argv)
 		case 'w': warmup = atof(optarg); break;
 		case 'n': runs = strtoul(optarg, NULL, 10); break;
 		case 'r': seed = strtoull(optarg, NULL, 10); break;
-		case 'S': save_s = atof(optarg); break;
-		case 'R': restore_s = atof(optarg); break;
+		case 'S': if (parse_dur(optarg, &save_d) < 0) usage(); break;
+		case 'R': if (parse_dur(optarg, &restore_d) < 0) usage(); break;
 		case 'P': probe_s = atof(optarg); break;
 		case 'A': late_s = atof(optarg); break;
+		case 'X': lose_on_swap = true; break;
 		case 'j': jitter = atof(optarg); break;
 		case 'L': load = atof(optarg); break;
 		case 'p': processes = optarg; break;
@@ -468,7 +570,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!conf || !intervals || optind != argc || runs < 1 || duration <= warmup || warmup < 0 ||
-	    save_s < 0 || restore_s < 0 || probe_s < 0 || late_s < 0 || jitter < 0 || jitter >= 1)
+	    probe_s < 0 || late_s < 0 || jitter < 0 || jitter >= 1)
 		usage();
 	if (wk_config_load(conf, diag, NULL, &cfg) < 0)
 		return 1;
@@ -485,10 +587,10 @@ int main(int argc, char **argv)
 	probe_len = (size_t)n;
 
 	printf("label,T_s,I_s,T_over_I,check_s,save_s,restore_s,runs,vms,duration_s,warmup_s,"
-	       "saved_pct,stderr_pct,ideal_pct,approx_pct,hib_per_vm_h,woke_pct\n");
+	       "saved_pct,stderr_pct,ideal_pct,approx_pct,hib_per_vm_h,woke_pct,lost_pct,early_pct\n");
 	list = strdup(intervals);
 	for (tok = strtok_r(list, " ,", &save); tok; tok = strtok_r(NULL, " ,", &save)) {
-		double I = atof(tok), sum = 0, sum2 = 0, hib = 0, acc = 0, woke = 0;
+		double I = atof(tok), sum = 0, sum2 = 0, hib = 0, acc = 0, woke = 0, seen = 0, lost = 0, early = 0;
 		double T = 0, ideal = 0, approx = 0, check = cfg->check_interval_ms / 1000.;
 
 		if (I <= 0)
@@ -496,7 +598,7 @@ int main(int argc, char **argv)
 		for (unsigned long k = 0; k < runs; k++) {
 			struct result r = run(cfg, I, duration, warmup, seed * 1000003ULL + k);
 			sum += r.saved, sum2 += r.saved * r.saved;
-			hib += r.hib, acc += r.accesses, woke += r.woke;
+			hib += r.hib, acc += r.accesses, woke += r.woke, seen += r.seen, lost += r.lost, early += r.early;
 		}
 		for (size_t i = 0; i < cfg->nvms; i++) {
 			const struct wk_policy *p = &cfg->vms[i].policy;
@@ -506,19 +608,22 @@ int main(int argc, char **argv)
 			if (!t)
 				continue;
 			ideal += exp(-t / I) / cfg->nvms;
-			approx += exp(-save_s / I) /
-			    (exp(tau / I) - 1 + (save_s + restore_s) / I + exp(-save_s / I)) / cfg->nvms;
+			approx += exp(-save_d.mean / I) /
+			    (exp(tau / I) - 1 + (save_d.mean + restore_d.mean) / I + exp(-save_d.mean / I)) / cfg->nvms;
 		}
 		{
 			double mean = sum / runs;
 			double var = runs > 1 ? (sum2 - runs * mean * mean) / (runs - 1) : 0;
-			printf("%s,%g,%g,%.4f,%g,%g,%g,%lu,%zu,%g,%g,%.2f,%.2f,%.2f,%.2f,%.2f,%.1f\n", label, T, I,
-			       T / I, check, save_s, restore_s, runs, cfg->nvms, duration, warmup, 100 * mean,
+			printf("%s,%g,%g,%.4f,%g,%g,%g,%lu,%zu,%g,%g,%.2f,%.2f,%.2f,%.2f,%.2f,%.1f,%.1f,%.1f\n", label, T, I,
+			       T / I, check, save_d.mean, restore_d.mean, runs, cfg->nvms, duration, warmup, 100 * mean,
 			       100 * sqrt(var > 0 ? var / runs : 0), 100 * ideal, 100 * approx,
-			       hib / (runs * cfg->nvms * (duration - warmup) / 3600), acc ? 100 * woke / acc : 0);
+			       hib / (runs * cfg->nvms * (duration - warmup) / 3600), acc ? 100 * woke / acc : 0,
+			       seen + lost ? 100 * lost / (seen + lost) : 0, hib ? 100 * early / hib : 0);
 		}
 	}
 	free(list);
 	wk_config_free(cfg);
+	free(save_d.v);
+	free(restore_d.v);
 	return 0;
 }

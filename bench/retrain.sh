@@ -102,6 +102,7 @@ command -v gnuplot > /dev/null || fail "gnuplot missing (make deps)"
 gnuplot <<-EOF || echo "warning: gnuplot failed; no retrain.png" >&2
 	set terminal png size 800,500
 	set output "$RESULTS/retrain.png"
+	set termoption noenhanced
 	set datafile separator ","
 	set title "Retraining $N sleeping MACs on a role move ($ROUNDS rounds per rate)"
 	set logscale x
