@@ -357,10 +357,10 @@ plot() {
 	mkdir -p "$dat"
 	ncols=$(wc -w <<<"$NS")
 	{
-		echo "set terminal pngcairo size $((ncols > 1 ? 460 * ncols : 640)),520 font ',10'"
+		echo "set terminal pngcairo size $((ncols > 1 ? 460 * ncols : 640)),600 font ',10'"
 		echo "set output '$PNG'"
 		echo "set multiplot layout 1,$ncols title 'N hibernated $MEM MiB TCG guests woken at once, one node, 2 cores ($ROUNDS round(s))'"
-		echo "set key left top Left reverse font ',9'"
+		echo "set key below Left reverse maxrows 4 font ',9'"
 		echo "set grid"
 		echo "set xlabel 'seconds since the trigger (wake\\_done ms)'"
 		echo "set ylabel 'VMs running'"
