@@ -7,7 +7,8 @@
 #  3. wake_ports and ignore_sources hold under the flood: web3 (wake_ports 22),
 #     flooded on port 80 from everywhere and on 22 from an ignored router,
 #     starts no wake;
-#  4. ARP answers for another sleeping VM go on during the flood;
+#  4. ARP answers for another sleeping VM go on during the flood, and ARP
+#     probes from a router listed in ignore_sources are answered but wake nothing;
 #  5. wakes_per_hour = 1 on one VM: its second automatic wake is refused
 #     (limit vm) while another VM still wakes.
 # web3 and ghost need no guests: a snapshot file and no domain is what odrsd
@@ -19,9 +20,9 @@ command -v python3 > /dev/null || { echo "needs python3"; exit 77; }
 . "$(dirname "$0")/odrs.sh"
 set -u
 
-ROUTER=198.18.3.9 FRAMES=${FRAMES:-30000}
+ROUTER=198.18.3.3 FRAMES=${FRAMES:-30000}   # ROUTER: client c3's address
 trap lab_down EXIT
-lab_up 1 2 || fail "lab_up"
+lab_up 1 3 || fail "lab_up"
 lab_vm_start n1 web1 198.18.0.10 52:54:00:12:00:10 || fail "web1 start"
 lab_vm_start n1 web2 198.18.0.11 52:54:00:12:00:11 || fail "web2 start"
 lab_vm_wait_ready n1 web1 && lab_vm_wait_ready n1 web2 || fail "guests not ready"
@@ -105,6 +106,12 @@ grep '"event":"wake_limited"' "$(lab_node_dir n1)/odrs/events.jsonl" | grep "\"v
 [ "$(odrs_events n1 wake_start ghost)" = 0 ] || fail "the flood started a wake of ghost"
 body=$(lab_client_exec c2 curl -sS --max-time 20 "http://$(lab_vm_ip $up)/") || fail "curl $up"
 [ "$body" = "hello from $up" ] || fail "body: $body"
+
+step "4: ARP probes from the router (ignore_sources) for sleeping $other wake nothing"
+lab_client_exec c3 arping -i eth0 -c 5 -W 0.2 "$(lab_vm_ip $other)" > "$LAB_DIR/router.out" 2>&1
+grep -qi "$(lab_vm_mac $other)" "$LAB_DIR/router.out" || fail "the router's ARP was not answered"
+sleep 1
+[ "$(odrs_state n1 $other)" = hibernated ] || fail "the router's ARP woke $other"
 
 step "5: wakes_per_hour = 1 on $up: its second automatic wake is refused, $other still wakes"
 PER_VM=$up
