@@ -43,18 +43,18 @@
 #                    least-squares line (ms per MB of image) per variant
 #   access_size.png  access ms against image MB, one line per variant (medians,
 #                    every round as a dot), the paper's two points as markers
-# Knobs: SIZES (default "64 128 256 512"), ROUNDS (default 3), BASE_MIB (66),
+# Knobs: SIZES (default "64 128 256 512"), ROUNDS (default 4), BASE_MIB (66),
 #        SETTLE (s between sleep and access, default 1), RESULTS.
 #
 # Needs root and the lab (tests/lab/lab.sh); raises its own lab under
 # LAB_PREFIX (default odrsbench) and tears it down on exit. A run of the
-# defaults takes about 15 minutes on the machine of bench/README.md.
+# defaults takes 10 to 13 minutes on the machine of bench/README.md.
 # Exit 0: measured (nothing is a goal here); 1: a step failed.
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$BENCH_DIR/lib.sh"
 
 SIZES=${SIZES:-64 128 256 512}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-4}
 BASE_MIB=${BASE_MIB:-66}
 RESULTS=${RESULTS:-$BENCH_DIR/results}
 SETTLE=${SETTLE:-1}
@@ -292,9 +292,14 @@ summarize() {
 			awk -v s="$s" -v img="$(mib "$(cmed "$s" bare 2)")" -v b="$b" -v a="$(cmed "$s" odrs_arp 4)" \
 				-v y="$(cmed "$s" odrs_syn 4)" -v r="$(cmed "$s" retransmit 4)" -v l="$(cmed "$s" balloon 4)" 'BEGIN {
 				printf "size %s (image %s MiB): odrs/bare = %.2f (SYN path), %.2f (ARP path), %.2f (balloon);", s, img, y / b, a / b, l / b
-				printf " retransmit/odrs = %.2f\n", r / y
+				printf " retransmit/odrs = %.2f;", r / y
 			}'
+			# What odrsd adds to the restore call, over every odrs round of the size.
+			awk -F, -v s="$s" 'NR > 1 && $1 == s && $11 != "" { print $11 - $8 }' "$CSV" | median |
+				awk '{ printf " odrsd beyond the restore call %s ms\n", $1 }'
 		done
+		echo "(odrsd beyond the restore call: median of wake_done - restore_ms over the odrs rounds;" \
+			"it includes unlinking the claimed image, which precedes the replay)"
 		echo
 		echo "least squares over the medians, access ms = slope x image MB + intercept (MB = 10^6 bytes):"
 		for v in $VARIANTS; do
