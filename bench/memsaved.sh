@@ -32,7 +32,8 @@
 #               restore). Each point is set beside memsim run with the lab's
 #               own odrsd configuration, the measured save and wake times, a
 #               probe time fitted to the measured idle-detection delay, and
-#               the phase's duration.
+#               the phase's duration: with Poisson accesses, and replaying
+#               the phase's own accesses.
 #
 # Output (RESULTS, default bench/results/):
 #   memsaved.csv      label,T_s,I_s,T_over_I,check_s,save_s,restore_s,runs,vms,duration_s,
@@ -41,7 +42,8 @@
 #                     (memsim's columns, see bench/memsim.c; labels sim30_T*m and
 #                     long_T*m: the paper's setting; simlab, simlab_long: the lab's;
 #                     simlab_noloss: the same without the activity lost on capture
-#                     swaps; lab: measured (stderr over the VMs; save_s, restore_s
+#                     swaps; simtrace: simlab replaying each phase's own accesses
+#                     (memsim -t); lab: measured (stderr over the VMs; save_s, restore_s
 #                     the measured means; early_pct: idle hibernations sooner than
 #                     idle_timeout + the confirmation after the VM's last access);
 #                     paper: the paper's point)
@@ -103,7 +105,7 @@ LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 
 step "building build/memsim"
 PKGS="libpcap libvirt libvirt-qemu libxml-2.0 jansson inih libsystemd libcap-ng libcurl"
-# shellcheck disable=SC2046 # word splitting of pkg-config's output is wanted
+# shellcheck disable=SC2046,SC2086 # word splitting of PKGS and of pkg-config's output is wanted
 cc -D_GNU_SOURCE -D_DEFAULT_SOURCE -I"$ROOT/libwake" -I"$ROOT/odrsd" $(pkg-config --cflags $PKGS) \
 	-std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wno-unused-parameter -O2 -g -o "$MEMSIM" "$BENCH_DIR/memsim.c" "$ROOT/build/libwake.a" \
@@ -189,6 +191,8 @@ phase() {
 	t1=$(awk -v t="$t0" -v p="$PHASE" 'BEGIN { printf "%.6f", t / 1e6 + p }')
 	t0=$(awk -v t="$t0" 'BEGIN { printf "%.6f", t / 1e6 }')
 	events_tsv "$mark" > "$TMP/ev-$k.tsv"
+	# The accesses as they happened, for memsim -t: VM, seconds after t0.
+	awk -v t0="$t0" '{ printf "%s %.3f\n", $1, $3 - t0 }' "$log" > "$TMP/trace-$k.txt"
 	# Per VM: hibernated time inside [t0, t1] (hibernate_done -> wake_start), the
 	# same up to wake_done, counts; then the accesses.
 	for i in $(seq 1 "$VMS"); do
@@ -259,7 +263,7 @@ measured_overheads() {
 	awk '$3 == "wake_start" { at[$1 " " $2] = $4 }
 		$3 == "wake_done" && at[$1 " " $2] { printf "%.3f\n", $4 - at[$1 " " $2]; at[$1 " " $2] = 0 }' \
 		"$TMP/ev.tsv" > "$TMP/wake.txt"
-	[ -s "$TMP/save.txt" ] && [ -s "$TMP/wake.txt" ] || fail "no save or no wake in the lab's event log"
+	if [ ! -s "$TMP/save.txt" ] || [ ! -s "$TMP/wake.txt" ]; then fail "no save or no wake in the lab's event log"; fi
 	SAVE_S=$(paste -sd, "$TMP/save.txt")
 	RESTORE_S=$(paste -sd, "$TMP/wake.txt")
 	SAVE_STATS=$(dist < "$TMP/save.txt")
@@ -352,6 +356,13 @@ sim_part() {
 	simulate simlab "$TMP/lab.conf" "$lab_i" "$PHASE" 0 "$SIM_RUNS" -X >> "$CSV" || fail "memsim"
 	simulate simlab_noloss "$TMP/lab.conf" "$lab_i" "$PHASE" 0 "$SIM_RUNS" >> "$CSV" || fail "memsim"
 	simulate simlab_long "$TMP/lab.conf" "$lab_i" 3660 60 $((SIM_RUNS / 10)) -X >> "$CSV" || fail "memsim"
+	# Each phase's own accesses, replayed.
+	k=0
+	for r in $RATIOS; do
+		k=$((k + 1))
+		simulate simtrace "$TMP/lab.conf" "$(awk -v t="$T_LAB" -v r="$r" 'BEGIN { printf "%g", t / r }')" \
+			"$PHASE" 0 "$SIM_RUNS" -X -t "$TMP/trace-$k.txt" >> "$CSV" || fail "memsim"
+	done
 }
 
 # pm ROW: its saved_pct and stderr_pct as "X+-Y"
@@ -383,33 +394,36 @@ summarize() {
 			echo "  memsim draws each save and each wake from the durations above"
 			echo "  accesses that found their VM asleep (connect > ${WAITED_S}s) connected after $WAITED_CONNECT ms (median)"
 			echo
-			printf '%-5s %6s %11s %11s %9s %9s %8s %7s\n' "T/I" "I (s)" "lab %" "sim %" "no loss %" \
-				"long %" "ideal %" "T=2m %"
+			printf '%-5s %6s %11s %11s %10s %9s %9s %8s %7s\n' "T/I" "I (s)" "lab %" "sim %" "same acc %" \
+				"no loss %" "long %" "ideal %" "T=2m %"
 			for r in $RATIOS; do
 				lab=$(awk -F, -v r="$r" '$1 == "lab" && $4 + 0 == r + 0' "$CSV")
 				I=$(cut -d, -f3 <<<"$lab")
 				t2=$(row sim30_T2m "$(awk -v r="$r" 'BEGIN { print 120 / r }')")
-				printf '%-5s %6s %11s %11s %9s %9s %8s %7s\n' "$r" "$I" "$(pm "$lab")" "$(pm "$(row simlab "$I")")" \
+				printf '%-5s %6s %11s %11s %10s %9s %9s %8s %7s\n' "$r" "$I" "$(pm "$lab")" "$(pm "$(row simlab "$I")")" \
+					"$(row simtrace "$I" | cut -d, -f12)" \
 					"$(row simlab_noloss "$I" | cut -d, -f12)" "$(row simlab_long "$I" | cut -d, -f12)" \
 					"$(cut -d, -f14 <<<"$lab")" "${t2:+$(cut -d, -f12 <<<"$t2")}"
 			done
 			echo "(memory saved; lab: memory-weighted, +- the standard error over the VMs; sim: memsim with the lab's" \
 				"odrsd.conf, the measured save and wake times, ${PHASE}s from all running, $SIM_RUNS runs, +- its"
-			echo " standard error, activity lost on capture swaps as odrsd does (-X); no loss: the same without -X;" \
-				"long: with -X in the long run (1 h after 1 min);"
+			echo " standard error, activity lost on capture swaps as odrsd does (-X); same acc: the same, replaying the" \
+				"phase's own accesses (memsim -t); no loss: sim without -X; long: sim in the long run (1 h after 1 min);"
 			echo " ideal: e^(-T/I); T=2m: memsim in the paper's setting (30 min) at the same ratio)"
 			echo
-			printf '%-5s %6s %16s %14s %22s\n' "T/I" "I (s)" "hib/VM-h" "woke %" "early %"
-			printf '%-5s %6s %16s %14s %22s\n' "" "" "lab / sim" "lab / sim" "lab / sim / no loss"
+			printf '%-5s %6s %18s %16s %26s\n' "T/I" "I (s)" "hib/VM-h" "woke %" "early %"
+			printf '%-5s %6s %18s %16s %26s\n' "" "" "lab / same acc" "lab / same acc" "lab / same acc / no loss"
 			for r in $RATIOS; do
 				lab=$(awk -F, -v r="$r" '$1 == "lab" && $4 + 0 == r + 0' "$CSV")
 				I=$(cut -d, -f3 <<<"$lab")
-				sim=$(row simlab "$I")
-				printf '%-5s %6s %16s %14s %22s\n' "$r" "$I" "$(cut -d, -f16 <<<"$lab") / $(cut -d, -f16 <<<"$sim")" \
+				sim=$(row simtrace "$I")
+				printf '%-5s %6s %18s %16s %26s\n' "$r" "$I" "$(cut -d, -f16 <<<"$lab") / $(cut -d, -f16 <<<"$sim")" \
 					"$(cut -d, -f17 <<<"$lab") / $(cut -d, -f17 <<<"$sim")" \
 					"$(cut -d, -f19 <<<"$lab") / $(cut -d, -f19 <<<"$sim") / $(row simlab_noloss "$I" | cut -d, -f19)"
 			done
-			echo "(hibernations per VM and hour; woke: accesses that found their VM not running (lab: connect > ${WAITED_S}s);" \
+			echo "(same acc: memsim replaying the phase's accesses, with -X; no loss: memsim without -X, Poisson accesses;" \
+				"hib/VM-h: hibernations per VM and hour;"
+			echo " woke: accesses that found their VM not running (lab: connect > ${WAITED_S}s);" \
 				"early: idle hibernations sooner than idle_timeout + ${CONFIRM_S} s after the VM's last access)"
 			echo "lab trouble: $LAB_TROUBLE"
 			awk -F, 'NR > 1 { w += $4 * $5; s += $4 * $6; u += $4 * $7 }
@@ -472,7 +486,8 @@ plot() {
 	     "< grep '^sim30_T2m,' $CSV" using (\$3/\$2):12 with lines lw 2 lc rgb "#2266cc" title "memsim, paper's setting (T = 2 min)", \
 	     "< grep '^simlab,' $CSV" using (\$3/\$2):12 with linespoints pt 6 lw 2 lc rgb "#22aa44" title "memsim, the lab's config and overheads, ${PHASE} s", \
 	     "< grep '^simlab_long,' $CSV" using (\$3/\$2):12 with lines dt 2 lw 2 lc rgb "#22aa44" title "the same, long run", \
-	     "< grep '^lab,' $CSV" using (\$3/\$2):12:13 with yerrorbars pt 7 ps 1.5 lw 2 lc rgb "#cc4422" title "lab, measured", \
+	     "< grep '^simtrace,' $CSV" using (\$3/\$2):12 with points pt 4 ps 2 lw 2 lc rgb "#22aa44" title "memsim replaying the lab's accesses", \
+	     "< grep '^lab,' $CSV" using (\$3/\$2):12:13 with yerrorbars pt 7 ps 1.5 lw 2 lc rgb "#cc4422" title "lab, measured (+- s.e. over VMs)", \
 	     "-" using 1:2 with points pt 3 ps 3 lw 3 lc rgb "#cc0000" title "the paper"
 	2,54
 	e

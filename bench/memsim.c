@@ -6,7 +6,7 @@
  *   memsim -c CONFIG -I "I1 I2 ..." [-d DURATION_S=1800] [-w WARMUP_S=0]
  *          [-n RUNS=200] [-r SEED=1] [-S SAVE_S=1] [-R RESTORE_S=1]
  *          [-P PROBE_S=0.2] [-A LATE_S=0.5] [-X] [-j JITTER=0] [-L LOAD=0.00]
- *          [-p "PROCESSES"] [-l LABEL]
+ *          [-p "PROCESSES"] [-t TRACE] [-l LABEL]
  *
  * The node is the one CONFIG describes, read with libwake's wk_config_load:
  * its [vm] sections are the VMs, each with its own policy (idle_timeout,
@@ -39,8 +39,10 @@
  * between its arrival and its hand-over, as a frame still in the old
  * handle's unfinished block is.
  *
- * Accesses to each VM are a Poisson process with mean interval I. All VMs
- * start running, just accessed, at time 0. Memory counts as saved while a
+ * Accesses to each VM are a Poisson process with mean interval I, or, with
+ * -t, the ones TRACE lists, one "VM SECONDS" a line (a lab's accesses,
+ * replayed in every run; I then only names the row). All VMs start running,
+ * just accessed, at time 0. Memory counts as saved while a
  * VM is hibernated: from the end of its save (hibernate_done) to the access
  * that wakes it (wake_start). The VMs' memory sizes are not in the
  * configuration: every VM weighs the same.
@@ -144,6 +146,9 @@ struct dur {
 static struct dur save_d = { NULL, 0, 1 }, restore_d = { NULL, 0, 1 };
 static double probe_s = 0.2, late_s = ACTIVITY_DELAY_MS / 1000., jitter = 0, load = 0;
 static bool lose_on_swap;
+/* -t: the accesses to replay, in the file's order. */
+static struct access { int vm; double t; } *trace;
+static size_t ntrace;
 static const char *processes = "init sh httpd qemu-ga";
 static char probe_out[4096];
 static size_t probe_len;
@@ -436,7 +441,8 @@ static void on_access(struct sim *s, int i)
 		frame(s, i);
 	else
 		sim_wake_start(s, i);
-	push(s, s->now + expo(s, s->interval), EV_ACCESS, i, 0);
+	if (!trace)
+		push(s, s->now + expo(s, s->interval), EV_ACCESS, i, 0);
 }
 
 static void on_tick(struct sim *s)
@@ -489,8 +495,11 @@ static struct result run(const struct wk_config *cfg, double interval, double du
 	s.q[JOB_PROBE].free = 1;   /* virt.c: one probe worker */
 	for (size_t i = 0; i < s.nvm; i++) {
 		s.vm[i] = (struct simvm){ .c = &cfg->vms[i], .state = VM_RUNNING, .last = 0 };
-		push(&s, expo(&s, interval), EV_ACCESS, (int)i, 0);
+		if (!trace)
+			push(&s, expo(&s, interval), EV_ACCESS, (int)i, 0);
 	}
+	for (size_t k = 0; k < ntrace; k++)
+		push(&s, trace[k].t, EV_ACCESS, trace[k].vm, 0);
 	push(&s, uniform(&s) * cfg->check_interval_ms / 1000., EV_TICK, -1, 0);
 	while (s.h.n) {
 		struct event e = pop(&s);
@@ -526,6 +535,27 @@ static struct result run(const struct wk_config *cfg, double interval, double du
 	return r;
 }
 
+static void load_trace(const char *path, const struct wk_config *cfg)
+{
+	FILE *f = fopen(path, "r");
+	char name[128];
+	double t;
+
+	if (!f)
+		die("cannot open the trace");
+	while (fscanf(f, "%127s %lf", name, &t) == 2) {
+		size_t i;
+		for (i = 0; i < cfg->nvms && strcmp(cfg->vms[i].name, name); i++)
+			;
+		if (i == cfg->nvms)
+			die("the trace names a VM the configuration does not have");
+		if (!(trace = realloc(trace, (ntrace + 1) * sizeof(*trace))))
+			die("out of memory");
+		trace[ntrace++] = (struct access){ (int)i, t };
+	}
+	fclose(f);
+}
+
 static void diag(void *ctx, const char *file, unsigned line, const char *msg)
 {
 	fprintf(stderr, "%s:%u: %s\n", file, line, msg);
@@ -535,13 +565,13 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: memsim -c CONFIG -I \"I1 I2 ...\" [-d DURATION_S] [-w WARMUP_S] [-n RUNS]\n"
 			"              [-r SEED] [-S SAVE_S] [-R RESTORE_S] [-P PROBE_S] [-A LATE_S] [-X] [-j JITTER]\n"
-			"              [-L LOAD] [-p PROCESSES] [-l LABEL]\n");
+			"              [-L LOAD] [-p PROCESSES] [-t TRACE] [-l LABEL]\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	const char *conf = NULL, *intervals = NULL, *label = "sim";
+	const char *conf = NULL, *intervals = NULL, *label = "sim", *trace_path = NULL;
 	double duration = 1800, warmup = 0;
 	unsigned long runs = 200;
 	uint64_t seed = 1;
@@ -549,7 +579,7 @@ int main(int argc, char **argv)
 	char *list, *tok, *save;
 	int o, n;
 
-	while ((o = getopt(argc, argv, "c:I:d:w:n:r:S:R:P:A:Xj:L:p:l:")) != -1) {
+	while ((o = getopt(argc, argv, "c:I:d:w:n:r:S:R:P:A:Xj:L:p:t:l:")) != -1) {
 		switch (o) {
 		case 'c': conf = optarg; break;
 		case 'I': intervals = optarg; break;
@@ -565,6 +595,7 @@ int main(int argc, char **argv)
 		case 'j': jitter = atof(optarg); break;
 		case 'L': load = atof(optarg); break;
 		case 'p': processes = optarg; break;
+		case 't': trace_path = optarg; break;
 		case 'l': label = optarg; break;
 		default: usage();
 		}
@@ -576,6 +607,8 @@ int main(int argc, char **argv)
 		return 1;
 	if (cfg->nvms == 0)
 		die("the configuration has no [vm] section");
+	if (trace_path)
+		load_trace(trace_path, cfg);
 
 	/* The synthetic guest's probe output, as WK_PROBE_COMMAND prints it. */
 	n = snprintf(probe_out, sizeof(probe_out), "%.2f %.2f %.2f 1/40 321\n", load, load, load);
@@ -624,6 +657,7 @@ int main(int argc, char **argv)
 	free(list);
 	wk_config_free(cfg);
 	free(save_d.v);
+	free(trace);
 	free(restore_d.v);
 	return 0;
 }
