@@ -18,7 +18,7 @@
  * Exit: 0 done, 1 a system call failed, 2 usage.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE     /* sendmmsg */
+#define _GNU_SOURCE /* sendmmsg */
 #endif
 #include <arpa/inet.h>
 #include <errno.h>
@@ -33,8 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FRAME_LEN  (14 + 20 + 20)
-#define MAX_BATCH  256
+#define FRAME_LEN (14 + 20 + 20)
+#define MAX_BATCH 256
 
 static uint32_t sum16(uint32_t sum, const uint8_t *b, size_t n)
 {
@@ -58,8 +58,8 @@ static uint16_t fold(uint32_t sum)
 	return (uint16_t)~sum;
 }
 
-static void frame_build(uint8_t *f, const uint8_t *smac, const uint8_t *dmac,
-			struct in_addr sip, struct in_addr dip, unsigned sport, unsigned dport)
+static void frame_build(uint8_t *f, const uint8_t *smac, const uint8_t *dmac, struct in_addr sip,
+			struct in_addr dip, unsigned sport, unsigned dport)
 {
 	uint8_t *ip = f + 14, *tcp = ip + 20, pseudo[12];
 
@@ -67,22 +67,22 @@ static void frame_build(uint8_t *f, const uint8_t *smac, const uint8_t *dmac,
 	memcpy(f, dmac, 6);
 	memcpy(f + 6, smac, 6);
 	put16(f + 12, ETH_P_IP);
-	ip[0] = 0x45;                     /* IPv4, 20-byte header */
-	put16(ip + 2, 40);                /* total length */
-	put16(ip + 4, 1);                 /* id */
-	put16(ip + 6, 0x4000);            /* DF */
-	ip[8] = 64;                       /* TTL */
+	ip[0] = 0x45;	       /* IPv4, 20-byte header */
+	put16(ip + 2, 40);     /* total length */
+	put16(ip + 4, 1);      /* id */
+	put16(ip + 6, 0x4000); /* DF */
+	ip[8] = 64;	       /* TTL */
 	ip[9] = IPPROTO_TCP;
 	memcpy(ip + 12, &sip, 4);
 	memcpy(ip + 16, &dip, 4);
 	put16(ip + 10, fold(sum16(0, ip, 20)));
 	put16(tcp, sport);
 	put16(tcp + 2, dport);
-	put16(tcp + 4, 0x1234);           /* seq */
-	put16(tcp + 8, 0x5678);           /* ack */
-	tcp[12] = 5 << 4;                 /* 20-byte header */
-	tcp[13] = 0x10;                   /* ACK */
-	put16(tcp + 14, 65535);           /* window */
+	put16(tcp + 4, 0x1234); /* seq */
+	put16(tcp + 8, 0x5678); /* ack */
+	tcp[12] = 5 << 4;	/* 20-byte header */
+	tcp[13] = 0x10;		/* ACK */
+	put16(tcp + 14, 65535); /* window */
 	memcpy(pseudo, &sip, 4);
 	memcpy(pseudo + 4, &dip, 4);
 	pseudo[8] = 0;
@@ -95,8 +95,10 @@ static int parse_mac(const char *s, uint8_t *mac)
 {
 	char end;
 
-	return sscanf(s, "%2hhx:%2hhx:%2hhx:%2hhx:%2hhx:%2hhx%c", &mac[0], &mac[1], &mac[2],
-		      &mac[3], &mac[4], &mac[5], &end) == 6 ? 0 : -1;
+	return sscanf(s, "%2hhx:%2hhx:%2hhx:%2hhx:%2hhx:%2hhx%c", &mac[0], &mac[1], &mac[2], &mac[3], &mac[4],
+		      &mac[5], &end) == 6
+		       ? 0
+		       : -1;
 }
 
 static double now_s(void)
@@ -119,7 +121,7 @@ static struct timespec at(struct timespec t0, double s)
 static void usage(void)
 {
 	fprintf(stderr, "usage: flood -i IFACE -s SRC_MAC -d DST_MAC -S SRC_IP -D DST_IP"
-		" [-p SPORT] [-P DPORT] -r PPS -t SECONDS\n");
+			" [-p SPORT] [-P DPORT] -r PPS -t SECONDS\n");
 	exit(2);
 }
 
@@ -139,16 +141,44 @@ int main(int argc, char **argv)
 
 	while ((c = getopt(argc, argv, "i:s:d:S:D:p:P:r:t:")) != -1) {
 		switch (c) {
-		case 'i': ifname = optarg; have |= 1; break;
-		case 's': if (parse_mac(optarg, smac) < 0) usage(); have |= 2; break;
-		case 'd': if (parse_mac(optarg, dmac) < 0) usage(); have |= 4; break;
-		case 'S': if (inet_pton(AF_INET, optarg, &sip) != 1) usage(); have |= 8; break;
-		case 'D': if (inet_pton(AF_INET, optarg, &dip) != 1) usage(); have |= 16; break;
-		case 'p': sport = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 'P': dport = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 'r': rate = strtod(optarg, NULL); break;
-		case 't': seconds = strtod(optarg, NULL); break;
-		default: usage();
+		case 'i':
+			ifname = optarg;
+			have |= 1;
+			break;
+		case 's':
+			if (parse_mac(optarg, smac) < 0)
+				usage();
+			have |= 2;
+			break;
+		case 'd':
+			if (parse_mac(optarg, dmac) < 0)
+				usage();
+			have |= 4;
+			break;
+		case 'S':
+			if (inet_pton(AF_INET, optarg, &sip) != 1)
+				usage();
+			have |= 8;
+			break;
+		case 'D':
+			if (inet_pton(AF_INET, optarg, &dip) != 1)
+				usage();
+			have |= 16;
+			break;
+		case 'p':
+			sport = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 'P':
+			dport = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 'r':
+			rate = strtod(optarg, NULL);
+			break;
+		case 't':
+			seconds = strtod(optarg, NULL);
+			break;
+		default:
+			usage();
 		}
 	}
 	if (have != 31 || optind != argc || rate < 0 || seconds <= 0 || sport > 65535 || dport > 65535)

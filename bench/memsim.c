@@ -83,7 +83,7 @@
 #include <wake/config.h>
 #include <wake/policy.h>
 
-#include "odrsd.h"   /* enum vm_state, ACTIVITY_DELAY_MS: the daemon's own */
+#include "odrsd.h" /* enum vm_state, ACTIVITY_DELAY_MS: the daemon's own */
 
 /* idle.c's idle_confirm timer: this long after a check that found VMs idle. */
 #define CONFIRM_S ((ACTIVITY_DELAY_MS + 50) / 1000.)
@@ -92,62 +92,65 @@ enum ev_type { EV_ACCESS, EV_TICK, EV_CONFIRM, EV_JOB_DONE, EV_SEEN };
 enum job_op { JOB_RESTORE = 0, JOB_SAVE, JOB_PROBE, NJOBOPS };
 
 struct event {
-	double        t;
-	uint64_t      seq;      /* ties in time: in the order they were scheduled */
-	enum ev_type  type;
-	int           vm;
-	enum job_op   op;
-	double        at;       /* EV_SEEN: when the frame was on the wire */
+	double t;
+	uint64_t seq; /* ties in time: in the order they were scheduled */
+	enum ev_type type;
+	int vm;
+	enum job_op op;
+	double at; /* EV_SEEN: when the frame was on the wire */
 };
 
 struct heap {
 	struct event *e;
-	size_t        n, cap;
-	uint64_t      seq;
+	size_t n, cap;
+	uint64_t seq;
 };
 
 struct simvm {
 	const struct wk_vmconf *c;
 	enum vm_state state;
-	double        last;         /* last TCP activity, as odrsd knows it */
-	double        wire;         /* last TCP frame on the wire */
-	bool          job_busy, probing, pending, wake_wanted;
-	double        slept_at;     /* hibernate_done, while VM_HIBERNATED */
-	double        saved;        /* seconds hibernated inside the window */
+	double last; /* last TCP activity, as odrsd knows it */
+	double wire; /* last TCP frame on the wire */
+	bool job_busy, probing, pending, wake_wanted;
+	double slept_at; /* hibernate_done, while VM_HIBERNATED */
+	double saved;	 /* seconds hibernated inside the window */
 	unsigned long hibernations, accesses, woke, seen, lost, early;
 };
 
 struct queue {
-	int          *vm;           /* FIFO of VM indices */
-	size_t        head, n, cap;
-	unsigned      free;         /* idle workers */
+	int *vm; /* FIFO of VM indices */
+	size_t head, n, cap;
+	unsigned free; /* idle workers */
 };
 
 struct sim {
 	const struct wk_config *cfg;
 	struct simvm *vm;
-	size_t        nvm;
-	struct heap   h;
-	struct queue  q[NJOBOPS];
-	double        next_restore_at;
-	double        now, end, warmup, interval;
-	double        last_swap;    /* the activity capture's last swap */
-	uint64_t      rng;
-	bool          confirm_active;
+	size_t nvm;
+	struct heap h;
+	struct queue q[NJOBOPS];
+	double next_restore_at;
+	double now, end, warmup, interval;
+	double last_swap; /* the activity capture's last swap */
+	uint64_t rng;
+	bool confirm_active;
 };
 
 /* A duration: one value, or a list of them to draw from. */
 struct dur {
 	double *v;
-	size_t  n;
-	double  mean;
+	size_t n;
+	double mean;
 };
 
 static struct dur save_d = { NULL, 0, 1 }, restore_d = { NULL, 0, 1 };
 static double probe_s = 0.2, late_s = ACTIVITY_DELAY_MS / 1000., jitter = 0, load = 0;
 static bool lose_on_swap;
 /* -t: the accesses to replay, in the file's order. */
-static struct access { int vm; double t; } *trace;
+static struct access {
+	int vm;
+	double t;
+} * trace;
 static size_t ntrace;
 static const char *processes = "init sh httpd qemu-ga";
 static char probe_out[4096];
@@ -167,10 +170,13 @@ static double uniform(struct sim *s)
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
 	z ^= z >> 31;
-	return ((z >> 11) + 0.5) / 9007199254740992.0;   /* (0, 1) */
+	return ((z >> 11) + 0.5) / 9007199254740992.0; /* (0, 1) */
 }
 
-static double expo(struct sim *s, double mean) { return -mean * log(uniform(s)); }
+static double expo(struct sim *s, double mean)
+{
+	return -mean * log(uniform(s));
+}
 
 static double service(struct sim *s, double base)
 {
@@ -297,7 +303,9 @@ static double draw(struct sim *s, const struct dur *d)
 /* A worker takes the job: virt.c's worker_run, restore spacing included. */
 static void job_start(struct sim *s, enum job_op op, int vm)
 {
-	double start = s->now, base = op == JOB_RESTORE ? draw(s, &restore_d) : op == JOB_SAVE ? draw(s, &save_d) : probe_s;
+	double start = s->now, base = op == JOB_RESTORE ? draw(s, &restore_d)
+				      : op == JOB_SAVE	? draw(s, &save_d)
+							: probe_s;
 	uint64_t spacing = s->cfg->wake_spacing_ms;
 
 	s->q[op].free--;
@@ -379,7 +387,7 @@ static bool idle_for(const struct sim *s, const struct simvm *v)
 static bool idle_candidate(const struct sim *s, const struct simvm *v)
 {
 	return v->state == VM_RUNNING && v->c->policy.idle_timeout_ms && !v->job_busy && !v->probing &&
-	    idle_for(s, v);
+	       idle_for(s, v);
 }
 
 /* The guest probe has answered: idle.c's idle_probe_done, with the same judge. */
@@ -421,9 +429,9 @@ static void sim_job_done(struct sim *s, const struct event *e)
 		}
 	} else {
 		v->state = VM_RUNNING;
-		v->last = s->now;     /* vm_runs_here */
+		v->last = s->now; /* vm_runs_here */
 		s->last_swap = s->now;
-		frame(s, e->vm);      /* the replayed SYN's exchange */
+		frame(s, e->vm); /* the replayed SYN's exchange */
 	}
 }
 
@@ -484,15 +492,19 @@ struct result {
 static struct result run(const struct wk_config *cfg, double interval, double duration, double warmup,
 			 uint64_t seed)
 {
-	struct sim s = { .cfg = cfg, .nvm = cfg->nvms, .end = duration, .warmup = warmup,
-			 .interval = interval, .rng = seed };
+	struct sim s = { .cfg = cfg,
+			 .nvm = cfg->nvms,
+			 .end = duration,
+			 .warmup = warmup,
+			 .interval = interval,
+			 .rng = seed };
 	struct result r = { 0 };
 
 	if (!(s.vm = calloc(s.nvm, sizeof(*s.vm))))
 		die("out of memory");
 	s.q[JOB_RESTORE].free = cfg->wake_concurrency;
 	s.q[JOB_SAVE].free = cfg->hibernate_concurrency;
-	s.q[JOB_PROBE].free = 1;   /* virt.c: one probe worker */
+	s.q[JOB_PROBE].free = 1; /* virt.c: one probe worker */
 	for (size_t i = 0; i < s.nvm; i++) {
 		s.vm[i] = (struct simvm){ .c = &cfg->vms[i], .state = VM_RUNNING, .last = 0 };
 		if (!trace)
@@ -507,11 +519,21 @@ static struct result run(const struct wk_config *cfg, double interval, double du
 			break;
 		s.now = e.t;
 		switch (e.type) {
-		case EV_ACCESS:   on_access(&s, e.vm); break;
-		case EV_TICK:     on_tick(&s); break;
-		case EV_CONFIRM:  on_confirm(&s); break;
-		case EV_JOB_DONE: sim_job_done(&s, &e); break;
-		case EV_SEEN:     on_seen(&s, &e); break;
+		case EV_ACCESS:
+			on_access(&s, e.vm);
+			break;
+		case EV_TICK:
+			on_tick(&s);
+			break;
+		case EV_CONFIRM:
+			on_confirm(&s);
+			break;
+		case EV_JOB_DONE:
+			sim_job_done(&s, &e);
+			break;
+		case EV_SEEN:
+			on_seen(&s, &e);
+			break;
 		}
 	}
 	s.now = duration;
@@ -564,7 +586,8 @@ static void diag(void *ctx, const char *file, unsigned line, const char *msg)
 static void usage(void)
 {
 	fprintf(stderr, "usage: memsim -c CONFIG -I \"I1 I2 ...\" [-d DURATION_S] [-w WARMUP_S] [-n RUNS]\n"
-			"              [-r SEED] [-S SAVE_S] [-R RESTORE_S] [-P PROBE_S] [-A LATE_S] [-X] [-j JITTER]\n"
+			"              [-r SEED] [-S SAVE_S] [-R RESTORE_S] [-P PROBE_S] [-A LATE_S] [-X] "
+			"[-j JITTER]\n"
 			"              [-L LOAD] [-p PROCESSES] [-t TRACE] [-l LABEL]\n");
 	exit(2);
 }
@@ -581,23 +604,58 @@ int main(int argc, char **argv)
 
 	while ((o = getopt(argc, argv, "c:I:d:w:n:r:S:R:P:A:Xj:L:p:t:l:")) != -1) {
 		switch (o) {
-		case 'c': conf = optarg; break;
-		case 'I': intervals = optarg; break;
-		case 'd': duration = atof(optarg); break;
-		case 'w': warmup = atof(optarg); break;
-		case 'n': runs = strtoul(optarg, NULL, 10); break;
-		case 'r': seed = strtoull(optarg, NULL, 10); break;
-		case 'S': if (parse_dur(optarg, &save_d) < 0) usage(); break;
-		case 'R': if (parse_dur(optarg, &restore_d) < 0) usage(); break;
-		case 'P': probe_s = atof(optarg); break;
-		case 'A': late_s = atof(optarg); break;
-		case 'X': lose_on_swap = true; break;
-		case 'j': jitter = atof(optarg); break;
-		case 'L': load = atof(optarg); break;
-		case 'p': processes = optarg; break;
-		case 't': trace_path = optarg; break;
-		case 'l': label = optarg; break;
-		default: usage();
+		case 'c':
+			conf = optarg;
+			break;
+		case 'I':
+			intervals = optarg;
+			break;
+		case 'd':
+			duration = atof(optarg);
+			break;
+		case 'w':
+			warmup = atof(optarg);
+			break;
+		case 'n':
+			runs = strtoul(optarg, NULL, 10);
+			break;
+		case 'r':
+			seed = strtoull(optarg, NULL, 10);
+			break;
+		case 'S':
+			if (parse_dur(optarg, &save_d) < 0)
+				usage();
+			break;
+		case 'R':
+			if (parse_dur(optarg, &restore_d) < 0)
+				usage();
+			break;
+		case 'P':
+			probe_s = atof(optarg);
+			break;
+		case 'A':
+			late_s = atof(optarg);
+			break;
+		case 'X':
+			lose_on_swap = true;
+			break;
+		case 'j':
+			jitter = atof(optarg);
+			break;
+		case 'L':
+			load = atof(optarg);
+			break;
+		case 'p':
+			processes = optarg;
+			break;
+		case 't':
+			trace_path = optarg;
+			break;
+		case 'l':
+			label = optarg;
+			break;
+		default:
+			usage();
 		}
 	}
 	if (!conf || !intervals || optind != argc || runs < 1 || duration <= warmup || warmup < 0 ||
@@ -623,7 +681,8 @@ int main(int argc, char **argv)
 	       "saved_pct,stderr_pct,ideal_pct,approx_pct,hib_per_vm_h,woke_pct,lost_pct,early_pct\n");
 	list = strdup(intervals);
 	for (tok = strtok_r(list, " ,", &save); tok; tok = strtok_r(NULL, " ,", &save)) {
-		double I = atof(tok), sum = 0, sum2 = 0, hib = 0, acc = 0, woke = 0, seen = 0, lost = 0, early = 0;
+		double I = atof(tok), sum = 0, sum2 = 0, hib = 0, acc = 0, woke = 0, seen = 0, lost = 0,
+		       early = 0;
 		double T = 0, ideal = 0, approx = 0, check = cfg->check_interval_ms / 1000.;
 
 		if (I <= 0)
@@ -631,27 +690,34 @@ int main(int argc, char **argv)
 		for (unsigned long k = 0; k < runs; k++) {
 			struct result r = run(cfg, I, duration, warmup, seed * 1000003ULL + k);
 			sum += r.saved, sum2 += r.saved * r.saved;
-			hib += r.hib, acc += r.accesses, woke += r.woke, seen += r.seen, lost += r.lost, early += r.early;
+			hib += r.hib, acc += r.accesses, woke += r.woke, seen += r.seen, lost += r.lost,
+				early += r.early;
 		}
 		for (size_t i = 0; i < cfg->nvms; i++) {
 			const struct wk_policy *p = &cfg->vms[i].policy;
 			double t = p->idle_timeout_ms / 1000.;
-			double tau = t + late_s / 2 + check / 2 + CONFIRM_S + (p->probe == WK_PROBE_NONE ? 0 : probe_s);
+			double tau = t + late_s / 2 + check / 2 + CONFIRM_S +
+				     (p->probe == WK_PROBE_NONE ? 0 : probe_s);
 			T += t / cfg->nvms;
 			if (!t)
 				continue;
 			ideal += exp(-t / I) / cfg->nvms;
 			approx += exp(-save_d.mean / I) /
-			    (exp(tau / I) - 1 + (save_d.mean + restore_d.mean) / I + exp(-save_d.mean / I)) / cfg->nvms;
+				  (exp(tau / I) - 1 + (save_d.mean + restore_d.mean) / I +
+				   exp(-save_d.mean / I)) /
+				  cfg->nvms;
 		}
 		{
 			double mean = sum / runs;
 			double var = runs > 1 ? (sum2 - runs * mean * mean) / (runs - 1) : 0;
-			printf("%s,%g,%g,%.4f,%g,%g,%g,%lu,%zu,%g,%g,%.2f,%.2f,%.2f,%.2f,%.2f,%.1f,%.1f,%.1f\n", label, T, I,
-			       T / I, check, save_d.mean, restore_d.mean, runs, cfg->nvms, duration, warmup, 100 * mean,
-			       100 * sqrt(var > 0 ? var / runs : 0), 100 * ideal, 100 * approx,
-			       hib / (runs * cfg->nvms * (duration - warmup) / 3600), acc ? 100 * woke / acc : 0,
-			       seen + lost ? 100 * lost / (seen + lost) : 0, hib ? 100 * early / hib : 0);
+			printf("%s,%g,%g,%.4f,%g,%g,%g,%lu,%zu,%g,%g,%.2f,%.2f,%.2f,%.2f,%.2f,%.1f,%.1f,%."
+			       "1f\n",
+			       label, T, I, T / I, check, save_d.mean, restore_d.mean, runs, cfg->nvms,
+			       duration, warmup, 100 * mean, 100 * sqrt(var > 0 ? var / runs : 0),
+			       100 * ideal, 100 * approx,
+			       hib / (runs * cfg->nvms * (duration - warmup) / 3600),
+			       acc ? 100 * woke / acc : 0, seen + lost ? 100 * lost / (seen + lost) : 0,
+			       hib ? 100 * early / hib : 0);
 		}
 	}
 	free(list);

@@ -32,77 +32,76 @@
 #define HOUR (60 * MIN)
 
 enum kind {
-	K_STR,          /* char *, checked by key->check */
-	K_UINT,         /* unsigned, min..max */
-	K_DUR,          /* uint64_t ms, min..max, or 0 when zero_ok */
-	K_SIZE,         /* uint64_t bytes, min..max, or 0 when zero_ok */
-	K_DOUBLE,       /* double, min..max */
-	K_BOOL,         /* yes | no */
-	K_ENUM,         /* an enum, key->words in value order */
-	K_WORDS,        /* char **, count at off_n */
-	K_WAKE_ON,      /* unsigned WK_WAKE_* flags */
-	K_PORTS,        /* uint16_t *, count at off_n; none: any */
-	K_IPS,          /* uint32_t *, count at off_n */
-	K_IP,           /* uint32_t, unicast */
-	K_MAC,          /* uint8_t[6], unicast; bool at off_n */
-	K_IP6,          /* uint8_t[16], unicast; bool at off_n */
+	K_STR,	   /* char *, checked by key->check */
+	K_UINT,	   /* unsigned, min..max */
+	K_DUR,	   /* uint64_t ms, min..max, or 0 when zero_ok */
+	K_SIZE,	   /* uint64_t bytes, min..max, or 0 when zero_ok */
+	K_DOUBLE,  /* double, min..max */
+	K_BOOL,	   /* yes | no */
+	K_ENUM,	   /* an enum, key->words in value order */
+	K_WORDS,   /* char **, count at off_n */
+	K_WAKE_ON, /* unsigned WK_WAKE_* flags */
+	K_PORTS,   /* uint16_t *, count at off_n; none: any */
+	K_IPS,	   /* uint32_t *, count at off_n */
+	K_IP,	   /* uint32_t, unicast */
+	K_MAC,	   /* uint8_t[6], unicast; bool at off_n */
+	K_IP6,	   /* uint8_t[16], unicast; bool at off_n */
 };
 
 struct key {
-	const char         *name;
-	enum kind           kind;
-	size_t              off;
-	size_t              off_n;
-	uint64_t            min, max;
-	bool                zero_ok;
-	const char *const  *words;
-	const char       *(*check)(const char *value);  /* NULL or what was expected */
+	const char *name;
+	enum kind kind;
+	size_t off;
+	size_t off_n;
+	uint64_t min, max;
+	bool zero_ok;
+	const char *const *words;
+	const char *(*check)(const char *value); /* NULL or what was expected */
 };
 
 _Static_assert(sizeof(enum wk_probe) == sizeof(int) && sizeof(enum wk_backend) == sizeof(int) &&
-    sizeof(enum wk_shrink) == sizeof(int), "K_ENUM stores an int");
+		       sizeof(enum wk_shrink) == sizeof(int),
+	       "K_ENUM stores an int");
 
-static const char *
-check_node(const char *v)
+static const char *check_node(const char *v)
 {
 	size_t n = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_");
 
-	return n == 0 || v[n] != '\0' || n > 64 ?
-	    "expected a node name: 1 to 64 letters, digits, '.', '-' or '_'" : NULL;
+	return n == 0 || v[n] != '\0' || n > 64
+		       ? "expected a node name: 1 to 64 letters, digits, '.', '-' or '_'"
+		       : NULL;
 }
 
-static const char *
-check_ifname(const char *v)
+static const char *check_ifname(const char *v)
 {
 	size_t n = strlen(v);
 
-	return n == 0 || n > 15 || strpbrk(v, "/: \t") != NULL || strcmp(v, ".") == 0 ||
-	    strcmp(v, "..") == 0 ? "expected a network interface name like br0" : NULL;
+	return n == 0 || n > 15 || strpbrk(v, "/: \t") != NULL || strcmp(v, ".") == 0 || strcmp(v, "..") == 0
+		       ? "expected a network interface name like br0"
+		       : NULL;
 }
 
-static const char *
-check_path(const char *v)
+static const char *check_path(const char *v)
 {
 	return v[0] != '/' ? "expected an absolute path" : NULL;
 }
 
-static const char *
-check_socket(const char *v)
+static const char *check_socket(const char *v)
 {
-	return v[0] != '/' || strlen(v) >= sizeof(((struct sockaddr_un *)0)->sun_path) ?
-	    "expected an absolute path of at most 107 characters" : NULL;
+	return v[0] != '/' || strlen(v) >= sizeof(((struct sockaddr_un *)0)->sun_path)
+		       ? "expected an absolute path of at most 107 characters"
+		       : NULL;
 }
 
-static const char *
-check_uri(const char *v)
+static const char *check_uri(const char *v)
 {
-	return strchr(v, ':') == NULL || strpbrk(v, " \t") != NULL ?
-	    "expected a libvirt URI like qemu:///system" : NULL;
+	return strchr(v, ':') == NULL || strpbrk(v, " \t") != NULL
+		       ? "expected a libvirt URI like qemu:///system"
+		       : NULL;
 }
 
 /* Comma-separated http:// or https:// endpoints, as etcd clients take them. */
-static const char *
-check_endpoints(const char *v)
+static const char *check_endpoints(const char *v)
 {
 	const char *p = v;
 
@@ -127,13 +126,13 @@ bad:
 	return "expected endpoints like http://198.18.2.1:2379, separated by commas";
 }
 
-static const char *const probe_words[]   = { "agent", "ssh", "none", NULL };
+static const char *const probe_words[] = { "agent", "ssh", "none", NULL };
 static const char *const backend_words[] = { "none", "etcd", NULL };
-static const char *const shrink_words[]  = { "none", "caches", "balloon", NULL };
+static const char *const shrink_words[] = { "none", "caches", "balloon", NULL };
 
-#define CFG(f) offsetof(struct wk_config, f)
-#define POL(f) offsetof(struct wk_policy, f)
-#define VMC(f) offsetof(struct wk_vmconf, f)
+#define CFG(f)	     offsetof(struct wk_config, f)
+#define POL(f)	     offsetof(struct wk_policy, f)
+#define VMC(f)	     offsetof(struct wk_vmconf, f)
 #define KEY(n, k, o) .name = (n), .kind = (k), .off = (o)
 
 static const struct key odrsd_keys[] = {
@@ -145,14 +144,11 @@ static const struct key odrsd_keys[] = {
 	{ KEY("event_log", K_STR, CFG(event_log)), .check = check_path },
 	{ KEY("state_dir", K_STR, CFG(state_dir)), .check = check_path },
 	{ KEY("wake_concurrency", K_UINT, CFG(wake_concurrency)), .min = 1, .max = 256 },
-	{ KEY("hibernate_concurrency", K_UINT, CFG(hibernate_concurrency)), .min = 1,
-	  .max = 64 },
+	{ KEY("hibernate_concurrency", K_UINT, CFG(hibernate_concurrency)), .min = 1, .max = 64 },
 	{ KEY("syn_hold_per_vm", K_UINT, CFG(syn_hold_per_vm)), .min = 1, .max = 1024 },
-	{ KEY("syn_hold_total", K_UINT, CFG(syn_hold_total)), .min = 1,
-	  .max = 1000000 },
+	{ KEY("syn_hold_total", K_UINT, CFG(syn_hold_total)), .min = 1, .max = 1000000 },
 	{ KEY("wake_timeout", K_DUR, CFG(wake_timeout_ms)), .min = SEC, .max = HOUR },
-	{ KEY("wake_spacing", K_DUR, CFG(wake_spacing_ms)), .min = 1, .max = 10 * SEC,
-	  .zero_ok = true },
+	{ KEY("wake_spacing", K_DUR, CFG(wake_spacing_ms)), .min = 1, .max = 10 * SEC, .zero_ok = true },
 	{ KEY("wakes_per_minute", K_UINT, CFG(wakes_per_minute)), .min = 0, .max = 1000000 },
 	{ KEY("check_interval", K_DUR, CFG(check_interval_ms)), .min = 100, .max = HOUR },
 	{ KEY("probe_timeout", K_DUR, CFG(probe_timeout_ms)), .min = 100, .max = 5 * MIN },
@@ -160,15 +156,13 @@ static const struct key odrsd_keys[] = {
 
 /* Also the keys a [vm NAME] section may override: offsets into struct wk_policy. */
 static const struct key policy_keys[] = {
-	{ KEY("idle_timeout", K_DUR, POL(idle_timeout_ms)), .min = SEC,
-	  .max = 720 * HOUR, .zero_ok = true },
+	{ KEY("idle_timeout", K_DUR, POL(idle_timeout_ms)), .min = SEC, .max = 720 * HOUR, .zero_ok = true },
 	{ KEY("load_threshold", K_DOUBLE, POL(load_threshold)), .min = 0, .max = 1000 },
 	{ KEY("protect", K_WORDS, POL(protect)), .off_n = POL(nprotect) },
 	{ KEY("probe", K_ENUM, POL(probe)), .words = probe_words },
 	{ KEY("wake_on", K_WAKE_ON, POL(wake_on)) },
 	{ KEY("wake_ports", K_PORTS, POL(wake_ports)), .off_n = POL(nwake_ports) },
-	{ KEY("ignore_sources", K_IPS, POL(ignore_sources)),
-	  .off_n = POL(nignore_sources) },
+	{ KEY("ignore_sources", K_IPS, POL(ignore_sources)), .off_n = POL(nignore_sources) },
 	{ KEY("replay_syn", K_BOOL, POL(replay_syn)) },
 	{ KEY("dry_run", K_BOOL, POL(dry_run)) },
 	{ KEY("shrink", K_ENUM, POL(shrink)), .words = shrink_words },
@@ -180,14 +174,11 @@ static const struct key cluster_keys[] = {
 	{ KEY("etcd", K_STR, CFG(etcd)), .check = check_endpoints },
 	{ KEY("accept_term", K_DUR, CFG(accept_term_ms)), .min = SEC, .max = 24 * HOUR },
 	{ KEY("lease_ttl", K_DUR, CFG(lease_ttl_ms)), .min = SEC, .max = HOUR },
-	{ KEY("memory", K_SIZE, CFG(memory_bytes)), .min = 64ULL << 20, .max = 1ULL << 50,
-	  .zero_ok = true },
+	{ KEY("memory", K_SIZE, CFG(memory_bytes)), .min = 64ULL << 20, .max = 1ULL << 50, .zero_ok = true },
 	{ KEY("cpus", K_UINT, CFG(cpus)), .min = 0, .max = 65536 },
 	{ KEY("retrain_rate", K_UINT, CFG(retrain_rate)), .min = 10, .max = 1000000 },
-	{ KEY("retrain_delay", K_DUR, CFG(retrain_delay_ms)), .min = 100, .max = HOUR,
-	  .zero_ok = true },
-	{ KEY("retrain_refresh", K_DUR, CFG(retrain_refresh_ms)), .min = SEC, .max = HOUR,
-	  .zero_ok = true },
+	{ KEY("retrain_delay", K_DUR, CFG(retrain_delay_ms)), .min = 100, .max = HOUR, .zero_ok = true },
+	{ KEY("retrain_refresh", K_DUR, CFG(retrain_refresh_ms)), .min = SEC, .max = HOUR, .zero_ok = true },
 };
 
 static const struct key vm_keys[] = {
@@ -202,52 +193,54 @@ static const struct key vm_keys[] = {
 enum { ODRSD = 0, POLICY, CLUSTER, NGLOBAL };
 enum { VM_IP = 0, VM_MAC, VM_IP6 };
 
-_Static_assert(NKEYS(odrsd_keys) <= 64 && NKEYS(cluster_keys) <= 64 &&
-    NKEYS(vm_keys) <= VM_POLICY_BIT && VM_POLICY_BIT + NKEYS(policy_keys) <= 64,
-    "a section's keys fit the 64-bit seen mask");
+_Static_assert(NKEYS(odrsd_keys) <= 64 && NKEYS(cluster_keys) <= 64 && NKEYS(vm_keys) <= VM_POLICY_BIT &&
+		       VM_POLICY_BIT + NKEYS(policy_keys) <= 64,
+	       "a section's keys fit the 64-bit seen mask");
 
 static const char *const global_names[NGLOBAL] = { "odrsd", "policy", "cluster" };
 static const struct key *const global_keys[NGLOBAL] = { odrsd_keys, policy_keys, cluster_keys };
 static const size_t global_nkeys[NGLOBAL] = {
-	NKEYS(odrsd_keys), NKEYS(policy_keys), NKEYS(cluster_keys),
+	NKEYS(odrsd_keys),
+	NKEYS(policy_keys),
+	NKEYS(cluster_keys),
 };
 
 enum sect { S_NONE, S_GLOBAL, S_VM, S_UNKNOWN };
 
 struct vm_extra {
-	uint64_t seen;          /* keys this section set, by bit */
+	uint64_t seen; /* keys this section set, by bit */
 	unsigned keyline[VM_IP6 + 1];
 };
 
 struct loader {
 	struct wk_config *cfg;
-	const char       *file;
-	wk_diag_fn        diag;
-	void             *ctx;
-	unsigned          nproblems;
-	bool              oom;
+	const char *file;
+	wk_diag_fn diag;
+	void *ctx;
+	unsigned nproblems;
+	bool oom;
 	/* the line reader */
-	FILE             *fp;
-	char             *buf;
-	size_t            bufsz;
-	unsigned          lineno;
-	int               read_errno;
-	unsigned          last_syntax_error;
+	FILE *fp;
+	char *buf;
+	size_t bufsz;
+	unsigned lineno;
+	int read_errno;
+	unsigned last_syntax_error;
 	/* the current section */
-	enum sect         sect;
-	int               global;       /* ODRSD, POLICY or CLUSTER when S_GLOBAL */
-	size_t            vm;           /* index in cfg->vms when S_VM and not scratch */
-	bool              scratch;      /* a duplicate or misnamed section: checked, dropped */
-	char              label[256];   /* "[vm web1]", for messages */
-	uint64_t          seen;
-	unsigned          keyline[64];
+	enum sect sect;
+	int global;	 /* ODRSD, POLICY or CLUSTER when S_GLOBAL */
+	size_t vm;	 /* index in cfg->vms when S_VM and not scratch */
+	bool scratch;	 /* a duplicate or misnamed section: checked, dropped */
+	char label[256]; /* "[vm web1]", for messages */
+	uint64_t seen;
+	unsigned keyline[64];
 	/* what the whole-config checks need */
-	unsigned          global_line[NGLOBAL];
-	unsigned          global_keyline[NGLOBAL][64];
-	struct vm_extra  *vmx;          /* parallel to cfg->vms */
-	size_t            vmcap;
-	struct wk_config  scratch_cfg;
-	struct wk_vmconf  scratch_vm;
+	unsigned global_line[NGLOBAL];
+	unsigned global_keyline[NGLOBAL][64];
+	struct vm_extra *vmx; /* parallel to cfg->vms */
+	size_t vmcap;
+	struct wk_config scratch_cfg;
+	struct wk_vmconf scratch_vm;
 };
 
 static void __attribute__((format(printf, 3, 4)))
@@ -265,8 +258,7 @@ report(struct loader *l, unsigned line, const char *fmt, ...)
 }
 
 /* A value as it can be shown inside quotes: control bytes become '?'. */
-static void
-quote(char *out, size_t outsz, const char *v, size_t n)
+static void quote(char *out, size_t outsz, const char *v, size_t n)
 {
 	size_t i;
 
@@ -277,8 +269,7 @@ quote(char *out, size_t outsz, const char *v, size_t n)
 	out[n] = '\0';
 }
 
-static void
-explain(char *why, size_t whysz, const char *v, size_t n, const char *expected)
+static void explain(char *why, size_t whysz, const char *v, size_t n, const char *expected)
 {
 	char q[256];
 
@@ -286,8 +277,7 @@ explain(char *why, size_t whysz, const char *v, size_t n, const char *expected)
 	snprintf(why, whysz, "\"%s\": %s", q, expected);
 }
 
-static char *
-dup_str(struct loader *l, const char *s)
+static char *dup_str(struct loader *l, const char *s)
 {
 	char *d = strdup(s);
 
@@ -297,8 +287,7 @@ dup_str(struct loader *l, const char *s)
 }
 
 /* The next space-separated word of *p: its start, its length in *n. */
-static const char *
-next_word(const char **p, size_t *n)
+static const char *next_word(const char **p, size_t *n)
 {
 	const char *w = *p + strspn(*p, " \t");
 
@@ -307,8 +296,7 @@ next_word(const char **p, size_t *n)
 	return *n ? w : NULL;
 }
 
-static size_t
-count_words(const char *v)
+static size_t count_words(const char *v)
 {
 	size_t n, count = 0;
 
@@ -317,8 +305,7 @@ count_words(const char *v)
 	return count;
 }
 
-static int
-parse_uint(const char *v, uint64_t *out)
+static int parse_uint(const char *v, uint64_t *out)
 {
 	uint64_t n = 0;
 
@@ -334,8 +321,7 @@ parse_uint(const char *v, uint64_t *out)
 }
 
 /* The shortest exact spelling of a duration, for messages. */
-static void
-fmt_duration(char *out, size_t outsz, uint64_t ms)
+static void fmt_duration(char *out, size_t outsz, uint64_t ms)
 {
 	if (ms != 0 && ms % HOUR == 0)
 		snprintf(out, outsz, "%lluh", (unsigned long long)(ms / HOUR));
@@ -347,8 +333,7 @@ fmt_duration(char *out, size_t outsz, uint64_t ms)
 		snprintf(out, outsz, "%llums", (unsigned long long)ms);
 }
 
-static bool
-unicast_ip(uint32_t ip)
+static bool unicast_ip(uint32_t ip)
 {
 	uint8_t first = (uint8_t)(ntohl(ip) >> 24);
 
@@ -356,8 +341,7 @@ unicast_ip(uint32_t ip)
 	return first != 0 && first != 127 && first < 224;
 }
 
-static int
-set_words(struct loader *l, const char *v, char ***out, size_t *nout)
+static int set_words(struct loader *l, const char *v, char ***out, size_t *nout)
 {
 	size_t n, i = 0, count = count_words(v);
 	const char *w;
@@ -379,11 +363,10 @@ oom:
 	return -ENOMEM;
 }
 
-static int
-set_ports(struct loader *l, const char *v, uint16_t **out, size_t *nout, char *why, size_t whysz)
+static int set_ports(struct loader *l, const char *v, uint16_t **out, size_t *nout, char *why, size_t whysz)
 {
 	static const char expected[] = "expected \"any\" or port numbers from 1 to 65535, "
-	    "separated by spaces";
+				       "separated by spaces";
 	size_t n, i = 0, count = count_words(v);
 	const char *w, *p = v;
 	uint16_t *ports;
@@ -413,7 +396,7 @@ set_ports(struct loader *l, const char *v, uint16_t **out, size_t *nout, char *w
 			goto bad;
 		ports[i++] = (uint16_t)port;
 		continue;
-bad:
+	bad:
 		explain(why, whysz, w, n, expected);
 		free(ports);
 		return -EINVAL;
@@ -423,8 +406,7 @@ bad:
 	return 0;
 }
 
-static int
-set_ips(struct loader *l, const char *v, uint32_t **out, size_t *nout, char *why, size_t whysz)
+static int set_ips(struct loader *l, const char *v, uint32_t **out, size_t *nout, char *why, size_t whysz)
 {
 	size_t n, i = 0, count = count_words(v);
 	const char *w;
@@ -437,10 +419,11 @@ set_ips(struct loader *l, const char *v, uint32_t **out, size_t *nout, char *why
 	while ((w = next_word(&v, &n)) != NULL) {
 		char word[INET_ADDRSTRLEN];
 
-		if (n >= sizeof(word) || (memcpy(word, w, n), word[n] = '\0',
-		    wk_parse_ipv4(word, &ips[i++]) < 0)) {
-			explain(why, whysz, w, n, "expected IPv4 addresses like 198.18.0.1, "
-			    "separated by spaces");
+		if (n >= sizeof(word) ||
+		    (memcpy(word, w, n), word[n] = '\0', wk_parse_ipv4(word, &ips[i++]) < 0)) {
+			explain(why, whysz, w, n,
+				"expected IPv4 addresses like 198.18.0.1, "
+				"separated by spaces");
 			free(ips);
 			return -EINVAL;
 		}
@@ -450,8 +433,7 @@ set_ips(struct loader *l, const char *v, uint32_t **out, size_t *nout, char *why
 	return 0;
 }
 
-static int
-set_wake_on(const char *v, unsigned *out, char *why, size_t whysz)
+static int set_wake_on(const char *v, unsigned *out, char *why, size_t whysz)
 {
 	unsigned flags = 0;
 	const char *w, *p = v;
@@ -477,8 +459,7 @@ set_wake_on(const char *v, unsigned *out, char *why, size_t whysz)
 }
 
 /* Free what a list or string field holds, before it is set again. */
-static void
-clear_field(const struct key *k, char *base)
+static void clear_field(const struct key *k, char *base)
 {
 	switch (k->kind) {
 	case K_STR: {
@@ -516,9 +497,8 @@ clear_field(const struct key *k, char *base)
  * Parse v into the field k describes inside base. 0, or -EINVAL with why
  * set to `"VALUE": expected ...`, or -ENOMEM (l->oom set).
  */
-static int
-set_value(struct loader *l, const struct key *k, char *base, const char *v,
-    char *why, size_t whysz)
+static int set_value(struct loader *l, const struct key *k, char *base, const char *v, char *why,
+		     size_t whysz)
 {
 	void *field = base + k->off;
 	char range[128], lo[32], hi[32];
@@ -532,8 +512,9 @@ set_value(struct loader *l, const struct key *k, char *base, const char *v,
 
 		for (c = v; *c && !iscntrl((unsigned char)*c); c++)
 			;
-		expected = v[0] == '\0' ? "expected a value" :
-		    *c ? "expected printable characters only" : k->check(v);
+		expected = v[0] == '\0' ? "expected a value"
+			   : *c		? "expected printable characters only"
+					: k->check(v);
 
 		if (expected != NULL) {
 			explain(why, whysz, v, strlen(v), expected);
@@ -548,7 +529,7 @@ set_value(struct loader *l, const struct key *k, char *base, const char *v,
 	case K_UINT:
 		if (parse_uint(v, &u) < 0 || u < k->min || u > k->max) {
 			snprintf(range, sizeof(range), "expected a whole number from %llu to %llu",
-			    (unsigned long long)k->min, (unsigned long long)k->max);
+				 (unsigned long long)k->min, (unsigned long long)k->max);
 			explain(why, whysz, v, strlen(v), range);
 			return -EINVAL;
 		}
@@ -556,15 +537,14 @@ set_value(struct loader *l, const struct key *k, char *base, const char *v,
 		return 0;
 	case K_DUR:
 		if (wk_parse_duration(v, &u) < 0) {
-			explain(why, whysz, v, strlen(v),
-			    "expected a duration like 500ms, 30s, 2m, 1h");
+			explain(why, whysz, v, strlen(v), "expected a duration like 500ms, 30s, 2m, 1h");
 			return -EINVAL;
 		}
 		if ((u < k->min || u > k->max) && !(u == 0 && k->zero_ok)) {
 			fmt_duration(lo, sizeof(lo), k->min);
 			fmt_duration(hi, sizeof(hi), k->max);
 			snprintf(range, sizeof(range), "expected %sa duration from %s to %s",
-			    k->zero_ok ? "0 (never) or " : "", lo, hi);
+				 k->zero_ok ? "0 (never) or " : "", lo, hi);
 			explain(why, whysz, v, strlen(v), range);
 			return -EINVAL;
 		}
@@ -573,8 +553,8 @@ set_value(struct loader *l, const struct key *k, char *base, const char *v,
 	case K_SIZE:
 		if (wk_parse_size(v, &u) < 0 || ((u < k->min || u > k->max) && !(u == 0 && k->zero_ok))) {
 			snprintf(range, sizeof(range), "expected %sa size from %lluM to %lluG",
-			    k->zero_ok ? "0 (automatic) or " : "",
-			    (unsigned long long)(k->min >> 20), (unsigned long long)(k->max >> 30));
+				 k->zero_ok ? "0 (automatic) or " : "", (unsigned long long)(k->min >> 20),
+				 (unsigned long long)(k->max >> 30));
 			explain(why, whysz, v, strlen(v), range);
 			return -EINVAL;
 		}
@@ -590,7 +570,7 @@ set_value(struct loader *l, const struct key *k, char *base, const char *v,
 		if (digits == 0 || v[digits] != '\0' || strcmp(v, ".") == 0 ||
 		    (d = strtod(v, NULL)) < (double)k->min || d > (double)k->max) {
 			snprintf(range, sizeof(range), "expected a number from %llu to %llu",
-			    (unsigned long long)k->min, (unsigned long long)k->max);
+				 (unsigned long long)k->min, (unsigned long long)k->max);
 			explain(why, whysz, v, strlen(v), range);
 			return -EINVAL;
 		}
@@ -661,8 +641,7 @@ set_value(struct loader *l, const struct key *k, char *base, const char *v,
 		uint32_t ip;
 
 		if (wk_parse_ipv4(v, &ip) < 0 || !unicast_ip(ip)) {
-			explain(why, whysz, v, strlen(v),
-			    "expected a unicast IPv4 address like 198.18.0.10");
+			explain(why, whysz, v, strlen(v), "expected a unicast IPv4 address like 198.18.0.10");
 			return -EINVAL;
 		}
 		*(uint32_t *)field = ip;
@@ -674,7 +653,7 @@ set_value(struct loader *l, const struct key *k, char *base, const char *v,
 		if (wk_parse_mac(v, mac) < 0 || (mac[0] & 1) ||
 		    (mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5]) == 0) {
 			explain(why, whysz, v, strlen(v),
-			    "expected a unicast MAC address like 52:54:00:12:00:10");
+				"expected a unicast MAC address like 52:54:00:12:00:10");
 			return -EINVAL;
 		}
 		memcpy(field, mac, sizeof(mac));
@@ -685,8 +664,7 @@ set_value(struct loader *l, const struct key *k, char *base, const char *v,
 		uint8_t a[16];
 
 		/* Unicast: not unspecified (::), not loopback (::1), not multicast (ff00::/8). */
-		if (inet_pton(AF_INET6, v, a) != 1 || a[0] == 0xff ||
-		    !memcmp(a, (uint8_t[16]){ 0 }, 15)) {
+		if (inet_pton(AF_INET6, v, a) != 1 || a[0] == 0xff || !memcmp(a, (uint8_t[16]){ 0 }, 15)) {
 			explain(why, whysz, v, strlen(v), "expected a unicast IPv6 address like fd00::10");
 			return -EINVAL;
 		}
@@ -699,8 +677,7 @@ set_value(struct loader *l, const struct key *k, char *base, const char *v,
 }
 
 /* Copy one policy key's value from src to an empty dst (lists deeply). */
-static void
-copy_field(struct loader *l, const struct key *k, char *dst, const char *src)
+static void copy_field(struct loader *l, const struct key *k, char *dst, const char *src)
 {
 	size_t n, i;
 
@@ -758,13 +735,12 @@ copy_field(struct loader *l, const struct key *k, char *dst, const char *src)
 		n = sizeof(int);
 		break;
 	default:
-		return;         /* no policy key is a string, an address or a MAC */
+		return; /* no policy key is a string, an address or a MAC */
 	}
 	memcpy(dst + k->off, src + k->off, n);
 }
 
-static void
-policy_clear(struct wk_policy *p)
+static void policy_clear(struct wk_policy *p)
 {
 	size_t i;
 
@@ -772,16 +748,14 @@ policy_clear(struct wk_policy *p)
 		clear_field(&policy_keys[i], (char *)p);
 }
 
-static void
-vmconf_clear(struct wk_vmconf *vm)
+static void vmconf_clear(struct wk_vmconf *vm)
 {
 	free(vm->name);
 	policy_clear(&vm->policy);
 	memset(vm, 0, sizeof(*vm));
 }
 
-static void
-config_clear(struct wk_config *cfg)
+static void config_clear(struct wk_config *cfg)
 {
 	size_t i;
 
@@ -797,8 +771,7 @@ config_clear(struct wk_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 }
 
-void
-wk_config_free(struct wk_config *cfg)
+void wk_config_free(struct wk_config *cfg)
 {
 	if (cfg == NULL)
 		return;
@@ -806,8 +779,7 @@ wk_config_free(struct wk_config *cfg)
 	free(cfg);
 }
 
-static void
-set_defaults(struct loader *l, struct wk_config *cfg)
+static void set_defaults(struct loader *l, struct wk_config *cfg)
 {
 	char host[HOST_NAME_MAX + 1] = "";
 
@@ -843,8 +815,7 @@ set_defaults(struct loader *l, struct wk_config *cfg)
 	cfg->retrain_refresh_ms = 60 * SEC;
 }
 
-static bool
-valid_vm_name(const char *name)
+static bool valid_vm_name(const char *name)
 {
 	const char *p;
 
@@ -854,8 +825,7 @@ valid_vm_name(const char *name)
 	return p != name;
 }
 
-static void
-add_vm(struct loader *l, const char *name, unsigned line)
+static void add_vm(struct loader *l, const char *name, unsigned line)
 {
 	struct wk_config *cfg = l->cfg;
 	struct wk_vmconf *vm;
@@ -889,16 +859,14 @@ add_vm(struct loader *l, const char *name, unsigned line)
 }
 
 /* A [vm NAME] section that cannot be kept: its keys are checked, then dropped. */
-static void
-scratch_vm(struct loader *l)
+static void scratch_vm(struct loader *l)
 {
 	vmconf_clear(&l->scratch_vm);
 	l->sect = S_VM;
 	l->scratch = true;
 }
 
-static void
-enter_section(struct loader *l, const char *name, unsigned line)
+static void enter_section(struct loader *l, const char *name, unsigned line)
 {
 	size_t i;
 	int g;
@@ -917,7 +885,7 @@ enter_section(struct loader *l, const char *name, unsigned line)
 		l->scratch = l->global_line[g] != 0;
 		if (l->scratch)
 			report(l, line, "duplicate section %s (first at line %u)", l->label,
-			    l->global_line[g]);
+			       l->global_line[g]);
 		else
 			l->global_line[g] = line;
 		return;
@@ -926,8 +894,10 @@ enter_section(struct loader *l, const char *name, unsigned line)
 		const char *vm = name + 2 + strspn(name + 2, " \t");
 
 		if (!valid_vm_name(vm)) {
-			report(l, line, "%s: expected [vm NAME], NAME the libvirt domain "
-			    "(no spaces or '/')", l->label);
+			report(l, line,
+			       "%s: expected [vm NAME], NAME the libvirt domain "
+			       "(no spaces or '/')",
+			       l->label);
 			scratch_vm(l);
 			return;
 		}
@@ -935,7 +905,7 @@ enter_section(struct loader *l, const char *name, unsigned line)
 		for (i = 0; i < l->cfg->nvms; i++) {
 			if (strcmp(l->cfg->vms[i].name, vm) == 0) {
 				report(l, line, "duplicate section %s (first at line %u)", l->label,
-				    l->cfg->vms[i].line);
+				       l->cfg->vms[i].line);
 				scratch_vm(l);
 				return;
 			}
@@ -945,21 +915,18 @@ enter_section(struct loader *l, const char *name, unsigned line)
 			scratch_vm(l);
 		return;
 	}
-	report(l, line, "unknown section %s: expected [odrsd], [policy], [cluster] or [vm NAME]",
-	    l->label);
+	report(l, line, "unknown section %s: expected [odrsd], [policy], [cluster] or [vm NAME]", l->label);
 	l->sect = S_UNKNOWN;
 }
 
-static void
-syntax_error(struct loader *l, const char *expected)
+static void syntax_error(struct loader *l, const char *expected)
 {
 	l->last_syntax_error = l->lineno;
 	report(l, l->lineno, "syntax error: %s", expected);
 }
 
 /* inih's line reader: one file line per call, cleaned, counted, checked. */
-static char *
-read_line(char *str, int num, void *stream)
+static char *read_line(char *str, int num, void *stream)
 {
 	struct loader *l = stream;
 	char *s, *p, *end;
@@ -1018,16 +985,17 @@ read_line(char *str, int num, void *stream)
 	}
 	n = strlen(s);
 	if (n > (size_t)num - 1) {
-		report(l, l->lineno, "line too long: at most %d characters, leaving out "
-		    "indentation and comments", num - 1);
+		report(l, l->lineno,
+		       "line too long: at most %d characters, leaving out "
+		       "indentation and comments",
+		       num - 1);
 		return str;
 	}
 	memcpy(str, s, n + 1);
 	return str;
 }
 
-static const struct key *
-find_key(const struct key *keys, size_t nkeys, const char *name)
+static const struct key *find_key(const struct key *keys, size_t nkeys, const char *name)
 {
 	size_t i;
 
@@ -1038,8 +1006,7 @@ find_key(const struct key *keys, size_t nkeys, const char *name)
 }
 
 /* inih's handler: one KEY = VALUE of the line the reader just returned. */
-static int
-on_pair(void *user, const char *section, const char *name, const char *value)
+static int on_pair(void *user, const char *section, const char *name, const char *value)
 {
 	struct loader *l = user;
 	unsigned line = l->lineno;
@@ -1056,7 +1023,7 @@ on_pair(void *user, const char *section, const char *name, const char *value)
 		report(l, line, "%s: key outside of any section", q);
 		return 1;
 	case S_UNKNOWN:
-		return 1;       /* the section was reported */
+		return 1; /* the section was reported */
 	case S_GLOBAL:
 		k = find_key(global_keys[l->global], global_nkeys[l->global], name);
 		base = l->global == POLICY ? (char *)&cfg->policy : (char *)cfg;
@@ -1079,8 +1046,8 @@ on_pair(void *user, const char *section, const char *name, const char *value)
 		return 1;
 	}
 	if (l->seen & 1ULL << bit) {
-		report(l, line, "duplicate key \"%s\" in %s (first at line %u)", k->name,
-		    l->label, l->keyline[bit]);
+		report(l, line, "duplicate key \"%s\" in %s (first at line %u)", k->name, l->label,
+		       l->keyline[bit]);
 		return 1;
 	}
 	l->seen |= 1ULL << bit;
@@ -1102,8 +1069,7 @@ on_pair(void *user, const char *section, const char *name, const char *value)
 }
 
 /* The line that set a global key, 0 if it kept its default. */
-static unsigned
-keyline(const struct loader *l, int g, const char *name)
+static unsigned keyline(const struct loader *l, int g, const char *name)
 {
 	const struct key *k = find_key(global_keys[g], global_nkeys[g], name);
 
@@ -1111,8 +1077,7 @@ keyline(const struct loader *l, int g, const char *name)
 }
 
 /* Every VM's ip present, and no IP or MAC used twice. */
-static void
-check_vms(struct loader *l)
+static void check_vms(struct loader *l)
 {
 	struct wk_config *cfg = l->cfg;
 	struct wk_vmtable *ips = wk_vmtable_new(cfg->nvms), *macs = wk_vmtable_new(cfg->nvms);
@@ -1125,7 +1090,7 @@ check_vms(struct loader *l)
 	for (i = 0; i < cfg->nvms; i++) {
 		struct wk_vmconf *vm = &cfg->vms[i], *prev;
 		struct vm_extra *x = &l->vmx[i];
-		bool has_ip = x->seen & 1ULL << VM_IP;     /* else missing or bad */
+		bool has_ip = x->seen & 1ULL << VM_IP; /* else missing or bad */
 
 		if (x->keyline[VM_IP] == 0) {
 			report(l, vm->line, "[vm %s]: missing ip = ADDRESS (required)", vm->name);
@@ -1133,8 +1098,8 @@ check_vms(struct loader *l)
 			char ip[INET_ADDRSTRLEN];
 
 			inet_ntop(AF_INET, &vm->ip, ip, sizeof(ip));
-			report(l, x->keyline[VM_IP], "ip %s is already used by [vm %s] (line %u)",
-			    ip, prev->name, prev->line);
+			report(l, x->keyline[VM_IP], "ip %s is already used by [vm %s] (line %u)", ip,
+			       prev->name, prev->line);
 		} else if (has_ip && wk_vmtable_add(ips, vm->ip, NULL, vm) < 0) {
 			l->oom = true;
 		}
@@ -1142,8 +1107,8 @@ check_vms(struct loader *l)
 			char ip6[INET6_ADDRSTRLEN];
 
 			inet_ntop(AF_INET6, vm->ip6, ip6, sizeof(ip6));
-			report(l, x->keyline[VM_IP6], "ip6 %s is already used by [vm %s] (line %u)",
-			    ip6, prev->name, prev->line);
+			report(l, x->keyline[VM_IP6], "ip6 %s is already used by [vm %s] (line %u)", ip6,
+			       prev->name, prev->line);
 		} else if (vm->has_ip6 && wk_vmtable_add_ip6(ips, vm->ip6, vm) < 0) {
 			l->oom = true;
 		}
@@ -1151,9 +1116,11 @@ check_vms(struct loader *l)
 			continue;
 		/* This table indexes MACs only: the VM's position is a unique stand-in IP. */
 		if ((prev = wk_vmtable_by_mac(macs, vm->mac)) != NULL) {
-			report(l, x->keyline[VM_MAC], "mac %02x:%02x:%02x:%02x:%02x:%02x is already "
-			    "used by [vm %s] (line %u)", vm->mac[0], vm->mac[1], vm->mac[2],
-			    vm->mac[3], vm->mac[4], vm->mac[5], prev->name, prev->line);
+			report(l, x->keyline[VM_MAC],
+			       "mac %02x:%02x:%02x:%02x:%02x:%02x is already "
+			       "used by [vm %s] (line %u)",
+			       vm->mac[0], vm->mac[1], vm->mac[2], vm->mac[3], vm->mac[4], vm->mac[5],
+			       prev->name, prev->line);
 		} else if (wk_vmtable_add(macs, (uint32_t)i, vm->mac, vm) < 0) {
 			l->oom = true;
 		}
@@ -1163,8 +1130,7 @@ out:
 	wk_vmtable_free(macs);
 }
 
-static void
-check_config(struct loader *l)
+static void check_config(struct loader *l)
 {
 	struct wk_config *cfg = l->cfg;
 	char a[32], b[32];
@@ -1172,27 +1138,26 @@ check_config(struct loader *l)
 	check_vms(l);
 	if (cfg->backend == WK_BACKEND_ETCD && cfg->etcd == NULL)
 		report(l, keyline(l, CLUSTER, "backend"),
-		    "backend = etcd needs etcd = ENDPOINTS in [cluster]");
+		       "backend = etcd needs etcd = ENDPOINTS in [cluster]");
 	if (cfg->accept_term_ms <= cfg->lease_ttl_ms) {
 		unsigned line = keyline(l, CLUSTER, "accept_term");
 
 		fmt_duration(a, sizeof(a), cfg->accept_term_ms);
 		fmt_duration(b, sizeof(b), cfg->lease_ttl_ms);
 		report(l, line ? line : keyline(l, CLUSTER, "lease_ttl"),
-		    "accept_term (%s) must be longer than lease_ttl (%s)", a, b);
+		       "accept_term (%s) must be longer than lease_ttl (%s)", a, b);
 	}
 	if (cfg->syn_hold_per_vm > cfg->syn_hold_total) {
 		unsigned line = keyline(l, ODRSD, "syn_hold_per_vm");
 
 		report(l, line ? line : keyline(l, ODRSD, "syn_hold_total"),
-		    "syn_hold_per_vm (%u) must not exceed syn_hold_total (%u)",
-		    cfg->syn_hold_per_vm, cfg->syn_hold_total);
+		       "syn_hold_per_vm (%u) must not exceed syn_hold_total (%u)", cfg->syn_hold_per_vm,
+		       cfg->syn_hold_total);
 	}
 }
 
 /* A [vm] section starts from [policy], wherever [policy] is in the file. */
-static void
-inherit_policy(struct loader *l)
+static void inherit_policy(struct loader *l)
 {
 	size_t i, k;
 
@@ -1200,11 +1165,10 @@ inherit_policy(struct loader *l)
 		for (k = 0; k < NKEYS(policy_keys); k++)
 			if (!(l->vmx[i].seen & 1ULL << (VM_POLICY_BIT + k)))
 				copy_field(l, &policy_keys[k], (char *)&l->cfg->vms[i].policy,
-				    (const char *)&l->cfg->policy);
+					   (const char *)&l->cfg->policy);
 }
 
-int
-wk_config_load(const char *path, wk_diag_fn diag, void *ctx, struct wk_config **out)
+int wk_config_load(const char *path, wk_diag_fn diag, void *ctx, struct wk_config **out)
 {
 	struct loader l = { .file = path, .diag = diag, .ctx = ctx };
 	int rc, syntax;
@@ -1254,8 +1218,7 @@ out:
 	return 0;
 }
 
-const struct wk_vmconf *
-wk_config_vm(const struct wk_config *cfg, const char *name)
+const struct wk_vmconf *wk_config_vm(const struct wk_config *cfg, const char *name)
 {
 	size_t i;
 

@@ -7,27 +7,23 @@
 #include <wake/ctl.h>
 
 static const char *const cmd_names[] = {
-	[WK_CTL_STATUS] = "status", [WK_CTL_LIST] = "list",
-	[WK_CTL_HIBERNATE] = "hibernate", [WK_CTL_WAKE] = "wake",
-	[WK_CTL_PIN] = "pin", [WK_CTL_UNPIN] = "unpin",
+	[WK_CTL_STATUS] = "status", [WK_CTL_LIST] = "list",	[WK_CTL_HIBERNATE] = "hibernate",
+	[WK_CTL_WAKE] = "wake",	    [WK_CTL_PIN] = "pin",	[WK_CTL_UNPIN] = "unpin",
 	[WK_CTL_RELOAD] = "reload", [WK_CTL_ACCEPT] = "accept",
 };
 
-const char *
-wk_ctl_cmd_name(enum wk_ctl_cmd cmd)
+const char *wk_ctl_cmd_name(enum wk_ctl_cmd cmd)
 {
 	return (size_t)cmd < sizeof(cmd_names) / sizeof(cmd_names[0]) ? cmd_names[cmd] : "unknown";
 }
 
-static bool
-takes_vm(enum wk_ctl_cmd cmd)
+static bool takes_vm(enum wk_ctl_cmd cmd)
 {
 	return cmd == WK_CTL_HIBERNATE || cmd == WK_CTL_WAKE || cmd == WK_CTL_PIN || cmd == WK_CTL_UNPIN;
 }
 
 /* A name odrs could have in its configuration: printable, no '/', no space. */
-static bool
-valid_name(const char *s, size_t max)
+static bool valid_name(const char *s, size_t max)
 {
 	size_t n = strlen(s);
 
@@ -39,16 +35,14 @@ valid_name(const char *s, size_t max)
 	return true;
 }
 
-static int
-fail(char *err, size_t errlen, const char *fmt, const char *arg)
+static int fail(char *err, size_t errlen, const char *fmt, const char *arg)
 {
 	if (err != NULL && errlen > 0)
 		snprintf(err, errlen, fmt, arg);
 	return -EINVAL;
 }
 
-int
-wk_ctl_parse(const char *line, size_t len, struct wk_ctl_request *out, char *err, size_t errlen)
+int wk_ctl_parse(const char *line, size_t len, struct wk_ctl_request *out, char *err, size_t errlen)
 {
 	json_error_t jerr;
 	json_t *req, *v;

@@ -20,15 +20,13 @@ int wk_eth_parse(const uint8_t *buf, size_t len, struct wk_eth *out)
 	int rc;
 
 	if ((rc = wk_get_bytes(&c, e.dst, WK_ETH_ALEN)) < 0 ||
-	    (rc = wk_get_bytes(&c, e.src, WK_ETH_ALEN)) < 0 ||
-	    (rc = wk_get_be16(&c, &e.type)) < 0)
+	    (rc = wk_get_bytes(&c, e.src, WK_ETH_ALEN)) < 0 || (rc = wk_get_be16(&c, &e.type)) < 0)
 		return rc;
 	while (is_vlan_tpid(e.type)) {
 		if (e.ntags == WK_ETH_MAX_TAGS)
 			return -EPROTONOSUPPORT;
 		e.tag_tpid[e.ntags] = e.type;
-		if ((rc = wk_get_be16(&c, &e.tag_tci[e.ntags])) < 0 ||
-		    (rc = wk_get_be16(&c, &e.type)) < 0)
+		if ((rc = wk_get_be16(&c, &e.tag_tci[e.ntags])) < 0 || (rc = wk_get_be16(&c, &e.type)) < 0)
 			return rc;
 		e.ntags++;
 	}
@@ -51,8 +49,7 @@ int wk_eth_build(const struct wk_eth *in, uint8_t *buf, size_t len)
 	for (i = 0; i < in->ntags; i++) {
 		if (!is_vlan_tpid(in->tag_tpid[i]))
 			return -EINVAL;
-		if ((rc = wk_put_be16(&w, in->tag_tpid[i])) < 0 ||
-		    (rc = wk_put_be16(&w, in->tag_tci[i])) < 0)
+		if ((rc = wk_put_be16(&w, in->tag_tpid[i])) < 0 || (rc = wk_put_be16(&w, in->tag_tci[i])) < 0)
 			return rc;
 	}
 	if ((rc = wk_put_be16(&w, in->type)) < 0)

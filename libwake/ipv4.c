@@ -8,7 +8,7 @@
 #include "bytes.h"
 #include "wake/frame.h"
 
-#define IP_MF      0x2000
+#define IP_MF	   0x2000
 #define IP_OFFMASK 0x1fff
 
 int wk_ipv4_parse(const uint8_t *buf, size_t len, struct wk_ipv4 *out)
@@ -26,16 +26,11 @@ int wk_ipv4_parse(const uint8_t *buf, size_t len, struct wk_ipv4 *out)
 	ip.hdr_len = (uint8_t)((vihl & 0x0f) * 4);
 	if (ip.hdr_len < 20)
 		return -EBADMSG;
-	if ((rc = wk_get_u8(&c, &tos)) < 0 ||
-	    (rc = wk_get_be16(&c, &ip.total_len)) < 0 ||
-	    (rc = wk_get_be16(&c, &ip.id)) < 0 ||
-	    (rc = wk_get_be16(&c, &ip.frag)) < 0 ||
-	    (rc = wk_get_u8(&c, &ip.ttl)) < 0 ||
-	    (rc = wk_get_u8(&c, &ip.proto)) < 0 ||
-	    (rc = wk_get_be16(&c, &csum)) < 0 ||
-	    (rc = wk_get_bytes(&c, &ip.src, 4)) < 0 ||
-	    (rc = wk_get_bytes(&c, &ip.dst, 4)) < 0 ||
-	    (rc = wk_skip(&c, ip.hdr_len - 20u)) < 0)
+	if ((rc = wk_get_u8(&c, &tos)) < 0 || (rc = wk_get_be16(&c, &ip.total_len)) < 0 ||
+	    (rc = wk_get_be16(&c, &ip.id)) < 0 || (rc = wk_get_be16(&c, &ip.frag)) < 0 ||
+	    (rc = wk_get_u8(&c, &ip.ttl)) < 0 || (rc = wk_get_u8(&c, &ip.proto)) < 0 ||
+	    (rc = wk_get_be16(&c, &csum)) < 0 || (rc = wk_get_bytes(&c, &ip.src, 4)) < 0 ||
+	    (rc = wk_get_bytes(&c, &ip.dst, 4)) < 0 || (rc = wk_skip(&c, ip.hdr_len - 20u)) < 0)
 		return rc;
 	/* Bytes past total_len are Ethernet padding; missing ones are not. */
 	if (ip.total_len < ip.hdr_len || ip.total_len > len)

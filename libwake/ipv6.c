@@ -19,10 +19,8 @@ int wk_ipv6_parse(const uint8_t *buf, size_t len, struct wk_ipv6 *out)
 		return rc;
 	if (vtcfl >> 28 != 6)
 		return -EPROTONOSUPPORT;
-	if ((rc = wk_get_be16(&c, &ip.payload_len)) < 0 ||
-	    (rc = wk_get_u8(&c, &ip.next)) < 0 ||
-	    (rc = wk_get_u8(&c, &ip.hop_limit)) < 0 ||
-	    (rc = wk_get_bytes(&c, ip.src, 16)) < 0 ||
+	if ((rc = wk_get_be16(&c, &ip.payload_len)) < 0 || (rc = wk_get_u8(&c, &ip.next)) < 0 ||
+	    (rc = wk_get_u8(&c, &ip.hop_limit)) < 0 || (rc = wk_get_bytes(&c, ip.src, 16)) < 0 ||
 	    (rc = wk_get_bytes(&c, ip.dst, 16)) < 0)
 		return rc;
 	/* Bytes past the payload are Ethernet padding; missing ones are not. */

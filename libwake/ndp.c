@@ -9,12 +9,12 @@
 #include "bytes.h"
 #include "wake/frame.h"
 
-#define ICMP6_HLEN        4
-#define ND_OPT_SOURCE_LL  1
-#define ND_OPT_TARGET_LL  2
-#define NA_ROUTER         0x80000000u
-#define NA_SOLICITED      0x40000000u
-#define NA_OVERRIDE       0x20000000u
+#define ICMP6_HLEN	 4
+#define ND_OPT_SOURCE_LL 1
+#define ND_OPT_TARGET_LL 2
+#define NA_ROUTER	 0x80000000u
+#define NA_SOLICITED	 0x40000000u
+#define NA_OVERRIDE	 0x20000000u
 
 int wk_ns_parse(const struct wk_ipv6 *ip, const uint8_t *buf, size_t len, struct wk_ns *out)
 {
@@ -25,8 +25,7 @@ int wk_ns_parse(const struct wk_ipv6 *ip, const uint8_t *buf, size_t len, struct
 	uint32_t reserved;
 	int rc;
 
-	if ((rc = wk_get_u8(&c, &type)) < 0 ||
-	    (rc = wk_get_u8(&c, &code)) < 0 ||
+	if ((rc = wk_get_u8(&c, &type)) < 0 || (rc = wk_get_u8(&c, &code)) < 0 ||
 	    (rc = wk_get_be16(&c, &csum)) < 0)
 		return rc;
 	if (type != WK_ICMP6_NS)
@@ -34,11 +33,10 @@ int wk_ns_parse(const struct wk_ipv6 *ip, const uint8_t *buf, size_t len, struct
 	/* RFC 4861 7.1.1: hop limit 255 (never routed), code 0, 24 bytes at least. */
 	if (code != 0 || ip->hop_limit != 255)
 		return -EBADMSG;
-	if ((rc = wk_get_be32(&c, &reserved)) < 0 ||
-	    (rc = wk_get_bytes(&c, ns.target, 16)) < 0)
+	if ((rc = wk_get_be32(&c, &reserved)) < 0 || (rc = wk_get_bytes(&c, ns.target, 16)) < 0)
 		return rc;
 	if (ns.target[0] == 0xff)
-		return -EBADMSG;   /* a multicast target */
+		return -EBADMSG; /* a multicast target */
 	while (wk_remaining(&c) > 0) {
 		if ((rc = wk_get_u8(&c, &opt_type)) < 0 || (rc = wk_get_u8(&c, &opt_len)) < 0)
 			return rc;
@@ -85,20 +83,13 @@ int wk_na_build(const struct wk_eth *req_eth, const struct wk_ipv6 *req_ip, cons
 	w = wk_wcursor(buf, len);
 	w.off = l3;
 	l4 = l3 + 40;
-	if ((rc = wk_put_be32(&w, 6u << 28)) < 0 ||
-	    (rc = wk_put_be16(&w, ip.payload_len)) < 0 ||
-	    (rc = wk_put_u8(&w, ip.next)) < 0 ||
-	    (rc = wk_put_u8(&w, ip.hop_limit)) < 0 ||
-	    (rc = wk_put_bytes(&w, ip.src, 16)) < 0 ||
-	    (rc = wk_put_bytes(&w, ip.dst, 16)) < 0 ||
-	    (rc = wk_put_u8(&w, WK_ICMP6_NA)) < 0 ||
-	    (rc = wk_put_u8(&w, 0)) < 0 ||
-	    (rc = wk_put_be16(&w, 0)) < 0 ||
-	    (rc = wk_put_be32(&w, NA_SOLICITED | NA_OVERRIDE)) < 0 ||
-	    (rc = wk_put_bytes(&w, ns->target, 16)) < 0 ||
-	    (rc = wk_put_u8(&w, ND_OPT_TARGET_LL)) < 0 ||
-	    (rc = wk_put_u8(&w, 1)) < 0 ||
-	    (rc = wk_put_bytes(&w, vm_mac, WK_ETH_ALEN)) < 0)
+	if ((rc = wk_put_be32(&w, 6u << 28)) < 0 || (rc = wk_put_be16(&w, ip.payload_len)) < 0 ||
+	    (rc = wk_put_u8(&w, ip.next)) < 0 || (rc = wk_put_u8(&w, ip.hop_limit)) < 0 ||
+	    (rc = wk_put_bytes(&w, ip.src, 16)) < 0 || (rc = wk_put_bytes(&w, ip.dst, 16)) < 0 ||
+	    (rc = wk_put_u8(&w, WK_ICMP6_NA)) < 0 || (rc = wk_put_u8(&w, 0)) < 0 ||
+	    (rc = wk_put_be16(&w, 0)) < 0 || (rc = wk_put_be32(&w, NA_SOLICITED | NA_OVERRIDE)) < 0 ||
+	    (rc = wk_put_bytes(&w, ns->target, 16)) < 0 || (rc = wk_put_u8(&w, ND_OPT_TARGET_LL)) < 0 ||
+	    (rc = wk_put_u8(&w, 1)) < 0 || (rc = wk_put_bytes(&w, vm_mac, WK_ETH_ALEN)) < 0)
 		return rc;
 	if ((rc = wk_poke_be16(&w, l4 + 2,
 			       wk_inet_csum(buf + l4, ip.payload_len,

@@ -11,7 +11,7 @@
 #include "wake/frame.h"
 
 #define IPPROTO_TCP_NUM 6
-#define IP_OFFMASK      0x1fff
+#define IP_OFFMASK	0x1fff
 
 int wk_pkt_parse(const uint8_t *buf, size_t len, struct wk_pkt *out)
 {
@@ -52,9 +52,7 @@ int wk_pkt_parse(const uint8_t *buf, size_t len, struct wk_pkt *out)
 		if (p.ip.proto != IPPROTO_TCP_NUM || (p.ip.frag & IP_OFFMASK))
 			break;
 		/* The segment ends at total_len, not at the Ethernet padding. */
-		if ((rc = wk_tcp_parse(buf + p.l4_off,
-				       (size_t)p.ip.total_len - p.ip.hdr_len,
-				       &p.tcp)) < 0)
+		if ((rc = wk_tcp_parse(buf + p.l4_off, (size_t)p.ip.total_len - p.ip.hdr_len, &p.tcp)) < 0)
 			return rc;
 		p.kind = WK_PKT_TCP;
 		break;
@@ -103,17 +101,15 @@ bool wk_flow_eq(const struct wk_flow *a, const struct wk_flow *b)
 bool wk_flow_answered_by(const struct wk_flow *flow, const struct wk_pkt *synack)
 {
 	bool addrs = synack->v6 ? flow->v6 && !memcmp(synack->ip6.src, flow->daddr6, 16) &&
-					      !memcmp(synack->ip6.dst, flow->saddr6, 16)
+					  !memcmp(synack->ip6.dst, flow->saddr6, 16)
 				: !flow->v6 && synack->ip.src == flow->daddr && synack->ip.dst == flow->saddr;
 
-	return wk_pkt_is_synack(synack) && addrs &&
-	       synack->tcp.sport == flow->dport && synack->tcp.dport == flow->sport &&
-	       synack->tcp.ack == flow->isn + 1;
+	return wk_pkt_is_synack(synack) && addrs && synack->tcp.sport == flow->dport &&
+	       synack->tcp.dport == flow->sport && synack->tcp.ack == flow->isn + 1;
 }
 
 char *wk_mac_str(const uint8_t mac[WK_ETH_ALEN], char *buf)
 {
-	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x",
-		 mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
 	return buf;
 }

@@ -5,19 +5,20 @@
 
 #include <wake/policy.h>
 
-const char *
-wk_trigger_name(enum wk_trigger t)
+const char *wk_trigger_name(enum wk_trigger t)
 {
 	switch (t) {
-	case WK_TRIGGER_ARP:    return "arp";
-	case WK_TRIGGER_SYN:    return "syn";
-	case WK_TRIGGER_MANUAL: return "manual";
+	case WK_TRIGGER_ARP:
+		return "arp";
+	case WK_TRIGGER_SYN:
+		return "syn";
+	case WK_TRIGGER_MANUAL:
+		return "manual";
 	}
 	return "unknown";
 }
 
-enum wk_trigger
-wk_trigger_from_name(const char *name)
+enum wk_trigger wk_trigger_from_name(const char *name)
 {
 	if (name != NULL && strcmp(name, "arp") == 0)
 		return WK_TRIGGER_ARP;
@@ -26,8 +27,7 @@ wk_trigger_from_name(const char *name)
 	return WK_TRIGGER_MANUAL;
 }
 
-bool
-wk_rate_take(struct wk_rate *r, double per_s, double burst, double now)
+bool wk_rate_take(struct wk_rate *r, double per_s, double burst, double now)
 {
 	if (per_s <= 0)
 		return true;
@@ -46,8 +46,7 @@ wk_rate_take(struct wk_rate *r, double per_s, double burst, double now)
 	return true;
 }
 
-bool
-wk_policy_ignores(const struct wk_policy *p, uint32_t src)
+bool wk_policy_ignores(const struct wk_policy *p, uint32_t src)
 {
 	size_t i;
 
@@ -60,8 +59,7 @@ wk_policy_ignores(const struct wk_policy *p, uint32_t src)
 	return false;
 }
 
-static bool
-port_allowed(const struct wk_policy *p, uint16_t port)
+static bool port_allowed(const struct wk_policy *p, uint16_t port)
 {
 	size_t i;
 
@@ -73,8 +71,7 @@ port_allowed(const struct wk_policy *p, uint16_t port)
 	return false;
 }
 
-bool
-wk_policy_may_wake(const struct wk_policy *p, enum wk_trigger t, uint32_t src, uint16_t port)
+bool wk_policy_may_wake(const struct wk_policy *p, enum wk_trigger t, uint32_t src, uint16_t port)
 {
 	switch (t) {
 	case WK_TRIGGER_MANUAL:
@@ -83,26 +80,27 @@ wk_policy_may_wake(const struct wk_policy *p, enum wk_trigger t, uint32_t src, u
 	case WK_TRIGGER_ARP:
 		return (p->wake_on & WK_WAKE_ARP) && !wk_policy_ignores(p, src);
 	case WK_TRIGGER_SYN:
-		return (p->wake_on & WK_WAKE_SYN) && port_allowed(p, port) &&
-		    !wk_policy_ignores(p, src);
+		return (p->wake_on & WK_WAKE_SYN) && port_allowed(p, port) && !wk_policy_ignores(p, src);
 	}
 	return false;
 }
 
-const char *
-wk_idle_verdict_name(enum wk_idle_verdict v)
+const char *wk_idle_verdict_name(enum wk_idle_verdict v)
 {
 	switch (v) {
-	case WK_IDLE:         return "idle";
-	case WK_BUSY_LOAD:    return "load";
-	case WK_BUSY_PROCESS: return "process";
-	case WK_PROBE_BAD:    return "probe_failed";
+	case WK_IDLE:
+		return "idle";
+	case WK_BUSY_LOAD:
+		return "load";
+	case WK_BUSY_PROCESS:
+		return "process";
+	case WK_PROBE_BAD:
+		return "probe_failed";
 	}
 	return "unknown";
 }
 
-static const char *
-protected_name(const struct wk_policy *p, const char *name, size_t len)
+static const char *protected_name(const struct wk_policy *p, const char *name, size_t len)
 {
 	size_t i;
 
@@ -112,9 +110,8 @@ protected_name(const struct wk_policy *p, const char *name, size_t len)
 	return NULL;
 }
 
-enum wk_idle_verdict
-wk_idle_judge(const struct wk_policy *p, const char *out, size_t len, double *load,
-	      const char **process)
+enum wk_idle_verdict wk_idle_judge(const struct wk_policy *p, const char *out, size_t len, double *load,
+				   const char **process)
 {
 	char first[64], *end;
 	const char *line, *nl, *stop = out + len, *hit;

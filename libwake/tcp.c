@@ -6,9 +6,9 @@
 #include "bytes.h"
 #include "wake/frame.h"
 
-#define IPPROTO_TCP_NUM  6
-#define IP_CSUM_OFF      10
-#define TCP_CSUM_OFF     16
+#define IPPROTO_TCP_NUM 6
+#define IP_CSUM_OFF	10
+#define TCP_CSUM_OFF	16
 
 int wk_tcp_parse(const uint8_t *buf, size_t len, struct wk_tcp *out)
 {
@@ -17,12 +17,9 @@ int wk_tcp_parse(const uint8_t *buf, size_t len, struct wk_tcp *out)
 	uint8_t doff;
 	int rc;
 
-	if ((rc = wk_get_be16(&c, &t.sport)) < 0 ||
-	    (rc = wk_get_be16(&c, &t.dport)) < 0 ||
-	    (rc = wk_get_be32(&c, &t.seq)) < 0 ||
-	    (rc = wk_get_be32(&c, &t.ack)) < 0 ||
-	    (rc = wk_get_u8(&c, &doff)) < 0 ||
-	    (rc = wk_get_u8(&c, &t.flags)) < 0 ||
+	if ((rc = wk_get_be16(&c, &t.sport)) < 0 || (rc = wk_get_be16(&c, &t.dport)) < 0 ||
+	    (rc = wk_get_be32(&c, &t.seq)) < 0 || (rc = wk_get_be32(&c, &t.ack)) < 0 ||
+	    (rc = wk_get_u8(&c, &doff)) < 0 || (rc = wk_get_u8(&c, &t.flags)) < 0 ||
 	    (rc = wk_get_be16(&c, &t.window)) < 0)
 		return rc;
 	t.hdr_len = (uint8_t)((doff >> 4) * 4);
@@ -83,11 +80,10 @@ int wk_tcp_fix_checksums(uint8_t *frame, size_t len)
 	/* wk_pkt_parse proved both headers and the segment lie inside frame. */
 	seg_len = p.ip.total_len - p.ip.hdr_len;
 	if ((rc = wk_poke_be16(&w, p.l3_off + IP_CSUM_OFF, 0)) < 0 ||
-	    (rc = wk_poke_be16(&w, p.l3_off + IP_CSUM_OFF,
-			       wk_inet_csum(frame + p.l3_off, p.ip.hdr_len, 0))) < 0)
+	    (rc = wk_poke_be16(&w, p.l3_off + IP_CSUM_OFF, wk_inet_csum(frame + p.l3_off, p.ip.hdr_len, 0))) <
+		    0)
 		return -EBADMSG;
-	pseudo = addr_sum(p.ip.src) + addr_sum(p.ip.dst) + IPPROTO_TCP_NUM +
-		 (uint32_t)seg_len;
+	pseudo = addr_sum(p.ip.src) + addr_sum(p.ip.dst) + IPPROTO_TCP_NUM + (uint32_t)seg_len;
 tcp:
 	if ((rc = wk_poke_be16(&w, p.l4_off + TCP_CSUM_OFF, 0)) < 0 ||
 	    (rc = wk_poke_be16(&w, p.l4_off + TCP_CSUM_OFF,

@@ -11,8 +11,7 @@
 #include <wake/config.h>
 
 /* Leading decimal digits of *s into *v; -EINVAL on none or on overflow. */
-static int
-parse_digits(const char **s, uint64_t *v)
+static int parse_digits(const char **s, uint64_t *v)
 {
 	const char *p = *s;
 	uint64_t n = 0;
@@ -31,8 +30,7 @@ parse_digits(const char **s, uint64_t *v)
 	return 0;
 }
 
-static int
-scale(uint64_t n, uint64_t mult, uint64_t *out)
+static int scale(uint64_t n, uint64_t mult, uint64_t *out)
 {
 	if (n > UINT64_MAX / mult)
 		return -EINVAL;
@@ -40,11 +38,16 @@ scale(uint64_t n, uint64_t mult, uint64_t *out)
 	return 0;
 }
 
-int
-wk_parse_duration(const char *s, uint64_t *ms)
+int wk_parse_duration(const char *s, uint64_t *ms)
 {
-	static const struct { const char *unit; uint64_t ms; } units[] = {
-		{ "ms", 1 }, { "s", 1000 }, { "m", 60 * 1000 }, { "h", 3600 * 1000 },
+	static const struct {
+		const char *unit;
+		uint64_t ms;
+	} units[] = {
+		{ "ms", 1 },
+		{ "s", 1000 },
+		{ "m", 60 * 1000 },
+		{ "h", 3600 * 1000 },
 	};
 	uint64_t n;
 	size_t i;
@@ -64,27 +67,37 @@ wk_parse_duration(const char *s, uint64_t *ms)
 	return -EINVAL;
 }
 
-int
-wk_parse_size(const char *s, uint64_t *bytes)
+int wk_parse_size(const char *s, uint64_t *bytes)
 {
 	uint64_t n, mult;
 
 	if (s == NULL || parse_digits(&s, &n) < 0)
 		return -EINVAL;
 	switch (*s) {
-	case '\0':           mult = 1; break;
-	case 'K': case 'k':  mult = 1ULL << 10; break;
-	case 'M': case 'm':  mult = 1ULL << 20; break;
-	case 'G': case 'g':  mult = 1ULL << 30; break;
-	default:             return -EINVAL;
+	case '\0':
+		mult = 1;
+		break;
+	case 'K':
+	case 'k':
+		mult = 1ULL << 10;
+		break;
+	case 'M':
+	case 'm':
+		mult = 1ULL << 20;
+		break;
+	case 'G':
+	case 'g':
+		mult = 1ULL << 30;
+		break;
+	default:
+		return -EINVAL;
 	}
 	if (*s != '\0' && s[1] != '\0')
 		return -EINVAL;
 	return scale(n, mult, bytes);
 }
 
-int
-wk_parse_ipv4(const char *s, uint32_t *ip)
+int wk_parse_ipv4(const char *s, uint32_t *ip)
 {
 	struct in_addr a;
 
@@ -95,8 +108,7 @@ wk_parse_ipv4(const char *s, uint32_t *ip)
 	return 0;
 }
 
-static int
-hexval(char c)
+static int hexval(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -107,8 +119,7 @@ hexval(char c)
 	return -1;
 }
 
-int
-wk_parse_mac(const char *s, uint8_t mac[6])
+int wk_parse_mac(const char *s, uint8_t mac[6])
 {
 	uint8_t m[6];
 	int i;

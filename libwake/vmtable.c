@@ -13,37 +13,36 @@
 #include <wake/vmtable.h>
 
 struct ip_slot {
-	void    *vm;            /* NULL: empty slot */
+	void *vm; /* NULL: empty slot */
 	uint32_t ip;
-	bool     has_mac;
+	bool has_mac;
 	uint64_t mac;
 };
 
 struct mac_slot {
-	void    *vm;            /* NULL: empty slot */
+	void *vm; /* NULL: empty slot */
 	uint64_t mac;
 };
 
 struct ip6_slot {
-	void    *vm;            /* NULL: empty slot */
-	uint8_t  ip6[16];
+	void *vm; /* NULL: empty slot */
+	uint8_t ip6[16];
 };
 
 struct wk_vmtable {
-	struct ip_slot  *ips;
+	struct ip_slot *ips;
 	struct mac_slot *macs;
-	size_t           cap;    /* of both arrays: a power of two */
-	size_t           nips;
-	size_t           nmacs;
-	struct ip6_slot *ip6s;   /* NULL until the first IPv6 address */
-	size_t           cap6, nip6s;
+	size_t cap; /* of both arrays: a power of two */
+	size_t nips;
+	size_t nmacs;
+	struct ip6_slot *ip6s; /* NULL until the first IPv6 address */
+	size_t cap6, nip6s;
 };
 
 #define MIN_CAP 16
 
 /* splitmix64's finalizer: every key bit moves every hash bit. */
-static uint64_t
-mix(uint64_t x)
+static uint64_t mix(uint64_t x)
 {
 	x ^= x >> 30;
 	x *= 0xbf58476d1ce4e5b9ULL;
@@ -53,8 +52,7 @@ mix(uint64_t x)
 	return x;
 }
 
-static uint64_t
-mac_key(const uint8_t *mac)
+static uint64_t mac_key(const uint8_t *mac)
 {
 	uint64_t k = 0;
 	int i;
@@ -64,8 +62,7 @@ mac_key(const uint8_t *mac)
 	return k;
 }
 
-static size_t
-ip_find(const struct wk_vmtable *t, uint32_t ip)
+static size_t ip_find(const struct wk_vmtable *t, uint32_t ip)
 {
 	size_t mask = t->cap - 1, i = mix(ip) & mask;
 
@@ -74,8 +71,7 @@ ip_find(const struct wk_vmtable *t, uint32_t ip)
 	return i;
 }
 
-static size_t
-mac_find(const struct wk_vmtable *t, uint64_t mac)
+static size_t mac_find(const struct wk_vmtable *t, uint64_t mac)
 {
 	size_t mask = t->cap - 1, i = mix(mac) & mask;
 
@@ -85,14 +81,12 @@ mac_find(const struct wk_vmtable *t, uint64_t mac)
 }
 
 /* Is slot j's home h outside the cyclic range (i, j]? Then it may move to i. */
-static bool
-may_move(size_t i, size_t j, size_t h)
+static bool may_move(size_t i, size_t j, size_t h)
 {
 	return i <= j ? (h <= i || h > j) : (h <= i && h > j);
 }
 
-static void
-ip_remove_at(struct wk_vmtable *t, size_t i)
+static void ip_remove_at(struct wk_vmtable *t, size_t i)
 {
 	size_t mask = t->cap - 1, j = i;
 
@@ -109,8 +103,7 @@ ip_remove_at(struct wk_vmtable *t, size_t i)
 	t->nips--;
 }
 
-static void
-mac_remove_at(struct wk_vmtable *t, size_t i)
+static void mac_remove_at(struct wk_vmtable *t, size_t i)
 {
 	size_t mask = t->cap - 1, j = i;
 
@@ -127,8 +120,7 @@ mac_remove_at(struct wk_vmtable *t, size_t i)
 	t->nmacs--;
 }
 
-static int
-alloc_slots(struct wk_vmtable *t, size_t cap)
+static int alloc_slots(struct wk_vmtable *t, size_t cap)
 {
 	t->ips = calloc(cap, sizeof(*t->ips));
 	t->macs = calloc(cap, sizeof(*t->macs));
@@ -142,8 +134,7 @@ alloc_slots(struct wk_vmtable *t, size_t cap)
 }
 
 /* Keep the load factor at or under 1/2 so probe runs stay short. */
-static int
-grow(struct wk_vmtable *t)
+static int grow(struct wk_vmtable *t)
 {
 	struct wk_vmtable old = *t;
 	size_t i;
@@ -165,8 +156,7 @@ grow(struct wk_vmtable *t)
 	return 0;
 }
 
-struct wk_vmtable *
-wk_vmtable_new(size_t hint)
+struct wk_vmtable *wk_vmtable_new(size_t hint)
 {
 	struct wk_vmtable *t = calloc(1, sizeof(*t));
 	size_t cap = MIN_CAP;
@@ -182,8 +172,7 @@ wk_vmtable_new(size_t hint)
 	return t;
 }
 
-void
-wk_vmtable_free(struct wk_vmtable *t)
+void wk_vmtable_free(struct wk_vmtable *t)
 {
 	if (t == NULL)
 		return;
@@ -193,8 +182,7 @@ wk_vmtable_free(struct wk_vmtable *t)
 	free(t);
 }
 
-int
-wk_vmtable_add(struct wk_vmtable *t, uint32_t ip, const uint8_t *mac, void *vm)
+int wk_vmtable_add(struct wk_vmtable *t, uint32_t ip, const uint8_t *mac, void *vm)
 {
 	size_t i;
 
@@ -221,8 +209,7 @@ wk_vmtable_add(struct wk_vmtable *t, uint32_t ip, const uint8_t *mac, void *vm)
 	return 0;
 }
 
-int
-wk_vmtable_del(struct wk_vmtable *t, uint32_t ip, const uint8_t *mac)
+int wk_vmtable_del(struct wk_vmtable *t, uint32_t ip, const uint8_t *mac)
 {
 	size_t i = ip_find(t, ip), m;
 	void *vm = t->ips[i].vm;
@@ -244,8 +231,7 @@ wk_vmtable_del(struct wk_vmtable *t, uint32_t ip, const uint8_t *mac)
 	return 0;
 }
 
-int
-wk_vmtable_set_mac(struct wk_vmtable *t, uint32_t ip, const uint8_t *mac)
+int wk_vmtable_set_mac(struct wk_vmtable *t, uint32_t ip, const uint8_t *mac)
 {
 	size_t i = ip_find(t, ip), m;
 	uint64_t k = mac_key(mac);
@@ -263,7 +249,7 @@ wk_vmtable_set_mac(struct wk_vmtable *t, uint32_t ip, const uint8_t *mac)
 
 		if (t->macs[old].vm == vm)
 			mac_remove_at(t, old);
-		m = mac_find(t, k);     /* the removal may have shifted the run */
+		m = mac_find(t, k); /* the removal may have shifted the run */
 	}
 	t->macs[m] = (struct mac_slot){ .vm = vm, .mac = k };
 	t->nmacs++;
@@ -272,26 +258,22 @@ wk_vmtable_set_mac(struct wk_vmtable *t, uint32_t ip, const uint8_t *mac)
 	return 0;
 }
 
-void *
-wk_vmtable_by_ip(const struct wk_vmtable *t, uint32_t ip)
+void *wk_vmtable_by_ip(const struct wk_vmtable *t, uint32_t ip)
 {
 	return t->ips[ip_find(t, ip)].vm;
 }
 
-void *
-wk_vmtable_by_mac(const struct wk_vmtable *t, const uint8_t *mac)
+void *wk_vmtable_by_mac(const struct wk_vmtable *t, const uint8_t *mac)
 {
 	return t->macs[mac_find(t, mac_key(mac))].vm;
 }
 
-size_t
-wk_vmtable_count(const struct wk_vmtable *t)
+size_t wk_vmtable_count(const struct wk_vmtable *t)
 {
 	return t->nips;
 }
 
-static uint64_t
-ip6_hash(const uint8_t *ip6)
+static uint64_t ip6_hash(const uint8_t *ip6)
 {
 	uint64_t hi = 0, lo = 0;
 
@@ -302,8 +284,7 @@ ip6_hash(const uint8_t *ip6)
 	return mix(hi ^ mix(lo));
 }
 
-static size_t
-ip6_find(const struct ip6_slot *slots, size_t cap, const uint8_t *ip6)
+static size_t ip6_find(const struct ip6_slot *slots, size_t cap, const uint8_t *ip6)
 {
 	size_t mask = cap - 1, i = ip6_hash(ip6) & mask;
 
@@ -312,8 +293,7 @@ ip6_find(const struct ip6_slot *slots, size_t cap, const uint8_t *ip6)
 	return i;
 }
 
-static int
-ip6_grow(struct wk_vmtable *t)
+static int ip6_grow(struct wk_vmtable *t)
 {
 	size_t cap = t->cap6 ? t->cap6 * 2 : MIN_CAP, i;
 	struct ip6_slot *slots;
@@ -329,8 +309,7 @@ ip6_grow(struct wk_vmtable *t)
 	return 0;
 }
 
-int
-wk_vmtable_add_ip6(struct wk_vmtable *t, const uint8_t ip6[16], void *vm)
+int wk_vmtable_add_ip6(struct wk_vmtable *t, const uint8_t ip6[16], void *vm)
 {
 	size_t i;
 
@@ -347,8 +326,7 @@ wk_vmtable_add_ip6(struct wk_vmtable *t, const uint8_t ip6[16], void *vm)
 	return 0;
 }
 
-int
-wk_vmtable_del_ip6(struct wk_vmtable *t, const uint8_t ip6[16])
+int wk_vmtable_del_ip6(struct wk_vmtable *t, const uint8_t ip6[16])
 {
 	size_t mask, i, j;
 
@@ -369,8 +347,7 @@ wk_vmtable_del_ip6(struct wk_vmtable *t, const uint8_t ip6[16])
 	return 0;
 }
 
-void *
-wk_vmtable_by_ip6(const struct wk_vmtable *t, const uint8_t ip6[16])
+void *wk_vmtable_by_ip6(const struct wk_vmtable *t, const uint8_t ip6[16])
 {
 	return t->cap6 ? t->ip6s[ip6_find(t->ip6s, t->cap6, ip6)].vm : NULL;
 }

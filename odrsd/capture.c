@@ -17,12 +17,11 @@
 #include "log.h"
 #include "odrsd.h"
 
-#define SNAPLEN        2048
-#define FILTER_HOSTS   200   /* past this many addresses, filter on flags alone */
+#define SNAPLEN	     2048
+#define FILTER_HOSTS 200 /* past this many addresses, filter on flags alone */
 
 /* Every captured frame is counted; one that does not decode is dropped and counted. */
-static bool frame_decode(struct odrsd *d, const struct pcap_pkthdr *h, const u_char *frame,
-			 struct wk_pkt *p)
+static bool frame_decode(struct odrsd *d, const struct pcap_pkthdr *h, const u_char *frame, struct wk_pkt *p)
 {
 	d->n.frames++;
 	if (h->caplen < h->len || wk_pkt_parse(frame, h->caplen, p) < 0) {
@@ -171,9 +170,11 @@ static char *wake_filter(struct odrsd *d)
 		fputs("(arp and arp[6:2] = 1) or (icmp6 and ip6[40] = 135)", f);
 	/* libpcap cannot index TCP over IPv6: the flags are at 40 + 13 without extension headers. */
 	any |= filter_clause(f, d, "tcp and tcp[13] & 0x12 = 0x02", "dst ", vm_accepts_syn, !any, false);
-	any |= filter_clause(f, d, "ip6 and ip6[6] = 6 and ip6[53] & 0x12 = 0x02", "dst ", vm_accepts_syn, !any, true);
+	any |= filter_clause(f, d, "ip6 and ip6[6] = 6 and ip6[53] & 0x12 = 0x02", "dst ", vm_accepts_syn,
+			     !any, true);
 	any |= filter_clause(f, d, "tcp and tcp[13] & 0x12 = 0x12", "src ", vm_awaits_synack, !any, false);
-	any |= filter_clause(f, d, "ip6 and ip6[6] = 6 and ip6[53] & 0x12 = 0x12", "src ", vm_awaits_synack, !any, true);
+	any |= filter_clause(f, d, "ip6 and ip6[6] = 6 and ip6[53] & 0x12 = 0x12", "src ", vm_awaits_synack,
+			     !any, true);
 	if (fclose(f) != 0 || !l3)
 		return NULL;
 	if (!any) {

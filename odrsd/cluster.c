@@ -29,45 +29,45 @@
 #include "log.h"
 #include "odrsd.h"
 
-#define PFX          "/odrs/"
-#define NODE_PFX     PFX "node/"
-#define VM_PFX       PFX "vm/"
-#define SYN_PFX      PFX "syn/"
-#define ACCEPT_KEY   PFX "accept"
+#define PFX		"/odrs/"
+#define NODE_PFX	PFX "node/"
+#define VM_PFX		PFX "vm/"
+#define SYN_PFX		PFX "syn/"
+#define ACCEPT_KEY	PFX "accept"
 #define ETCD_TIMEOUT_MS 2000
-#define ELECTION_STEP   0.3   /* seconds between the ranks that try for a free role */
-#define RESYNC_DELAY    1.0
+#define ELECTION_STEP	0.3 /* seconds between the ranks that try for a free role */
+#define RESYNC_DELAY	1.0
 
 struct peer {
-	char    node[64];
-	double  score;
+	char node[64];
+	double score;
 	int64_t lease;
 };
 
 struct cluster {
 	struct odrsd *d;
-	struct etcd  *etcd;
-	bool          ok;          /* the last request to etcd worked */
-	bool          watching;    /* our view follows the store */
-	bool          syncing, granting;
-	int64_t       lease;       /* ours; 0 while none */
-	ev_timer      beat;        /* a third of lease_ttl: keep the lease, publish the score */
-	ev_timer      resync;      /* after a failure: read it all again, watch again */
-	ev_timer      election;    /* the role is free: try after our rank's delay */
-	ev_timer      term;        /* we hold the role: hand it on after accept_term */
-	struct peer  *peers;
-	size_t        npeers;
-	char          holder[64];  /* of the accept role; "" none */
-	int64_t       holder_rev, term_no, last_term;
-	ev_tstamp     since;       /* the holder's term began (wall clock) */
-	double        score, load, mem;
+	struct etcd *etcd;
+	bool ok;       /* the last request to etcd worked */
+	bool watching; /* our view follows the store */
+	bool syncing, granting;
+	int64_t lease;	   /* ours; 0 while none */
+	ev_timer beat;	   /* a third of lease_ttl: keep the lease, publish the score */
+	ev_timer resync;   /* after a failure: read it all again, watch again */
+	ev_timer election; /* the role is free: try after our rank's delay */
+	ev_timer term;	   /* we hold the role: hand it on after accept_term */
+	struct peer *peers;
+	size_t npeers;
+	char holder[64]; /* of the accept role; "" none */
+	int64_t holder_rev, term_no, last_term;
+	ev_tstamp since; /* the holder's term began (wall clock) */
+	double score, load, mem;
 };
 
 /* A request that needs a VM when it completes names it: the VM may be gone by then. */
 struct vm_req {
 	struct cluster *c;
-	char            vm[128];
-	char            target[64];
+	char vm[128];
+	char target[64];
 };
 
 bool cluster_on(const struct odrsd *d)
@@ -113,8 +113,8 @@ static char *dump(json_t *o)
 	return s;
 }
 
-static void put(struct cluster *c, const char *key, const char *value, int64_t lease,
-		const char *del_key, etcd_txn_fn cb, void *ctx);
+static void put(struct cluster *c, const char *key, const char *value, int64_t lease, const char *del_key,
+		etcd_txn_fn cb, void *ctx);
 
 static void put_done(void *ctx, int err, bool succeeded, int64_t rev)
 {
@@ -122,8 +122,8 @@ static void put_done(void *ctx, int err, bool succeeded, int64_t rev)
 }
 
 /* Put key (and delete del_key) in one transaction; value NULL: out of memory, nothing sent. */
-static void put(struct cluster *c, const char *key, const char *value, int64_t lease,
-		const char *del_key, etcd_txn_fn cb, void *ctx)
+static void put(struct cluster *c, const char *key, const char *value, int64_t lease, const char *del_key,
+		etcd_txn_fn cb, void *ctx)
 {
 	struct etcd_op ops[2] = {
 		{ .key = key, .value = value, .lease = lease },
@@ -169,8 +169,9 @@ static void node_publish(struct cluster *c)
 		return;
 	score_update(c);
 	snprintf(key, sizeof(key), NODE_PFX "%s", c->d->cfg->node);
-	put(c, key, dump(json_pack("{s:s, s:f, s:f, s:f, s:I}", "node", c->d->cfg->node, "score", c->score,
-				   "load", c->load, "mem", c->mem, "lease", (json_int_t)c->lease)),
+	put(c, key,
+	    dump(json_pack("{s:s, s:f, s:f, s:f, s:I}", "node", c->d->cfg->node, "score", c->score, "load",
+			   c->load, "mem", c->mem, "lease", (json_int_t)c->lease)),
 	    c->lease, NULL, NULL, NULL);
 }
 
@@ -239,10 +240,11 @@ static void role_txn_done(void *ctx, int err, bool succeeded, int64_t rev)
 /* Put the role on node (under its lease), if the role is still as we saw it. */
 static int role_give(struct cluster *c, const struct peer *to, int64_t term, etcd_txn_fn cb, void *ctx)
 {
-	struct etcd_cmp cmp = { .key = ACCEPT_KEY, .target = c->holder_rev ? ETCD_CMP_MOD : ETCD_CMP_CREATE,
+	struct etcd_cmp cmp = { .key = ACCEPT_KEY,
+				.target = c->holder_rev ? ETCD_CMP_MOD : ETCD_CMP_CREATE,
 				.revision = c->holder_rev };
-	char *value = dump(json_pack("{s:s, s:I, s:I}", "node", to->node, "term", (json_int_t)term,
-				     "since", (json_int_t)now_ms()));
+	char *value = dump(json_pack("{s:s, s:I, s:I}", "node", to->node, "term", (json_int_t)term, "since",
+				     (json_int_t)now_ms()));
 	struct etcd_op op = { .key = ACCEPT_KEY, .value = value, .lease = to->lease };
 	int r = value ? etcd_txn(c->etcd, &cmp, &op, 1, cb, ctx) : -ENOMEM;
 
@@ -294,8 +296,8 @@ static void on_term(struct ev_loop *loop, ev_timer *w, int revents)
 	if (strcmp(to->node, c->d->cfg->node))
 		log_info("cluster: term %lld over; handing the accept role to %s (score %.3f, ours %.3f)",
 			 (long long)c->term_no, to->node, to->score, c->score);
-	if (role_give(c, to, strcmp(to->node, c->d->cfg->node) ? c->term_no + 1 : c->term_no,
-		      role_txn_done, c) < 0)
+	if (role_give(c, to, strcmp(to->node, c->d->cfg->node) ? c->term_no + 1 : c->term_no, role_txn_done,
+		      c) < 0)
 		log_err("etcd: cannot hand the accept role on");
 }
 
@@ -354,7 +356,7 @@ static void accept_apply(struct cluster *c, bool deleted, const struct etcd_kv *
 
 struct move_req {
 	struct cluster *c;
-	char            node[64];
+	char node[64];
 };
 
 static void move_done(void *ctx, int err, bool succeeded, int64_t rev)
@@ -420,9 +422,8 @@ static json_t *vm_value(const struct odrsd *d, const struct vm *vm, const char *
 	inet_ntop(AF_INET, &vm->ip, ip, sizeof(ip));
 	if (vm->has_mac)
 		wk_mac_str(vm->mac, mac);
-	o = json_pack("{s:s, s:s, s:s, s:o, s:I, s:o}", "state", state, "node", node, "ip", ip,
-		      "mac", vm->has_mac ? json_string(mac) : json_null(),
-		      "bytes", (json_int_t)vm->snapshot_bytes,
+	o = json_pack("{s:s, s:s, s:s, s:o, s:I, s:o}", "state", state, "node", node, "ip", ip, "mac",
+		      vm->has_mac ? json_string(mac) : json_null(), "bytes", (json_int_t)vm->snapshot_bytes,
 		      "last_wake_ms", vm->last_wake_ms < 0 ? json_null() : json_integer(vm->last_wake_ms));
 	if (o && vm->state == VM_ERROR)
 		json_object_set_new(o, "error", json_string(vm->error));
@@ -499,7 +500,7 @@ static void claim_done(void *ctx, int err, bool succeeded, int64_t rev)
 		/* SYNs held while the claim was on its way went without it. */
 		if (vm->held)
 			cluster_pass_syns(d, vm);
-		if (vm->state == VM_HIBERNATED) {   /* else the watch was quicker */
+		if (vm->state == VM_HIBERNATED) { /* else the watch was quicker */
 			vm->state = VM_WAKING;
 			snprintf(vm->node, sizeof(vm->node), "%s", q->target);
 		}
@@ -570,7 +571,8 @@ int cluster_claim(struct odrsd *d, struct vm *vm, char *err, size_t errlen)
 void cluster_adopt(struct odrsd *d, struct vm *vm)
 {
 	json_t *o = vm->reg;
-	enum vm_state state = state_from_name(json_string_value(json_object_get(o, "state"))), old = vm->state;
+	enum vm_state state = state_from_name(json_string_value(json_object_get(o, "state"))),
+		      old = vm->state;
 	const char *node = json_string_value(json_object_get(o, "node")), *mac;
 	json_t *v;
 
@@ -651,9 +653,10 @@ static void syn_apply(struct cluster *c, const char *name, bool deleted, const s
 	if (!vm || deleted || vm->state != VM_WAKING || !vm_is_local(c->d, vm) ||
 	    !(o = json_loads(kv->value, 0, NULL)))
 		return;
-	json_array_foreach(json_object_get(o, "frames"), i, s)
-		if (json_is_string(s) && (n = b64_pton(json_string_value(s), frame, sizeof(frame))) > 0)
-			wake_hold_syn(c->d, vm, frame, (size_t)n);
+	json_array_foreach(json_object_get(o, "frames"), i,
+			   s) if (json_is_string(s) &&
+				  (n = b64_pton(json_string_value(s), frame, sizeof(frame))) > 0)
+		wake_hold_syn(c->d, vm, frame, (size_t)n);
 	json_decref(o);
 }
 
@@ -726,8 +729,8 @@ static void sync_done(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs
 		return;
 	}
 	c->watching = true;
-	log_info("cluster: following etcd from revision %lld; %zu nodes, accept role: %s",
-		 (long long)rev, c->npeers, c->holder[0] ? c->holder : "free");
+	log_info("cluster: following etcd from revision %lld; %zu nodes, accept role: %s", (long long)rev,
+		 c->npeers, c->holder[0] ? c->holder : "free");
 	/* Our own VMs, as inspected, for whoever missed them. */
 	for (size_t i = 0; i < d->nvms; i++)
 		if (vm_is_local(d, d->vms[i]) && !d->vms[i]->job_busy && d->vms[i]->state != VM_ERROR)
@@ -759,7 +762,7 @@ static void grant_done(void *ctx, int err, int64_t id, int64_t ttl)
 	c->granting = false;
 	note(c, err, "lease");
 	if (err)
-		return;   /* the next beat asks again */
+		return; /* the next beat asks again */
 	c->lease = id;
 	node_publish(c);
 	sync_start(c);

@@ -14,7 +14,7 @@
 struct odrsd;
 struct vm;
 
-int  cluster_start(struct odrsd *d);
+int cluster_start(struct odrsd *d);
 void cluster_stop(struct odrsd *d);
 bool cluster_on(const struct odrsd *d);
 /* The last exchange with etcd worked (always true without a cluster). */
@@ -25,7 +25,7 @@ const char *cluster_accept_holder(const struct odrsd *d, int64_t *term);
 bool vm_is_local(const struct odrsd *d, const struct vm *vm);
 
 /* Claim the wake of a hibernated VM in etcd for the least-loaded node. 0 or -errno, why in err. */
-int  cluster_claim(struct odrsd *d, struct vm *vm, char *err, size_t errlen);
+int cluster_claim(struct odrsd *d, struct vm *vm, char *err, size_t errlen);
 /* Tell the registry what this node just did with vm (its state, node, size). */
 void cluster_publish(struct odrsd *d, struct vm *vm);
 /* The accept node passes vm's held SYNs to the node that restores it. */
@@ -33,7 +33,7 @@ void cluster_pass_syns(struct odrsd *d, struct vm *vm);
 /* After a local inspect found vm not running here: take the registry's word. */
 void cluster_adopt(struct odrsd *d, struct vm *vm);
 /* Hand the accept role to node; 0 once etcd took it, else -errno (why in err). */
-int  cluster_accept_move(struct odrsd *d, const char *node, char *err, size_t errlen);
+int cluster_accept_move(struct odrsd *d, const char *node, char *err, size_t errlen);
 
 /* retrain.c: frames with each sleeping VM's MAC as source, rate-limited. */
 void retrain_init(struct odrsd *d);

@@ -20,15 +20,15 @@
 
 /* A client connection; while it waits for a VM it is linked into vm->waiters. */
 struct waiter {
-	struct odrsd  *d;
-	int            fd;
-	ev_io          io;
-	ev_timer       progress;     /* reports libvirt's progress while waiting */
-	char           buf[CONN_BUF];
-	size_t         used;
-	struct vm     *vm;           /* waited for, or NULL */
-	bool           waiting;      /* for vm, or for an accept-role move */
-	const char    *verb;
+	struct odrsd *d;
+	int fd;
+	ev_io io;
+	ev_timer progress; /* reports libvirt's progress while waiting */
+	char buf[CONN_BUF];
+	size_t used;
+	struct vm *vm; /* waited for, or NULL */
+	bool waiting;  /* for vm, or for an accept-role move */
+	const char *verb;
 	struct waiter *next;
 };
 
@@ -71,12 +71,12 @@ static json_t *vm_json(struct odrsd *d, const struct vm *vm)
 	/* In a cluster, where the registry says it is; nowhere while it sleeps. */
 	const char *node = !cluster_on(d) ? d->cfg->node : vm->node[0] ? vm->node : NULL;
 
-	return json_pack("{s:s, s:s, s:o, s:s, s:o, s:I, s:I, s:o, s:b}", "name", vm->name, "ip", ip,
-			 "mac", vm->has_mac ? json_string(mac) : json_null(),
-			 "state", vm_state_name(vm->state), "node", node ? json_string(node) : json_null(),
-			 "idle_s", (json_int_t)idle, "snapshot_bytes", (json_int_t)vm->snapshot_bytes,
-			 "last_wake_ms", vm->last_wake_ms < 0 ? json_null() : json_integer(vm->last_wake_ms),
-			 "pinned", vm->pinned);
+	return json_pack("{s:s, s:s, s:o, s:s, s:o, s:I, s:I, s:o, s:b}", "name", vm->name, "ip", ip, "mac",
+			 vm->has_mac ? json_string(mac) : json_null(), "state", vm_state_name(vm->state),
+			 "node", node ? json_string(node) : json_null(), "idle_s", (json_int_t)idle,
+			 "snapshot_bytes", (json_int_t)vm->snapshot_bytes, "last_wake_ms",
+			 vm->last_wake_ms < 0 ? json_null() : json_integer(vm->last_wake_ms), "pinned",
+			 vm->pinned);
 }
 
 static void cmd_status(struct waiter *c, const struct wk_ctl_request *req)
@@ -89,21 +89,24 @@ static void cmd_status(struct waiter *c, const struct wk_ctl_request *req)
 
 	for (size_t i = 0; i < d->nvms; i++)
 		sleeping += vm_is_asleep(d->vms[i]);
-	o = json_pack("{s:b, s:{s:s, s:o, s:I, s:I, s:I, s:s, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}}",
-		"ok", 1, "status", "node", d->cfg->node, "accept", holder[0] ? json_string(holder) : json_null(),
-		"vms", (json_int_t)d->nvms, "sleeping", (json_int_t)sleeping,
-		"uptime", (json_int_t)(ev_now(d->loop) - d->started), "version", ODRS_VERSION,
-		"counters", "frames", (json_int_t)d->n.frames, "malformed", (json_int_t)d->n.malformed,
-		"arp_replies", (json_int_t)d->n.arp_replies, "syns_held", (json_int_t)d->n.syns_held,
-		"syns_dropped", (json_int_t)d->n.syns_dropped, "syns_replayed", (json_int_t)d->n.syns_replayed,
-		"restores", (json_int_t)d->n.restores, "restore_failures", (json_int_t)d->n.restore_failures,
-		"saves", (json_int_t)d->n.saves, "save_failures", (json_int_t)d->n.save_failures,
-		"filter_updates", (json_int_t)d->n.filter_updates);
+	o = json_pack("{s:b, s:{s:s, s:o, s:I, s:I, s:I, s:s, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+		      "s:I, s:I, s:I}}}",
+		      "ok", 1, "status", "node", d->cfg->node, "accept",
+		      holder[0] ? json_string(holder) : json_null(), "vms", (json_int_t)d->nvms, "sleeping",
+		      (json_int_t)sleeping, "uptime", (json_int_t)(ev_now(d->loop) - d->started), "version",
+		      ODRS_VERSION, "counters", "frames", (json_int_t)d->n.frames, "malformed",
+		      (json_int_t)d->n.malformed, "arp_replies", (json_int_t)d->n.arp_replies, "syns_held",
+		      (json_int_t)d->n.syns_held, "syns_dropped", (json_int_t)d->n.syns_dropped,
+		      "syns_replayed", (json_int_t)d->n.syns_replayed, "restores", (json_int_t)d->n.restores,
+		      "restore_failures", (json_int_t)d->n.restore_failures, "saves", (json_int_t)d->n.saves,
+		      "save_failures", (json_int_t)d->n.save_failures, "filter_updates",
+		      (json_int_t)d->n.filter_updates);
 	json_object_set_new(json_object_get(json_object_get(o, "status"), "counters"), "wakes_limited",
 			    json_integer((json_int_t)d->n.wakes_limited));
 	if (cluster_on(d)) {
 		json_t *st = json_object_get(o, "status"), *n = json_object_get(st, "counters");
-		json_object_set_new(st, "cluster_store", json_string(cluster_store_ok(d) ? "ok" : "unreachable"));
+		json_object_set_new(st, "cluster_store",
+				    json_string(cluster_store_ok(d) ? "ok" : "unreachable"));
 		json_object_set_new(st, "term", json_integer(term));
 		json_object_set_new(n, "claims", json_integer((json_int_t)d->n.claims));
 		json_object_set_new(n, "claims_lost", json_integer((json_int_t)d->n.claims_lost));
@@ -139,8 +142,8 @@ static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)
 	uint64_t total = __atomic_load_n(&job->progress_total, __ATOMIC_RELAXED);
 
 	if (c->vm->job_busy && total)
-		reply(c, json_pack("{s:{s:I, s:I}}", "progress", "done", (json_int_t)done,
-				   "total", (json_int_t)total));
+		reply(c, json_pack("{s:{s:I, s:I}}", "progress", "done", (json_int_t)done, "total",
+				   (json_int_t)total));
 }
 
 static void wait_for(struct waiter *c, struct vm *vm, const char *verb, const struct wk_ctl_request *req)
@@ -150,7 +153,7 @@ static void wait_for(struct waiter *c, struct vm *vm, const char *verb, const st
 	c->verb = verb;
 	c->next = vm->waiters;
 	vm->waiters = c;
-	ev_io_stop(c->d->loop, &c->io);   /* one request at a time */
+	ev_io_stop(c->d->loop, &c->io); /* one request at a time */
 	if (req->progress)
 		ev_timer_start(c->d->loop, &c->progress);
 }
@@ -173,8 +176,14 @@ static void cmd_vm_op(struct waiter *c, const struct wk_ctl_request *req, bool w
 		wait_for(c, vm, wake ? "wake" : "hibernate", req);
 }
 
-static void cmd_wake(struct waiter *c, const struct wk_ctl_request *req) { cmd_vm_op(c, req, true); }
-static void cmd_hibernate(struct waiter *c, const struct wk_ctl_request *req) { cmd_vm_op(c, req, false); }
+static void cmd_wake(struct waiter *c, const struct wk_ctl_request *req)
+{
+	cmd_vm_op(c, req, true);
+}
+static void cmd_hibernate(struct waiter *c, const struct wk_ctl_request *req)
+{
+	cmd_vm_op(c, req, false);
+}
 
 static void cmd_pin(struct waiter *c, const struct wk_ctl_request *req, bool pin)
 {
@@ -189,8 +198,14 @@ static void cmd_pin(struct waiter *c, const struct wk_ctl_request *req, bool pin
 		reply(c, json_pack("{s:b}", "ok", 1));
 }
 
-static void cmd_pin_on(struct waiter *c, const struct wk_ctl_request *req) { cmd_pin(c, req, true); }
-static void cmd_pin_off(struct waiter *c, const struct wk_ctl_request *req) { cmd_pin(c, req, false); }
+static void cmd_pin_on(struct waiter *c, const struct wk_ctl_request *req)
+{
+	cmd_pin(c, req, true);
+}
+static void cmd_pin_off(struct waiter *c, const struct wk_ctl_request *req)
+{
+	cmd_pin(c, req, false);
+}
 
 static void cmd_reload(struct waiter *c, const struct wk_ctl_request *req)
 {
@@ -226,10 +241,9 @@ static void cmd_accept(struct waiter *c, const struct wk_ctl_request *req)
 }
 
 static void (*const commands[])(struct waiter *c, const struct wk_ctl_request *req) = {
-	[WK_CTL_STATUS] = cmd_status,       [WK_CTL_LIST] = cmd_list,
-	[WK_CTL_HIBERNATE] = cmd_hibernate, [WK_CTL_WAKE] = cmd_wake,
-	[WK_CTL_PIN] = cmd_pin_on,          [WK_CTL_UNPIN] = cmd_pin_off,
-	[WK_CTL_RELOAD] = cmd_reload,       [WK_CTL_ACCEPT] = cmd_accept,
+	[WK_CTL_STATUS] = cmd_status, [WK_CTL_LIST] = cmd_list,	    [WK_CTL_HIBERNATE] = cmd_hibernate,
+	[WK_CTL_WAKE] = cmd_wake,     [WK_CTL_PIN] = cmd_pin_on,    [WK_CTL_UNPIN] = cmd_pin_off,
+	[WK_CTL_RELOAD] = cmd_reload, [WK_CTL_ACCEPT] = cmd_accept,
 };
 
 static void handle_line(struct waiter *c, const char *line)
@@ -305,11 +319,13 @@ static void control_vm_done_one(struct waiter *c, struct vm *vm, int err, const 
 	if (err)
 		reply_error(c, "%s", error);
 	else if (vm->state == VM_HIBERNATED)
-		reply(c, json_pack("{s:b, s:s, s:s, s:I, s:I}", "ok", 1, "vm", vm->name, "state", "hibernated",
-				   "bytes", (json_int_t)vm->snapshot_bytes, "ms", (json_int_t)vm->job.ms));
+		reply(c,
+		      json_pack("{s:b, s:s, s:s, s:I, s:I}", "ok", 1, "vm", vm->name, "state", "hibernated",
+				"bytes", (json_int_t)vm->snapshot_bytes, "ms", (json_int_t)vm->job.ms));
 	else
 		reply(c, json_pack("{s:b, s:s, s:s, s:I}", "ok", 1, "vm", vm->name, "state",
-				   vm_state_name(vm->state), "ms", (json_int_t)(vm->last_wake_ms < 0 ? 0 : vm->last_wake_ms)));
+				   vm_state_name(vm->state), "ms",
+				   (json_int_t)(vm->last_wake_ms < 0 ? 0 : vm->last_wake_ms)));
 }
 
 void control_vm_done(struct odrsd *d, struct vm *vm, int err, const char *error)

@@ -30,6 +30,6 @@
 #ifndef ODRSD_CONTROL_H
 #define ODRSD_CONTROL_H
 struct odrsd;
-int  control_open(struct odrsd *d, const char *path);
+int control_open(struct odrsd *d, const char *path);
 void control_close(struct odrsd *d);
 #endif

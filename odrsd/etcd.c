@@ -28,72 +28,68 @@
  * A watch is silent while nothing changes: TCP keepalive is what notices a
  * peer that went away without closing (2 s idle, then 3 probes 1 s apart).
  */
-#define WATCH_KEEPIDLE_S	2
-#define WATCH_KEEPINTVL_S	1
-#define WATCH_KEEPCNT		3
+#define WATCH_KEEPIDLE_S  2
+#define WATCH_KEEPINTVL_S 1
+#define WATCH_KEEPCNT	  3
 
 enum req_kind { REQ_GRANT, REQ_KEEPALIVE, REQ_REVOKE, REQ_RANGE, REQ_TXN, REQ_WATCH };
 
 static const char *const req_paths[] = {
-	[REQ_GRANT]     = "/v3/lease/grant",
-	[REQ_KEEPALIVE] = "/v3/lease/keepalive",
-	[REQ_REVOKE]    = "/v3/lease/revoke",
-	[REQ_RANGE]     = "/v3/kv/range",
-	[REQ_TXN]       = "/v3/kv/txn",
-	[REQ_WATCH]     = "/v3/watch",
+	[REQ_GRANT] = "/v3/lease/grant",   [REQ_KEEPALIVE] = "/v3/lease/keepalive",
+	[REQ_REVOKE] = "/v3/lease/revoke", [REQ_RANGE] = "/v3/kv/range",
+	[REQ_TXN] = "/v3/kv/txn",	   [REQ_WATCH] = "/v3/watch",
 };
 
 /* Where the search for the end of the first JSON object in a stream stands. */
 struct json_scan {
-	size_t   pos;
+	size_t pos;
 	unsigned depth;
-	bool     in_string, escaped;
+	bool in_string, escaped;
 };
 
 struct req {
-	struct etcd     *e;
-	struct req      *next;       /* in e->reqs, or in e->dead once released */
-	enum req_kind    kind;
-	CURL            *easy;
-	char            *body;
-	char            *buf;        /* the answer as it arrives */
-	size_t           len, cap;
-	size_t           endpoint;   /* the endpoint of this attempt */
-	bool             retried;
-	int64_t          lease;      /* keepalive, revoke: the lease asked about */
+	struct etcd *e;
+	struct req *next; /* in e->reqs, or in e->dead once released */
+	enum req_kind kind;
+	CURL *easy;
+	char *body;
+	char *buf; /* the answer as it arrives */
+	size_t len, cap;
+	size_t endpoint; /* the endpoint of this attempt */
+	bool retried;
+	int64_t lease; /* keepalive, revoke: the lease asked about */
 	union {
 		etcd_lease_fn lease;
 		etcd_range_fn range;
-		etcd_txn_fn   txn;
+		etcd_txn_fn txn;
 		etcd_event_fn event;
 	} cb;
-	etcd_end_fn      end_cb;
-	void            *ctx;
+	etcd_end_fn end_cb;
+	void *ctx;
 	/* The watch only. */
 	struct json_scan scan;
-	bool             created;    /* etcd confirmed it: failures are no longer retried */
+	bool created; /* etcd confirmed it: failures are no longer retried */
 };
 
 struct etcd {
-	struct ev_loop    *loop;
-	CURLM             *multi;
-	ev_timer           timer;     /* curl's one timeout */
+	struct ev_loop *loop;
+	CURLM *multi;
+	ev_timer timer; /* curl's one timeout */
 	struct curl_slist *headers;
-	char              *spec;      /* the endpoints, split in place */
-	char             **urls;
-	size_t             nurls, current;
-	unsigned           timeout_ms;
-	struct req        *reqs;      /* in curl's hands, the watch too */
-	struct req        *watch;
-	struct req        *dead;      /* released while process() ran: freed at its end */
-	bool               dispatching, closing;
+	char *spec; /* the endpoints, split in place */
+	char **urls;
+	size_t nurls, current;
+	unsigned timeout_ms;
+	struct req *reqs; /* in curl's hands, the watch too */
+	struct req *watch;
+	struct req *dead; /* released while process() ran: freed at its end */
+	bool dispatching, closing;
 };
 
 /* ---- encoding -------------------------------------------------------------------- */
 
 /* Bytes as the gateway wants them: a base64 JSON string. */
-static json_t *
-b64_json(const void *data, size_t len)
+static json_t *b64_json(const void *data, size_t len)
 {
 	size_t size = (len + 2) / 3 * 4 + 1;
 	char *s = malloc(size);
@@ -105,22 +101,19 @@ b64_json(const void *data, size_t len)
 	return j;
 }
 
-static json_t *
-str_json(const char *s)
+static json_t *str_json(const char *s)
 {
 	return b64_json(s, strlen(s));
 }
 
 /* int64 fields are JSON strings in protobuf's JSON mapping: a number loses bits above 2^53. */
-static json_t *
-int64_json(int64_t v)
+static json_t *int64_json(int64_t v)
 {
 	return json_sprintf("%" PRId64, v);
 }
 
 /* Member name of o, base64: decoded into a fresh NUL-terminated buffer; absent is empty. */
-static int
-b64_member(json_t *o, const char *name, char **out, size_t *len)
+static int b64_member(json_t *o, const char *name, char **out, size_t *len)
 {
 	json_t *v = json_object_get(o, name);
 	const char *s = v ? json_string_value(v) : "";
@@ -144,8 +137,7 @@ b64_member(json_t *o, const char *name, char **out, size_t *len)
 }
 
 /* Member name of o, an int64 sent as a string; absent is 0 (protobuf leaves out zeros). */
-static int
-int64_member(json_t *o, const char *name, int64_t *out)
+static int int64_member(json_t *o, const char *name, int64_t *out)
 {
 	json_t *v = json_object_get(o, name);
 	const char *s = json_string_value(v);
@@ -161,21 +153,18 @@ int64_member(json_t *o, const char *name, int64_t *out)
 	return *end || errno ? -EPROTO : 0;
 }
 
-static int
-header_revision(json_t *answer, int64_t *rev)
+static int header_revision(json_t *answer, int64_t *rev)
 {
 	return int64_member(json_object_get(answer, "header"), "revision", rev);
 }
 
-static void
-kv_clear(struct etcd_kv *kv)
+static void kv_clear(struct etcd_kv *kv)
 {
 	free((char *)kv->key);
 	free((char *)kv->value);
 }
 
-static int
-kv_decode(json_t *o, struct etcd_kv *kv)
+static int kv_decode(json_t *o, struct etcd_kv *kv)
 {
 	int r;
 
@@ -197,8 +186,7 @@ kv_decode(json_t *o, struct etcd_kv *kv)
  * "\0" (no end) when there is no such byte. An empty prefix is every key,
  * which etcd spells key "\0", since a key cannot be empty.
  */
-static json_t *
-range_json(const char *key, bool prefix)
+static json_t *range_json(const char *key, bool prefix)
 {
 	size_t n = strlen(key);
 	char *end;
@@ -213,8 +201,8 @@ range_json(const char *key, bool prefix)
 		n--;
 	if (n > 0)
 		end[n - 1]++;
-	o = json_pack("{s:o, s:o}", "key", *key ? str_json(key) : b64_json("", 1),
-		      "range_end", b64_json(end, n ? n : 1));
+	o = json_pack("{s:o, s:o}", "key", *key ? str_json(key) : b64_json("", 1), "range_end",
+		      b64_json(end, n ? n : 1));
 	free(end);
 	return o;
 }
@@ -222,36 +210,42 @@ range_json(const char *key, bool prefix)
 /* ---- errors ---------------------------------------------------------------------- */
 
 /* gRPC status codes as etcd uses them. */
-static int
-grpc_errno(json_int_t code)
+static int grpc_errno(json_int_t code)
 {
 	switch (code) {
-	case 1:  return -ECANCELED;   /* CANCELLED */
-	case 3:  return -EINVAL;      /* INVALID_ARGUMENT: a malformed request */
-	case 4:  return -ETIMEDOUT;   /* DEADLINE_EXCEEDED */
-	case 5:  return -ENOENT;      /* NOT_FOUND: "requested lease not found" */
-	case 7:                       /* PERMISSION_DENIED */
-	case 16: return -EACCES;      /* UNAUTHENTICATED */
-	case 8:  return -ENOSPC;      /* RESOURCE_EXHAUSTED: "database space exceeded" */
-	case 11: return -ERANGE;      /* OUT_OF_RANGE: the revision is compacted */
-	case 14: return -EAGAIN;      /* UNAVAILABLE: no leader, timed out inside etcd */
-	default: return -EIO;
+	case 1:
+		return -ECANCELED; /* CANCELLED */
+	case 3:
+		return -EINVAL; /* INVALID_ARGUMENT: a malformed request */
+	case 4:
+		return -ETIMEDOUT; /* DEADLINE_EXCEEDED */
+	case 5:
+		return -ENOENT; /* NOT_FOUND: "requested lease not found" */
+	case 7:			/* PERMISSION_DENIED */
+	case 16:
+		return -EACCES; /* UNAUTHENTICATED */
+	case 8:
+		return -ENOSPC; /* RESOURCE_EXHAUSTED: "database space exceeded" */
+	case 11:
+		return -ERANGE; /* OUT_OF_RANGE: the revision is compacted */
+	case 14:
+		return -EAGAIN; /* UNAVAILABLE: no leader, timed out inside etcd */
+	default:
+		return -EIO;
 	}
 }
 
 /* An error answer: {"error":"...","code":N}, or in a stream {"error":{"grpc_code":N,...}}. */
-static int
-answer_errno(json_t *answer)
+static int answer_errno(json_t *answer)
 {
 	json_t *error = json_object_get(answer, "error");
-	json_t *code = json_is_object(error) ? json_object_get(error, "grpc_code")
-					     : json_object_get(answer, "code");
+	json_t *code =
+		json_is_object(error) ? json_object_get(error, "grpc_code") : json_object_get(answer, "code");
 
 	return json_is_integer(code) ? grpc_errno(json_integer_value(code)) : -EPROTO;
 }
 
-static int
-curl_errno(CURL *easy, CURLcode res)
+static int curl_errno(CURL *easy, CURLcode res)
 {
 	long os = 0;
 
@@ -266,20 +260,19 @@ curl_errno(CURL *easy, CURLcode res)
 	case CURLE_OPERATION_TIMEDOUT:
 		return -ETIMEDOUT;
 	case CURLE_OUT_OF_MEMORY:
-	case CURLE_WRITE_ERROR:      /* on_data could not grow its buffer */
-	case CURLE_ABORTED_BY_CALLBACK:  /* on_curl_socket had no memory for an ev_io */
+	case CURLE_WRITE_ERROR:		/* on_data could not grow its buffer */
+	case CURLE_ABORTED_BY_CALLBACK: /* on_curl_socket had no memory for an ev_io */
 		return -ENOMEM;
 	case CURLE_WEIRD_SERVER_REPLY:
 		return -EPROTO;
-	default:                     /* the connection broke (reset, closed early, TLS) */
+	default: /* the connection broke (reset, closed early, TLS) */
 		return -ECONNRESET;
 	}
 }
 
 /* ---- requests -------------------------------------------------------------------- */
 
-static size_t
-on_data(char *data, size_t size, size_t n, void *userp)
+static size_t on_data(char *data, size_t size, size_t n, void *userp)
 {
 	struct req *r = userp;
 	size_t len = size * n, cap = r->cap ? r->cap : 4096;
@@ -299,8 +292,7 @@ on_data(char *data, size_t size, size_t n, void *userp)
 }
 
 /* curl 7.88 sets keepalive's idle time and interval, not its probe count. */
-static int
-on_sockopt(void *clientp, curl_socket_t fd, curlsocktype purpose)
+static int on_sockopt(void *clientp, curl_socket_t fd, curlsocktype purpose)
 {
 	int cnt = WATCH_KEEPCNT;
 
@@ -308,8 +300,7 @@ on_sockopt(void *clientp, curl_socket_t fd, curlsocktype purpose)
 	return CURL_SOCKOPT_OK;
 }
 
-static void
-req_free(struct req *r)
+static void req_free(struct req *r)
 {
 	curl_easy_cleanup(r->easy);
 	free(r->body);
@@ -318,8 +309,7 @@ req_free(struct req *r)
 }
 
 /* Out of curl and off the list; freed now, or once process() is done with it. */
-static void
-req_release(struct req *r)
+static void req_release(struct req *r)
 {
 	struct etcd *e = r->e;
 	struct req **p;
@@ -340,8 +330,7 @@ req_release(struct req *r)
 }
 
 /* One attempt, on the endpoint the client is on now. */
-static int
-req_send(struct req *r)
+static int req_send(struct req *r)
 {
 	struct etcd *e = r->e;
 	char *url;
@@ -358,8 +347,7 @@ req_send(struct req *r)
 	return ok ? 0 : -ENOMEM;
 }
 
-static int
-req_setup(struct req *r)
+static int req_setup(struct req *r)
 {
 	struct etcd *e = r->e;
 	CURL *c = r->easy;
@@ -388,8 +376,7 @@ req_setup(struct req *r)
  * Send body (a reference taken; NULL: it could not be built) as a request
  * like tmpl (kind, callbacks, ctx).
  */
-static int
-req_start(struct etcd *e, const struct req *tmpl, json_t *body, struct req **out)
+static int req_start(struct etcd *e, const struct req *tmpl, json_t *body, struct req **out)
 {
 	struct req *r = calloc(1, sizeof(*r));
 	int err = -ENOMEM;
@@ -416,15 +403,13 @@ req_start(struct etcd *e, const struct req *tmpl, json_t *body, struct req **out
 }
 
 /* The next endpoint, for the requests that come after one that failed on this one. */
-static void
-endpoint_failed(struct etcd *e, size_t endpoint)
+static void endpoint_failed(struct etcd *e, size_t endpoint)
 {
 	if (e->current == endpoint)
 		e->current = (endpoint + 1) % e->nurls;
 }
 
-static int
-req_retry(struct req *r)
+static int req_retry(struct req *r)
 {
 	curl_multi_remove_handle(r->e->multi, r->easy);
 	r->retried = true;
@@ -434,8 +419,7 @@ req_retry(struct req *r)
 /* ---- answers --------------------------------------------------------------------- */
 
 /* A finished request's answer: its JSON object, or why there is none. */
-static int
-answer_parse(struct req *r, long status, json_t **out)
+static int answer_parse(struct req *r, long status, json_t **out)
 {
 	json_t *j = json_loadb(r->buf ? r->buf : "", r->len, 0, NULL);
 	int err = 0;
@@ -452,8 +436,7 @@ answer_parse(struct req *r, long status, json_t **out)
 	return 0;
 }
 
-static void
-finish_lease(struct req *r, int err, json_t *answer)
+static void finish_lease(struct req *r, int err, json_t *answer)
 {
 	int64_t id = r->lease, ttl = 0;
 
@@ -468,8 +451,7 @@ finish_lease(struct req *r, int err, json_t *answer)
 		r->cb.lease(r->ctx, err, err ? r->lease : id, err ? 0 : ttl);
 }
 
-static void
-finish_range(struct req *r, int err, json_t *answer)
+static void finish_range(struct req *r, int err, json_t *answer)
 {
 	json_t *a = json_object_get(answer, "kvs");
 	size_t n = 0, count = json_array_size(a);
@@ -488,8 +470,7 @@ finish_range(struct req *r, int err, json_t *answer)
 	free(kvs);
 }
 
-static void
-finish_txn(struct req *r, int err, json_t *answer)
+static void finish_txn(struct req *r, int err, json_t *answer)
 {
 	int64_t rev = 0;
 
@@ -498,8 +479,7 @@ finish_txn(struct req *r, int err, json_t *answer)
 	r->cb.txn(r->ctx, err, !err && json_is_true(json_object_get(answer, "succeeded")), rev);
 }
 
-static void
-req_finish(struct req *r, int err, long status)
+static void req_finish(struct req *r, int err, long status)
 {
 	json_t *answer = NULL;
 
@@ -523,8 +503,7 @@ req_finish(struct req *r, int err, long status)
 /* ---- the watch ------------------------------------------------------------------- */
 
 /* The length of the JSON object buf starts with, once all of it is there; 0 until then. */
-static size_t
-object_length(struct json_scan *s, const char *buf, size_t len)
+static size_t object_length(struct json_scan *s, const char *buf, size_t len)
 {
 	for (; s->pos < len; s->pos++) {
 		char c = buf[s->pos];
@@ -547,8 +526,7 @@ object_length(struct json_scan *s, const char *buf, size_t len)
 	return 0;
 }
 
-static int
-watch_events(struct req *w, json_t *events)
+static int watch_events(struct req *w, json_t *events)
 {
 	struct etcd *e = w->e;
 	struct etcd_kv kv;
@@ -556,7 +534,8 @@ watch_events(struct req *w, json_t *events)
 	size_t i;
 	int err;
 
-	json_array_foreach(events, i, ev) {
+	json_array_foreach(events, i, ev)
+	{
 		if (e->watch != w || e->closing)
 			break;
 		if ((err = kv_decode(json_object_get(ev, "kv"), &kv)) < 0)
@@ -569,8 +548,7 @@ watch_events(struct req *w, json_t *events)
 }
 
 /* One message of the stream: 0 to go on, or the error that ends the watch. */
-static int
-watch_message(struct req *w, json_t *msg)
+static int watch_message(struct req *w, json_t *msg)
 {
 	json_t *res = json_object_get(msg, "result");
 	int64_t compacted;
@@ -579,22 +557,20 @@ watch_message(struct req *w, json_t *msg)
 		return answer_errno(msg);
 	if (json_is_true(json_object_get(res, "canceled")))
 		/* etcd cancels a watch whose start revision was compacted away. */
-		return int64_member(res, "compact_revision", &compacted) == 0 && compacted
-		       ? -ERANGE : -ECANCELED;
+		return int64_member(res, "compact_revision", &compacted) == 0 && compacted ? -ERANGE
+											   : -ECANCELED;
 	if (json_is_true(json_object_get(res, "created")))
 		w->created = true;
 	return watch_events(w, json_object_get(res, "events"));
 }
 
-static bool
-is_space(char c)
+static bool is_space(char c)
 {
 	return c == ' ' || c == '\n' || c == '\r' || c == '\t';
 }
 
 /* Hand out the complete messages received: 0, or the error that ends the watch. */
-static int
-watch_feed(struct req *w)
+static int watch_feed(struct req *w)
 {
 	struct etcd *e = w->e;
 	size_t off = 0, n;
@@ -625,16 +601,14 @@ watch_feed(struct req *w)
 	return err;
 }
 
-static void
-watch_end(struct req *w, int err)
+static void watch_end(struct req *w, int err)
 {
 	req_release(w);
 	w->end_cb(w->ctx, err);
 }
 
 /* The watch's stream ended: what came before it still counts. */
-static void
-watch_done(struct req *w, int err)
+static void watch_done(struct req *w, int err)
 {
 	int feed_err = watch_feed(w);
 
@@ -646,8 +620,7 @@ watch_done(struct req *w, int err)
 
 /* ---- the loop -------------------------------------------------------------------- */
 
-static void
-req_done(struct req *r, CURLcode res)
+static void req_done(struct req *r, CURLcode res)
 {
 	struct etcd *e = r->e;
 	int err = curl_errno(r->easy, res);
@@ -665,8 +638,7 @@ req_done(struct req *r, CURLcode res)
 		req_finish(r, err, status);
 }
 
-static void
-etcd_free(struct etcd *e)
+static void etcd_free(struct etcd *e)
 {
 	struct req *r;
 
@@ -686,8 +658,7 @@ etcd_free(struct etcd *e)
 }
 
 /* After curl has run: watch events, then finished requests, each to its callback. */
-static void
-process(struct etcd *e)
+static void process(struct etcd *e)
 {
 	struct req *r;
 	CURLMsg *msg;
@@ -717,20 +688,19 @@ process(struct etcd *e)
 	}
 }
 
-static void
-on_io(struct ev_loop *loop, ev_io *w, int revents)
+static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct etcd *e = w->data;
 	int running;
 
 	curl_multi_socket_action(e->multi, w->fd,
 				 (revents & EV_READ ? CURL_CSELECT_IN : 0) |
-				 (revents & EV_WRITE ? CURL_CSELECT_OUT : 0), &running);
+					 (revents & EV_WRITE ? CURL_CSELECT_OUT : 0),
+				 &running);
 	process(e);
 }
 
-static void
-on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct etcd *e = w->data;
 	int running;
@@ -743,8 +713,7 @@ on_timer(struct ev_loop *loop, ev_timer *w, int revents)
  * curl's wishes for one socket; our ev_io for it is curl's socketp. -1
  * (no memory) makes curl fail every transfer in progress.
  */
-static int
-on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
 	struct etcd *e = userp;
 	ev_io *io = socketp;
@@ -771,8 +740,7 @@ on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socket
 }
 
 /* curl's next timeout; it may not be acted on from inside this callback, so always through the loop. */
-static int
-on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 {
 	struct etcd *e = userp;
 
@@ -787,8 +755,7 @@ on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 /* ---- the API --------------------------------------------------------------------- */
 
 /* "http://a:2379,https://b:2379/": each http(s), without the trailing slash. */
-static int
-endpoints_parse(struct etcd *e, const char *endpoints)
+static int endpoints_parse(struct etcd *e, const char *endpoints)
 {
 	char *p, *save, *url;
 	size_t n = 1, len;
@@ -808,8 +775,7 @@ endpoints_parse(struct etcd *e, const char *endpoints)
 	return e->nurls ? 0 : -EINVAL;
 }
 
-static int
-multi_setup(struct etcd *e)
+static int multi_setup(struct etcd *e)
 {
 	/*
 	 * "Expect: 100-continue" on larger bodies would cost a round trip for
@@ -830,8 +796,7 @@ multi_setup(struct etcd *e)
 	return 0;
 }
 
-int
-etcd_open(struct etcd **out, struct ev_loop *loop, const char *endpoints, unsigned timeout_ms)
+int etcd_open(struct etcd **out, struct ev_loop *loop, const char *endpoints, unsigned timeout_ms)
 {
 	struct etcd *e;
 	int r;
@@ -857,8 +822,7 @@ etcd_open(struct etcd **out, struct ev_loop *loop, const char *endpoints, unsign
 	return 0;
 }
 
-void
-etcd_close(struct etcd *e)
+void etcd_close(struct etcd *e)
 {
 	if (!e)
 		return;
@@ -868,71 +832,66 @@ etcd_close(struct etcd *e)
 		etcd_free(e);
 }
 
-static int
-lease_request(struct etcd *e, enum req_kind kind, int64_t id, etcd_lease_fn cb, void *ctx)
+static int lease_request(struct etcd *e, enum req_kind kind, int64_t id, etcd_lease_fn cb, void *ctx)
 {
 	struct req tmpl = { .kind = kind, .lease = id, .cb.lease = cb, .ctx = ctx };
 
 	return req_start(e, &tmpl, json_pack("{s:o}", "ID", int64_json(id)), NULL);
 }
 
-int
-etcd_lease_grant(struct etcd *e, int64_t ttl_s, etcd_lease_fn cb, void *ctx)
+int etcd_lease_grant(struct etcd *e, int64_t ttl_s, etcd_lease_fn cb, void *ctx)
 {
 	struct req tmpl = { .kind = REQ_GRANT, .cb.lease = cb, .ctx = ctx };
 
 	return req_start(e, &tmpl, json_pack("{s:o}", "TTL", int64_json(ttl_s)), NULL);
 }
 
-int
-etcd_lease_keepalive(struct etcd *e, int64_t id, etcd_lease_fn cb, void *ctx)
+int etcd_lease_keepalive(struct etcd *e, int64_t id, etcd_lease_fn cb, void *ctx)
 {
 	return lease_request(e, REQ_KEEPALIVE, id, cb, ctx);
 }
 
-int
-etcd_lease_revoke(struct etcd *e, int64_t id, etcd_lease_fn cb, void *ctx)
+int etcd_lease_revoke(struct etcd *e, int64_t id, etcd_lease_fn cb, void *ctx)
 {
 	return lease_request(e, REQ_REVOKE, id, cb, ctx);
 }
 
-int
-etcd_get(struct etcd *e, const char *key, bool prefix, etcd_range_fn cb, void *ctx)
+int etcd_get(struct etcd *e, const char *key, bool prefix, etcd_range_fn cb, void *ctx)
 {
 	struct req tmpl = { .kind = REQ_RANGE, .cb.range = cb, .ctx = ctx };
 
 	return req_start(e, &tmpl, range_json(key, prefix), NULL);
 }
 
-static json_t *
-cmp_json(const struct etcd_cmp *c)
+static json_t *cmp_json(const struct etcd_cmp *c)
 {
 	static const char *const targets[] = {
-		[ETCD_CMP_MOD] = "MOD", [ETCD_CMP_CREATE] = "CREATE", [ETCD_CMP_VALUE] = "VALUE",
+		[ETCD_CMP_MOD] = "MOD",
+		[ETCD_CMP_CREATE] = "CREATE",
+		[ETCD_CMP_VALUE] = "VALUE",
 	};
 	static const char *const fields[] = {
-		[ETCD_CMP_MOD] = "mod_revision", [ETCD_CMP_CREATE] = "create_revision",
+		[ETCD_CMP_MOD] = "mod_revision",
+		[ETCD_CMP_CREATE] = "create_revision",
 		[ETCD_CMP_VALUE] = "value",
 	};
 
 	/* "result" is left out: EQUAL is its zero. */
 	return json_pack("{s:o, s:s, s:o}", "key", str_json(c->key), "target", targets[c->target],
-			 fields[c->target], c->target == ETCD_CMP_VALUE ? str_json(c->value)
-									: int64_json(c->revision));
+			 fields[c->target],
+			 c->target == ETCD_CMP_VALUE ? str_json(c->value) : int64_json(c->revision));
 }
 
-static json_t *
-op_json(const struct etcd_op *op)
+static json_t *op_json(const struct etcd_op *op)
 {
 	if (op->del)
 		return json_pack("{s:{s:o}}", "request_delete_range", "key", str_json(op->key));
-	return json_pack("{s:{s:o, s:o, s:o}}", "request_put", "key", str_json(op->key),
-			 "value", str_json(op->value), "lease", int64_json(op->lease));
+	return json_pack("{s:{s:o, s:o, s:o}}", "request_put", "key", str_json(op->key), "value",
+			 str_json(op->value), "lease", int64_json(op->lease));
 }
 
-int
-etcd_txn(struct etcd *e, const struct etcd_cmp *cmp, const struct etcd_op *ops, size_t nops,
-	 etcd_txn_fn cb, void *ctx)
+int etcd_txn(struct etcd *e, const struct etcd_cmp *cmp, const struct etcd_op *ops, size_t nops,
+	     etcd_txn_fn cb, void *ctx)
 {
 	struct req tmpl = { .kind = REQ_TXN, .cb.txn = cb, .ctx = ctx };
 	json_t *compare = json_array(), *success = json_array();
@@ -955,9 +914,8 @@ etcd_txn(struct etcd *e, const struct etcd_cmp *cmp, const struct etcd_op *ops, 
 	return req_start(e, &tmpl, json_pack("{s:o, s:o}", "compare", compare, "success", success), NULL);
 }
 
-int
-etcd_watch(struct etcd *e, const char *prefix, int64_t start_revision,
-	   etcd_event_fn ev_cb, etcd_end_fn end_cb, void *ctx)
+int etcd_watch(struct etcd *e, const char *prefix, int64_t start_revision, etcd_event_fn ev_cb,
+	       etcd_end_fn end_cb, void *ctx)
 {
 	struct req tmpl = { .kind = REQ_WATCH, .cb.event = ev_cb, .end_cb = end_cb, .ctx = ctx };
 	json_t *create;
@@ -973,8 +931,7 @@ etcd_watch(struct etcd *e, const char *prefix, int64_t start_revision,
 	return req_start(e, &tmpl, json_pack("{s:o}", "create_request", create), &e->watch);
 }
 
-void
-etcd_watch_cancel(struct etcd *e)
+void etcd_watch_cancel(struct etcd *e)
 {
 	if (e->watch)
 		req_release(e->watch);

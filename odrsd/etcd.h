@@ -34,13 +34,13 @@ struct etcd;
 
 struct etcd_kv {
 	const char *key;
-	const char *value;        /* NUL-terminated ("" for a delete event) */
-	size_t      value_len;
-	int64_t     create_revision, mod_revision, lease;
+	const char *value; /* NUL-terminated ("" for a delete event) */
+	size_t value_len;
+	int64_t create_revision, mod_revision, lease;
 };
 
 /* Open a client; no I/O until the first request. 0 or -errno. */
-int  etcd_open(struct etcd **out, struct ev_loop *loop, const char *endpoints, unsigned timeout_ms);
+int etcd_open(struct etcd **out, struct ev_loop *loop, const char *endpoints, unsigned timeout_ms);
 /* Abort every request and watch without calling their callbacks; free. NULL is fine. */
 void etcd_close(struct etcd *e);
 
@@ -50,14 +50,14 @@ void etcd_close(struct etcd *e);
  * error). A put with an expired lease, or its revoke, fails with -ENOENT.
  */
 typedef void (*etcd_lease_fn)(void *ctx, int err, int64_t id, int64_t ttl);
-int  etcd_lease_grant(struct etcd *e, int64_t ttl_s, etcd_lease_fn cb, void *ctx);
-int  etcd_lease_keepalive(struct etcd *e, int64_t id, etcd_lease_fn cb, void *ctx);
+int etcd_lease_grant(struct etcd *e, int64_t ttl_s, etcd_lease_fn cb, void *ctx);
+int etcd_lease_keepalive(struct etcd *e, int64_t id, etcd_lease_fn cb, void *ctx);
 /* Revoke: deletes every key attached to the lease. cb may be NULL. */
-int  etcd_lease_revoke(struct etcd *e, int64_t id, etcd_lease_fn cb, void *ctx);
+int etcd_lease_revoke(struct etcd *e, int64_t id, etcd_lease_fn cb, void *ctx);
 
 /* Range: every key with the prefix (or the one key when prefix is false), and the store's revision. */
 typedef void (*etcd_range_fn)(void *ctx, int err, int64_t revision, const struct etcd_kv *kvs, size_t n);
-int  etcd_get(struct etcd *e, const char *key, bool prefix, etcd_range_fn cb, void *ctx);
+int etcd_get(struct etcd *e, const char *key, bool prefix, etcd_range_fn cb, void *ctx);
 
 /*
  * Transaction with at most one comparison, then operations when it holds
@@ -67,20 +67,20 @@ int  etcd_get(struct etcd *e, const char *key, bool prefix, etcd_range_fn cb, vo
  */
 enum etcd_target { ETCD_CMP_MOD, ETCD_CMP_CREATE, ETCD_CMP_VALUE };
 struct etcd_cmp {
-	const char      *key;
+	const char *key;
 	enum etcd_target target;
-	int64_t          revision;   /* for ETCD_CMP_MOD and ETCD_CMP_CREATE (0: the key does not exist) */
-	const char      *value;      /* for ETCD_CMP_VALUE */
+	int64_t revision;  /* for ETCD_CMP_MOD and ETCD_CMP_CREATE (0: the key does not exist) */
+	const char *value; /* for ETCD_CMP_VALUE */
 };
 struct etcd_op {
-	bool        del;             /* delete key, or put key = value */
+	bool del; /* delete key, or put key = value */
 	const char *key;
 	const char *value;
-	int64_t     lease;           /* put only; 0 for none */
+	int64_t lease; /* put only; 0 for none */
 };
 typedef void (*etcd_txn_fn)(void *ctx, int err, bool succeeded, int64_t revision);
-int  etcd_txn(struct etcd *e, const struct etcd_cmp *cmp, const struct etcd_op *ops, size_t nops,
-	      etcd_txn_fn cb, void *ctx);
+int etcd_txn(struct etcd *e, const struct etcd_cmp *cmp, const struct etcd_op *ops, size_t nops,
+	     etcd_txn_fn cb, void *ctx);
 
 /*
  * Watch every key under prefix from start_revision on (0: from now). Each
@@ -94,8 +94,8 @@ int  etcd_txn(struct etcd *e, const struct etcd_cmp *cmp, const struct etcd_op *
  */
 typedef void (*etcd_event_fn)(void *ctx, bool deleted, const struct etcd_kv *kv);
 typedef void (*etcd_end_fn)(void *ctx, int err);
-int  etcd_watch(struct etcd *e, const char *prefix, int64_t start_revision,
-		etcd_event_fn ev_cb, etcd_end_fn end_cb, void *ctx);
+int etcd_watch(struct etcd *e, const char *prefix, int64_t start_revision, etcd_event_fn ev_cb,
+	       etcd_end_fn end_cb, void *ctx);
 void etcd_watch_cancel(struct etcd *e);
 
 #endif

@@ -11,11 +11,11 @@
 #include "log.h"
 
 static struct {
-	char  *path;
-	char  *node;
-	int    fd;
-	dev_t  dev;
-	ino_t  ino;
+	char *path;
+	char *node;
+	int fd;
+	dev_t dev;
+	ino_t ino;
 } ev = { .fd = -1 };
 
 static int evlog_reopen(void)

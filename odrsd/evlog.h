@@ -2,7 +2,7 @@
 #ifndef ODRSD_EVLOG_H
 #define ODRSD_EVLOG_H
 #include <jansson.h>
-int  evlog_open(const char *path, const char *node);
+int evlog_open(const char *path, const char *node);
 void evlog_close(void);
 /*
  * Append {"ts","event","node","vm",...fields} as one line. fields (may be

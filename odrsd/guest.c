@@ -61,8 +61,8 @@ static json_t *agent_call(virDomainPtr dom, json_t *cmd, unsigned timeout_ms, ch
 	return ret;
 }
 
-int guest_agent_exec(virDomainPtr dom, const char *cmd, unsigned timeout_ms,
-		     char **out, size_t *outlen, char *err, size_t errlen)
+int guest_agent_exec(virDomainPtr dom, const char *cmd, unsigned timeout_ms, char **out, size_t *outlen,
+		     char *err, size_t errlen)
 {
 	uint64_t deadline = mono_ms() + timeout_ms;
 	json_t *r, *status = NULL;
@@ -71,8 +71,9 @@ int guest_agent_exec(virDomainPtr dom, const char *cmd, unsigned timeout_ms,
 	size_t cap;
 	int n;
 
-	r = agent_call(dom, json_pack("{s:s, s:{s:s, s:[s, s], s:b}}", "execute", "guest-exec",
-				      "arguments", "path", "/bin/sh", "arg", "-c", cmd, "capture-output", 1),
+	r = agent_call(dom,
+		       json_pack("{s:s, s:{s:s, s:[s, s], s:b}}", "execute", "guest-exec", "arguments",
+				 "path", "/bin/sh", "arg", "-c", cmd, "capture-output", 1),
 		       timeout_ms, err, errlen);
 	if (!r)
 		return -EIO;
@@ -84,9 +85,10 @@ int guest_agent_exec(virDomainPtr dom, const char *cmd, unsigned timeout_ms,
 			snprintf(err, errlen, "guest command did not finish within %u ms", timeout_ms);
 			return -ETIMEDOUT;
 		}
-		status = agent_call(dom, json_pack("{s:s, s:{s:I}}", "execute", "guest-exec-status",
-						   "arguments", "pid", pid),
-				    (unsigned)(deadline - now), err, errlen);
+		status = agent_call(
+			dom,
+			json_pack("{s:s, s:{s:I}}", "execute", "guest-exec-status", "arguments", "pid", pid),
+			(unsigned)(deadline - now), err, errlen);
 		if (!status)
 			return -EIO;
 		if (json_is_true(json_object_get(status, "exited")))
@@ -112,12 +114,13 @@ int guest_agent_exec(virDomainPtr dom, const char *cmd, unsigned timeout_ms,
 	return 0;
 }
 
-int guest_ssh_exec(uint32_t ip, const char *cmd, unsigned timeout_ms,
-		   char **out, size_t *outlen, char *err, size_t errlen)
+int guest_ssh_exec(uint32_t ip, const char *cmd, unsigned timeout_ms, char **out, size_t *outlen, char *err,
+		   size_t errlen)
 {
 	char host[INET_ADDRSTRLEN + 8] = "root@", timeout[32];
-	char *argv[] = { "ssh", "-n", "-o", "BatchMode=yes", "-o", timeout, "-o",
-			 "StrictHostKeyChecking=accept-new", host, (char *)cmd, NULL };
+	char *argv[] = { "ssh", "-n",	     "-o", "BatchMode=yes",
+			 "-o",	timeout,     "-o", "StrictHostKeyChecking=accept-new",
+			 host,	(char *)cmd, NULL };
 	uint64_t deadline = mono_ms() + timeout_ms;
 	posix_spawn_file_actions_t fa;
 	size_t len = 0, cap = 4096;

@@ -5,8 +5,8 @@
 #include <stdint.h>
 #include <libvirt/libvirt.h>
 /* Run `/bin/sh -c cmd`; *out (malloc'd, not NUL-terminated) gets what it printed. 0 or -errno and err. */
-int guest_agent_exec(virDomainPtr dom, const char *cmd, unsigned timeout_ms,
-		     char **out, size_t *outlen, char *err, size_t errlen);
-int guest_ssh_exec(uint32_t ip, const char *cmd, unsigned timeout_ms,
-		   char **out, size_t *outlen, char *err, size_t errlen);
+int guest_agent_exec(virDomainPtr dom, const char *cmd, unsigned timeout_ms, char **out, size_t *outlen,
+		     char *err, size_t errlen);
+int guest_ssh_exec(uint32_t ip, const char *cmd, unsigned timeout_ms, char **out, size_t *outlen, char *err,
+		   size_t errlen);
 #endif

@@ -17,8 +17,10 @@ void log_init(const char *ident, int foreground, int debug)
 void log_msg(int prio, const char *fmt, ...)
 {
 	static const char *const level[] = {
-		[LOG_ERR] = "error", [LOG_WARNING] = "warning",
-		[LOG_INFO] = "info", [LOG_DEBUG] = "debug",
+		[LOG_ERR] = "error",
+		[LOG_WARNING] = "warning",
+		[LOG_INFO] = "info",
+		[LOG_DEBUG] = "debug",
 	};
 	va_list ap;
 

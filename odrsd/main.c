@@ -98,16 +98,18 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 	size_t n = 0;
 	int r;
 
-	rd.used = (size_t)snprintf(err, errlen, "%s is invalid; the running configuration is kept:",
-				   d->config_path);
+	rd.used = (size_t)snprintf(err, errlen,
+				   "%s is invalid; the running configuration is kept:", d->config_path);
 	if (rd.used >= errlen)
 		rd.used = errlen - 1;
 	r = wk_config_load(d->config_path, diag_reload, &rd, &next);
 	if (r < 0)
 		return r;
-	if (strcmp(next->control_socket, d->cfg->control_socket) || next->wake_concurrency != d->cfg->wake_concurrency ||
-	    next->hibernate_concurrency != d->cfg->hibernate_concurrency || strcmp(next->libvirt_uri, d->cfg->libvirt_uri) ||
-	    next->backend != d->cfg->backend || strcmp(next->node, d->cfg->node) ||
+	if (strcmp(next->control_socket, d->cfg->control_socket) ||
+	    next->wake_concurrency != d->cfg->wake_concurrency ||
+	    next->hibernate_concurrency != d->cfg->hibernate_concurrency ||
+	    strcmp(next->libvirt_uri, d->cfg->libvirt_uri) || next->backend != d->cfg->backend ||
+	    strcmp(next->node, d->cfg->node) ||
 	    (next->etcd && d->cfg->etcd && strcmp(next->etcd, d->cfg->etcd)))
 		log_warn("reload: node, control_socket, libvirt_uri, the concurrency limits and the "
 			 "cluster backend and endpoints apply after a restart");
@@ -266,12 +268,23 @@ int main(int argc, char **argv)
 	d->config_path = DEFAULT_CONFIG;
 	while ((c = getopt(argc, argv, "c:ftdV")) != -1) {
 		switch (c) {
-		case 'c': d->config_path = optarg; break;
-		case 'f': d->foreground = true; break;
-		case 't': check_only = true; break;
-		case 'd': d->debug = true; break;
-		case 'V': printf("odrsd %s\n", ODRS_VERSION); return 0;
-		default: usage();
+		case 'c':
+			d->config_path = optarg;
+			break;
+		case 'f':
+			d->foreground = true;
+			break;
+		case 't':
+			check_only = true;
+			break;
+		case 'd':
+			d->debug = true;
+			break;
+		case 'V':
+			printf("odrsd %s\n", ODRS_VERSION);
+			return 0;
+		default:
+			usage();
 		}
 	}
 	if (optind != argc)

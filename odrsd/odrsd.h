@@ -14,7 +14,7 @@
 #include "virt.h"
 
 enum vm_state {
-	VM_UNKNOWN = 0,  /* being inspected at start-up */
+	VM_UNKNOWN = 0, /* being inspected at start-up */
 	VM_RUNNING,
 	VM_HIBERNATING,
 	VM_HIBERNATED,
@@ -26,64 +26,64 @@ const char *vm_state_name(enum vm_state s);
 /* A client's SYN, kept byte for byte until the VM can take it. */
 struct held_syn {
 	struct held_syn *next;
-	struct wk_flow   flow;
-	bool             answered;   /* the VM's SYN-ACK was seen */
-	uint16_t         len;
-	uint8_t          frame[WK_FRAME_MAX];
+	struct wk_flow flow;
+	bool answered; /* the VM's SYN-ACK was seen */
+	uint16_t len;
+	uint8_t frame[WK_FRAME_MAX];
 };
 
-struct waiter;                   /* a control connection waiting on a VM */
+struct waiter; /* a control connection waiting on a VM */
 
 struct vm {
-	const struct wk_vmconf *conf;    /* in d->cfg; re-pointed on reload */
-	char             name[128];
-	uint32_t         ip;
-	uint8_t          mac[WK_ETH_ALEN];
-	bool             has_mac;
-	uint8_t          ip6[16];        /* when has_ip6 */
-	bool             has_ip6;
-	enum vm_state    state;
-	char             error[256];
-	char             tap[IF_NAMESIZE];
-	bool             pinned;
-	bool             removed;        /* dropped from the config; freed once idle */
-	uint64_t         snapshot_bytes;
-	int64_t          last_wake_ms;   /* -1: never woken by us */
-	ev_tstamp        last_activity;  /* last TCP frame to or from it */
+	const struct wk_vmconf *conf; /* in d->cfg; re-pointed on reload */
+	char name[128];
+	uint32_t ip;
+	uint8_t mac[WK_ETH_ALEN];
+	bool has_mac;
+	uint8_t ip6[16]; /* when has_ip6 */
+	bool has_ip6;
+	enum vm_state state;
+	char error[256];
+	char tap[IF_NAMESIZE];
+	bool pinned;
+	bool removed; /* dropped from the config; freed once idle */
+	uint64_t snapshot_bytes;
+	int64_t last_wake_ms;	 /* -1: never woken by us */
+	ev_tstamp last_activity; /* last TCP frame to or from it */
 
 	/* The wake in progress or asked for. */
-	bool             wake_wanted;    /* a trigger came while hibernating */
-	struct wk_rate   wake_rate;      /* its automatic wakes (wakes_per_hour) */
-	bool             wake_limited;   /* wake_limited logged; cleared by the next wake */
-	const char      *hibernate_reason; /* "idle" or "manual": a string literal */
-	enum wk_trigger  trigger;
-	char             client[64];     /* ip:port of the first SYN, or the ARP requester */
-	ev_tstamp        trigger_at;
-	struct held_syn *held;           /* in arrival order */
-	unsigned         nheld;
-	unsigned         replay_tries;
-	ev_tstamp        replayed_at;
-	ev_timer         replay_timer;   /* re-inject until the SYN-ACK comes */
-	ev_timer         wake_timer;     /* wake_timeout */
-	ev_timer         recheck;        /* libvirtd was unreachable: inspect again */
+	bool wake_wanted;	      /* a trigger came while hibernating */
+	struct wk_rate wake_rate;     /* its automatic wakes (wakes_per_hour) */
+	bool wake_limited;	      /* wake_limited logged; cleared by the next wake */
+	const char *hibernate_reason; /* "idle" or "manual": a string literal */
+	enum wk_trigger trigger;
+	char client[64]; /* ip:port of the first SYN, or the ARP requester */
+	ev_tstamp trigger_at;
+	struct held_syn *held; /* in arrival order */
+	unsigned nheld;
+	unsigned replay_tries;
+	ev_tstamp replayed_at;
+	ev_timer replay_timer; /* re-inject until the SYN-ACK comes */
+	ev_timer wake_timer;   /* wake_timeout */
+	ev_timer recheck;      /* libvirtd was unreachable: inspect again */
 
-	struct virt_job  job;
-	bool             job_busy;
-	ev_tstamp        job_started;
-	struct waiter   *waiters;
+	struct virt_job job;
+	bool job_busy;
+	ev_tstamp job_started;
+	struct waiter *waiters;
 
 	/* Idleness (idle.c). */
-	bool             idle_pending;   /* looked idle at the last check: confirm */
-	const char      *idle_skip;      /* the last idle_skip reason logged */
-	struct virt_job  probe;          /* asks the guest for its load and processes */
-	bool             probing;
+	bool idle_pending;     /* looked idle at the last check: confirm */
+	const char *idle_skip; /* the last idle_skip reason logged */
+	struct virt_job probe; /* asks the guest for its load and processes */
+	bool probing;
 
 	/* Cluster mode (cluster.c). */
-	char             node[64];       /* where it runs or is being restored; "" asleep */
-	uint64_t         mem_bytes;      /* running here: counts in this node's memory score */
-	int64_t          rev;            /* mod_revision of its registry key; 0: none */
-	bool             claiming;       /* a wake claim is on its way to etcd */
-	json_t          *reg;            /* the registry's last word on it, or NULL */
+	char node[64];	    /* where it runs or is being restored; "" asleep */
+	uint64_t mem_bytes; /* running here: counts in this node's memory score */
+	int64_t rev;	    /* mod_revision of its registry key; 0: none */
+	bool claiming;	    /* a wake claim is on its way to etcd */
+	json_t *reg;	    /* the registry's last word on it, or NULL */
 };
 
 struct counters {
@@ -93,75 +93,75 @@ struct counters {
 };
 
 /* The activity capture's frames reach idle.c at most this late. */
-#define ACTIVITY_DELAY_MS  500
+#define ACTIVITY_DELAY_MS 500
 
 struct capture {
-	pcap_t        *pcap;
-	ev_io          io;
-	char          *filter;     /* in force; "" for no handle */
-	bool           immediate;  /* every frame at once, or in blocks */
-	pcap_handler   on_frame;
-	struct odrsd  *d;
+	pcap_t *pcap;
+	ev_io io;
+	char *filter;	/* in force; "" for no handle */
+	bool immediate; /* every frame at once, or in blocks */
+	pcap_handler on_frame;
+	struct odrsd *d;
 };
 
 /* One MAC to announce (retrain.c). */
 struct announce {
-	uint8_t   mac[WK_ETH_ALEN];
-	uint32_t  ip;
+	uint8_t mac[WK_ETH_ALEN];
+	uint32_t ip;
 	ev_tstamp due;
 };
 struct announce_queue {
 	struct announce *a;
-	size_t           head, len, cap;   /* a[head..len) are queued, oldest first */
+	size_t head, len, cap; /* a[head..len) are queued, oldest first */
 };
 struct retrain {
-	ev_timer              tick;        /* runs while frames are queued */
-	ev_timer              refresh;     /* retrain_refresh: every sleeping MAC again */
-	struct announce_queue now, later;  /* later: the second bursts, by due time */
-	bool                  sending;     /* a burst is on: tick every 10 ms until now is empty */
-	double                credit;      /* frames the rate allows to send now */
-	ev_tstamp             last_tick, burst_started;
-	unsigned              burst_sent;
+	ev_timer tick;			  /* runs while frames are queued */
+	ev_timer refresh;		  /* retrain_refresh: every sleeping MAC again */
+	struct announce_queue now, later; /* later: the second bursts, by due time */
+	bool sending;			  /* a burst is on: tick every 10 ms until now is empty */
+	double credit;			  /* frames the rate allows to send now */
+	ev_tstamp last_tick, burst_started;
+	unsigned burst_sent;
 };
 
 struct cluster;
 
 struct odrsd {
-	struct ev_loop    *loop;
-	struct wk_config  *cfg;
-	const char        *config_path;
-	bool               foreground, debug;
-	ev_tstamp          started;
+	struct ev_loop *loop;
+	struct wk_config *cfg;
+	const char *config_path;
+	bool foreground, debug;
+	ev_tstamp started;
 
-	struct vm        **vms;
-	size_t             nvms;
+	struct vm **vms;
+	size_t nvms;
 	struct wk_vmtable *table;
-	unsigned           nheld_total;
-	struct wk_rate     wake_rate;     /* automatic wakes on this node (wakes_per_minute) */
+	unsigned nheld_total;
+	struct wk_rate wake_rate; /* automatic wakes on this node (wakes_per_minute) */
 
-	struct capture     cap;           /* the wake capture; swapped when its filter changes */
-	struct capture     act;           /* the activity capture (TCP of running VMs) */
-	ev_timer           filter_timer;  /* coalesces filter rebuilds to one per loop turn */
-	unsigned           ifindex;       /* of cfg->interface */
-	int                inject_fd;     /* AF_PACKET socket for every frame we send */
+	struct capture cap;    /* the wake capture; swapped when its filter changes */
+	struct capture act;    /* the activity capture (TCP of running VMs) */
+	ev_timer filter_timer; /* coalesces filter rebuilds to one per loop turn */
+	unsigned ifindex;      /* of cfg->interface */
+	int inject_fd;	       /* AF_PACKET socket for every frame we send */
 
-	struct virt       *virt;
-	int                control_fd;
-	char               control_path[108];  /* sun_path's size */
-	ev_io              control_io;
-	ev_timer           idle_timer;    /* one for all VMs: check_interval */
-	ev_timer           idle_confirm;  /* ACTIVITY_DELAY_MS after it, for the VMs that looked idle */
-	ev_signal          sighup, sigterm, sigint;
-	struct counters    n;
+	struct virt *virt;
+	int control_fd;
+	char control_path[108]; /* sun_path's size */
+	ev_io control_io;
+	ev_timer idle_timer;   /* one for all VMs: check_interval */
+	ev_timer idle_confirm; /* ACTIVITY_DELAY_MS after it, for the VMs that looked idle */
+	ev_signal sighup, sigterm, sigint;
+	struct counters n;
 
-	bool               accept;        /* this node holds the accept role (always, without a cluster) */
-	struct cluster    *cluster;       /* NULL without a cluster backend */
-	struct waiter     *accept_waiters;/* control clients waiting for an accept-role move */
-	struct retrain     retrain;
+	bool accept;		       /* this node holds the accept role (always, without a cluster) */
+	struct cluster *cluster;       /* NULL without a cluster backend */
+	struct waiter *accept_waiters; /* control clients waiting for an accept-role move */
+	struct retrain retrain;
 };
 
 /* capture.c */
-int  capture_start(struct odrsd *d);
+int capture_start(struct odrsd *d);
 void capture_stop(struct odrsd *d);
 void capture_filter_changed(struct odrsd *d);
 void capture_activity_flush(struct odrsd *d);
@@ -173,14 +173,15 @@ void wake_on_ns(struct odrsd *d, struct vm *vm, const struct wk_pkt *p);
 void wake_on_syn(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, const uint8_t *frame, size_t len);
 void wake_on_synack(struct odrsd *d, struct vm *vm, const struct wk_pkt *p);
 /* Start a wake or a hibernation; 0, or -errno with a reason in err. */
-int  wake_start(struct odrsd *d, struct vm *vm, enum wk_trigger t, const char *client, char *err, size_t errlen);
+int wake_start(struct odrsd *d, struct vm *vm, enum wk_trigger t, const char *client, char *err,
+	       size_t errlen);
 /* Restore vm on this node now (the wake is decided: no cluster, or claimed for this node). */
 void wake_restore(struct odrsd *d, struct vm *vm);
 /* Keep a client's SYN for vm (a copy); false when dropped or already held. */
 bool wake_hold_syn(struct odrsd *d, struct vm *vm, const uint8_t *frame, size_t len);
 /* Forget vm's held SYNs (another node replays them). */
 void wake_release_syns(struct odrsd *d, struct vm *vm);
-int  hibernate_start(struct odrsd *d, struct vm *vm, const char *reason, char *err, size_t errlen);
+int hibernate_start(struct odrsd *d, struct vm *vm, const char *reason, char *err, size_t errlen);
 void wake_job_done(struct virt_job *job, void *ctx);
 bool vm_is_asleep(const struct vm *vm);
 struct vm *vm_new(struct odrsd *d, const struct wk_vmconf *c);
@@ -198,8 +199,8 @@ void idle_probe_done(struct odrsd *d, struct vm *vm);
 bool vm_watch_activity(const struct odrsd *d, const struct vm *vm);
 
 /* inject.c */
-int  inject_open(void);
-int  inject_frame(struct odrsd *d, unsigned ifindex, const uint8_t *frame, size_t len);
+int inject_open(void);
+int inject_frame(struct odrsd *d, unsigned ifindex, const uint8_t *frame, size_t len);
 
 /* control.c: completion of a VM operation a client waits for. */
 void control_vm_done(struct odrsd *d, struct vm *vm, int err, const char *error);
@@ -207,9 +208,9 @@ void control_accept_done(struct odrsd *d, int err, const char *error);
 
 /* state.c: what survives a restart besides libvirt and snapshot_dir. */
 void state_load(struct odrsd *d, struct vm *vm);
-int  state_save(struct odrsd *d, const struct vm *vm);
+int state_save(struct odrsd *d, const struct vm *vm);
 
 /* main.c */
-int  odrsd_reload(struct odrsd *d, char *err, size_t errlen);
+int odrsd_reload(struct odrsd *d, char *err, size_t errlen);
 
 #endif

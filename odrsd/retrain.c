@@ -14,7 +14,7 @@
 #include "log.h"
 #include "odrsd.h"
 
-#define TICK 0.01   /* seconds between sends while frames are queued */
+#define TICK 0.01 /* seconds between sends while frames are queued */
 
 static int queue_push(struct announce_queue *q, const uint8_t *mac, uint32_t ip, ev_tstamp due)
 {
@@ -54,8 +54,8 @@ static void queue_clear(struct announce_queue *q)
 
 static bool retrains(const struct vm *vm)
 {
-	return vm->has_mac && (vm->state == VM_HIBERNATED || vm->state == VM_WAKING ||
-			       vm->state == VM_HIBERNATING);
+	return vm->has_mac &&
+	       (vm->state == VM_HIBERNATED || vm->state == VM_WAKING || vm->state == VM_HIBERNATING);
 }
 
 static void send_one(struct odrsd *d, const struct announce *a)
@@ -107,8 +107,9 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 	r->sending = false;
 	if (r->burst_sent) {
-		evlog_emit("retrain", NULL, json_pack("{s:i, s:I}", "count", r->burst_sent,
-						      "ms", (json_int_t)((now - r->burst_started) * 1000)));
+		evlog_emit("retrain", NULL,
+			   json_pack("{s:i, s:I}", "count", r->burst_sent, "ms",
+				     (json_int_t)((now - r->burst_started) * 1000)));
 		log_debug("retrain: %u frames in %.0f ms", r->burst_sent, (now - r->burst_started) * 1000);
 		r->burst_sent = 0;
 	}

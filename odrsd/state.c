@@ -35,7 +35,8 @@ void state_load(struct odrsd *d, struct vm *vm)
 int state_save(struct odrsd *d, const struct vm *vm)
 {
 	char path[4096], tmp[4096];
-	json_t *o = json_pack("{s:b, s:I}", "pinned", vm->pinned, "last_wake_ms", (json_int_t)vm->last_wake_ms);
+	json_t *o =
+		json_pack("{s:b, s:I}", "pinned", vm->pinned, "last_wake_ms", (json_int_t)vm->last_wake_ms);
 	int r = 0;
 
 	state_path(d, vm, path, sizeof(path), "");

@@ -33,57 +33,56 @@
 #include "virt.h"
 
 /* How often a running save or restore is asked for its progress. */
-#define PROGRESS_INTERVAL_MS	200
+#define PROGRESS_INTERVAL_MS 200
 /* How often INSPECT looks whether the domain's libvirt job has ended. */
-#define JOB_POLL_MS		100
+#define JOB_POLL_MS 100
 
 /*
  * libvirt's QEMU driver writes a save image's header with the first magic
  * and rewrites it with the second once the whole state is on disk; it
  * refuses to restore the first. An interrupted save is recognised by it.
  */
-#define SAVE_MAGIC_PARTIAL	"LibvirtQemudPart"
-#define SAVE_MAGIC_LEN		16
+#define SAVE_MAGIC_PARTIAL "LibvirtQemudPart"
+#define SAVE_MAGIC_LEN	   16
 
 struct virt_queue {
 	struct virt_job *head, *tail;
-	pthread_cond_t   nonempty;
+	pthread_cond_t nonempty;
 };
 
 struct worker {
-	struct virt       *v;
+	struct virt *v;
 	struct virt_queue *queue;
-	virConnectPtr      conn;
-	pthread_t          thread;
-	virDomainPtr       deflate;  /* restored from a balloon: memory back once the wake is done */
+	virConnectPtr conn;
+	pthread_t thread;
+	virDomainPtr deflate; /* restored from a balloon: memory back once the wake is done */
 };
 
 struct virt {
-	struct ev_loop   *loop;
-	ev_async          finished_async;
-	char             *uri, *dir, *node;
-	virt_done_fn      done;
-	void             *ctx;
-	pthread_mutex_t   lock;            /* the queues, finished, stopping */
+	struct ev_loop *loop;
+	ev_async finished_async;
+	char *uri, *dir, *node;
+	virt_done_fn done;
+	void *ctx;
+	pthread_mutex_t lock; /* the queues, finished, stopping */
 	struct virt_queue restores, saves, probes;
-	struct virt_job  *finished, *finished_tail;
-	bool              stopping;
-	unsigned          restores_pending; /* __atomic: read without the lock */
-	uint64_t          restore_spacing_ms; /* between two restore starts; under lock */
-	uint64_t          next_restore_at;    /* now_ms() at which the next may start */
-	struct worker    *workers;
-	unsigned          nworkers;
+	struct virt_job *finished, *finished_tail;
+	bool stopping;
+	unsigned restores_pending;   /* __atomic: read without the lock */
+	uint64_t restore_spacing_ms; /* between two restore starts; under lock */
+	uint64_t next_restore_at;    /* now_ms() at which the next may start */
+	struct worker *workers;
+	unsigned nworkers;
 };
 
 /* The snapshot files of one domain. */
 struct snap_paths {
 	char img[PATH_MAX];
 	char part[PATH_MAX];
-	char claim[PATH_MAX];   /* NAME.img.restoring.NODE */
+	char claim[PATH_MAX]; /* NAME.img.restoring.NODE */
 };
 
-static uint64_t
-now_ms(void)
+static uint64_t now_ms(void)
 {
 	struct timespec ts;
 
@@ -91,8 +90,7 @@ now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void
-sleep_ms(unsigned ms)
+static void sleep_ms(unsigned ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
 
@@ -100,8 +98,7 @@ sleep_ms(unsigned ms)
 		;
 }
 
-static bool
-is_stopping(struct virt *v)
+static bool is_stopping(struct virt *v)
 {
 	bool stopping;
 
@@ -112,14 +109,12 @@ is_stopping(struct virt *v)
 }
 
 /* libvirt's default handler prints every error to stderr; ours are in job->error. */
-static void
-ignore_virt_error(void *ctx, virErrorPtr err)
+static void ignore_virt_error(void *ctx, virErrorPtr err)
 {
 }
 
-__attribute__((format(printf, 3, 4)))
-static void
-job_fail(struct virt_job *job, int err, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void job_fail(struct virt_job *job, int err, const char *fmt,
+							   ...)
 {
 	va_list ap;
 
@@ -130,8 +125,7 @@ job_fail(struct virt_job *job, int err, const char *fmt, ...)
 }
 
 /* The negative errno closest to libvirt's last error on this thread. */
-static int
-virt_errno(void)
+static int virt_errno(void)
 {
 	static const int storage_errors[] = { ENOSPC, EDQUOT, EROFS, EACCES, ESTALE };
 	virErrorPtr e = virGetLastError();
@@ -171,9 +165,7 @@ virt_errno(void)
 }
 
 /* Fail with libvirt's last error: call right after the failing libvirt call. */
-__attribute__((format(printf, 2, 3)))
-static void
-job_fail_virt(struct virt_job *job, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void job_fail_virt(struct virt_job *job, const char *fmt, ...)
 {
 	char what[128];
 	va_list ap;
@@ -182,12 +174,10 @@ job_fail_virt(struct virt_job *job, const char *fmt, ...)
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
 	job->err = virt_errno();
-	snprintf(job->error, sizeof(job->error), "%s: %s", what,
-		 virGetLastErrorMessage());
+	snprintf(job->error, sizeof(job->error), "%s: %s", what, virGetLastErrorMessage());
 }
 
-static int
-fsync_dir(const char *dir)
+static int fsync_dir(const char *dir)
 {
 	int fd, r = 0;
 
@@ -201,8 +191,7 @@ fsync_dir(const char *dir)
 }
 
 /* Flush a file to stable storage and report its size. */
-static int
-fsync_file(const char *path, uint64_t *size)
+static int fsync_file(const char *path, uint64_t *size)
 {
 	struct stat st;
 	int fd, r = 0;
@@ -218,8 +207,7 @@ fsync_file(const char *path, uint64_t *size)
 	return r;
 }
 
-static bool
-file_size(const char *path, uint64_t *size)
+static bool file_size(const char *path, uint64_t *size)
 {
 	struct stat st;
 
@@ -230,8 +218,7 @@ file_size(const char *path, uint64_t *size)
 }
 
 /* A save image whose header was never finished, or that has no header at all. */
-static bool
-save_image_incomplete(const char *path)
+static bool save_image_incomplete(const char *path)
 {
 	char magic[SAVE_MAGIC_LEN];
 	ssize_t n;
@@ -242,36 +229,30 @@ save_image_incomplete(const char *path)
 		return false;
 	n = read(fd, magic, sizeof(magic));
 	close(fd);
-	return n != (ssize_t)sizeof(magic) ||
-	       memcmp(magic, SAVE_MAGIC_PARTIAL, SAVE_MAGIC_LEN) == 0;
+	return n != (ssize_t)sizeof(magic) || memcmp(magic, SAVE_MAGIC_PARTIAL, SAVE_MAGIC_LEN) == 0;
 }
 
 /* Domain names become file names: nothing that leaves snapshot_dir or hides. */
-static bool
-name_ok(const char *name)
+static bool name_ok(const char *name)
 {
 	size_t len = strnlen(name, sizeof(((struct virt_job *)0)->name));
 
-	return len > 0 && len < sizeof(((struct virt_job *)0)->name) &&
-	       name[0] != '.' && !strchr(name, '/');
+	return len > 0 && len < sizeof(((struct virt_job *)0)->name) && name[0] != '.' && !strchr(name, '/');
 }
 
-static int
-snap_paths(const struct virt *v, const char *name, struct snap_paths *p)
+static int snap_paths(const struct virt *v, const char *name, struct snap_paths *p)
 {
 	size_t n = sizeof(p->img);
 
 	if ((size_t)snprintf(p->img, n, "%s/%s.img", v->dir, name) >= n ||
 	    (size_t)snprintf(p->part, n, "%s/%s.img.part", v->dir, name) >= n ||
-	    (size_t)snprintf(p->claim, n, "%s/%s.img.restoring.%s", v->dir,
-			     name, v->node) >= n)
+	    (size_t)snprintf(p->claim, n, "%s/%s.img.restoring.%s", v->dir, name, v->node) >= n)
 		return -ENAMETOOLONG;
 	return 0;
 }
 
 /* .part becomes .img durably: first its data, then its name. */
-static int
-promote(const struct snap_paths *p, const char *dir, uint64_t *bytes)
+static int promote(const struct snap_paths *p, const char *dir, uint64_t *bytes)
 {
 	int r;
 
@@ -282,25 +263,23 @@ promote(const struct snap_paths *p, const char *dir, uint64_t *bytes)
 	return fsync_dir(dir);
 }
 
-static int
-parse_mac(const char *s, uint8_t mac[6])
+static int parse_mac(const char *s, uint8_t mac[6])
 {
 	int end = 0;
 
-	if (sscanf(s, "%2hhx:%2hhx:%2hhx:%2hhx:%2hhx:%2hhx%n", &mac[0], &mac[1],
-		   &mac[2], &mac[3], &mac[4], &mac[5], &end) != 6 || s[end])
+	if (sscanf(s, "%2hhx:%2hhx:%2hhx:%2hhx:%2hhx:%2hhx%n", &mac[0], &mac[1], &mac[2], &mac[3], &mac[4],
+		   &mac[5], &end) != 6 ||
+	    s[end])
 		return -EINVAL;
 	return 0;
 }
 
-static xmlNodePtr
-child_element(xmlNodePtr parent, const char *name)
+static xmlNodePtr child_element(xmlNodePtr parent, const char *name)
 {
 	xmlNodePtr n;
 
 	for (n = parent ? parent->children : NULL; n; n = n->next)
-		if (n->type == XML_ELEMENT_NODE &&
-		    xmlStrcmp(n->name, (const xmlChar *)name) == 0)
+		if (n->type == XML_ELEMENT_NODE && xmlStrcmp(n->name, (const xmlChar *)name) == 0)
 			return n;
 	return NULL;
 }
@@ -309,8 +288,7 @@ child_element(xmlNodePtr parent, const char *name)
  * The MAC and tap of the domain's first <interface>, from its XML. The tap
  * (<target dev=>) is only in the live XML of a running domain.
  */
-static void
-read_nic(virDomainPtr dom, unsigned xml_flags, struct virt_job *job)
+static void read_nic(virDomainPtr dom, unsigned xml_flags, struct virt_job *job)
 {
 	xmlNodePtr nic, el;
 	xmlChar *attr;
@@ -326,15 +304,12 @@ read_nic(virDomainPtr dom, unsigned xml_flags, struct virt_job *job)
 	free(xml);
 	if (!doc)
 		return;
-	nic = child_element(child_element(xmlDocGetRootElement(doc), "devices"),
-			    "interface");
-	if ((el = child_element(nic, "mac")) &&
-	    (attr = xmlGetProp(el, (const xmlChar *)"address"))) {
+	nic = child_element(child_element(xmlDocGetRootElement(doc), "devices"), "interface");
+	if ((el = child_element(nic, "mac")) && (attr = xmlGetProp(el, (const xmlChar *)"address"))) {
 		job->has_mac = parse_mac((const char *)attr, job->mac) == 0;
 		xmlFree(attr);
 	}
-	if ((el = child_element(nic, "target")) &&
-	    (attr = xmlGetProp(el, (const xmlChar *)"dev"))) {
+	if ((el = child_element(nic, "target")) && (attr = xmlGetProp(el, (const xmlChar *)"dev"))) {
 		if (strlen((const char *)attr) < sizeof(job->tap))
 			strcpy(job->tap, (const char *)attr);
 		xmlFree(attr);
@@ -343,8 +318,7 @@ read_nic(virDomainPtr dom, unsigned xml_flags, struct virt_job *job)
 }
 
 /* NULL when there is no such domain, or with *failed and job->err on any other failure. */
-static virDomainPtr
-lookup(struct worker *w, struct virt_job *job, bool *failed)
+static virDomainPtr lookup(struct worker *w, struct virt_job *job, bool *failed)
 {
 	virDomainPtr dom = virDomainLookupByName(w->conn, job->name);
 	virErrorPtr e;
@@ -361,8 +335,7 @@ lookup(struct worker *w, struct virt_job *job, bool *failed)
  * job->state from what libvirt and snapshot_dir say now, changing nothing:
  * the state reported after a failed job.
  */
-static void
-observe(struct worker *w, struct virt_job *job, const struct snap_paths *p)
+static void observe(struct worker *w, struct virt_job *job, const struct snap_paths *p)
 {
 	virDomainPtr dom = virDomainLookupByName(w->conn, job->name);
 
@@ -382,8 +355,7 @@ observe(struct worker *w, struct virt_job *job, const struct snap_paths *p)
 }
 
 /* Other threads read progress while the job runs: whole values, never torn. */
-static void
-set_progress(struct virt_job *job, uint64_t done, uint64_t total)
+static void set_progress(struct virt_job *job, uint64_t done, uint64_t total)
 {
 	__atomic_store_n(&job->progress_total, total, __ATOMIC_RELAXED);
 	__atomic_store_n(&job->progress_done, done, __ATOMIC_RELAXED);
@@ -395,29 +367,27 @@ set_progress(struct virt_job *job, uint64_t done, uint64_t total)
  * connections take concurrent calls, and job queries run beside the save.
  */
 struct progress {
-	struct worker   *w;
+	struct worker *w;
 	struct virt_job *job;
-	pthread_t        thread;
-	pthread_mutex_t  lock;
-	pthread_cond_t   wake;
-	bool             stop;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool stop;
 };
 
-static void
-progress_sample(struct progress *pr, virDomainPtr *dom)
+static void progress_sample(struct progress *pr, virDomainPtr *dom)
 {
 	virDomainJobInfo info;
 
 	if (!*dom)
 		*dom = virDomainLookupByName(pr->w->conn, pr->job->name);
-	if (!*dom || virDomainGetJobInfo(*dom, &info) < 0 ||
-	    info.type == VIR_DOMAIN_JOB_NONE || info.dataTotal == 0)
+	if (!*dom || virDomainGetJobInfo(*dom, &info) < 0 || info.type == VIR_DOMAIN_JOB_NONE ||
+	    info.dataTotal == 0)
 		return;
 	set_progress(pr->job, info.dataProcessed, info.dataTotal);
 }
 
-static void *
-progress_run(void *arg)
+static void *progress_run(void *arg)
 {
 	struct progress *pr = arg;
 	virDomainPtr dom = NULL;
@@ -432,8 +402,7 @@ progress_run(void *arg)
 		until.tv_sec += until.tv_nsec / 1000000000L;
 		until.tv_nsec %= 1000000000L;
 		pthread_mutex_lock(&pr->lock);
-		while (!pr->stop &&
-		       pthread_cond_timedwait(&pr->wake, &pr->lock, &until) != ETIMEDOUT)
+		while (!pr->stop && pthread_cond_timedwait(&pr->wake, &pr->lock, &until) != ETIMEDOUT)
 			;
 	}
 	pthread_mutex_unlock(&pr->lock);
@@ -443,8 +412,7 @@ progress_run(void *arg)
 }
 
 /* Without a poller a save reports only its total; that is not an error. */
-static bool
-progress_start(struct progress *pr, struct worker *w, struct virt_job *job)
+static bool progress_start(struct progress *pr, struct worker *w, struct virt_job *job)
 {
 	pthread_condattr_t attr;
 
@@ -463,8 +431,7 @@ progress_start(struct progress *pr, struct worker *w, struct virt_job *job)
 	return false;
 }
 
-static void
-progress_stop(struct progress *pr)
+static void progress_stop(struct progress *pr)
 {
 	pthread_mutex_lock(&pr->lock);
 	pr->stop = true;
@@ -480,8 +447,7 @@ progress_stop(struct progress *pr)
  * stopped and .part is its only state. Bring it back from .part so a failed
  * save still leaves the domain running.
  */
-static void
-save_undo(struct worker *w, struct virt_job *job, const struct snap_paths *p)
+static void save_undo(struct worker *w, struct virt_job *job, const struct snap_paths *p)
 {
 	if (virDomainRestoreFlags(w->conn, p->part, NULL, VIR_DOMAIN_SAVE_RUNNING) == 0) {
 		unlink(p->part);
@@ -489,15 +455,13 @@ save_undo(struct worker *w, struct virt_job *job, const struct snap_paths *p)
 		return;
 	}
 	/* .part stays: INSPECT promotes it to an image, which is all it can be. */
-	snprintf(job->error + strlen(job->error),
-		 sizeof(job->error) - strlen(job->error),
+	snprintf(job->error + strlen(job->error), sizeof(job->error) - strlen(job->error),
 		 "; restoring it again failed: %s", virGetLastErrorMessage());
 	job->state = VIRT_STOPPED;
 }
 
 /* The guest's /proc/meminfo value for key, in KiB, or 0. */
-static uint64_t
-meminfo_kib(const char *text, size_t len, const char *key)
+static uint64_t meminfo_kib(const char *text, size_t len, const char *key)
 {
 	char buf[4096], *at;
 	unsigned long long kib;
@@ -520,8 +484,7 @@ meminfo_kib(const char *text, size_t len, const char *key)
  * that does not cooperate is saved as it is, and the job says how much
  * memory was released.
  */
-static void
-shrink(virDomainPtr dom, struct virt_job *job)
+static void shrink(virDomainPtr dom, struct virt_job *job)
 {
 	/* One agent call: meminfo before and after the drop, split by a line "--". */
 	static const char drop[] =
@@ -567,8 +530,7 @@ shrink(virDomainPtr dom, struct virt_job *job)
 }
 
 /* A ballooned guest gets its memory back once it runs again. */
-static void
-balloon_restore(virDomainPtr dom)
+static void balloon_restore(virDomainPtr dom)
 {
 	virDomainInfo info;
 
@@ -576,8 +538,7 @@ balloon_restore(virDomainPtr dom)
 		virDomainSetMemoryFlags(dom, info.maxMem, VIR_DOMAIN_AFFECT_LIVE);
 }
 
-static void
-do_probe(struct worker *w, struct virt_job *job)
+static void do_probe(struct worker *w, struct virt_job *job)
 {
 	virDomainPtr dom;
 	bool failed;
@@ -602,8 +563,7 @@ do_probe(struct worker *w, struct virt_job *job)
 	virDomainFree(dom);
 }
 
-static void
-do_save(struct worker *w, struct virt_job *job, const struct snap_paths *p)
+static void do_save(struct worker *w, struct virt_job *job, const struct snap_paths *p)
 {
 	int active, state_before = VIR_DOMAIN_NOSTATE, state, reason, r;
 	struct progress pr;
@@ -653,16 +613,15 @@ do_save(struct worker *w, struct virt_job *job, const struct snap_paths *p)
 	if (r < 0) {
 		unlink(p->part);
 		/* libvirt resumes a domain whose save failed; make sure of it. */
-		if (virDomainGetState(dom, &state, &reason, 0) == 0 &&
-		    state == VIR_DOMAIN_PAUSED && state_before == VIR_DOMAIN_RUNNING)
+		if (virDomainGetState(dom, &state, &reason, 0) == 0 && state == VIR_DOMAIN_PAUSED &&
+		    state_before == VIR_DOMAIN_RUNNING)
 			virDomainResume(dom);
 		observe(w, job, p);
 		goto out;
 	}
 
 	if ((r = promote(p, w->v->dir, &job->bytes)) < 0) {
-		job_fail(job, r, "save %s: writing %s: %s", job->name, p->img,
-			 strerror(-r));
+		job_fail(job, r, "save %s: writing %s: %s", job->name, p->img, strerror(-r));
 		if (access(p->img, F_OK) == 0)
 			rename(p->img, p->part);
 		save_undo(w, job, p);
@@ -670,13 +629,12 @@ do_save(struct worker *w, struct virt_job *job, const struct snap_paths *p)
 	}
 	set_progress(job, job->progress_total, job->progress_total);
 	job->state = VIRT_HIBERNATED;
-	job->tap[0] = '\0';   /* gone with the domain */
+	job->tap[0] = '\0'; /* gone with the domain */
 out:
 	virDomainFree(dom);
 }
 
-static void
-do_restore(struct worker *w, struct virt_job *job, const struct snap_paths *p)
+static void do_restore(struct worker *w, struct virt_job *job, const struct snap_paths *p)
 {
 	virDomainPtr dom;
 	bool failed;
@@ -757,13 +715,11 @@ out:
 }
 
 /* Wait until no libvirt job (a save still running from before a crash) holds the domain. */
-static int
-wait_job_end(struct worker *w, virDomainPtr dom)
+static int wait_job_end(struct worker *w, virDomainPtr dom)
 {
 	virDomainJobInfo info;
 
-	while (virDomainGetJobInfo(dom, &info) == 0 &&
-	       info.type != VIR_DOMAIN_JOB_NONE) {
+	while (virDomainGetJobInfo(dom, &info) == 0 && info.type != VIR_DOMAIN_JOB_NONE) {
 		if (is_stopping(w->v))
 			return -ECANCELED;
 		sleep_ms(JOB_POLL_MS);
@@ -775,8 +731,7 @@ wait_job_end(struct worker *w, virDomainPtr dom)
  * Remove every NAME.img.restoring.* in snapshot_dir, or, given dst, rename
  * the first one found to dst. True when one was renamed.
  */
-static bool
-find_claims(struct worker *w, const char *name, const char *dst)
+static bool find_claims(struct worker *w, const char *name, const char *dst)
 {
 	char prefix[sizeof(((struct virt_job *)0)->name) + 16], path[PATH_MAX];
 	bool renamed = false;
@@ -791,8 +746,7 @@ find_claims(struct worker *w, const char *name, const char *dst)
 	while ((d = readdir(dir))) {
 		if (strncmp(d->d_name, prefix, plen) != 0 || !d->d_name[plen])
 			continue;
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s", w->v->dir,
-				     d->d_name) >= sizeof(path))
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", w->v->dir, d->d_name) >= sizeof(path))
 			continue;
 		if (dst) {
 			if (rename(path, dst) == 0) {
@@ -807,8 +761,7 @@ find_claims(struct worker *w, const char *name, const char *dst)
 	return renamed;
 }
 
-static void
-do_inspect(struct worker *w, struct virt_job *job, const struct snap_paths *p)
+static void do_inspect(struct worker *w, struct virt_job *job, const struct snap_paths *p)
 {
 	virDomainPtr dom;
 	bool failed;
@@ -820,8 +773,7 @@ do_inspect(struct worker *w, struct virt_job *job, const struct snap_paths *p)
 		return;
 	}
 	if (dom && (r = wait_job_end(w, dom)) < 0) {
-		job_fail(job, r, "inspect %s: stopped while waiting for its job",
-			 job->name);
+		job_fail(job, r, "inspect %s: stopped while waiting for its job", job->name);
 		goto out;
 	}
 	if (dom && (r = virDomainIsActive(dom)) != 0) {
@@ -861,8 +813,7 @@ do_inspect(struct worker *w, struct virt_job *job, const struct snap_paths *p)
 		if (save_image_incomplete(p->part)) {
 			unlink(p->part);
 		} else if ((r = promote(p, w->v->dir, &job->bytes)) < 0) {
-			job_fail(job, r, "inspect %s: promoting %s: %s", job->name,
-				 p->part, strerror(-r));
+			job_fail(job, r, "inspect %s: promoting %s: %s", job->name, p->part, strerror(-r));
 			observe(w, job, p);
 			goto out;
 		} else {
@@ -877,8 +828,7 @@ out:
 }
 
 /* The worker's connection, opened again if libvirtd went away since the last job. */
-static int
-worker_connect(struct worker *w, struct virt_job *job)
+static int worker_connect(struct worker *w, struct virt_job *job)
 {
 	unsigned long version;
 
@@ -895,8 +845,7 @@ worker_connect(struct worker *w, struct virt_job *job)
 	return 0;
 }
 
-static void
-run_job(struct worker *w, struct virt_job *job)
+static void run_job(struct worker *w, struct virt_job *job)
 {
 	struct snap_paths p;
 	int r;
@@ -932,8 +881,7 @@ run_job(struct worker *w, struct virt_job *job)
 	}
 }
 
-static void *
-worker_run(void *arg)
+static void *worker_run(void *arg)
 {
 	struct worker *w = arg;
 	struct virt *v = w->v;
@@ -986,11 +934,9 @@ worker_run(void *arg)
 	return NULL;
 }
 
-static void
-on_finished(struct ev_loop *loop, ev_async *watcher, int revents)
+static void on_finished(struct ev_loop *loop, ev_async *watcher, int revents)
 {
-	struct virt *v = (struct virt *)((char *)watcher -
-					 offsetof(struct virt, finished_async));
+	struct virt *v = (struct virt *)((char *)watcher - offsetof(struct virt, finished_async));
 	virt_done_fn done = v->done;
 	void *ctx = v->ctx;
 	struct virt_job *job, *next;
@@ -1006,8 +952,7 @@ on_finished(struct ev_loop *loop, ev_async *watcher, int revents)
 	}
 }
 
-static void
-stop_workers(struct virt *v, unsigned started)
+static void stop_workers(struct virt *v, unsigned started)
 {
 	unsigned i;
 
@@ -1021,8 +966,7 @@ stop_workers(struct virt *v, unsigned started)
 		pthread_join(v->workers[i].thread, NULL);
 }
 
-static void
-virt_free(struct virt *v)
+static void virt_free(struct virt *v)
 {
 	pthread_cond_destroy(&v->restores.nonempty);
 	pthread_cond_destroy(&v->saves.nonempty);
@@ -1035,26 +979,22 @@ virt_free(struct virt *v)
 	free(v);
 }
 
-void
-virt_set_restore_spacing(struct virt *v, uint64_t ms)
+void virt_set_restore_spacing(struct virt *v, uint64_t ms)
 {
 	pthread_mutex_lock(&v->lock);
 	v->restore_spacing_ms = ms;
 	pthread_mutex_unlock(&v->lock);
 }
 
-int
-virt_open(struct virt **out, struct ev_loop *loop, const char *uri,
-	  const char *snapshot_dir, const char *node,
-	  unsigned nrestore, unsigned nsave, virt_done_fn done, void *ctx)
+int virt_open(struct virt **out, struct ev_loop *loop, const char *uri, const char *snapshot_dir,
+	      const char *node, unsigned nrestore, unsigned nsave, virt_done_fn done, void *ctx)
 {
 	sigset_t all, old;
 	struct virt *v;
 	unsigned i;
 	int r = 0;
 
-	if (!nrestore || !nsave || !done || !snapshot_dir || !node || !*node ||
-	    strchr(node, '/'))
+	if (!nrestore || !nsave || !done || !snapshot_dir || !node || !*node || strchr(node, '/'))
 		return -EINVAL;
 	/* Both libraries want this once, before threads use them. */
 	if (virInitialize() < 0)
@@ -1089,10 +1029,10 @@ virt_open(struct virt **out, struct ev_loop *loop, const char *uri,
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (i = 0; i < v->nworkers; i++) {
 		v->workers[i].v = v;
-		v->workers[i].queue = i < nrestore ? &v->restores :
-				      i < nrestore + nsave ? &v->saves : &v->probes;
-		r = -pthread_create(&v->workers[i].thread, NULL, worker_run,
-				    &v->workers[i]);
+		v->workers[i].queue = i < nrestore	     ? &v->restores
+				      : i < nrestore + nsave ? &v->saves
+							     : &v->probes;
+		r = -pthread_create(&v->workers[i].thread, NULL, worker_run, &v->workers[i]);
 		if (r < 0)
 			break;
 	}
@@ -1107,11 +1047,11 @@ virt_open(struct virt **out, struct ev_loop *loop, const char *uri,
 	return 0;
 }
 
-void
-virt_submit(struct virt *v, struct virt_job *job)
+void virt_submit(struct virt *v, struct virt_job *job)
 {
-	struct virt_queue *q = job->op == VIRT_RESTORE ? &v->restores :
-			       job->op == VIRT_PROBE ? &v->probes : &v->saves;
+	struct virt_queue *q = job->op == VIRT_RESTORE ? &v->restores
+			       : job->op == VIRT_PROBE ? &v->probes
+						       : &v->saves;
 
 	job->err = 0;
 	job->error[0] = '\0';
@@ -1137,8 +1077,7 @@ virt_submit(struct virt *v, struct virt_job *job)
 	pthread_mutex_unlock(&v->lock);
 }
 
-void
-virt_close(struct virt *v)
+void virt_close(struct virt *v)
 {
 	if (!v)
 		return;
@@ -1147,8 +1086,7 @@ virt_close(struct virt *v)
 	virt_free(v);
 }
 
-unsigned
-virt_restores_pending(const struct virt *v)
+unsigned virt_restores_pending(const struct virt *v)
 {
 	return __atomic_load_n(&v->restores_pending, __ATOMIC_RELAXED);
 }

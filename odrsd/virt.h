@@ -25,44 +25,44 @@
 #include <wake/config.h>
 
 enum virt_op {
-	VIRT_INSPECT,   /* wait for any running libvirt job on the domain, settle leftovers, report */
-	VIRT_SAVE,      /* hibernate: save into snapshot_dir */
-	VIRT_RESTORE,   /* wake: restore from snapshot_dir */
-	VIRT_PROBE,     /* run WK_PROBE_COMMAND in the guest (agent or ssh) */
+	VIRT_INSPECT, /* wait for any running libvirt job on the domain, settle leftovers, report */
+	VIRT_SAVE,    /* hibernate: save into snapshot_dir */
+	VIRT_RESTORE, /* wake: restore from snapshot_dir */
+	VIRT_PROBE,   /* run WK_PROBE_COMMAND in the guest (agent or ssh) */
 };
 
 /* What a domain is, as far as libvirt and snapshot_dir say. */
 enum virt_state {
-	VIRT_RUNNING,     /* active (running or paused) */
-	VIRT_HIBERNATED,  /* inactive, NAME.img present */
-	VIRT_STOPPED,     /* inactive, no image */
-	VIRT_MISSING,     /* no such domain and no image */
+	VIRT_RUNNING,	 /* active (running or paused) */
+	VIRT_HIBERNATED, /* inactive, NAME.img present */
+	VIRT_STOPPED,	 /* inactive, no image */
+	VIRT_MISSING,	 /* no such domain and no image */
 };
 
 struct virt_job {
-	enum virt_op    op;
-	char            name[128];       /* the libvirt domain */
-	void           *owner;           /* the caller's object */
+	enum virt_op op;
+	char name[128]; /* the libvirt domain */
+	void *owner;	/* the caller's object */
 	/* Inputs of VIRT_PROBE, and of VIRT_SAVE's shrink step. */
-	enum wk_probe   probe;           /* agent or ssh */
-	enum wk_shrink  shrink;          /* what a save asks of the guest first */
-	uint32_t        ip;              /* for ssh, network order */
-	unsigned        timeout_ms;      /* for each guest command */
+	enum wk_probe probe;   /* agent or ssh */
+	enum wk_shrink shrink; /* what a save asks of the guest first */
+	uint32_t ip;	       /* for ssh, network order */
+	unsigned timeout_ms;   /* for each guest command */
 	/* Results, valid in done(). */
-	int             err;             /* 0 or a negative errno; -ENOTCONN: libvirtd unreachable,
+	int err;	       /* 0 or a negative errno; -ENOTCONN: libvirtd unreachable,
 					    ask again (an inspect settles what it left) */
-	char            error[256];      /* why, when err != 0 */
-	enum virt_state state;           /* after the job */
-	char            tap[IF_NAMESIZE];/* running: the tap of the interface with mac */
-	uint8_t         mac[6];          /* the domain's first interface MAC */
-	bool            has_mac;
-	uint64_t        mem_bytes;       /* the domain's memory (with its MAC, read from the domain) */
-	uint64_t        bytes;           /* size of NAME.img (after a save, or when hibernated) */
-	uint64_t        ms;              /* how long the libvirt call took (a save: with its shrink) */
-	uint64_t        shrunk_bytes;    /* guest memory a save's shrink step released */
-	uint64_t        shrink_ms;       /* of a save's ms, the shrink step's */
-	char           *output;          /* VIRT_PROBE: what the command printed (malloc'd; caller frees) */
-	size_t          output_len;
+	char error[256];       /* why, when err != 0 */
+	enum virt_state state; /* after the job */
+	char tap[IF_NAMESIZE]; /* running: the tap of the interface with mac */
+	uint8_t mac[6];	       /* the domain's first interface MAC */
+	bool has_mac;
+	uint64_t mem_bytes;    /* the domain's memory (with its MAC, read from the domain) */
+	uint64_t bytes;	       /* size of NAME.img (after a save, or when hibernated) */
+	uint64_t ms;	       /* how long the libvirt call took (a save: with its shrink) */
+	uint64_t shrunk_bytes; /* guest memory a save's shrink step released */
+	uint64_t shrink_ms;    /* of a save's ms, the shrink step's */
+	char *output;	       /* VIRT_PROBE: what the command printed (malloc'd; caller frees) */
+	size_t output_len;
 	/*
 	 * Progress of a save or restore in bytes, updated by the worker while
 	 * it runs; read it with __atomic_load_n(&job->progress_done,
@@ -82,9 +82,8 @@ typedef void (*virt_done_fn)(struct virt_job *job, void *ctx);
  * one more thread serves VIRT_PROBE jobs, so a hung guest agent delays no save.
  * Jobs of one kind run in submission order. Returns 0 or -errno.
  */
-int  virt_open(struct virt **out, struct ev_loop *loop, const char *uri,
-	       const char *snapshot_dir, const char *node,
-	       unsigned nrestore, unsigned nsave, virt_done_fn done, void *ctx);
+int virt_open(struct virt **out, struct ev_loop *loop, const char *uri, const char *snapshot_dir,
+	      const char *node, unsigned nrestore, unsigned nsave, virt_done_fn done, void *ctx);
 void virt_submit(struct virt *v, struct virt_job *job);
 /* Stop taking jobs, wait for the running ones (their done() is not called), free. */
 void virt_close(struct virt *v);

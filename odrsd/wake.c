@@ -12,15 +12,14 @@
 #include "log.h"
 #include "odrsd.h"
 
-#define REPLAY_CHECK   0.15   /* seconds between a replay and the SYN-ACK check */
-#define REPLAY_TRIES   4
+#define REPLAY_CHECK 0.15 /* seconds between a replay and the SYN-ACK check */
+#define REPLAY_TRIES 4
 
 const char *vm_state_name(enum vm_state s)
 {
 	static const char *const name[] = {
-		[VM_UNKNOWN] = "unknown", [VM_RUNNING] = "running",
-		[VM_HIBERNATING] = "hibernating", [VM_HIBERNATED] = "hibernated",
-		[VM_WAKING] = "waking", [VM_ERROR] = "error",
+		[VM_UNKNOWN] = "unknown",	[VM_RUNNING] = "running", [VM_HIBERNATING] = "hibernating",
+		[VM_HIBERNATED] = "hibernated", [VM_WAKING] = "waking",	  [VM_ERROR] = "error",
 	};
 	return name[s];
 }
@@ -103,7 +102,7 @@ bool wake_hold_syn(struct odrsd *d, struct vm *vm, const uint8_t *frame, size_t 
 	wk_flow_from_syn(&p, &flow);
 	for (tail = &vm->held; *tail; tail = &(*tail)->next)
 		if (wk_flow_eq(&(*tail)->flow, &flow))
-			return false;  /* a retransmission of a SYN we hold */
+			return false; /* a retransmission of a SYN we hold */
 	if (vm->nheld >= d->cfg->syn_hold_per_vm || d->nheld_total >= d->cfg->syn_hold_total ||
 	    len > sizeof(h->frame) || !(h = calloc(1, sizeof(*h)))) {
 		d->n.syns_dropped++;
@@ -137,8 +136,9 @@ void wake_on_ns(struct odrsd *d, struct vm *vm, const struct wk_pkt *p)
 	}
 	d->n.arp_replies++;
 	inet_ntop(AF_INET6, p->ip6.src, who, sizeof(who));
-	evlog_emit("ndp_reply", vm->name, json_pack("{s:s, s:s}", "ip",
-		   inet_ntop(AF_INET6, vm->ip6, ip, sizeof(ip)), "requester", who));
+	evlog_emit("ndp_reply", vm->name,
+		   json_pack("{s:s, s:s}", "ip", inet_ntop(AF_INET6, vm->ip6, ip, sizeof(ip)), "requester",
+			     who));
 	/* IPv6 sources are never in ignore_sources (IPv4 only): 0 stands for "not listed". */
 	if (wk_policy_may_wake(&vm->conf->policy, WK_TRIGGER_ARP, 0, 0))
 		wake_start(d, vm, WK_TRIGGER_ARP, who, NULL, 0);
@@ -268,7 +268,8 @@ static void set_err(char *err, size_t errlen, const char *fmt, const char *a, co
  */
 static bool wake_allowed(struct odrsd *d, struct vm *vm, enum wk_trigger t)
 {
-	unsigned per_hour = vm->conf ? vm->conf->policy.wakes_per_hour : 0, per_min = d->cfg->wakes_per_minute;
+	unsigned per_hour = vm->conf ? vm->conf->policy.wakes_per_hour : 0,
+		 per_min = d->cfg->wakes_per_minute;
 	struct wk_rate mine = vm->wake_rate, node = d->wake_rate;
 	ev_tstamp now = ev_now(d->loop);
 	const char *limit;
@@ -290,7 +291,8 @@ static bool wake_allowed(struct odrsd *d, struct vm *vm, enum wk_trigger t)
 	if (!vm->wake_limited) {
 		vm->wake_limited = true;
 		log_warn("%s: wake refused: %s", vm->name,
-			 !strcmp(limit, "vm") ? "wakes_per_hour reached" : "this node's wakes_per_minute reached");
+			 !strcmp(limit, "vm") ? "wakes_per_hour reached"
+					      : "this node's wakes_per_minute reached");
 		f = json_pack("{s:s, s:s}", "trigger", wk_trigger_name(t), "limit", limit);
 		if (vm->client[0])
 			json_object_set_new(f, "client", json_string(vm->client));
@@ -299,12 +301,14 @@ static bool wake_allowed(struct odrsd *d, struct vm *vm, enum wk_trigger t)
 	return false;
 }
 
-int wake_start(struct odrsd *d, struct vm *vm, enum wk_trigger t, const char *client, char *err, size_t errlen)
+int wake_start(struct odrsd *d, struct vm *vm, enum wk_trigger t, const char *client, char *err,
+	       size_t errlen)
 {
 	if (vm->state == VM_RUNNING || vm->state == VM_WAKING)
 		return 0;
 	if (vm->state == VM_UNKNOWN || vm->state == VM_ERROR) {
-		set_err(err, errlen, "%s is %s", vm->name, vm->state == VM_ERROR ? vm->error : "still being inspected");
+		set_err(err, errlen, "%s is %s", vm->name,
+			vm->state == VM_ERROR ? vm->error : "still being inspected");
 		return vm->state == VM_ERROR ? -EIO : -EAGAIN;
 	}
 	if (!vm->wake_wanted) {
@@ -418,7 +422,7 @@ static void vm_runs_here(struct odrsd *d, struct vm *vm, const struct virt_job *
 	vm->last_activity = ev_now(d->loop);
 }
 
-#define RECHECK_DELAY 2.0   /* seconds between inspects while libvirtd is unreachable */
+#define RECHECK_DELAY 2.0 /* seconds between inspects while libvirtd is unreachable */
 
 static void on_recheck(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -500,13 +504,12 @@ static void save_done(struct odrsd *d, struct vm *vm, const struct virt_job *job
 	vm->state = VM_HIBERNATED;
 	vm->snapshot_bytes = job->bytes;
 	d->n.saves++;
-	log_info("%s: hibernated, %llu bytes in %llu ms", vm->name,
-		 (unsigned long long)job->bytes, (unsigned long long)job->ms);
+	log_info("%s: hibernated, %llu bytes in %llu ms", vm->name, (unsigned long long)job->bytes,
+		 (unsigned long long)job->ms);
 	evlog_emit("hibernate_done", vm->name,
-		   json_pack("{s:I, s:I, s:s, s:I, s:I}", "bytes", (json_int_t)job->bytes, "ms", (json_int_t)job->ms,
-			     "reason", vm->hibernate_reason,
-			     "shrunk_bytes", (json_int_t)job->shrunk_bytes,
-			     "shrink_ms", (json_int_t)job->shrink_ms));
+		   json_pack("{s:I, s:I, s:s, s:I, s:I}", "bytes", (json_int_t)job->bytes, "ms",
+			     (json_int_t)job->ms, "reason", vm->hibernate_reason, "shrunk_bytes",
+			     (json_int_t)job->shrunk_bytes, "shrink_ms", (json_int_t)job->shrink_ms));
 	vm_slept(d, vm);
 	cluster_publish(d, vm);
 	control_vm_done(d, vm, 0, NULL);
@@ -528,7 +531,8 @@ static void restore_done(struct odrsd *d, struct vm *vm, const struct virt_job *
 		d->n.restore_failures++;
 		/* libvirtd went away mid-restore: which way it went, only an inspect can tell. */
 		if (job->err == -ENOTCONN) {
-			snprintf(vm->error, sizeof(vm->error), "libvirtd went away during the restore; checking again");
+			snprintf(vm->error, sizeof(vm->error),
+				 "libvirtd went away during the restore; checking again");
 			recheck_later(d, vm);
 		}
 		cluster_publish(d, vm);
@@ -544,20 +548,20 @@ static void restore_done(struct odrsd *d, struct vm *vm, const struct virt_job *
 	vm->snapshot_bytes = 0;
 	d->n.restores++;
 	evlog_emit("wake_done", vm->name,
-		   json_pack("{s:I, s:I, s:s, s:s}", "ms", (json_int_t)vm->last_wake_ms,
-			     "restore_ms", (json_int_t)job->ms,
-			     "trigger", wk_trigger_name(vm->trigger), "target_node", d->cfg->node));
+		   json_pack("{s:I, s:I, s:s, s:s}", "ms", (json_int_t)vm->last_wake_ms, "restore_ms",
+			     (json_int_t)job->ms, "trigger", wk_trigger_name(vm->trigger), "target_node",
+			     d->cfg->node));
 	if (vm->held) {
 		sent = replay_held(d, vm);
 		d->n.syns_replayed += sent;
 		evlog_emit("syn_replayed", vm->name,
-			   json_pack("{s:i, s:I}", "count", sent,
-				     "ms", (json_int_t)((ev_time() - vm->trigger_at) * 1000)));
+			   json_pack("{s:i, s:I}", "count", sent, "ms",
+				     (json_int_t)((ev_time() - vm->trigger_at) * 1000)));
 		ev_timer_set(&vm->replay_timer, REPLAY_CHECK, 0.);
 		ev_timer_start(d->loop, &vm->replay_timer);
 	}
-	log_info("%s: running on %s after %lld ms (%s)", vm->name, vm->tap,
-		 (long long)vm->last_wake_ms, wk_trigger_name(vm->trigger));
+	log_info("%s: running on %s after %lld ms (%s)", vm->name, vm->tap, (long long)vm->last_wake_ms,
+		 wk_trigger_name(vm->trigger));
 	cluster_publish(d, vm);
 	state_save(d, vm);
 	control_vm_done(d, vm, 0, NULL);

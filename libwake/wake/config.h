@@ -13,72 +13,72 @@
 #define WK_WAKE_ARP 0x1
 #define WK_WAKE_SYN 0x2
 
-enum wk_probe   { WK_PROBE_AGENT = 0, WK_PROBE_SSH, WK_PROBE_NONE };
+enum wk_probe { WK_PROBE_AGENT = 0, WK_PROBE_SSH, WK_PROBE_NONE };
 enum wk_backend { WK_BACKEND_NONE = 0, WK_BACKEND_ETCD };
-enum wk_shrink  { WK_SHRINK_NONE = 0, WK_SHRINK_CACHES, WK_SHRINK_BALLOON };
+enum wk_shrink { WK_SHRINK_NONE = 0, WK_SHRINK_CACHES, WK_SHRINK_BALLOON };
 
 struct wk_policy {
-	uint64_t       idle_timeout_ms;     /* 0: never hibernate automatically */
-	double         load_threshold;
-	char         **protect;             /* guest process names */
-	size_t         nprotect;
-	enum wk_probe  probe;
-	unsigned       wake_on;             /* WK_WAKE_ARP | WK_WAKE_SYN */
-	uint16_t      *wake_ports;          /* nwake_ports == 0: any port */
-	size_t         nwake_ports;
-	uint32_t      *ignore_sources;      /* network byte order */
-	size_t         nignore_sources;
-	bool           replay_syn;          /* replay held SYNs (no: let the client retransmit) */
-	bool           dry_run;             /* log what would be hibernated, do nothing */
+	uint64_t idle_timeout_ms; /* 0: never hibernate automatically */
+	double load_threshold;
+	char **protect; /* guest process names */
+	size_t nprotect;
+	enum wk_probe probe;
+	unsigned wake_on;     /* WK_WAKE_ARP | WK_WAKE_SYN */
+	uint16_t *wake_ports; /* nwake_ports == 0: any port */
+	size_t nwake_ports;
+	uint32_t *ignore_sources; /* network byte order */
+	size_t nignore_sources;
+	bool replay_syn; /* replay held SYNs (no: let the client retransmit) */
+	bool dry_run;	 /* log what would be hibernated, do nothing */
 	enum wk_shrink shrink;
-	unsigned       wakes_per_hour;      /* automatic wakes of one VM; 0: no limit */
+	unsigned wakes_per_hour; /* automatic wakes of one VM; 0: no limit */
 };
 
 struct wk_vmconf {
-	char            *name;              /* the libvirt domain */
-	uint32_t         ip;                /* network byte order */
-	uint8_t          mac[6];
-	bool             has_mac;           /* else read from the domain */
-	uint8_t          ip6[16];           /* its IPv6 address, when has_ip6 */
-	bool             has_ip6;
-	unsigned         line;              /* of the [vm NAME] section */
-	struct wk_policy policy;            /* [policy] with this section's overrides */
+	char *name;  /* the libvirt domain */
+	uint32_t ip; /* network byte order */
+	uint8_t mac[6];
+	bool has_mac;	 /* else read from the domain */
+	uint8_t ip6[16]; /* its IPv6 address, when has_ip6 */
+	bool has_ip6;
+	unsigned line;		 /* of the [vm NAME] section */
+	struct wk_policy policy; /* [policy] with this section's overrides */
 };
 
 struct wk_config {
-	char    *path;
+	char *path;
 	/* [odrsd] */
-	char    *node;
-	char    *interface;
-	char    *snapshot_dir;
-	char    *libvirt_uri;
-	char    *control_socket;
-	char    *event_log;
-	char    *state_dir;
+	char *node;
+	char *interface;
+	char *snapshot_dir;
+	char *libvirt_uri;
+	char *control_socket;
+	char *event_log;
+	char *state_dir;
 	unsigned wake_concurrency;
 	unsigned hibernate_concurrency;
-	unsigned syn_hold_per_vm;           /* held SYNs kept per sleeping VM */
-	unsigned syn_hold_total;            /* and over all VMs */
-	uint64_t wake_timeout_ms;           /* a restore taking longer has failed */
-	uint64_t wake_spacing_ms;           /* between two restore starts on this node */
-	unsigned wakes_per_minute;          /* automatic wakes this node starts; 0: no limit */
-	uint64_t check_interval_ms;         /* how often idleness is judged */
-	uint64_t probe_timeout_ms;          /* a guest probe taking longer has failed */
+	unsigned syn_hold_per_vm;   /* held SYNs kept per sleeping VM */
+	unsigned syn_hold_total;    /* and over all VMs */
+	uint64_t wake_timeout_ms;   /* a restore taking longer has failed */
+	uint64_t wake_spacing_ms;   /* between two restore starts on this node */
+	unsigned wakes_per_minute;  /* automatic wakes this node starts; 0: no limit */
+	uint64_t check_interval_ms; /* how often idleness is judged */
+	uint64_t probe_timeout_ms;  /* a guest probe taking longer has failed */
 	/* [policy] */
 	struct wk_policy policy;
 	/* [cluster] */
 	enum wk_backend backend;
-	char    *etcd;
+	char *etcd;
 	uint64_t accept_term_ms;
 	uint64_t lease_ttl_ms;
-	uint64_t memory_bytes;              /* guest memory this node offers; 0: the host's */
-	unsigned cpus;                      /* for the load score; 0: the host's */
-	unsigned retrain_rate;              /* frames per second announcing sleeping MACs */
-	uint64_t retrain_delay_ms;          /* the second burst after the first; 0: none */
-	uint64_t retrain_refresh_ms;        /* then again every this often; 0: never */
+	uint64_t memory_bytes;	     /* guest memory this node offers; 0: the host's */
+	unsigned cpus;		     /* for the load score; 0: the host's */
+	unsigned retrain_rate;	     /* frames per second announcing sleeping MACs */
+	uint64_t retrain_delay_ms;   /* the second burst after the first; 0: none */
+	uint64_t retrain_refresh_ms; /* then again every this often; 0: never */
 	/* [vm NAME] */
 	struct wk_vmconf *vms;
-	size_t   nvms;
+	size_t nvms;
 };
 
 /* Called once per problem; file and line say where (line 0: the file as a whole). */
@@ -89,13 +89,13 @@ typedef void (*wk_diag_fn)(void *ctx, const char *file, unsigned line, const cha
  * problem found through diag, or another negative errno when the file cannot
  * be read (also reported through diag, with line 0).
  */
-int  wk_config_load(const char *path, wk_diag_fn diag, void *ctx, struct wk_config **out);
+int wk_config_load(const char *path, wk_diag_fn diag, void *ctx, struct wk_config **out);
 void wk_config_free(struct wk_config *cfg);
 const struct wk_vmconf *wk_config_vm(const struct wk_config *cfg, const char *name);
 
 /* Typed values, shared with odrsctl: 0 or -EINVAL. */
-int wk_parse_duration(const char *s, uint64_t *ms);   /* 500ms 30s 2m 1h; bare 0 */
-int wk_parse_size(const char *s, uint64_t *bytes);    /* 512 4K 64M 1G */
+int wk_parse_duration(const char *s, uint64_t *ms); /* 500ms 30s 2m 1h; bare 0 */
+int wk_parse_size(const char *s, uint64_t *bytes);  /* 512 4K 64M 1G */
 int wk_parse_ipv4(const char *s, uint32_t *ip);
 int wk_parse_mac(const char *s, uint8_t mac[6]);
 

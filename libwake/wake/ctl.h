@@ -10,17 +10,23 @@
 #include <stddef.h>
 
 enum wk_ctl_cmd {
-	WK_CTL_STATUS, WK_CTL_LIST, WK_CTL_HIBERNATE, WK_CTL_WAKE,
-	WK_CTL_PIN, WK_CTL_UNPIN, WK_CTL_RELOAD, WK_CTL_ACCEPT,
+	WK_CTL_STATUS,
+	WK_CTL_LIST,
+	WK_CTL_HIBERNATE,
+	WK_CTL_WAKE,
+	WK_CTL_PIN,
+	WK_CTL_UNPIN,
+	WK_CTL_RELOAD,
+	WK_CTL_ACCEPT,
 };
 
-#define WK_CTL_LINE_MAX 4096   /* a longer request is refused */
+#define WK_CTL_LINE_MAX 4096 /* a longer request is refused */
 
 struct wk_ctl_request {
 	enum wk_ctl_cmd cmd;
-	char            vm[128];      /* hibernate, wake, pin, unpin: the VM */
-	char            move[65];     /* accept: the node to hand the role to; "" to show */
-	bool            progress;     /* hibernate, wake: report progress while waiting */
+	char vm[128];  /* hibernate, wake, pin, unpin: the VM */
+	char move[65]; /* accept: the node to hand the role to; "" to show */
+	bool progress; /* hibernate, wake: report progress while waiting */
 };
 
 /*

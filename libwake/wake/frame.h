@@ -21,27 +21,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WK_ETH_ALEN        6
-#define WK_ETH_HLEN        14
-#define WK_ETH_MAX_TAGS    2
-#define WK_ETHERTYPE_IPV4  0x0800
-#define WK_ETHERTYPE_ARP   0x0806
-#define WK_ETHERTYPE_IPV6  0x86dd
-#define WK_IPPROTO_TCP     6
-#define WK_IPPROTO_ICMPV6  58
-#define WK_ETHERTYPE_VLAN  0x8100
-#define WK_ETHERTYPE_QINQ  0x88a8
-#define WK_FRAME_MAX       (1518 + 8)
+#define WK_ETH_ALEN	  6
+#define WK_ETH_HLEN	  14
+#define WK_ETH_MAX_TAGS	  2
+#define WK_ETHERTYPE_IPV4 0x0800
+#define WK_ETHERTYPE_ARP  0x0806
+#define WK_ETHERTYPE_IPV6 0x86dd
+#define WK_IPPROTO_TCP	  6
+#define WK_IPPROTO_ICMPV6 58
+#define WK_ETHERTYPE_VLAN 0x8100
+#define WK_ETHERTYPE_QINQ 0x88a8
+#define WK_FRAME_MAX	  (1518 + 8)
 
 /* ---- Ethernet: libwake/eth.c ---- */
 struct wk_eth {
-	uint8_t  dst[WK_ETH_ALEN];
-	uint8_t  src[WK_ETH_ALEN];
-	unsigned ntags;                      /* 0..WK_ETH_MAX_TAGS; a third tag is -EPROTONOSUPPORT */
-	uint16_t tag_tpid[WK_ETH_MAX_TAGS];  /* outermost first */
+	uint8_t dst[WK_ETH_ALEN];
+	uint8_t src[WK_ETH_ALEN];
+	unsigned ntags;			    /* 0..WK_ETH_MAX_TAGS; a third tag is -EPROTONOSUPPORT */
+	uint16_t tag_tpid[WK_ETH_MAX_TAGS]; /* outermost first */
 	uint16_t tag_tci[WK_ETH_MAX_TAGS];
-	uint16_t type;                       /* ethertype after the tags */
-	size_t   hdr_len;                    /* 14 + 4 * ntags */
+	uint16_t type;	/* ethertype after the tags */
+	size_t hdr_len; /* 14 + 4 * ntags */
 };
 int wk_eth_parse(const uint8_t *buf, size_t len, struct wk_eth *out);
 int wk_eth_build(const struct wk_eth *in, uint8_t *buf, size_t len);
@@ -51,9 +51,9 @@ int wk_eth_build(const struct wk_eth *in, uint8_t *buf, size_t len);
 #define WK_ARP_REPLY   2
 struct wk_arp {
 	uint16_t op;
-	uint8_t  sha[WK_ETH_ALEN];
+	uint8_t sha[WK_ETH_ALEN];
 	uint32_t spa;
-	uint8_t  tha[WK_ETH_ALEN];
+	uint8_t tha[WK_ETH_ALEN];
 	uint32_t tpa;
 };
 /* buf points at the ARP header (after Ethernet and tags). */
@@ -70,18 +70,18 @@ int wk_arp_reply_build(const struct wk_eth *req_eth, const struct wk_arp *req,
  * Ethernet source: the frame that makes switches learn mac on our port.
  * tags may be NULL (untagged) or an Ethernet header whose tags are copied.
  */
-int wk_garp_build(const uint8_t mac[WK_ETH_ALEN], uint32_t ip,
-		  const struct wk_eth *tags, uint8_t *buf, size_t len);
+int wk_garp_build(const uint8_t mac[WK_ETH_ALEN], uint32_t ip, const struct wk_eth *tags, uint8_t *buf,
+		  size_t len);
 
 /* ---- IPv4: libwake/ipv4.c ---- */
 struct wk_ipv4 {
-	uint8_t  hdr_len;      /* bytes, options included */
-	uint8_t  proto;
-	uint8_t  ttl;
+	uint8_t hdr_len; /* bytes, options included */
+	uint8_t proto;
+	uint8_t ttl;
 	uint16_t total_len;
 	uint16_t id;
-	uint16_t frag;         /* flags and offset, host order */
-	bool     is_fragment;  /* MF set or offset != 0 */
+	uint16_t frag;	  /* flags and offset, host order */
+	bool is_fragment; /* MF set or offset != 0 */
 	uint32_t src, dst;
 };
 /* buf points at the IPv4 header; len may include trailing Ethernet padding. */
@@ -90,9 +90,9 @@ int wk_ipv4_parse(const uint8_t *buf, size_t len, struct wk_ipv4 *out);
 /* ---- IPv6: libwake/ipv6.c ---- */
 struct wk_ipv6 {
 	uint16_t payload_len;
-	uint8_t  next;         /* the next header: odrs reads TCP and ICMPv6 only */
-	uint8_t  hop_limit;
-	uint8_t  src[16], dst[16];
+	uint8_t next; /* the next header: odrs reads TCP and ICMPv6 only */
+	uint8_t hop_limit;
+	uint8_t src[16], dst[16];
 };
 /* buf points at the IPv6 header; len may include trailing Ethernet padding. */
 int wk_ipv6_parse(const uint8_t *buf, size_t len, struct wk_ipv6 *out);
@@ -104,8 +104,8 @@ uint32_t wk_ipv6_pseudo_sum(const struct wk_ipv6 *ip, uint32_t upper_len, uint8_
 #define WK_ICMP6_NA 136
 struct wk_ns {
 	uint8_t target[16];
-	uint8_t sll[WK_ETH_ALEN];  /* the source link-layer address option */
-	bool    has_sll;
+	uint8_t sll[WK_ETH_ALEN]; /* the source link-layer address option */
+	bool has_sll;
 };
 /* buf points at the ICMPv6 header, len is the IPv6 payload length. */
 int wk_ns_parse(const struct wk_ipv6 *ip, const uint8_t *buf, size_t len, struct wk_ns *out);
@@ -128,8 +128,8 @@ int wk_na_build(const struct wk_eth *req_eth, const struct wk_ipv6 *req_ip, cons
 struct wk_tcp {
 	uint16_t sport, dport;
 	uint32_t seq, ack;
-	uint8_t  flags;
-	uint8_t  hdr_len;      /* bytes, options included */
+	uint8_t flags;
+	uint8_t hdr_len; /* bytes, options included */
 	uint16_t window;
 };
 /* buf points at the TCP header, len is the IP payload length. */
@@ -144,33 +144,33 @@ uint16_t wk_inet_csum(const void *buf, size_t len, uint32_t seed);
 
 /* ---- Classification: libwake/pkt.c ---- */
 enum wk_pkt_kind {
-	WK_PKT_OTHER = 0,   /* an ethertype odrs ignores */
-	WK_PKT_ARP,         /* .arp valid */
-	WK_PKT_IPV4,        /* .ip valid, not TCP or a non-first fragment */
-	WK_PKT_TCP,         /* .tcp valid, and .ip, or .ip6 when .v6 */
-	WK_PKT_IPV6,        /* .ip6 valid, neither TCP nor a Neighbor Solicitation */
-	WK_PKT_NS,          /* .ip6 and .ns valid */
+	WK_PKT_OTHER = 0, /* an ethertype odrs ignores */
+	WK_PKT_ARP,	  /* .arp valid */
+	WK_PKT_IPV4,	  /* .ip valid, not TCP or a non-first fragment */
+	WK_PKT_TCP,	  /* .tcp valid, and .ip, or .ip6 when .v6 */
+	WK_PKT_IPV6,	  /* .ip6 valid, neither TCP nor a Neighbor Solicitation */
+	WK_PKT_NS,	  /* .ip6 and .ns valid */
 };
 struct wk_pkt {
-	struct wk_eth    eth;
+	struct wk_eth eth;
 	enum wk_pkt_kind kind;
-	struct wk_arp    arp;
-	struct wk_ipv4   ip;
-	struct wk_ipv6   ip6;
-	bool             v6;
-	struct wk_ns     ns;
-	struct wk_tcp    tcp;
-	size_t           l3_off, l4_off;
+	struct wk_arp arp;
+	struct wk_ipv4 ip;
+	struct wk_ipv6 ip6;
+	bool v6;
+	struct wk_ns ns;
+	struct wk_tcp tcp;
+	size_t l3_off, l4_off;
 };
-int  wk_pkt_parse(const uint8_t *buf, size_t len, struct wk_pkt *out);
-bool wk_pkt_is_syn(const struct wk_pkt *p);     /* SYN, no ACK, not a fragment */
-bool wk_pkt_is_synack(const struct wk_pkt *p);  /* SYN and ACK */
+int wk_pkt_parse(const uint8_t *buf, size_t len, struct wk_pkt *out);
+bool wk_pkt_is_syn(const struct wk_pkt *p);    /* SYN, no ACK, not a fragment */
+bool wk_pkt_is_synack(const struct wk_pkt *p); /* SYN and ACK */
 
 /* A SYN's identity: a retransmission has the same key. */
 struct wk_flow {
-	bool     v6;
-	uint32_t saddr, daddr;            /* IPv4 */
-	uint8_t  saddr6[16], daddr6[16];  /* IPv6 */
+	bool v6;
+	uint32_t saddr, daddr;		/* IPv4 */
+	uint8_t saddr6[16], daddr6[16]; /* IPv6 */
 	uint16_t sport, dport;
 	uint32_t isn;
 };

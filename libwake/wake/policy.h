@@ -24,7 +24,7 @@ bool wk_policy_ignores(const struct wk_policy *p, uint32_t src);
  */
 struct wk_rate {
 	double tokens, last;
-	bool   started;
+	bool started;
 };
 bool wk_rate_take(struct wk_rate *r, double per_s, double burst, double now);
 
@@ -37,8 +37,8 @@ bool wk_rate_take(struct wk_rate *r, double per_s, double burst, double now);
 enum wk_idle_verdict { WK_IDLE = 0, WK_BUSY_LOAD, WK_BUSY_PROCESS, WK_PROBE_BAD };
 #define WK_PROBE_COMMAND "cat /proc/loadavg /proc/[0-9]*/comm 2>/dev/null"
 /* *load gets the 1-minute load; *process (may be NULL) the protected name found. */
-enum wk_idle_verdict wk_idle_judge(const struct wk_policy *p, const char *out, size_t len,
-				   double *load, const char **process);
+enum wk_idle_verdict wk_idle_judge(const struct wk_policy *p, const char *out, size_t len, double *load,
+				   const char **process);
 /* "idle", "load", "process", "probe_failed": the idle_skip reasons. */
 const char *wk_idle_verdict_name(enum wk_idle_verdict v);
 

@@ -13,19 +13,19 @@
 struct wk_vmtable;
 
 struct wk_vmtable *wk_vmtable_new(size_t hint);
-void   wk_vmtable_free(struct wk_vmtable *t);
+void wk_vmtable_free(struct wk_vmtable *t);
 /* -EEXIST when ip (or mac, if not NULL) is already indexed; nothing changes then. */
-int    wk_vmtable_add(struct wk_vmtable *t, uint32_t ip, const uint8_t *mac, void *vm);
+int wk_vmtable_add(struct wk_vmtable *t, uint32_t ip, const uint8_t *mac, void *vm);
 /* Remove the entries for ip and mac (mac may be NULL); -ENOENT if ip is unknown. */
-int    wk_vmtable_del(struct wk_vmtable *t, uint32_t ip, const uint8_t *mac);
+int wk_vmtable_del(struct wk_vmtable *t, uint32_t ip, const uint8_t *mac);
 /* Index a MAC learned later (from the domain XML); -EEXIST if taken. */
-int    wk_vmtable_set_mac(struct wk_vmtable *t, uint32_t ip, const uint8_t *mac);
-void  *wk_vmtable_by_ip(const struct wk_vmtable *t, uint32_t ip);
-void  *wk_vmtable_by_mac(const struct wk_vmtable *t, const uint8_t *mac);
+int wk_vmtable_set_mac(struct wk_vmtable *t, uint32_t ip, const uint8_t *mac);
+void *wk_vmtable_by_ip(const struct wk_vmtable *t, uint32_t ip);
+void *wk_vmtable_by_mac(const struct wk_vmtable *t, const uint8_t *mac);
 size_t wk_vmtable_count(const struct wk_vmtable *t);
 /* The IPv6 index, separate: a VM may have no IPv6 address. -EEXIST if another VM has ip6. */
-int    wk_vmtable_add_ip6(struct wk_vmtable *t, const uint8_t ip6[16], void *vm);
-int    wk_vmtable_del_ip6(struct wk_vmtable *t, const uint8_t ip6[16]);
-void  *wk_vmtable_by_ip6(const struct wk_vmtable *t, const uint8_t ip6[16]);
+int wk_vmtable_add_ip6(struct wk_vmtable *t, const uint8_t ip6[16], void *vm);
+int wk_vmtable_del_ip6(struct wk_vmtable *t, const uint8_t ip6[16]);
+void *wk_vmtable_by_ip6(const struct wk_vmtable *t, const uint8_t ip6[16]);
 
 #endif

@@ -29,45 +29,43 @@
 
 #include "etcd.h"
 
-#define TIMEOUT_MS	1000
-#define MAX_KVS		16
-#define MAX_EVENTS	64
+#define TIMEOUT_MS 1000
+#define MAX_KVS	   16
+#define MAX_EVENTS 64
 
 struct kv_copy {
-	char   *key, *value;
-	size_t  value_len;
+	char *key, *value;
+	size_t value_len;
 	int64_t create_revision, mod_revision, lease;
-	bool    deleted;          /* watch events */
+	bool deleted; /* watch events */
 };
 
 /* What one request answered. */
 struct answer {
-	bool           done;
-	int            err;
-	int64_t        rev, id, ttl;
-	bool           succeeded;
-	size_t         n;
+	bool done;
+	int err;
+	int64_t rev, id, ttl;
+	bool succeeded;
+	size_t n;
 	struct kv_copy kvs[MAX_KVS];
-	double         ms;        /* from the request to its answer */
-	double         started;
+	double ms; /* from the request to its answer */
+	double started;
 };
 
 /* What the watch saw. */
 struct recorder {
-	size_t         n;
+	size_t n;
 	struct kv_copy events[MAX_EVENTS];
-	bool           ended;
-	int            end_err;
-	double         ended_at;
+	bool ended;
+	int end_err;
+	double ended_at;
 };
 
 static struct ev_loop *loop;
 static struct etcd *etcd;
 static int fails;
 
-__attribute__((format(printf, 2, 3)))
-static void
-check(bool ok, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void check(bool ok, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -80,14 +78,12 @@ check(bool ok, const char *fmt, ...)
 	fails += !ok;
 }
 
-static const char *
-errname(int err)
+static const char *errname(int err)
 {
 	return err ? strerrorname_np(-err) : "0";
 }
 
-static void
-kv_copy(struct kv_copy *c, const struct etcd_kv *kv, bool deleted)
+static void kv_copy(struct kv_copy *c, const struct etcd_kv *kv, bool deleted)
 {
 	c->key = strdup(kv->key);
 	c->value = malloc(kv->value_len + 1);
@@ -99,15 +95,13 @@ kv_copy(struct kv_copy *c, const struct etcd_kv *kv, bool deleted)
 	c->deleted = deleted;
 }
 
-static void
-kv_copy_free(struct kv_copy *c)
+static void kv_copy_free(struct kv_copy *c)
 {
 	free(c->key);
 	free(c->value);
 }
 
-static void
-answer_reset(struct answer *a)
+static void answer_reset(struct answer *a)
 {
 	for (size_t i = 0; i < a->n; i++)
 		kv_copy_free(&a->kvs[i]);
@@ -115,24 +109,21 @@ answer_reset(struct answer *a)
 	a->started = ev_time();
 }
 
-static void
-recorder_reset(struct recorder *r)
+static void recorder_reset(struct recorder *r)
 {
 	for (size_t i = 0; i < r->n; i++)
 		kv_copy_free(&r->events[i]);
 	memset(r, 0, sizeof(*r));
 }
 
-static void
-answered(struct answer *a, int err)
+static void answered(struct answer *a, int err)
 {
 	a->done = true;
 	a->err = err;
 	a->ms = (ev_time() - a->started) * 1000;
 }
 
-static void
-on_lease(void *ctx, int err, int64_t id, int64_t ttl)
+static void on_lease(void *ctx, int err, int64_t id, int64_t ttl)
 {
 	struct answer *a = ctx;
 
@@ -141,8 +132,7 @@ on_lease(void *ctx, int err, int64_t id, int64_t ttl)
 	answered(a, err);
 }
 
-static void
-on_range(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs, size_t n)
+static void on_range(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs, size_t n)
 {
 	struct answer *a = ctx;
 
@@ -152,8 +142,7 @@ on_range(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs, size_t n)
 	answered(a, err);
 }
 
-static void
-on_txn(void *ctx, int err, bool succeeded, int64_t rev)
+static void on_txn(void *ctx, int err, bool succeeded, int64_t rev)
 {
 	struct answer *a = ctx;
 
@@ -162,8 +151,7 @@ on_txn(void *ctx, int err, bool succeeded, int64_t rev)
 	answered(a, err);
 }
 
-static void
-on_event(void *ctx, bool deleted, const struct etcd_kv *kv)
+static void on_event(void *ctx, bool deleted, const struct etcd_kv *kv)
 {
 	struct recorder *r = ctx;
 
@@ -171,8 +159,7 @@ on_event(void *ctx, bool deleted, const struct etcd_kv *kv)
 		kv_copy(&r->events[r->n++], kv, deleted);
 }
 
-static void
-on_end(void *ctx, int err)
+static void on_end(void *ctx, int err)
 {
 	struct recorder *r = ctx;
 
@@ -181,14 +168,12 @@ on_end(void *ctx, int err)
 	r->ended_at = ev_time();
 }
 
-static void
-on_deadline(struct ev_loop *l, ev_timer *t, int revents)
+static void on_deadline(struct ev_loop *l, ev_timer *t, int revents)
 {
 }
 
 /* Run the loop until *flag, or for seconds at most: whether it came. */
-static bool
-run_until(const bool *flag, double seconds)
+static bool run_until(const bool *flag, double seconds)
 {
 	ev_timer deadline;
 
@@ -200,8 +185,7 @@ run_until(const bool *flag, double seconds)
 	return *flag;
 }
 
-static void
-sleep_loop(double seconds)
+static void sleep_loop(double seconds)
 {
 	bool never = false;
 
@@ -209,8 +193,7 @@ sleep_loop(double seconds)
 }
 
 /* A request's answer, which must come within the client's timeout (and a margin). */
-static void
-wait_answer(struct answer *a, const char *what)
+static void wait_answer(struct answer *a, const char *what)
 {
 	if (!run_until(&a->done, 2.0 * TIMEOUT_MS / 1000 + 1)) {
 		check(false, "%s: no answer", what);
@@ -218,8 +201,7 @@ wait_answer(struct answer *a, const char *what)
 	}
 }
 
-static void
-must_start(int r, const char *what)
+static void must_start(int r, const char *what)
 {
 	if (r < 0) {
 		check(false, "%s: %s", what, strerror(-r));
@@ -227,48 +209,42 @@ must_start(int r, const char *what)
 	}
 }
 
-static void
-get(struct answer *a, const char *key, bool prefix)
+static void get(struct answer *a, const char *key, bool prefix)
 {
 	answer_reset(a);
 	must_start(etcd_get(etcd, key, prefix, on_range, a), "etcd_get");
 	wait_answer(a, key);
 }
 
-static void
-txn(struct answer *a, const struct etcd_cmp *cmp, const struct etcd_op *ops, size_t nops)
+static void txn(struct answer *a, const struct etcd_cmp *cmp, const struct etcd_op *ops, size_t nops)
 {
 	answer_reset(a);
 	must_start(etcd_txn(etcd, cmp, ops, nops, on_txn, a), "etcd_txn");
 	wait_answer(a, "txn");
 }
 
-static void
-put(struct answer *a, const char *key, const char *value, int64_t lease)
+static void put(struct answer *a, const char *key, const char *value, int64_t lease)
 {
 	struct etcd_op op = { .key = key, .value = value, .lease = lease };
 
 	txn(a, NULL, &op, 1);
 }
 
-static void
-del(struct answer *a, const char *key)
+static void del(struct answer *a, const char *key)
 {
 	struct etcd_op op = { .del = true, .key = key };
 
 	txn(a, NULL, &op, 1);
 }
 
-static void
-lease(struct answer *a, int (*fn)(struct etcd *, int64_t, etcd_lease_fn, void *), int64_t arg)
+static void lease(struct answer *a, int (*fn)(struct etcd *, int64_t, etcd_lease_fn, void *), int64_t arg)
 {
 	answer_reset(a);
 	must_start(fn(etcd, arg, on_lease, a), "lease request");
 	wait_answer(a, "lease request");
 }
 
-static void
-open_client(const char *endpoints)
+static void open_client(const char *endpoints)
 {
 	int r = etcd_open(&etcd, loop, endpoints, TIMEOUT_MS);
 
@@ -279,8 +255,7 @@ open_client(const char *endpoints)
 }
 
 /* Wait until the recorder holds n events, or the watch ended. */
-static bool
-wait_events(struct recorder *rec, size_t n)
+static bool wait_events(struct recorder *rec, size_t n)
 {
 	double until = ev_time() + 5;
 
@@ -289,24 +264,22 @@ wait_events(struct recorder *rec, size_t n)
 	return rec->n >= n;
 }
 
-static bool
-same_value(const struct kv_copy *kv, const char *value)
+static bool same_value(const struct kv_copy *kv, const char *value)
 {
 	return kv->value_len == strlen(value) && memcmp(kv->value, value, kv->value_len) == 0 &&
 	       kv->value[kv->value_len] == 0;
 }
 
-static bool
-is_event(const struct recorder *rec, size_t i, bool deleted, const char *key, const char *value,
-	 int64_t mod)
+static bool is_event(const struct recorder *rec, size_t i, bool deleted, const char *key, const char *value,
+		     int64_t mod)
 {
 	const struct kv_copy *ev = &rec->events[i];
-	bool ok = i < rec->n && ev->deleted == deleted && !strcmp(ev->key, key) &&
-		  same_value(ev, value) && (!mod || ev->mod_revision == mod);
+	bool ok = i < rec->n && ev->deleted == deleted && !strcmp(ev->key, key) && same_value(ev, value) &&
+		  (!mod || ev->mod_revision == mod);
 
 	if (!ok && i < rec->n)
-		printf("    event %zu: %s %s=%.40s mod %lld\n", i, ev->deleted ? "DELETE" : "PUT",
-		       ev->key, ev->value, (long long)ev->mod_revision);
+		printf("    event %zu: %s %s=%.40s mod %lld\n", i, ev->deleted ? "DELETE" : "PUT", ev->key,
+		       ev->value, (long long)ev->mod_revision);
 	return ok;
 }
 
@@ -318,26 +291,25 @@ is_event(const struct recorder *rec, size_t i, bool deleted, const char *key, co
  * A stream's pieces go out as HTTP chunks, a pause between them, so the
  * client reads them one at a time.
  */
-#define FAKE_MAX	4
-#define PIECES_MAX	512
+#define FAKE_MAX   4
+#define PIECES_MAX 512
 
 struct fake_answer {
-	const char *status;              /* "200 OK" */
-	bool        stream;              /* chunked, piece by piece; else one body */
-	const char *pieces[PIECES_MAX];  /* NULL-terminated */
+	const char *status;		/* "200 OK" */
+	bool stream;			/* chunked, piece by piece; else one body */
+	const char *pieces[PIECES_MAX]; /* NULL-terminated */
 };
 
 struct fake {
-	int                       fd;
+	int fd;
 	const struct fake_answer *answers[FAKE_MAX];
-	size_t                    nanswers, served;
-	char                      requests[FAKE_MAX][4096];
-	pthread_t                 thread;
+	size_t nanswers, served;
+	char requests[FAKE_MAX][4096];
+	pthread_t thread;
 };
 
 /* The request: headers, then Content-Length bytes of body. */
-static void
-fake_read(int fd, char *buf, size_t size)
+static void fake_read(int fd, char *buf, size_t size)
 {
 	size_t len = 0, want = SIZE_MAX;
 	const char *end, *cl;
@@ -352,8 +324,7 @@ fake_read(int fd, char *buf, size_t size)
 	}
 }
 
-static void
-fake_write(int fd, const char *data, size_t len)
+static void fake_write(int fd, const char *data, size_t len)
 {
 	ssize_t n;
 
@@ -362,8 +333,7 @@ fake_write(int fd, const char *data, size_t len)
 			return;
 }
 
-static void *
-fake_serve(void *arg)
+static void *fake_serve(void *arg)
 {
 	struct fake *f = arg;
 	char line[256];
@@ -375,11 +345,15 @@ fake_serve(void *arg)
 		setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		fake_read(c, f->requests[f->served], sizeof(f->requests[0]));
 		if (a->stream)
-			snprintf(line, sizeof(line), "HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
-				 "Transfer-Encoding: chunked\r\n\r\n", a->status);
+			snprintf(line, sizeof(line),
+				 "HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
+				 "Transfer-Encoding: chunked\r\n\r\n",
+				 a->status);
 		else
-			snprintf(line, sizeof(line), "HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
-				 "Connection: close\r\nContent-Length: %zu\r\n\r\n", a->status, strlen(a->pieces[0]));
+			snprintf(line, sizeof(line),
+				 "HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
+				 "Connection: close\r\nContent-Length: %zu\r\n\r\n",
+				 a->status, strlen(a->pieces[0]));
 		fake_write(c, line, strlen(line));
 		for (size_t i = 0; a->pieces[i]; i++) {
 			if (a->stream) {
@@ -400,8 +374,7 @@ fake_serve(void *arg)
 }
 
 /* A listening socket on 127.0.0.1 and its URL; the thread answers the connections in turn. */
-static void
-fake_start(struct fake *f, char *url, size_t size)
+static void fake_start(struct fake *f, char *url, size_t size)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t len = sizeof(sin);
@@ -416,8 +389,7 @@ fake_start(struct fake *f, char *url, size_t size)
 	snprintf(url, size, "http://127.0.0.1:%u", ntohs(sin.sin_port));
 }
 
-static size_t
-fake_stop(struct fake *f)
+static size_t fake_stop(struct fake *f)
 {
 	/* Wakes an accept() still waiting for a connection that did not come. */
 	shutdown(f->fd, SHUT_RDWR);
@@ -426,14 +398,12 @@ fake_stop(struct fake *f)
 	return f->served;
 }
 
-
 /* ---- scenarios ------------------------------------------------------------------- */
 
 /* Bytes JSON and etcd's gateway could mangle: quotes, backslashes, newlines, UTF-8, control bytes. */
 static const char tricky[] = "q\"uote\\ \n new line\t é ü ✓ \x01\x7f end";
 
-static void
-scenario_putget(void)
+static void scenario_putget(void)
 {
 	struct etcd_op ops[] = {
 		{ .key = "/t/a", .value = "plain" },
@@ -444,8 +414,9 @@ scenario_putget(void)
 	int64_t rev;
 
 	txn(&w, NULL, ops, 2);
-	check(w.err == 0 && w.succeeded && w.rev > 0, "txn without a comparison puts two keys: err %s succeeded %d rev %lld",
-	      errname(w.err), w.succeeded, (long long)w.rev);
+	check(w.err == 0 && w.succeeded && w.rev > 0,
+	      "txn without a comparison puts two keys: err %s succeeded %d rev %lld", errname(w.err),
+	      w.succeeded, (long long)w.rev);
 	rev = w.rev;
 	/* Neighbours of the prefix: "/t0" is where "/t/"'s range ends. */
 	put(&w, "/t0", "outside", 0);
@@ -456,17 +427,20 @@ scenario_putget(void)
 	if (a.n == 2) {
 		check(!strcmp(a.kvs[0].key, "/t/a") && same_value(&a.kvs[0], "plain"), "/t/a = plain");
 		check(!strcmp(a.kvs[1].key, "/t/b") && same_value(&a.kvs[1], tricky),
-		      "/t/b holds quotes, newlines, UTF-8 and control bytes intact (%zu bytes)", a.kvs[1].value_len);
+		      "/t/b holds quotes, newlines, UTF-8 and control bytes intact (%zu bytes)",
+		      a.kvs[1].value_len);
 		check(a.kvs[0].mod_revision == rev && a.kvs[0].create_revision == rev && a.kvs[0].lease == 0,
 		      "revisions of the txn's keys: create %lld mod %lld, want %lld",
 		      (long long)a.kvs[0].create_revision, (long long)a.kvs[0].mod_revision, (long long)rev);
 	}
-	check(a.rev == w.rev, "range reports the store's revision %lld (last write %lld)", (long long)a.rev, (long long)w.rev);
+	check(a.rev == w.rev, "range reports the store's revision %lld (last write %lld)", (long long)a.rev,
+	      (long long)w.rev);
 
 	get(&a, "/t/b", false);
 	check(a.err == 0 && a.n == 1 && same_value(&a.kvs[0], tricky), "single key /t/b: n %zu", a.n);
 	get(&a, "/t/missing", false);
-	check(a.err == 0 && a.n == 0 && a.rev == w.rev, "missing key: err %s n %zu rev %lld", errname(a.err), a.n, (long long)a.rev);
+	check(a.err == 0 && a.n == 0 && a.rev == w.rev, "missing key: err %s n %zu rev %lld", errname(a.err),
+	      a.n, (long long)a.rev);
 	get(&a, "/t", false);
 	check(a.err == 0 && a.n == 0, "the prefix itself is no key: n %zu", a.n);
 
@@ -482,7 +456,8 @@ scenario_putget(void)
 
 	put(&w, "/t/empty", "", 0);
 	get(&a, "/t/empty", false);
-	check(a.err == 0 && a.n == 1 && a.kvs[0].value_len == 0 && a.kvs[0].value[0] == 0, "empty value: n %zu", a.n);
+	check(a.err == 0 && a.n == 1 && a.kvs[0].value_len == 0 && a.kvs[0].value[0] == 0,
+	      "empty value: n %zu", a.n);
 
 	del(&w, "/t/a");
 	check(w.err == 0 && w.succeeded, "delete in a txn: err %s", errname(w.err));
@@ -492,10 +467,10 @@ scenario_putget(void)
 }
 
 /* Two claims, issued back to back, on the same view of the key: exactly one wins. */
-static void
-race(const struct etcd_cmp *cmp, const char *what)
+static void race(const struct etcd_cmp *cmp, const char *what)
 {
-	struct etcd_op op1 = { .key = "/t/claim", .value = "one" }, op2 = { .key = "/t/claim", .value = "two" };
+	struct etcd_op op1 = { .key = "/t/claim", .value = "one" },
+		       op2 = { .key = "/t/claim", .value = "two" };
 	struct answer a1 = { 0 }, a2 = { 0 }, a = { 0 };
 
 	answer_reset(&a1);
@@ -507,12 +482,12 @@ race(const struct etcd_cmp *cmp, const char *what)
 	check(a1.err == 0 && a2.err == 0 && a1.succeeded + a2.succeeded == 1,
 	      "%s: exactly one of two claims holds (%d, %d)", what, a1.succeeded, a2.succeeded);
 	get(&a, "/t/claim", false);
-	check(a.n == 1 && same_value(&a.kvs[0], a1.succeeded ? "one" : "two"), "%s: the winner's value is stored", what);
+	check(a.n == 1 && same_value(&a.kvs[0], a1.succeeded ? "one" : "two"),
+	      "%s: the winner's value is stored", what);
 	answer_reset(&a);
 }
 
-static void
-scenario_race(void)
+static void scenario_race(void)
 {
 	struct etcd_cmp cmp = { .key = "/t/claim", .target = ETCD_CMP_CREATE, .revision = 0 };
 	struct etcd_op op = { .key = "/t/claim", .value = "three" };
@@ -520,12 +495,15 @@ scenario_race(void)
 
 	race(&cmp, "create_revision == 0");
 	get(&a, "/t/claim", false);
-	cmp = (struct etcd_cmp){ .key = "/t/claim", .target = ETCD_CMP_MOD, .revision = a.kvs[0].mod_revision };
+	cmp = (struct etcd_cmp){ .key = "/t/claim",
+				 .target = ETCD_CMP_MOD,
+				 .revision = a.kvs[0].mod_revision };
 	race(&cmp, "mod_revision == seen");
 
 	/* A stale view loses, and its operations do not run. */
 	txn(&w, &cmp, &op, 1);
-	check(w.err == 0 && !w.succeeded && w.rev > 0, "stale mod_revision: not succeeded, rev %lld", (long long)w.rev);
+	check(w.err == 0 && !w.succeeded && w.rev > 0, "stale mod_revision: not succeeded, rev %lld",
+	      (long long)w.rev);
 	get(&a, "/t/claim", false);
 	cmp = (struct etcd_cmp){ .key = "/t/claim", .target = ETCD_CMP_VALUE, .value = "wrong" };
 	txn(&w, &cmp, &op, 1);
@@ -538,8 +516,7 @@ scenario_race(void)
 	answer_reset(&a);
 }
 
-static void
-scenario_lease(void)
+static void scenario_lease(void)
 {
 	struct recorder rec = { 0 };
 	struct answer a = { 0 }, l = { 0 }, w = { 0 };
@@ -548,7 +525,8 @@ scenario_lease(void)
 
 	must_start(etcd_watch(etcd, "/l/", 0, on_event, on_end, &rec), "etcd_watch");
 	lease(&l, etcd_lease_grant, 2);
-	check(l.err == 0 && l.id != 0 && l.ttl == 2, "grant: err %s id %lld ttl %lld", errname(l.err), (long long)l.id, (long long)l.ttl);
+	check(l.err == 0 && l.id != 0 && l.ttl == 2, "grant: err %s id %lld ttl %lld", errname(l.err),
+	      (long long)l.id, (long long)l.ttl);
 	id = l.id;
 	put(&w, "/l/k", "leased", id);
 	check(w.err == 0, "put with the lease: err %s", errname(w.err));
@@ -559,7 +537,8 @@ scenario_lease(void)
 	for (int i = 0; i < 3; i++) {
 		sleep_loop(1.0);
 		lease(&l, etcd_lease_keepalive, id);
-		check(l.err == 0 && l.ttl > 0 && l.id == id, "keepalive %d: err %s ttl %lld", i, errname(l.err), (long long)l.ttl);
+		check(l.err == 0 && l.ttl > 0 && l.id == id, "keepalive %d: err %s ttl %lld", i,
+		      errname(l.err), (long long)l.ttl);
 	}
 	last_keepalive = ev_time();
 	get(&a, "/l/k", false);
@@ -604,11 +583,12 @@ scenario_lease(void)
 	answer_reset(&a);
 }
 
-static void
-scenario_watch(void)
+static void scenario_watch(void)
 {
 	struct etcd_op three[] = {
-		{ .key = "/w/m1", .value = "1" }, { .key = "/w/m2", .value = "2" }, { .key = "/w/m3", .value = "3" },
+		{ .key = "/w/m1", .value = "1" },
+		{ .key = "/w/m2", .value = "2" },
+		{ .key = "/w/m3", .value = "3" },
 	};
 	struct recorder rec = { 0 }, other = { 0 };
 	struct answer w = { 0 };
@@ -619,7 +599,7 @@ scenario_watch(void)
 	r1 = w.rev;
 	must_start(etcd_watch(etcd, "/w/", 0, on_event, on_end, &rec), "etcd_watch");
 	check(etcd_watch(etcd, "/x/", 0, on_event, on_end, &other) == -EBUSY, "a second watch is EBUSY");
-	sleep_loop(0.3);   /* "from now" starts when etcd has created the watch */
+	sleep_loop(0.3); /* "from now" starts when etcd has created the watch */
 	put(&w, "/w/a", "2", 0);
 	r2 = w.rev;
 	put(&w, "/x/out", "4", 0);
@@ -647,7 +627,8 @@ scenario_watch(void)
 	wait_events(&rec, 8);
 	check(rec.n == 8, "watch: one txn of 3 puts and a 1 MB put arrive (%zu)", rec.n);
 	check(is_event(&rec, 4, false, "/w/m1", "1", 0) && is_event(&rec, 5, false, "/w/m2", "2", 0) &&
-	      is_event(&rec, 6, false, "/w/m3", "3", 0), "the txn's 3 events, in order");
+		      is_event(&rec, 6, false, "/w/m3", "3", 0),
+	      "the txn's 3 events, in order");
 	check(is_event(&rec, 7, false, "/w/big", big, 0), "the 1 MB value intact");
 	check(!rec.ended, "watch still open");
 
@@ -659,16 +640,16 @@ scenario_watch(void)
 	wait_events(&rec, 9);
 	check(rec.n == 9, "replay from revision %lld: 9 events (%zu)", (long long)r1, rec.n);
 	check(is_event(&rec, 0, false, "/w/a", "1", r1) && is_event(&rec, 1, false, "/w/a", "2", r2) &&
-	      is_event(&rec, 2, false, "/w/b", tricky, r3) && is_event(&rec, 3, true, "/w/a", "", rdel) &&
-	      is_event(&rec, 8, false, "/w/big", big, 0), "history replayed in order");
+		      is_event(&rec, 2, false, "/w/b", tricky, r3) &&
+		      is_event(&rec, 3, true, "/w/a", "", rdel) && is_event(&rec, 8, false, "/w/big", big, 0),
+	      "history replayed in order");
 	etcd_watch_cancel(etcd);
 	recorder_reset(&rec);
 	free(big);
 }
 
 /* History compacted away (test_etcd.sh compacted it): the watch ends, ERANGE. */
-static void
-scenario_compacted(void)
+static void scenario_compacted(void)
 {
 	struct recorder rec = { 0 };
 
@@ -682,31 +663,28 @@ scenario_compacted(void)
 /* Callbacks that start requests, cancel and restart the watch, close the client. */
 struct reentry {
 	struct recorder rec;
-	struct answer   inner, first, second;
-	int             rewatched;
-	bool            close_in_event;
-	int             events_after_close;
-	bool            closed;
+	struct answer inner, first, second;
+	int rewatched;
+	bool close_in_event;
+	int events_after_close;
+	bool closed;
 };
 
-static void
-on_inner_range(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs, size_t n)
+static void on_inner_range(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs, size_t n)
 {
 	struct reentry *r = ctx;
 
 	on_range(&r->inner, err, rev, kvs, n);
 }
 
-static void
-on_reentry_end(void *ctx, int err)
+static void on_reentry_end(void *ctx, int err)
 {
 	struct reentry *r = ctx;
 
 	on_end(&r->rec, err);
 }
 
-static void
-on_reentry_event(void *ctx, bool deleted, const struct etcd_kv *kv)
+static void on_reentry_event(void *ctx, bool deleted, const struct etcd_kv *kv)
 {
 	struct reentry *r = ctx;
 
@@ -721,7 +699,10 @@ on_reentry_event(void *ctx, bool deleted, const struct etcd_kv *kv)
 	} else if (r->rewatched == 0) {
 		/* Cancel from inside the watch's own callback, then watch again: the event replays. */
 		etcd_watch_cancel(etcd);
-		r->rewatched = etcd_watch(etcd, "/r/", kv->mod_revision, on_reentry_event, on_reentry_end, r) == 0 ? 1 : -1;
+		r->rewatched =
+			etcd_watch(etcd, "/r/", kv->mod_revision, on_reentry_event, on_reentry_end, r) == 0
+				? 1
+				: -1;
 	} else if (r->rewatched == 1) {
 		r->rewatched = 2;
 		answer_reset(&r->inner);
@@ -730,8 +711,7 @@ on_reentry_event(void *ctx, bool deleted, const struct etcd_kv *kv)
 	}
 }
 
-static void
-on_closing_range(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs, size_t n)
+static void on_closing_range(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs, size_t n)
 {
 	struct reentry *r = ctx;
 
@@ -743,11 +723,12 @@ on_closing_range(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs, siz
 	}
 }
 
-static void
-scenario_reentry(const char *endpoints)
+static void scenario_reentry(const char *endpoints)
 {
 	struct etcd_op three[] = {
-		{ .key = "/r/1", .value = "1" }, { .key = "/r/2", .value = "2" }, { .key = "/r/3", .value = "3" },
+		{ .key = "/r/1", .value = "1" },
+		{ .key = "/r/2", .value = "2" },
+		{ .key = "/r/3", .value = "3" },
 	};
 	struct reentry r = { 0 };
 	struct answer w = { 0 }, t = { 0 };
@@ -759,7 +740,8 @@ scenario_reentry(const char *endpoints)
 	run_until(&r.inner.done, 3);
 	check(r.rewatched == 2 && r.rec.n == 2 && !strcmp(r.rec.events[1].key, "/r/a"),
 	      "watch cancelled and started again from its own callback: event seen twice (%zu)", r.rec.n);
-	check(r.inner.done && r.inner.err == 0 && r.inner.n == 1, "a get started from an event callback answered");
+	check(r.inner.done && r.inner.err == 0 && r.inner.n == 1,
+	      "a get started from an event callback answered");
 
 	/* etcd_close from a request's callback: the other request's callback never comes. */
 	answer_reset(&r.first);
@@ -768,7 +750,8 @@ scenario_reentry(const char *endpoints)
 	must_start(etcd_get(etcd, "/r/a", false, on_closing_range, &r), "etcd_get");
 	run_until(&r.first.done, 3);
 	sleep_loop(0.5);
-	check(r.first.done && !r.second.done, "closed from a callback: the other request is dropped silently");
+	check(r.first.done && !r.second.done,
+	      "closed from a callback: the other request is dropped silently");
 	check(!r.rec.ended, "closed from a callback: the watch ended silently");
 
 	/*
@@ -788,8 +771,8 @@ scenario_reentry(const char *endpoints)
 	run_until(&r.closed, 3);
 	sleep_loop(0.3);
 	check(r.closed && r.rec.n == 1 && r.events_after_close == 0,
-	      "closed from the first of 3 events in a message: no later event (%zu, %d)",
-	      r.rec.n, r.events_after_close);
+	      "closed from the first of 3 events in a message: no later event (%zu, %d)", r.rec.n,
+	      r.events_after_close);
 	check(t.done && t.err == 0 && t.succeeded, "the other client's txn answered");
 	etcd_close(writer);
 
@@ -809,8 +792,7 @@ scenario_reentry(const char *endpoints)
 }
 
 /* Endpoints that refuse or never answer before the one that works (the last of endpoints). */
-static void
-scenario_failover(const char *endpoints)
+static void scenario_failover(const char *endpoints)
 {
 	const char *good = strrchr(endpoints, ',') ? strrchr(endpoints, ',') + 1 : endpoints;
 	struct answer a = { 0 }, w = { 0 };
@@ -819,7 +801,8 @@ scenario_failover(const char *endpoints)
 
 	put(&w, "/f/k", "v", 0);
 	get(&a, "/f/k", false);
-	check(w.err == 0 && a.err == 0 && a.n == 1, "%s: put and get work: %s, %s", endpoints, errname(w.err), errname(a.err));
+	check(w.err == 0 && a.err == 0 && a.n == 1, "%s: put and get work: %s, %s", endpoints, errname(w.err),
+	      errname(a.err));
 	etcd_close(etcd);
 
 	/* A gateway with no answers: the kernel accepts the connection, nobody reads it. */
@@ -828,7 +811,8 @@ scenario_failover(const char *endpoints)
 	open_client(list);
 	get(&a, "/f/k", false);
 	check(a.err == 0 && a.n == 1 && a.ms >= TIMEOUT_MS * 0.9 && a.ms < TIMEOUT_MS * 2,
-	      "silent first endpoint: answered by the next after the timeout (%s, %.0f ms)", errname(a.err), a.ms);
+	      "silent first endpoint: answered by the next after the timeout (%s, %.0f ms)", errname(a.err),
+	      a.ms);
 	get(&a, "/f/k", false);
 	check(a.err == 0 && a.n == 1 && a.ms < TIMEOUT_MS / 2,
 	      "the client stays on the endpoint that answered (%.0f ms)", a.ms);
@@ -839,16 +823,14 @@ scenario_failover(const char *endpoints)
 /* end_cb that watches again, once. */
 static int ends;
 
-static void
-on_end_rewatch(void *ctx, int err)
+static void on_end_rewatch(void *ctx, int err)
 {
 	if (++ends == 1 && etcd_watch(etcd, "/u/", 0, on_event, on_end, ctx) < 0)
 		check(false, "etcd_watch from inside end_cb");
 }
 
 /* No endpoint answers: errors, fast, for requests and the watch. */
-static void
-scenario_unreachable(void)
+static void scenario_unreachable(void)
 {
 	struct recorder rec = { 0 };
 	struct answer a = { 0 }, w = { 0 };
@@ -869,8 +851,7 @@ scenario_unreachable(void)
 }
 
 /* kill() returns before every thread of the process has stopped. */
-static void
-wait_stopped(pid_t pid)
+static void wait_stopped(pid_t pid)
 {
 	char path[64], stat[256];
 	FILE *f;
@@ -888,8 +869,7 @@ wait_stopped(pid_t pid)
 }
 
 /* etcd alive but silent (stopped): requests time out within timeout_ms, then work again. */
-static void
-scenario_stall(pid_t pid)
+static void scenario_stall(pid_t pid)
 {
 	struct answer a = { 0 };
 
@@ -907,8 +887,7 @@ scenario_stall(pid_t pid)
 }
 
 /* etcd killed under an open watch, then started again (by test_etcd.sh). */
-static void
-scenario_outage(void)
+static void scenario_outage(void)
 {
 	struct recorder rec = { 0 };
 	struct answer a = { 0 }, w = { 0 };
@@ -923,9 +902,11 @@ scenario_outage(void)
 	killed_by = ev_time();
 	run_until(&rec.ended, 15);
 	check(rec.ended && rec.end_err < 0 && rec.ended_at - killed_by < 5,
-	      "end_cb with %s, %.1f s after the watch was up", errname(rec.end_err), rec.ended_at - killed_by);
+	      "end_cb with %s, %.1f s after the watch was up", errname(rec.end_err),
+	      rec.ended_at - killed_by);
 	get(&a, "/o/k", false);
-	check(a.err < 0 && a.ms < TIMEOUT_MS + 200, "get while etcd is down: %s in %.0f ms", errname(a.err), a.ms);
+	check(a.err < 0 && a.ms < TIMEOUT_MS + 200, "get while etcd is down: %s in %.0f ms", errname(a.err),
+	      a.ms);
 	printf("down\n");
 	fflush(stdout);
 
@@ -934,40 +915,50 @@ scenario_outage(void)
 		sleep_loop(0.2);
 		get(&a, "/o/k", false);
 	} while (a.err && ev_time() < until);
-	check(a.err == 0 && a.n == 1 && same_value(&a.kvs[0], "before"), "etcd back: get works (%s)", errname(a.err));
+	check(a.err == 0 && a.n == 1 && same_value(&a.kvs[0], "before"), "etcd back: get works (%s)",
+	      errname(a.err));
 	put(&w, "/o/k", "after", 0);
 	check(w.err == 0, "etcd back: put works (%s)", errname(w.err));
 	recorder_reset(&rec);
 	check(etcd_watch(etcd, "/o/", 0, on_event, on_end, &rec) == 0, "etcd back: watch again");
 	sleep_loop(0.3);
 	put(&w, "/o/k", "again", 0);
-	check(wait_events(&rec, 1) && is_event(&rec, 0, false, "/o/k", "again", w.rev), "etcd back: the new watch sees a put");
+	check(wait_events(&rec, 1) && is_event(&rec, 0, false, "/o/k", "again", w.rev),
+	      "etcd back: the new watch sees a put");
 	etcd_watch_cancel(etcd);
 	recorder_reset(&rec);
 	answer_reset(&a);
 }
 
-static void
-scenario_gateway(const char *endpoints)
+static void scenario_gateway(const char *endpoints)
 {
 	/* /g/a = "1" at 6, /g/a deleted at 7, then /g/c at 9 and /g/d at 10 in one piece. */
 	static const char created[] = "{\"result\":{\"header\":{\"revision\":\"5\"},\"created\":true}}\n";
 	static const char put_a[] =
-		"{\"result\":{\"header\":{\"revision\":\"6\"},\"note\":\"a closing brace } and a quote \\\" in a string\","
+		"{\"result\":{\"header\":{\"revision\":\"6\"},\"note\":\"a closing brace } and a quote \\\" "
+		"in a string\","
 		"\"events\":[{\"kv\":{\"key\":\"L2cvYQ==\",\"create_revision\":\"6\",\"mod_revision\":\"6\","
 		"\"version\":\"1\",\"value\":\"MQ==\"}}]}}\n";
 	static const char del_a[] =
 		"{\"result\":{\"header\":{\"revision\":\"7\"},\"events\":[{\"type\":\"DELETE\","
 		"\"kv\":{\"key\":\"L2cvYQ==\",\"mod_revision\":\"7\"}}]}}";
-	static const char two[] =
-		"\n{\"result\":{\"events\":[{\"kv\":{\"key\":\"L2cvYw==\",\"mod_revision\":\"9\",\"value\":\"Yw==\"}}]}}"
-		"{\"result\":{\"events\":[{\"kv\":{\"key\":\"L2cvZA==\",\"mod_revision\":\"10\",\"value\":\"ZA==\",\"lease\":\"42\"}}]}}\n";
+	static const char two[] = "\n{\"result\":{\"events\":[{\"kv\":{\"key\":\"L2cvYw==\",\"mod_revision\":"
+				  "\"9\",\"value\":\"Yw==\"}}]}}"
+				  "{\"result\":{\"events\":[{\"kv\":{\"key\":\"L2cvZA==\",\"mod_revision\":"
+				  "\"10\",\"value\":\"ZA==\",\"lease\":\"42\"}}]}}\n";
 	static char bytes[sizeof(put_a)][2];
 	static struct fake_answer stream = { .status = "200 OK", .stream = true };
-	static const struct fake_answer unavailable = { "503 Service Unavailable", false,
-		{ "{\"error\":\"etcdserver: no leader\",\"message\":\"etcdserver: no leader\",\"code\":14}" } };
-	static const struct fake_answer invalid = { "400 Bad Request", false,
-		{ "{\"error\":\"etcdserver: key is not provided\",\"message\":\"x\",\"code\":3}" } };
+	static const struct fake_answer unavailable = {
+		"503 Service Unavailable",
+		false,
+		{ "{\"error\":\"etcdserver: no leader\",\"message\":\"etcdserver: no "
+		  "leader\",\"code\":14}" }
+	};
+	static const struct fake_answer invalid = {
+		"400 Bad Request",
+		false,
+		{ "{\"error\":\"etcdserver: key is not provided\",\"message\":\"x\",\"code\":3}" }
+	};
 	static const struct fake_answer garbage = { "200 OK", false, { "<html>a proxy, not etcd</html>" } };
 	static const struct fake_answer bad_int = { "200 OK", false, { "{\"header\":{\"revision\":12}}" } };
 	const char *good = strrchr(endpoints, ',') ? strrchr(endpoints, ',') + 1 : endpoints;
@@ -1003,7 +994,8 @@ scenario_gateway(const char *endpoints)
 	      "PUT /g/a, read byte by byte, past a brace and a quote in a string");
 	check(is_event(&rec, 1, true, "/g/a", "", 7), "DELETE /g/a");
 	check(is_event(&rec, 2, false, "/g/c", "c", 9) && is_event(&rec, 3, false, "/g/d", "d", 10) &&
-	      rec.events[3].lease == 42, "two objects in one piece");
+		      rec.events[3].lease == 42,
+	      "two objects in one piece");
 	check(rec.ended && rec.end_err == -ECONNRESET, "a stream that ends cleanly ends the watch: %s",
 	      errname(rec.end_err));
 	etcd_close(etcd);
@@ -1016,8 +1008,8 @@ scenario_gateway(const char *endpoints)
 	snprintf(list, sizeof(list), "%s,%s", url, good);
 	open_client(list);
 	get(&a, "/t/b", false);
-	check(fake_stop(&f) == 1 && a.err == 0 && a.rev > 0, "503 from the first endpoint: answered by the next (%s)",
-	      errname(a.err));
+	check(fake_stop(&f) == 1 && a.err == 0 && a.rev > 0,
+	      "503 from the first endpoint: answered by the next (%s)", errname(a.err));
 	etcd_close(etcd);
 
 	/* Alone, the 503 is the answer, and etcd's own errors are not retried. */
@@ -1045,14 +1037,15 @@ scenario_gateway(const char *endpoints)
 	answer_reset(&a);
 }
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
 	const char *scenario = argc >= 3 ? argv[2] : "";
 
 	if (argc < 3 || (!strcmp(scenario, "stall") && argc != 4)) {
-		fprintf(stderr, "usage: etcd_drive ENDPOINTS putget|race|lease|watch|reentry|failover|unreachable|compacted|gateway|outage\n"
-				"       etcd_drive ENDPOINTS stall ETCD_PID\n");
+		fprintf(stderr,
+			"usage: etcd_drive ENDPOINTS "
+			"putget|race|lease|watch|reentry|failover|unreachable|compacted|gateway|outage\n"
+			"       etcd_drive ENDPOINTS stall ETCD_PID\n");
 		return 2;
 	}
 	/* A canned gateway writing to a client that gave up must fail a check, not kill us. */

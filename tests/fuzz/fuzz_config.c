@@ -14,12 +14,11 @@
 
 struct check {
 	const char *path;
-	unsigned    lines;      /* in the input */
-	unsigned    ndiags;
+	unsigned lines; /* in the input */
+	unsigned ndiags;
 };
 
-static void
-on_diag(void *ctx, const char *file, unsigned line, const char *msg)
+static void on_diag(void *ctx, const char *file, unsigned line, const char *msg)
 {
 	struct check *c = ctx;
 
@@ -30,8 +29,7 @@ on_diag(void *ctx, const char *file, unsigned line, const char *msg)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static int fd = -1;
 	static char path[64];

@@ -11,8 +11,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void
-check_name(const char *s, size_t max)
+static void check_name(const char *s, size_t max)
 {
 	size_t n = strnlen(s, max);
 
@@ -23,8 +22,7 @@ check_name(const char *s, size_t max)
 			abort();
 }
 
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct wk_ctl_request req;
 	char err[256];
@@ -39,7 +37,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_name(req.vm, sizeof(req.vm));
 	check_name(req.move, sizeof(req.move));
 	if ((req.cmd == WK_CTL_WAKE || req.cmd == WK_CTL_HIBERNATE || req.cmd == WK_CTL_PIN ||
-	     req.cmd == WK_CTL_UNPIN) && req.vm[0] == '\0')
+	     req.cmd == WK_CTL_UNPIN) &&
+	    req.vm[0] == '\0')
 		abort();
 	return 0;
 }

@@ -12,7 +12,11 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond) do { if (!(cond)) abort(); } while (0)
+#define CHECK(cond)              \
+	do {                     \
+		if (!(cond))     \
+			abort(); \
+	} while (0)
 
 static void check_layout(const struct wk_pkt *p, size_t size)
 {
@@ -52,7 +56,7 @@ static void check_na(const struct wk_pkt *req)
 	int n = wk_na_build(&req->eth, &req->ip6, &req->ns, vm_mac, buf, sizeof(buf));
 
 	if (n == -EINVAL)
-		return;    /* duplicate address detection: not answered */
+		return; /* duplicate address detection: not answered */
 	CHECK(n == (int)req->eth.hdr_len + 40 + 32);
 	CHECK(wk_pkt_parse(buf, (size_t)n, &na) == 0 && na.kind == WK_PKT_IPV6);
 	CHECK(memcmp(na.ip6.src, req->ns.target, 16) == 0 && memcmp(na.ip6.dst, req->ip6.src, 16) == 0);
@@ -84,8 +88,8 @@ static void check_arp_reply(const struct wk_pkt *req)
 	n = wk_garp_build(req->arp.sha, req->arp.spa, &req->eth, buf, sizeof(buf));
 	CHECK(n >= 60);
 	CHECK(wk_pkt_parse(buf, (size_t)n, &rep) == 0);
-	CHECK(rep.kind == WK_PKT_ARP && rep.arp.spa == req->arp.spa &&
-	      rep.arp.tpa == req->arp.spa && rep.eth.ntags == req->eth.ntags);
+	CHECK(rep.kind == WK_PKT_ARP && rep.arp.spa == req->arp.spa && rep.arp.tpa == req->arp.spa &&
+	      rep.eth.ntags == req->eth.ntags);
 }
 
 static void check_eth_build(const struct wk_eth *e)
@@ -129,7 +133,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(wk_pkt_parse(copy, size, &again) == 0 && again.kind == WK_PKT_TCP);
 		if (again.v6)
 			CHECK(wk_inet_csum(copy + again.l4_off, again.ip6.payload_len,
-					   wk_ipv6_pseudo_sum(&again.ip6, again.ip6.payload_len, WK_IPPROTO_TCP)) == 0);
+					   wk_ipv6_pseudo_sum(&again.ip6, again.ip6.payload_len,
+							      WK_IPPROTO_TCP)) == 0);
 		else
 			CHECK(wk_inet_csum(copy + again.l3_off, again.ip.hdr_len, 0) == 0);
 		CHECK(wk_tcp_fix_checksums(copy, size) == 0);

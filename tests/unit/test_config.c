@@ -23,14 +23,13 @@
 struct diags {
 	unsigned n;
 	struct {
-		char     file[256];
+		char file[256];
 		unsigned line;
-		char     msg[512];
+		char msg[512];
 	} d[MAX_DIAGS];
 };
 
-static void
-collect(void *ctx, const char *file, unsigned line, const char *msg)
+static void collect(void *ctx, const char *file, unsigned line, const char *msg)
 {
 	struct diags *ds = ctx;
 
@@ -45,8 +44,7 @@ collect(void *ctx, const char *file, unsigned line, const char *msg)
 	ds->n++;
 }
 
-static void
-print_diags(const struct diags *ds)
+static void print_diags(const struct diags *ds)
 {
 	unsigned i;
 
@@ -55,8 +53,7 @@ print_diags(const struct diags *ds)
 }
 
 /* Is there a diagnostic at line whose message contains text? */
-static bool
-has_diag(const struct diags *ds, unsigned line, const char *text)
+static bool has_diag(const struct diags *ds, unsigned line, const char *text)
 {
 	unsigned i;
 
@@ -68,16 +65,14 @@ has_diag(const struct diags *ds, unsigned line, const char *text)
 	return false;
 }
 
-static int
-load_file(const char *path, struct wk_config **cfg, struct diags *ds)
+static int load_file(const char *path, struct wk_config **cfg, struct diags *ds)
 {
 	memset(ds, 0, sizeof(*ds));
 	return wk_config_load(path, collect, ds, cfg);
 }
 
 /* Load text as a configuration file; the caller frees *cfg. */
-static int
-load_text(const char *text, struct wk_config **cfg, struct diags *ds)
+static int load_text(const char *text, struct wk_config **cfg, struct diags *ds)
 {
 	char path[] = "/tmp/odrs-test-config.XXXXXX";
 	int fd = mkstemp(path), rc;
@@ -91,8 +86,7 @@ load_text(const char *text, struct wk_config **cfg, struct diags *ds)
 	return rc;
 }
 
-static void
-expect_clean(const char *text)
+static void expect_clean(const char *text)
 {
 	struct wk_config *cfg;
 	struct diags ds;
@@ -108,8 +102,7 @@ expect_clean(const char *text)
 	wk_config_free(cfg);
 }
 
-static uint32_t
-ip(const char *s)
+static uint32_t ip(const char *s)
 {
 	struct in_addr a;
 
@@ -117,8 +110,7 @@ ip(const char *s)
 	return a.s_addr;
 }
 
-static void
-test_defaults(void **state)
+static void test_defaults(void **state)
 {
 	struct wk_config *cfg;
 	struct diags ds;
@@ -177,47 +169,45 @@ test_defaults(void **state)
 	wk_config_free(cfg);
 }
 
-static void
-test_every_key_set(void **state)
+static void test_every_key_set(void **state)
 {
-	static const char text[] =
-	    "[odrsd]\n"
-	    "node = node-2.lab\n"
-	    "interface = odrsbr0\n"
-	    "snapshot_dir = /mnt/nfs/snap\n"
-	    "libvirt_uri = qemu+ssh://root@198.18.2.1/system\n"
-	    "control_socket = /tmp/odrsd.sock\n"
-	    "event_log = /tmp/events.jsonl\n"
-	    "state_dir = /tmp/state\n"
-	    "wake_concurrency = 256\n"
-	    "hibernate_concurrency = 64\n"
-	    "syn_hold_per_vm = 1024\n"
-	    "syn_hold_total = 1000000\n"
-	    "wake_timeout = 1h\n"
-	    "[policy]\n"
-	    "idle_timeout = 720h\n"
-	    "load_threshold = 1000\n"
-	    "protect = cron rsync sshd\n"
-	    "probe = ssh\n"
-	    "wake_on = syn\n"
-	    "wake_ports = 1 80 65535\n"
-	    "ignore_sources = 198.18.0.1 198.18.0.2\n"
-	    "replay_syn = no\n"
-	    "dry_run = yes\n"
-	    "shrink = caches\n"
-	    "[cluster]\n"
-	    "backend = etcd\n"
-	    "etcd = http://198.18.2.1:2379,https://198.18.2.2:2379\n"
-	    "accept_term = 24h\n"
-	    "lease_ttl = 500ms\n"   /* below 1s: must be refused, checked below */
-	    "memory = 2G\n"
-	    "cpus = 1000\n"
-	    "retrain_rate = 50\n"
-	    "retrain_delay = 0\n"
-	    "retrain_refresh = 2m\n"
-	    "[vm a]\n"
-	    "ip = 198.18.0.10\n"
-	    "mac = 52:54:00:AB:cd:10\n";
+	static const char text[] = "[odrsd]\n"
+				   "node = node-2.lab\n"
+				   "interface = odrsbr0\n"
+				   "snapshot_dir = /mnt/nfs/snap\n"
+				   "libvirt_uri = qemu+ssh://root@198.18.2.1/system\n"
+				   "control_socket = /tmp/odrsd.sock\n"
+				   "event_log = /tmp/events.jsonl\n"
+				   "state_dir = /tmp/state\n"
+				   "wake_concurrency = 256\n"
+				   "hibernate_concurrency = 64\n"
+				   "syn_hold_per_vm = 1024\n"
+				   "syn_hold_total = 1000000\n"
+				   "wake_timeout = 1h\n"
+				   "[policy]\n"
+				   "idle_timeout = 720h\n"
+				   "load_threshold = 1000\n"
+				   "protect = cron rsync sshd\n"
+				   "probe = ssh\n"
+				   "wake_on = syn\n"
+				   "wake_ports = 1 80 65535\n"
+				   "ignore_sources = 198.18.0.1 198.18.0.2\n"
+				   "replay_syn = no\n"
+				   "dry_run = yes\n"
+				   "shrink = caches\n"
+				   "[cluster]\n"
+				   "backend = etcd\n"
+				   "etcd = http://198.18.2.1:2379,https://198.18.2.2:2379\n"
+				   "accept_term = 24h\n"
+				   "lease_ttl = 500ms\n" /* below 1s: must be refused, checked below */
+				   "memory = 2G\n"
+				   "cpus = 1000\n"
+				   "retrain_rate = 50\n"
+				   "retrain_delay = 0\n"
+				   "retrain_refresh = 2m\n"
+				   "[vm a]\n"
+				   "ip = 198.18.0.10\n"
+				   "mac = 52:54:00:AB:cd:10\n";
 	struct wk_config *cfg;
 	struct diags ds;
 	char *fixed;
@@ -280,8 +270,7 @@ test_every_key_set(void **state)
 }
 
 /* Values at the edges of what each key accepts. */
-static void
-test_good_values(void **state)
+static void test_good_values(void **state)
 {
 	static const char *const cases[] = {
 		"[odrsd]\nwake_concurrency = 1\n",
@@ -327,8 +316,7 @@ test_good_values(void **state)
  * One bad value per case, always on line 2 (the [vm] cases put the key
  * before ip): exactly one diagnostic, naming the key and the value.
  */
-static void
-test_bad_values(void **state)
+static void test_bad_values(void **state)
 {
 	static const struct {
 		const char *text;
@@ -339,14 +327,19 @@ test_bad_values(void **state)
 		{ "[odrsd]\nstate_dir = /var/\x01lib\n", "state_dir: \"/var/?lib\": expected printable" },
 		{ "[odrsd]\ninterface = a-very-long-interface0\n", "expected a network interface name" },
 		{ "[odrsd]\ninterface = br/0\n", "expected a network interface name" },
-		{ "[odrsd]\nsnapshot_dir = srv/snap\n", "snapshot_dir: \"srv/snap\": expected an absolute path" },
+		{ "[odrsd]\nsnapshot_dir = srv/snap\n",
+		  "snapshot_dir: \"srv/snap\": expected an absolute path" },
 		{ "[odrsd]\nlibvirt_uri = qemu\n", "expected a libvirt URI" },
 		{ "[odrsd]\ncontrol_socket = run/odrsd.sock\n", "expected an absolute path of at most 107" },
-		{ "[odrsd]\ncontrol_socket = /run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n", "at most 107 characters" },
-		{ "[odrsd]\nevent_log = events.jsonl\n", "event_log: \"events.jsonl\": expected an absolute path" },
+		{ "[odrsd]\ncontrol_socket = "
+		  "/run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n",
+		  "at most 107 characters" },
+		{ "[odrsd]\nevent_log = events.jsonl\n",
+		  "event_log: \"events.jsonl\": expected an absolute path" },
 		{ "[odrsd]\nstate_dir = ~/odrs\n", "state_dir: \"~/odrs\": expected an absolute path" },
-		{ "[odrsd]\nwake_concurrency = 0\n", "wake_concurrency: \"0\": expected a whole number from 1 to 256" },
+		{ "[odrsd]\nwake_concurrency = 0\n",
+		  "wake_concurrency: \"0\": expected a whole number from 1 to 256" },
 		{ "[odrsd]\nwake_concurrency = 257\n", "expected a whole number from 1 to 256" },
 		{ "[odrsd]\nwake_concurrency = -1\n", "expected a whole number from 1 to 256" },
 		{ "[odrsd]\nwake_concurrency = 4k\n", "expected a whole number from 1 to 256" },
@@ -357,10 +350,12 @@ test_bad_values(void **state)
 		{ "[odrsd]\nwake_timeout = 0\n", "wake_timeout: \"0\": expected a duration from 1s to 1h" },
 		{ "[odrsd]\nwake_timeout = 61m\n", "expected a duration from 1s to 1h" },
 		{ "[odrsd]\nwake_timeout = 60\n", "expected a duration like 500ms, 30s, 2m, 1h" },
-		{ "[policy]\nidle_timeout = 5x\n", "idle_timeout: \"5x\": expected a duration like 500ms, 30s, 2m, 1h" },
+		{ "[policy]\nidle_timeout = 5x\n",
+		  "idle_timeout: \"5x\": expected a duration like 500ms, 30s, 2m, 1h" },
 		{ "[policy]\nidle_timeout = 999ms\n", "expected 0 (never) or a duration from 1s to 720h" },
 		{ "[policy]\nidle_timeout = 721h\n", "expected 0 (never) or a duration from 1s to 720h" },
-		{ "[policy]\nload_threshold = 1000.5\n", "load_threshold: \"1000.5\": expected a number from 0 to 1000" },
+		{ "[policy]\nload_threshold = 1000.5\n",
+		  "load_threshold: \"1000.5\": expected a number from 0 to 1000" },
 		{ "[policy]\nload_threshold = -0.5\n", "expected a number from 0 to 1000" },
 		{ "[policy]\nload_threshold = nan\n", "expected a number from 0 to 1000" },
 		{ "[policy]\nload_threshold = 1e2\n", "expected a number from 0 to 1000" },
@@ -369,35 +364,46 @@ test_bad_values(void **state)
 		{ "[policy]\nwake_on = arp icmp\n", "wake_on: \"icmp\": expected arp, syn, both" },
 		{ "[policy]\nwake_on = arp none\n", "wake_on: \"none\": expected arp, syn, both" },
 		{ "[policy]\nwake_ports =\n", "wake_ports: \"\": expected \"any\" or port numbers" },
-		{ "[policy]\nwake_ports = 22 0\n", "wake_ports: \"0\": expected \"any\" or port numbers from 1 to 65535" },
+		{ "[policy]\nwake_ports = 22 0\n",
+		  "wake_ports: \"0\": expected \"any\" or port numbers from 1 to 65535" },
 		{ "[policy]\nwake_ports = 65536\n", "wake_ports: \"65536\"" },
 		{ "[policy]\nwake_ports = 22,80\n", "wake_ports: \"22,80\"" },
 		{ "[policy]\nwake_ports = any 22\n", "wake_ports: \"any\"" },
-		{ "[policy]\nignore_sources = 198.18.0.1 198.18.0\n", "ignore_sources: \"198.18.0\": expected IPv4 addresses" },
+		{ "[policy]\nignore_sources = 198.18.0.1 198.18.0\n",
+		  "ignore_sources: \"198.18.0\": expected IPv4 addresses" },
 		{ "[policy]\nreplay_syn = true\n", "replay_syn: \"true\": expected yes or no" },
 		{ "[policy]\ndry_run = 1\n", "dry_run: \"1\": expected yes or no" },
 		{ "[policy]\nshrink = all\n", "shrink: \"all\": expected none, caches or balloon" },
 		{ "[cluster]\nbackend = zookeeper\n", "backend: \"zookeeper\": expected none or etcd" },
-		{ "[cluster]\netcd = 198.18.2.1:2379\n", "etcd: \"198.18.2.1:2379\": expected endpoints like" },
+		{ "[cluster]\netcd = 198.18.2.1:2379\n",
+		  "etcd: \"198.18.2.1:2379\": expected endpoints like" },
 		{ "[cluster]\netcd = http://a:2379,\n", "expected endpoints like" },
 		{ "[cluster]\netcd = http://a:2379, http://b:2379\n", "expected endpoints like" },
-		{ "[cluster]\naccept_term = 25h\n", "accept_term: \"25h\": expected a duration from 1s to 24h" },
+		{ "[cluster]\naccept_term = 25h\n",
+		  "accept_term: \"25h\": expected a duration from 1s to 24h" },
 		{ "[cluster]\nlease_ttl = 0\n", "lease_ttl: \"0\": expected a duration from 1s to 1h" },
-		{ "[odrsd]\nwakes_per_minute = -1\n", "wakes_per_minute: \"-1\": expected a whole number from 0 to 1000000" },
-		{ "[odrsd]\nwake_spacing = 11s\n", "wake_spacing: \"11s\": expected 0 (never) or a duration from 1ms to 10s" },
-		{ "[cluster]\nmemory = 1M\n", "memory: \"1M\": expected 0 (automatic) or a size from 64M to" },
+		{ "[odrsd]\nwakes_per_minute = -1\n",
+		  "wakes_per_minute: \"-1\": expected a whole number from 0 to 1000000" },
+		{ "[odrsd]\nwake_spacing = 11s\n",
+		  "wake_spacing: \"11s\": expected 0 (never) or a duration from 1ms to 10s" },
+		{ "[cluster]\nmemory = 1M\n",
+		  "memory: \"1M\": expected 0 (automatic) or a size from 64M to" },
 		{ "[cluster]\nmemory = lots\n", "memory: \"lots\": expected 0 (automatic) or a size" },
-		{ "[cluster]\nretrain_rate = 5\n", "retrain_rate: \"5\": expected a whole number from 10 to 1000000" },
-		{ "[cluster]\nretrain_refresh = 500ms\n", "retrain_refresh: \"500ms\": expected 0 (never) or a duration from 1s to 1h" },
+		{ "[cluster]\nretrain_rate = 5\n",
+		  "retrain_rate: \"5\": expected a whole number from 10 to 1000000" },
+		{ "[cluster]\nretrain_refresh = 500ms\n",
+		  "retrain_refresh: \"500ms\": expected 0 (never) or a duration from 1s to 1h" },
 		{ "[vm a]\nip = 198.18.0.300\n", "ip: \"198.18.0.300\": expected a unicast IPv4 address" },
 		{ "[vm a]\nip = 224.0.0.1\n", "expected a unicast IPv4 address" },
 		{ "[vm a]\nip = 127.0.0.1\n", "expected a unicast IPv4 address" },
 		{ "[vm a]\nip = 0.0.0.0\n", "expected a unicast IPv4 address" },
 		{ "[vm a]\nip = 255.255.255.255\n", "expected a unicast IPv4 address" },
-		{ "[vm a]\nmac = 52:54:00:12:00\nip = 198.18.0.1\n", "mac: \"52:54:00:12:00\": expected a unicast MAC" },
+		{ "[vm a]\nmac = 52:54:00:12:00\nip = 198.18.0.1\n",
+		  "mac: \"52:54:00:12:00\": expected a unicast MAC" },
 		{ "[vm a]\nmac = 01:00:5e:00:00:01\nip = 198.18.0.1\n", "expected a unicast MAC" },
 		{ "[vm a]\nmac = 00:00:00:00:00:00\nip = 198.18.0.1\n", "expected a unicast MAC" },
-		{ "[vm a]\nidle_timeout = soon\nip = 198.18.0.1\n", "idle_timeout: \"soon\": expected a duration" },
+		{ "[vm a]\nidle_timeout = soon\nip = 198.18.0.1\n",
+		  "idle_timeout: \"soon\": expected a duration" },
 		{ "[vm a]\nwake_ports = http\nip = 198.18.0.1\n", "wake_ports: \"http\"" },
 	};
 	size_t i;
@@ -408,8 +414,7 @@ test_bad_values(void **state)
 		int rc = load_text(cases[i].text, &cfg, &ds);
 
 		if (rc != -EINVAL || ds.n != 1 || !has_diag(&ds, 2, cases[i].msg)) {
-			print_message("case %zu:\n%s-> rc %d, %u diagnostics\n", i, cases[i].text,
-			    rc, ds.n);
+			print_message("case %zu:\n%s-> rc %d, %u diagnostics\n", i, cases[i].text, rc, ds.n);
 			print_diags(&ds);
 			fail();
 		}
@@ -421,8 +426,7 @@ test_bad_values(void **state)
  * The issue's acceptance case. The file's paths are @DIR@ templates (the
  * odrsd -t lint puts a sandbox there); any absolute directory will do here.
  */
-static void
-test_bad_5_7(void **state)
+static void test_bad_5_7(void **state)
 {
 	struct wk_config *cfg;
 	struct diags ds;
@@ -447,8 +451,7 @@ test_bad_5_7(void **state)
 	assert_true(has_diag(&ds, 7, "ip: \"198.18.0.300\": expected a unicast IPv4 address"));
 }
 
-static void
-test_duplicates(void **state)
+static void test_duplicates(void **state)
 {
 	struct wk_config *cfg;
 	struct diags ds;
@@ -464,22 +467,24 @@ test_duplicates(void **state)
 
 	/* Keys of a dropped duplicate section are still checked. */
 	assert_int_equal(load_text("[vm a]\nip = 10.0.0.1\n[vm a]\nip = 10.0.0.300\n"
-	    "[policy]\n[policy]\nprobe = x\n", &cfg, &ds), -EINVAL);
+				   "[policy]\n[policy]\nprobe = x\n",
+				   &cfg, &ds),
+			 -EINVAL);
 	assert_int_equal(ds.n, 4);
 	assert_true(has_diag(&ds, 3, "duplicate section [vm a] (first at line 1)"));
 	assert_true(has_diag(&ds, 4, "ip: \"10.0.0.300\""));
 	assert_true(has_diag(&ds, 6, "duplicate section [policy] (first at line 5)"));
 	assert_true(has_diag(&ds, 7, "probe: \"x\""));
 	/* A duplicate key in a [vm] section, policy keys included. */
-	assert_int_equal(load_text("[vm a]\nip = 10.0.0.1\nprotect = a\nprotect = b\nip = 10.0.0.2\n",
-	    &cfg, &ds), -EINVAL);
+	assert_int_equal(
+		load_text("[vm a]\nip = 10.0.0.1\nprotect = a\nprotect = b\nip = 10.0.0.2\n", &cfg, &ds),
+		-EINVAL);
 	assert_int_equal(ds.n, 2);
 	assert_true(has_diag(&ds, 4, "duplicate key \"protect\" in [vm a] (first at line 3)"));
 	assert_true(has_diag(&ds, 5, "duplicate key \"ip\" in [vm a] (first at line 2)"));
 }
 
-static void
-test_structure(void **state)
+static void test_structure(void **state)
 {
 	struct wk_config *cfg;
 	struct diags ds;
@@ -511,8 +516,7 @@ test_structure(void **state)
 	assert_true(has_diag(&ds, 2, "[vm a b]: expected [vm NAME]"));
 }
 
-static void
-test_whole_config_checks(void **state)
+static void test_whole_config_checks(void **state)
 {
 	struct wk_config *cfg;
 	struct diags ds;
@@ -530,8 +534,7 @@ test_whole_config_checks(void **state)
 	expect_clean("[cluster]\nbackend = etcd\netcd = http://198.18.2.1:2379\n");
 }
 
-static void
-test_vm_overrides(void **state)
+static void test_vm_overrides(void **state)
 {
 	struct wk_config *cfg;
 	struct diags ds;
@@ -578,7 +581,9 @@ test_vm_overrides(void **state)
 
 	/* An override may empty a list [policy] set. */
 	assert_int_equal(load_text("[policy]\nprotect = cron\nignore_sources = 10.0.0.9\n"
-	    "[vm a]\nip = 10.0.0.1\nprotect =\nignore_sources =\nwake_on =\n", &cfg, &ds), 0);
+				   "[vm a]\nip = 10.0.0.1\nprotect =\nignore_sources =\nwake_on =\n",
+				   &cfg, &ds),
+			 0);
 	assert_int_equal(cfg->vms[0].policy.nprotect, 0);
 	assert_int_equal(cfg->vms[0].policy.nignore_sources, 0);
 	assert_int_equal(cfg->vms[0].policy.wake_on, 0);
@@ -586,23 +591,23 @@ test_vm_overrides(void **state)
 	wk_config_free(cfg);
 }
 
-static void
-test_comments_and_layout(void **state)
+static void test_comments_and_layout(void **state)
 {
 	struct wk_config *cfg;
 	struct diags ds;
 
-	assert_int_equal(load_text(
-	    "\xEF\xBB\xBF# a byte-order mark, then a comment\r\n"
-	    "; another comment\r\n"
-	    "[odrsd]   ; a section with a comment\r\n"
-	    "  node = n7   # inline hash comment\r\n"
-	    "\tinterface = br9 ; inline semicolon comment\r\n"
-	    "[policy] # hash after a section\n"
-	    "protect = a#b c;d # a#b and c;d are names, not comments\n"
-	    "    probe = none\n"
-	    "[ vm   web1 ]\n"
-	    "ip: 198.18.0.10\n", &cfg, &ds), 0);
+	assert_int_equal(load_text("\xEF\xBB\xBF# a byte-order mark, then a comment\r\n"
+				   "; another comment\r\n"
+				   "[odrsd]   ; a section with a comment\r\n"
+				   "  node = n7   # inline hash comment\r\n"
+				   "\tinterface = br9 ; inline semicolon comment\r\n"
+				   "[policy] # hash after a section\n"
+				   "protect = a#b c;d # a#b and c;d are names, not comments\n"
+				   "    probe = none\n"
+				   "[ vm   web1 ]\n"
+				   "ip: 198.18.0.10\n",
+				   &cfg, &ds),
+			 0);
 	assert_int_equal(ds.n, 0);
 	assert_string_equal(cfg->node, "n7");
 	assert_string_equal(cfg->interface, "br9");
@@ -615,8 +620,7 @@ test_comments_and_layout(void **state)
 	wk_config_free(cfg);
 }
 
-static void
-test_long_lines(void **state)
+static void test_long_lines(void **state)
 {
 	struct wk_config *cfg;
 	struct diags ds;
@@ -637,8 +641,7 @@ test_long_lines(void **state)
 	assert_true(has_diag(&ds, 4, "duplicate key \"probe\""));
 }
 
-static void
-test_example_configs(void **state)
+static void test_example_configs(void **state)
 {
 	struct wk_config *cfg;
 	struct diags ds;
@@ -668,8 +671,7 @@ test_example_configs(void **state)
 	wk_config_free(cfg);
 }
 
-static void
-test_unreadable(void **state)
+static void test_unreadable(void **state)
 {
 	struct wk_config *cfg = (void *)1;
 	struct diags ds;
@@ -685,14 +687,12 @@ test_unreadable(void **state)
 	assert_true(has_diag(&ds, 0, strerror(EISDIR)));
 
 	/* No callback: still the same answer, and nothing printed. */
-	assert_int_equal(wk_config_load("tests/config/bad-duplicates.conf", NULL, NULL, &cfg),
-	    -EINVAL);
+	assert_int_equal(wk_config_load("tests/config/bad-duplicates.conf", NULL, NULL, &cfg), -EINVAL);
 	assert_null(cfg);
 }
 
 /* Many VMs: loads, and a duplicate at the end is found against the first. */
-static void
-test_many_vms(void **state)
+static void test_many_vms(void **state)
 {
 	size_t n = 5000, i, len = 0, cap = n * 64 + 256;
 	char *text = malloc(cap);
@@ -701,8 +701,10 @@ test_many_vms(void **state)
 
 	assert_non_null(text);
 	for (i = 0; i < n; i++)
-		len += (size_t)snprintf(text + len, cap - len, "[vm v%zu]\nip = 10.%zu.%zu.1\n"
-		    "mac = 52:54:00:00:%02zx:%02zx\n", i, i / 256, i % 256, i / 256, i % 256);
+		len += (size_t)snprintf(text + len, cap - len,
+					"[vm v%zu]\nip = 10.%zu.%zu.1\n"
+					"mac = 52:54:00:00:%02zx:%02zx\n",
+					i, i / 256, i % 256, i / 256, i % 256);
 	assert_int_equal(load_text(text, &cfg, &ds), 0);
 	assert_int_equal(cfg->nvms, n);
 	assert_int_equal(wk_config_vm(cfg, "v4321")->ip, ip("10.16.225.1"));
@@ -715,23 +717,40 @@ test_many_vms(void **state)
 	free(text);
 }
 
-static void
-test_parse_duration(void **state)
+static void test_parse_duration(void **state)
 {
-	static const struct { const char *s; int rc; uint64_t ms; } cases[] = {
-		{ "0", 0, 0 }, { "0s", 0, 0 }, { "0ms", 0, 0 }, { "500ms", 0, 500 },
-		{ "30s", 0, 30000 }, { "2m", 0, 120000 }, { "1h", 0, 3600000 },
+	static const struct {
+		const char *s;
+		int rc;
+		uint64_t ms;
+	} cases[] = {
+		{ "0", 0, 0 },
+		{ "0s", 0, 0 },
+		{ "0ms", 0, 0 },
+		{ "500ms", 0, 500 },
+		{ "30s", 0, 30000 },
+		{ "2m", 0, 120000 },
+		{ "1h", 0, 3600000 },
 		{ "007s", 0, 7000 },
 		{ "18446744073709551615ms", 0, UINT64_MAX },
-		{ "18446744073709551616ms", -EINVAL, 0 },      /* the number overflows */
-		{ "18446744073709552s", -EINVAL, 0 },          /* the product overflows */
+		{ "18446744073709551616ms", -EINVAL, 0 }, /* the number overflows */
+		{ "18446744073709552s", -EINVAL, 0 },	  /* the product overflows */
 		{ "5124095576030h", 0, 5124095576030ULL * 3600000 },
 		{ "5124095576031h", -EINVAL, 0 },
-		{ "5", -EINVAL, 0 }, { "", -EINVAL, 0 }, { "s", -EINVAL, 0 },
-		{ "-1s", -EINVAL, 0 }, { "+1s", -EINVAL, 0 }, { "1.5s", -EINVAL, 0 },
-		{ " 1s", -EINVAL, 0 }, { "1s ", -EINVAL, 0 }, { "1 s", -EINVAL, 0 },
-		{ "1S", -EINVAL, 0 }, { "1d", -EINVAL, 0 }, { "1sec", -EINVAL, 0 },
-		{ "1hm", -EINVAL, 0 }, { "1m30s", -EINVAL, 0 },
+		{ "5", -EINVAL, 0 },
+		{ "", -EINVAL, 0 },
+		{ "s", -EINVAL, 0 },
+		{ "-1s", -EINVAL, 0 },
+		{ "+1s", -EINVAL, 0 },
+		{ "1.5s", -EINVAL, 0 },
+		{ " 1s", -EINVAL, 0 },
+		{ "1s ", -EINVAL, 0 },
+		{ "1 s", -EINVAL, 0 },
+		{ "1S", -EINVAL, 0 },
+		{ "1d", -EINVAL, 0 },
+		{ "1sec", -EINVAL, 0 },
+		{ "1hm", -EINVAL, 0 },
+		{ "1m30s", -EINVAL, 0 },
 	};
 	size_t i;
 
@@ -747,20 +766,32 @@ test_parse_duration(void **state)
 	assert_int_equal(wk_parse_duration(NULL, &(uint64_t){ 0 }), -EINVAL);
 }
 
-static void
-test_parse_size(void **state)
+static void test_parse_size(void **state)
 {
-	static const struct { const char *s; int rc; uint64_t bytes; } cases[] = {
-		{ "0", 0, 0 }, { "512", 0, 512 }, { "4K", 0, 4096 }, { "4k", 0, 4096 },
-		{ "64M", 0, 64ULL << 20 }, { "1G", 0, 1ULL << 30 },
+	static const struct {
+		const char *s;
+		int rc;
+		uint64_t bytes;
+	} cases[] = {
+		{ "0", 0, 0 },
+		{ "512", 0, 512 },
+		{ "4K", 0, 4096 },
+		{ "4k", 0, 4096 },
+		{ "64M", 0, 64ULL << 20 },
+		{ "1G", 0, 1ULL << 30 },
 		{ "18446744073709551615", 0, UINT64_MAX },
 		{ "18446744073709551616", -EINVAL, 0 },
 		{ "17179869183G", 0, 17179869183ULL << 30 },
 		{ "17179869184G", -EINVAL, 0 },
 		{ "18014398509481984K", -EINVAL, 0 },
-		{ "", -EINVAL, 0 }, { "K", -EINVAL, 0 }, { "4KB", -EINVAL, 0 },
-		{ "1T", -EINVAL, 0 }, { "-1", -EINVAL, 0 }, { "1.5G", -EINVAL, 0 },
-		{ " 1K", -EINVAL, 0 }, { "1 K", -EINVAL, 0 },
+		{ "", -EINVAL, 0 },
+		{ "K", -EINVAL, 0 },
+		{ "4KB", -EINVAL, 0 },
+		{ "1T", -EINVAL, 0 },
+		{ "-1", -EINVAL, 0 },
+		{ "1.5G", -EINVAL, 0 },
+		{ " 1K", -EINVAL, 0 },
+		{ "1 K", -EINVAL, 0 },
 	};
 	size_t i;
 
@@ -775,24 +806,30 @@ test_parse_size(void **state)
 	}
 }
 
-static void
-test_parse_addresses(void **state)
+static void test_parse_addresses(void **state)
 {
 	static const char *const bad_ips[] = {
-		"", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1.2.3.4 ", " 1.2.3.4", "1.2.3.-4",
-		"0x1.2.3.4", "1..2.3", "a.b.c.d", "01.2.3.4",
+		"",	    "1.2.3",	 "1.2.3.4.5", "256.1.1.1", "1.2.3.4 ", " 1.2.3.4",
+		"1.2.3.-4", "0x1.2.3.4", "1..2.3",    "a.b.c.d",   "01.2.3.4",
 	};
 	static const char *const bad_macs[] = {
-		"", "52:54:00:12:00", "52:54:00:12:00:10:", "52:54:00:12:00:100",
-		"52-54-00-12-00-10", "5:54:00:12:00:10", "52:54:00:12:00:1g", "525400120010",
-		"52:54:00:12:00:10 ", ":52:54:00:12:00",
+		"",
+		"52:54:00:12:00",
+		"52:54:00:12:00:10:",
+		"52:54:00:12:00:100",
+		"52-54-00-12-00-10",
+		"5:54:00:12:00:10",
+		"52:54:00:12:00:1g",
+		"525400120010",
+		"52:54:00:12:00:10 ",
+		":52:54:00:12:00",
 	};
 	uint8_t mac[6] = { 9, 9, 9, 9, 9, 9 };
 	uint32_t a = 7;
 	size_t i;
 
 	assert_int_equal(wk_parse_ipv4("198.18.0.10", &a), 0);
-	assert_memory_equal(&a, "\xc6\x12\x00\x0a", 4);        /* network order */
+	assert_memory_equal(&a, "\xc6\x12\x00\x0a", 4); /* network order */
 	assert_int_equal(wk_parse_ipv4("0.0.0.0", &a), 0);
 	assert_int_equal(a, 0);
 	for (i = 0; i < sizeof(bad_ips) / sizeof(bad_ips[0]); i++) {
@@ -810,26 +847,17 @@ test_parse_addresses(void **state)
 	}
 }
 
-int
-main(void)
+int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_defaults),
-		cmocka_unit_test(test_every_key_set),
-		cmocka_unit_test(test_good_values),
-		cmocka_unit_test(test_bad_values),
-		cmocka_unit_test(test_bad_5_7),
-		cmocka_unit_test(test_duplicates),
-		cmocka_unit_test(test_structure),
-		cmocka_unit_test(test_whole_config_checks),
-		cmocka_unit_test(test_vm_overrides),
-		cmocka_unit_test(test_comments_and_layout),
-		cmocka_unit_test(test_long_lines),
-		cmocka_unit_test(test_example_configs),
-		cmocka_unit_test(test_unreadable),
-		cmocka_unit_test(test_many_vms),
-		cmocka_unit_test(test_parse_duration),
-		cmocka_unit_test(test_parse_size),
+		cmocka_unit_test(test_defaults),	cmocka_unit_test(test_every_key_set),
+		cmocka_unit_test(test_good_values),	cmocka_unit_test(test_bad_values),
+		cmocka_unit_test(test_bad_5_7),		cmocka_unit_test(test_duplicates),
+		cmocka_unit_test(test_structure),	cmocka_unit_test(test_whole_config_checks),
+		cmocka_unit_test(test_vm_overrides),	cmocka_unit_test(test_comments_and_layout),
+		cmocka_unit_test(test_long_lines),	cmocka_unit_test(test_example_configs),
+		cmocka_unit_test(test_unreadable),	cmocka_unit_test(test_many_vms),
+		cmocka_unit_test(test_parse_duration),	cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_parse_addresses),
 	};
 

@@ -10,21 +10,20 @@
 
 #include <wake/ctl.h>
 
-static int
-parse(const char *line, struct wk_ctl_request *req, char *err)
+static int parse(const char *line, struct wk_ctl_request *req, char *err)
 {
 	return wk_ctl_parse(line, strlen(line), req, err, 256);
 }
 
-static void
-test_requests(void **state)
+static void test_requests(void **state)
 {
 	struct wk_ctl_request req;
 	char err[256];
 
 	assert_int_equal(parse("{\"cmd\":\"status\"}", &req, err), 0);
 	assert_int_equal(req.cmd, WK_CTL_STATUS);
-	assert_int_equal(parse("{\"cmd\":\"wake\",\"vm\":\"web1\",\"progress\":true,\"future\":1}", &req, err), 0);
+	assert_int_equal(
+		parse("{\"cmd\":\"wake\",\"vm\":\"web1\",\"progress\":true,\"future\":1}", &req, err), 0);
 	assert_int_equal(req.cmd, WK_CTL_WAKE);
 	assert_string_equal(req.vm, "web1");
 	assert_true(req.progress);
@@ -38,10 +37,11 @@ test_requests(void **state)
 	assert_string_equal(wk_ctl_cmd_name(WK_CTL_UNPIN), "unpin");
 }
 
-static void
-test_refusals(void **state)
+static void test_refusals(void **state)
 {
-	static const struct { const char *line, *why; } bad[] = {
+	static const struct {
+		const char *line, *why;
+	} bad[] = {
 		{ "", "bad request: " },
 		{ "{\"cmd\":\"wake\"", "bad request: " },
 		{ "[\"status\"]", "bad request: expected a JSON object" },
@@ -52,7 +52,8 @@ test_refusals(void **state)
 		{ "{\"cmd\":\"wake\",\"vm\":\"\"}", "wake: expected \"vm\"" },
 		{ "{\"cmd\":\"pin\",\"vm\":\"../etc\"}", "pin: expected \"vm\"" },
 		{ "{\"cmd\":\"pin\",\"vm\":\"a b\"}", "pin: expected \"vm\"" },
-		{ "{\"cmd\":\"wake\",\"vm\":\"web1\",\"progress\":1}", "wake: \"progress\" must be true or false" },
+		{ "{\"cmd\":\"wake\",\"vm\":\"web1\",\"progress\":1}",
+		  "wake: \"progress\" must be true or false" },
 		{ "{\"cmd\":\"accept\",\"move\":5}", "accept: \"move\" must name a node" },
 		{ "{\"cmd\":\"status\",\"cmd\":\"wake\"}", "bad request: duplicate object key" },
 		{ "{\"cmd\":\"wake\",\"vm\":\"a\\u0000b\"}", "bad request: " },
@@ -70,8 +71,7 @@ test_refusals(void **state)
 	assert_int_equal(parse(longname, &req, err), -EINVAL);
 }
 
-int
-main(void)
+int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_requests),

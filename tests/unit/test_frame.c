@@ -38,19 +38,33 @@ struct w {
 	size_t n;
 };
 
-static void w8(struct w *w, unsigned v) { w->b[w->n++] = (uint8_t)v; }
-static void w16(struct w *w, unsigned v) { w8(w, v >> 8); w8(w, v); }
-static void w32(struct w *w, uint32_t v) { w16(w, v >> 16); w16(w, v & 0xffff); }
-static void wmem(struct w *w, const void *p, size_t n) { memcpy(w->b + w->n, p, n); w->n += n; }
+static void w8(struct w *w, unsigned v)
+{
+	w->b[w->n++] = (uint8_t)v;
+}
+static void w16(struct w *w, unsigned v)
+{
+	w8(w, v >> 8);
+	w8(w, v);
+}
+static void w32(struct w *w, uint32_t v)
+{
+	w16(w, v >> 16);
+	w16(w, v & 0xffff);
+}
+static void wmem(struct w *w, const void *p, size_t n)
+{
+	memcpy(w->b + w->n, p, n);
+	w->n += n;
+}
 static void wpoke16(struct w *w, size_t off, unsigned v)
 {
 	w->b[off] = (uint8_t)(v >> 8);
 	w->b[off + 1] = (uint8_t)v;
 }
 
-static void eth_hdr(struct w *w, const uint8_t *dst, const uint8_t *src,
-		    unsigned ntags, const uint16_t *tpid, const uint16_t *tci,
-		    unsigned type)
+static void eth_hdr(struct w *w, const uint8_t *dst, const uint8_t *src, unsigned ntags, const uint16_t *tpid,
+		    const uint16_t *tci, unsigned type)
 {
 	unsigned i;
 
@@ -80,18 +94,18 @@ static uint16_t ref_csum(const uint8_t *p, size_t n, uint32_t sum)
 struct tcp_spec {
 	unsigned ntags;
 	uint16_t tpid[3], tci[3];
-	unsigned ip_version;   /* 0: 4 */
-	unsigned ihl;          /* 0: 5 + opt_words */
-	unsigned opt_words;    /* IPv4 option words (NOPs, then EOL) */
-	unsigned frag;         /* flags and offset */
-	int total_len_delta;   /* added to the true total length */
-	unsigned proto;        /* 0: TCP */
-	unsigned doff;         /* 0: 5 + tcp_opt_words */
+	unsigned ip_version; /* 0: 4 */
+	unsigned ihl;	     /* 0: 5 + opt_words */
+	unsigned opt_words;  /* IPv4 option words (NOPs, then EOL) */
+	unsigned frag;	     /* flags and offset */
+	int total_len_delta; /* added to the true total length */
+	unsigned proto;	     /* 0: TCP */
+	unsigned doff;	     /* 0: 5 + tcp_opt_words */
 	unsigned tcp_opt_words;
 	uint8_t flags;
 	uint32_t seq, ack;
 	size_t payload;
-	size_t pad;            /* Ethernet padding after the datagram */
+	size_t pad; /* Ethernet padding after the datagram */
 };
 
 /* An Ethernet/IPv4/TCP frame with correct checksums. Returns l3 offset. */
@@ -105,8 +119,7 @@ static size_t tcp_frame(struct w *w, const struct tcp_spec *s)
 	memset(w, 0, sizeof(*w));
 	eth_hdr(w, MAC_B, MAC_A, s->ntags, s->tpid, s->tci, WK_ETHERTYPE_IPV4);
 	l3 = w->n;
-	w8(w, (s->ip_version ? s->ip_version : 4) << 4 |
-	      (s->ihl ? s->ihl : 5 + s->opt_words));
+	w8(w, (s->ip_version ? s->ip_version : 4) << 4 | (s->ihl ? s->ihl : 5 + s->opt_words));
 	w8(w, 0);
 	w16(w, (unsigned)((int)total + s->total_len_delta));
 	w16(w, 0x1234);
@@ -117,9 +130,9 @@ static size_t tcp_frame(struct w *w, const struct tcp_spec *s)
 	w32(w, ntohl(ip4(IP_A)));
 	w32(w, ntohl(ip4(IP_B)));
 	for (i = 0; i + 1 < opt_bytes; i++)
-		w8(w, 1);          /* NOP */
+		w8(w, 1); /* NOP */
 	if (opt_bytes)
-		w8(w, 0);          /* EOL */
+		w8(w, 0); /* EOL */
 	wpoke16(w, l3 + 10, ref_csum(w->b + l3, 20 + opt_bytes, 0));
 	l4 = w->n;
 	w16(w, 40000);
@@ -136,16 +149,15 @@ static size_t tcp_frame(struct w *w, const struct tcp_spec *s)
 	for (i = 0; i < s->payload; i++)
 		w8(w, 'a' + i % 26);
 	seg = w->n - l4;
-	pseudo = (ntohl(ip4(IP_A)) >> 16) + (ntohl(ip4(IP_A)) & 0xffff) +
-		 (ntohl(ip4(IP_B)) >> 16) + (ntohl(ip4(IP_B)) & 0xffff) + 6 + (uint32_t)seg;
+	pseudo = (ntohl(ip4(IP_A)) >> 16) + (ntohl(ip4(IP_A)) & 0xffff) + (ntohl(ip4(IP_B)) >> 16) +
+		 (ntohl(ip4(IP_B)) & 0xffff) + 6 + (uint32_t)seg;
 	wpoke16(w, l4 + 16, ref_csum(w->b + l4, seg, pseudo));
-	w->n += s->pad;    /* zeroes */
+	w->n += s->pad; /* zeroes */
 	return l3;
 }
 
-static void arp_frame(struct w *w, unsigned ntags, const uint16_t *tpid,
-		      const uint16_t *tci, unsigned htype, unsigned ptype,
-		      unsigned hlen, unsigned plen, unsigned op)
+static void arp_frame(struct w *w, unsigned ntags, const uint16_t *tpid, const uint16_t *tci, unsigned htype,
+		      unsigned ptype, unsigned hlen, unsigned plen, unsigned op)
 {
 	memset(w, 0, sizeof(*w));
 	eth_hdr(w, BCAST, MAC_A, ntags, tpid, tci, WK_ETHERTYPE_ARP);
@@ -344,7 +356,7 @@ static void test_ip_options(void **state)
 	assert_int_equal(p.tcp.dport, 80);
 	assert_true(wk_pkt_is_syn(&p));
 
-	s.opt_words = 10;        /* IHL 15, the largest */
+	s.opt_words = 10; /* IHL 15, the largest */
 	l3 = tcp_frame(&w, &s);
 	assert_int_equal(parse_exact(w.b, w.n, &p), 0);
 	assert_int_equal(p.ip.hdr_len, 60);
@@ -369,13 +381,13 @@ static void test_ip_malformed(void **state)
 	assert_int_equal(parse_exact(w.b, w.n, &p), -EPROTONOSUPPORT);
 	s.ip_version = 0;
 
-	s.total_len_delta = 1;    /* claims a byte the frame lacks */
+	s.total_len_delta = 1; /* claims a byte the frame lacks */
 	tcp_frame(&w, &s);
 	assert_int_equal(parse_exact(w.b, w.n, &p), -EBADMSG);
-	s.total_len_delta = -1;   /* cuts the TCP header short */
+	s.total_len_delta = -1; /* cuts the TCP header short */
 	tcp_frame(&w, &s);
 	assert_int_equal(parse_exact(w.b, w.n, &p), -EBADMSG);
-	s.total_len_delta = -21;  /* shorter than its own header */
+	s.total_len_delta = -21; /* shorter than its own header */
 	tcp_frame(&w, &s);
 	assert_int_equal(parse_exact(w.b, w.n, &p), -EBADMSG);
 }
@@ -459,7 +471,7 @@ static void test_tcp_data_offset(void **state)
 	s.payload = 30;
 	tcp_frame(&w, &s);
 	assert_int_equal(parse_exact(w.b, w.n, &p), -EBADMSG);
-	s.payload = 40;           /* now it fits exactly */
+	s.payload = 40; /* now it fits exactly */
 	l3 = tcp_frame(&w, &s);
 	assert_int_equal(parse_exact(w.b, w.n, &p), 0);
 	assert_int_equal(p.tcp.hdr_len, 60);
@@ -478,7 +490,7 @@ static void test_pkt_kinds(void **state)
 	struct wk_pkt p;
 
 	memset(&w, 0, sizeof(w));
-	eth_hdr(&w, BCAST, MAC_A, 0, NULL, NULL, 0x0806 + 1);   /* an ethertype odrs ignores */
+	eth_hdr(&w, BCAST, MAC_A, 0, NULL, NULL, 0x0806 + 1); /* an ethertype odrs ignores */
 	w.n += 40;
 	assert_int_equal(parse_exact(w.b, w.n, &p), 0);
 	assert_int_equal(p.kind, WK_PKT_OTHER);
@@ -486,7 +498,7 @@ static void test_pkt_kinds(void **state)
 
 	memset(&w, 0, sizeof(w));
 	eth_hdr(&w, BCAST, MAC_A, 0, NULL, NULL, 0x86dd);
-	w.b[w.n] = 0x60;            /* IPv6 carrying UDP: classified, not TCP */
+	w.b[w.n] = 0x60; /* IPv6 carrying UDP: classified, not TCP */
 	w.b[w.n + 6] = 17;
 	w.n += 40;
 	assert_int_equal(parse_exact(w.b, w.n, &p), 0);
@@ -494,10 +506,10 @@ static void test_pkt_kinds(void **state)
 	assert_true(p.v6);
 	assert_int_equal(p.eth.type, 0x86dd);
 	assert_false(wk_pkt_is_syn(&p));
-	w.b[w.n - 40] = 0;          /* version 0 */
+	w.b[w.n - 40] = 0; /* version 0 */
 	assert_int_equal(parse_exact(w.b, w.n, &p), -EPROTONOSUPPORT);
 
-	tcp_frame(&w, &s);         /* UDP: IPv4, no TCP */
+	tcp_frame(&w, &s); /* UDP: IPv4, no TCP */
 	assert_int_equal(parse_exact(w.b, w.n, &p), 0);
 	assert_int_equal(p.kind, WK_PKT_IPV4);
 	assert_int_equal(p.ip.proto, 17);
@@ -534,9 +546,13 @@ static void check_truncations(const uint8_t *b, size_t n)
 static void test_truncations(void **state)
 {
 	static const uint16_t tpid[2] = { 0x88a8, 0x8100 }, tci[2] = { 200, 300 };
-	struct tcp_spec s = { .flags = WK_TCP_SYN, .opt_words = 2,
-			      .tcp_opt_words = 3, .payload = 7, .ntags = 2,
-			      .tpid = { 0x88a8, 0x8100 }, .tci = { 200, 300 } };
+	struct tcp_spec s = { .flags = WK_TCP_SYN,
+			      .opt_words = 2,
+			      .tcp_opt_words = 3,
+			      .payload = 7,
+			      .ntags = 2,
+			      .tpid = { 0x88a8, 0x8100 },
+			      .tci = { 200, 300 } };
 	struct w w;
 
 	tcp_frame(&w, &s);
@@ -562,17 +578,19 @@ static void test_inet_csum(void **state)
 
 	assert_int_equal(wk_inet_csum(v, sizeof(v), 0), (uint16_t)~0xddf2);
 	/* seed is a partial sum: summing in two parts gives the same. */
-	assert_int_equal(wk_inet_csum(v + 4, 4, 0x0001 + 0xf203),
-			 wk_inet_csum(v, sizeof(v), 0));
+	assert_int_equal(wk_inet_csum(v + 4, 4, 0x0001 + 0xf203), wk_inet_csum(v, sizeof(v), 0));
 	/* An odd last byte is the high half of a zero-padded word. */
-	assert_int_equal(wk_inet_csum(odd, 3, 0), (uint16_t)~(0x1234 + 0x5600));
+	assert_int_equal(wk_inet_csum(odd, 3, 0), (uint16_t) ~(0x1234 + 0x5600));
 	assert_int_equal(wk_inet_csum(NULL, 0, 0), 0xffff);
 }
 
 static void test_fix_checksums(void **state)
 {
-	struct tcp_spec s = { .flags = WK_TCP_ACK | WK_TCP_PSH, .opt_words = 1,
-			      .payload = 33, .ntags = 1, .tpid = { 0x8100 },
+	struct tcp_spec s = { .flags = WK_TCP_ACK | WK_TCP_PSH,
+			      .opt_words = 1,
+			      .payload = 33,
+			      .ntags = 1,
+			      .tpid = { 0x8100 },
 			      .tci = { 7 } };
 	struct w w;
 	struct wk_pkt p;
@@ -581,8 +599,8 @@ static void test_fix_checksums(void **state)
 	tcp_frame(&w, &s);
 	memcpy(orig, w.b, w.n);
 	assert_int_equal(parse_exact(w.b, w.n, &p), 0);
-	w.b[p.l3_off + 10] = 0xab;       /* IP checksum */
-	w.b[p.l4_off + 16] = 0x8c;       /* TCP checksum, as offload leaves it */
+	w.b[p.l3_off + 10] = 0xab; /* IP checksum */
+	w.b[p.l4_off + 16] = 0x8c; /* TCP checksum, as offload leaves it */
 	w.b[p.l4_off + 17] = 0x56;
 	assert_int_equal(wk_tcp_fix_checksums(w.b, w.n), 0);
 	assert_memory_equal(w.b, orig, w.n);
@@ -637,17 +655,15 @@ static void test_arp_reply_build(void **state)
 	unsigned ntags;
 
 	for (ntags = 0; ntags <= 2; ntags++) {
-		arp_frame(&w, ntags, tpid + (ntags == 1), tci + (ntags == 1),
-			  1, 0x0800, 6, 4, WK_ARP_REQUEST);
+		arp_frame(&w, ntags, tpid + (ntags == 1), tci + (ntags == 1), 1, 0x0800, 6, 4,
+			  WK_ARP_REQUEST);
 		assert_int_equal(wk_pkt_parse(w.b, w.n, &req), 0);
 		assert_int_equal(req.eth.ntags, ntags);
 		check_reply(&req.eth, &req.arp);
 	}
 	req.eth.ntags = 3;
-	assert_int_equal(wk_arp_reply_build(&req.eth, &req.arp, MAC_B, w.b,
-					    sizeof(w.b)), -EINVAL);
-	assert_int_equal(wk_arp_reply_build(NULL, &req.arp, MAC_B, w.b,
-					    sizeof(w.b)), -EINVAL);
+	assert_int_equal(wk_arp_reply_build(&req.eth, &req.arp, MAC_B, w.b, sizeof(w.b)), -EINVAL);
+	assert_int_equal(wk_arp_reply_build(NULL, &req.arp, MAC_B, w.b, sizeof(w.b)), -EINVAL);
 }
 
 static void test_garp_build(void **state)
@@ -742,24 +758,15 @@ static void test_mac_str(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_eth_untagged),
-		cmocka_unit_test(test_eth_tags),
-		cmocka_unit_test(test_eth_build),
-		cmocka_unit_test(test_arp_parse),
-		cmocka_unit_test(test_tcp_syn),
-		cmocka_unit_test(test_ip_options),
-		cmocka_unit_test(test_ip_malformed),
-		cmocka_unit_test(test_ip_padding),
-		cmocka_unit_test(test_fragments),
-		cmocka_unit_test(test_tcp_data_offset),
-		cmocka_unit_test(test_pkt_kinds),
-		cmocka_unit_test(test_truncations),
-		cmocka_unit_test(test_inet_csum),
-		cmocka_unit_test(test_fix_checksums),
-		cmocka_unit_test(test_arp_reply_build),
-		cmocka_unit_test(test_garp_build),
-		cmocka_unit_test(test_flows),
-		cmocka_unit_test(test_mac_str),
+		cmocka_unit_test(test_eth_untagged),	cmocka_unit_test(test_eth_tags),
+		cmocka_unit_test(test_eth_build),	cmocka_unit_test(test_arp_parse),
+		cmocka_unit_test(test_tcp_syn),		cmocka_unit_test(test_ip_options),
+		cmocka_unit_test(test_ip_malformed),	cmocka_unit_test(test_ip_padding),
+		cmocka_unit_test(test_fragments),	cmocka_unit_test(test_tcp_data_offset),
+		cmocka_unit_test(test_pkt_kinds),	cmocka_unit_test(test_truncations),
+		cmocka_unit_test(test_inet_csum),	cmocka_unit_test(test_fix_checksums),
+		cmocka_unit_test(test_arp_reply_build), cmocka_unit_test(test_garp_build),
+		cmocka_unit_test(test_flows),		cmocka_unit_test(test_mac_str),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,15 +19,14 @@
 static const uint8_t vm_mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x00, 0x10 };
 static const uint8_t cl_mac[6] = { 0x02, 0x00, 0x00, 0x03, 0x00, 0x01 };
 
-static void
-addr(const char *s, uint8_t *a)
+static void addr(const char *s, uint8_t *a)
 {
 	assert_int_equal(inet_pton(AF_INET6, s, a), 1);
 }
 
 /* Ethernet + IPv6 header with next, hop limit, payload_len; returns the payload offset. */
-static size_t
-ip6_frame(uint8_t *f, const char *src, const char *dst, uint8_t next, uint8_t hops, uint16_t plen)
+static size_t ip6_frame(uint8_t *f, const char *src, const char *dst, uint8_t next, uint8_t hops,
+			uint16_t plen)
 {
 	memset(f, 0, 14 + 40);
 	memset(f, 0xff, 6);
@@ -42,8 +41,7 @@ ip6_frame(uint8_t *f, const char *src, const char *dst, uint8_t next, uint8_t ho
 }
 
 /* A Neighbor Solicitation for target from src, with a source link-layer option. */
-static size_t
-ns_frame(uint8_t *f, const char *src, const char *target, uint8_t hops, bool sll)
+static size_t ns_frame(uint8_t *f, const char *src, const char *target, uint8_t hops, bool sll)
 {
 	size_t o = ip6_frame(f, src, "ff02::1:ff00:10", WK_IPPROTO_ICMPV6, hops, sll ? 32 : 24);
 
@@ -57,8 +55,7 @@ ns_frame(uint8_t *f, const char *src, const char *target, uint8_t hops, bool sll
 	return o + (sll ? 32 : 24);
 }
 
-static void
-test_ns_and_na(void **state)
+static void test_ns_and_na(void **state)
 {
 	uint8_t f[128], na[128], target[16];
 	struct wk_pkt p, a;
@@ -75,25 +72,24 @@ test_ns_and_na(void **state)
 
 	n = wk_na_build(&p.eth, &p.ip6, &p.ns, vm_mac, na, sizeof(na));
 	assert_int_equal(n, 14 + 40 + 32);
-	assert_memory_equal(na, cl_mac, 6);        /* to the solicitor */
-	assert_memory_equal(na + 6, vm_mac, 6);    /* from the VM's MAC */
+	assert_memory_equal(na, cl_mac, 6);	/* to the solicitor */
+	assert_memory_equal(na + 6, vm_mac, 6); /* from the VM's MAC */
 	assert_int_equal(wk_pkt_parse(na, (size_t)n, &a), 0);
 	assert_int_equal(a.kind, WK_PKT_IPV6);
 	assert_int_equal(a.ip6.hop_limit, 255);
 	assert_memory_equal(a.ip6.src, target, 16);
 	assert_memory_equal(a.ip6.dst, p.ip6.src, 16);
 	assert_int_equal(na[54], WK_ICMP6_NA);
-	assert_int_equal(na[58], 0x60);            /* solicited, override, not a router */
+	assert_int_equal(na[58], 0x60); /* solicited, override, not a router */
 	assert_memory_equal(na + 62, target, 16);
-	assert_int_equal(na[78], 2);               /* target link-layer address option */
+	assert_int_equal(na[78], 2); /* target link-layer address option */
 	assert_memory_equal(na + 80, vm_mac, 6);
 	/* A correct checksum sums to zero with the pseudo header. */
 	assert_int_equal(wk_inet_csum(na + 54, 32, wk_ipv6_pseudo_sum(&a.ip6, 32, WK_IPPROTO_ICMPV6)), 0);
 	assert_int_equal(wk_na_build(&p.eth, &p.ip6, &p.ns, vm_mac, na, 60), -ENOSPC);
 }
 
-static void
-test_ns_refused(void **state)
+static void test_ns_refused(void **state)
 {
 	uint8_t f[128];
 	struct wk_pkt p;
@@ -123,8 +119,7 @@ test_ns_refused(void **state)
 	assert_int_equal(wk_pkt_parse(f, len, &p), -EPROTONOSUPPORT);
 }
 
-static void
-test_syn6(void **state)
+static void test_syn6(void **state)
 {
 	uint8_t f[128];
 	struct wk_pkt p, q;
@@ -134,12 +129,12 @@ test_syn6(void **state)
 
 	memcpy(f, vm_mac, 6);
 	memset(f + o, 0, 20);
-	f[o] = 0x9c, f[o + 1] = 0x40;              /* sport 40000 */
+	f[o] = 0x9c, f[o + 1] = 0x40; /* sport 40000 */
 	f[o + 3] = 80;
 	memcpy(f + o + 4, (uint8_t[]){ 1, 2, 3, 4 }, 4);
 	f[o + 12] = 5 << 4;
 	f[o + 13] = WK_TCP_SYN;
-	f[o + 16] = 0xde, f[o + 17] = 0xad;        /* an unfinished checksum (offload) */
+	f[o + 16] = 0xde, f[o + 17] = 0xad; /* an unfinished checksum (offload) */
 	assert_int_equal(wk_pkt_parse(f, o + 20, &p), 0);
 	assert_int_equal(p.kind, WK_PKT_TCP);
 	assert_true(p.v6);
@@ -166,8 +161,7 @@ test_syn6(void **state)
 	assert_false(wk_flow_answered_by(&a, &q));
 }
 
-static void
-test_vmtable_ip6(void **state)
+static void test_vmtable_ip6(void **state)
 {
 	struct wk_vmtable *t = wk_vmtable_new(4);
 	uint8_t a[16], b[16];
@@ -203,12 +197,12 @@ test_vmtable_ip6(void **state)
 	wk_vmtable_free(t);
 }
 
-static void
-test_config_ip6(void **state)
+static void test_config_ip6(void **state)
 {
 	char path[] = "/tmp/test_ipv6_XXXXXX";
-	const char *text = "[vm a]\nip = 198.18.0.10\nip6 = fd00::10\n[vm b]\nip = 198.18.0.11\nip6 = fd00::10\n"
-			   "[vm c]\nip = 198.18.0.12\nip6 = ff02::1\n";
+	const char *text =
+		"[vm a]\nip = 198.18.0.10\nip6 = fd00::10\n[vm b]\nip = 198.18.0.11\nip6 = fd00::10\n"
+		"[vm c]\nip = 198.18.0.12\nip6 = ff02::1\n";
 	struct wk_config *cfg = NULL;
 	int fd = mkstemp(path);
 
@@ -229,14 +223,11 @@ test_config_ip6(void **state)
 	unlink(path);
 }
 
-int
-main(void)
+int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_ns_and_na),
-		cmocka_unit_test(test_ns_refused),
-		cmocka_unit_test(test_syn6),
-		cmocka_unit_test(test_vmtable_ip6),
+		cmocka_unit_test(test_ns_and_na),  cmocka_unit_test(test_ns_refused),
+		cmocka_unit_test(test_syn6),	   cmocka_unit_test(test_vmtable_ip6),
 		cmocka_unit_test(test_config_ip6),
 	};
 

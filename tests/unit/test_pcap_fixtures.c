@@ -18,7 +18,7 @@
 
 #include "wake/frame.h"
 
-#define FIXTURES "tests/fixtures/"
+#define FIXTURES   "tests/fixtures/"
 #define MAX_FRAMES 64
 
 static const uint8_t MAC_C[6] = { 0x02, 0x00, 0x00, 0x0f, 0x00, 0x01 };
@@ -214,7 +214,7 @@ static void check_handshake(const struct capture *c, uint16_t port)
 	assert_int_equal(syn->ip.ttl, 64);
 	assert_int_equal(syn->tcp.flags, WK_TCP_SYN);
 	assert_int_equal(syn->tcp.ack, 0);
-	assert_int_equal(syn->tcp.hdr_len, 40);  /* Linux: mss, sack, ts, wscale */
+	assert_int_equal(syn->tcp.hdr_len, 40); /* Linux: mss, sack, ts, wscale */
 	assert_int_equal(syn->tcp.window, 64240);
 	wk_flow_from_syn(syn, &f);
 	for (i = 0; i < c->n; i++)
@@ -295,14 +295,14 @@ static void test_tcp_offload(void **state)
 		if (tcp_csum_of(f, p) != 0 &&
 		    !csum_ok(sum16(f + p->l4_off, p->ip.total_len - p->ip.hdr_len,
 				   sum16(f + p->l3_off + 12, 8, 0) + 6 +
-				   (uint32_t)(p->ip.total_len - p->ip.hdr_len))))
+					   (uint32_t)(p->ip.total_len - p->ip.hdr_len))))
 			partial++;
 		assert_int_equal(wk_tcp_fix_checksums(f, c->len[i]), 0);
 		assert_checksums_valid(f, p);
 		/* The kernel always fills the IP checksum: it stays as it was. */
 		assert_memory_equal(f + p->l3_off, ip_before, p->ip.hdr_len);
 	}
-	assert_int_equal(partial, c->n);  /* the capture is what odrs meets */
+	assert_int_equal(partial, c->n); /* the capture is what odrs meets */
 	unload(c);
 }
 
@@ -325,7 +325,7 @@ static void test_fragments(void **state)
 		}
 		assert_int_equal(wk_tcp_fix_checksums(c->frame[i], c->len[i]), -EBADMSG);
 	}
-	assert_int_equal(first, 2);   /* echo request and reply */
+	assert_int_equal(first, 2); /* echo request and reply */
 	check_truncations(c);
 	unload(c);
 }
@@ -382,12 +382,9 @@ static void test_qinq(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_arp),
-		cmocka_unit_test(test_tcp),
-		cmocka_unit_test(test_tcp_offload),
-		cmocka_unit_test(test_fragments),
-		cmocka_unit_test(test_vlan),
-		cmocka_unit_test(test_qinq),
+		cmocka_unit_test(test_arp),	    cmocka_unit_test(test_tcp),
+		cmocka_unit_test(test_tcp_offload), cmocka_unit_test(test_fragments),
+		cmocka_unit_test(test_vlan),	    cmocka_unit_test(test_qinq),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,8 +9,7 @@
 
 #include <wake/policy.h>
 
-static uint32_t
-ip(const char *s)
+static uint32_t ip(const char *s)
 {
 	struct in_addr a;
 
@@ -18,16 +17,14 @@ ip(const char *s)
 	return a.s_addr;
 }
 
-static void
-test_trigger_names(void **state)
+static void test_trigger_names(void **state)
 {
 	assert_string_equal(wk_trigger_name(WK_TRIGGER_ARP), "arp");
 	assert_string_equal(wk_trigger_name(WK_TRIGGER_SYN), "syn");
 	assert_string_equal(wk_trigger_name(WK_TRIGGER_MANUAL), "manual");
 }
 
-static void
-test_wake_on(void **state)
+static void test_wake_on(void **state)
 {
 	struct wk_policy p = { .wake_on = WK_WAKE_ARP | WK_WAKE_SYN };
 	uint32_t client = ip("198.18.0.50");
@@ -47,12 +44,10 @@ test_wake_on(void **state)
 	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_MANUAL, 0, 0));
 }
 
-static void
-test_wake_ports(void **state)
+static void test_wake_ports(void **state)
 {
 	uint16_t ports[] = { 22, 443 };
-	struct wk_policy p = { .wake_on = WK_WAKE_ARP | WK_WAKE_SYN,
-	    .wake_ports = ports, .nwake_ports = 2 };
+	struct wk_policy p = { .wake_on = WK_WAKE_ARP | WK_WAKE_SYN, .wake_ports = ports, .nwake_ports = 2 };
 	uint32_t client = ip("198.18.0.50");
 
 	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_SYN, client, 22));
@@ -68,12 +63,12 @@ test_wake_ports(void **state)
 	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_SYN, client, 65535));
 }
 
-static void
-test_ignore_sources(void **state)
+static void test_ignore_sources(void **state)
 {
 	uint32_t ignored[] = { ip("198.18.0.1"), ip("198.18.0.2") };
 	struct wk_policy p = { .wake_on = WK_WAKE_ARP | WK_WAKE_SYN,
-	    .ignore_sources = ignored, .nignore_sources = 2 };
+			       .ignore_sources = ignored,
+			       .nignore_sources = 2 };
 
 	assert_true(wk_policy_ignores(&p, ip("198.18.0.1")));
 	assert_true(wk_policy_ignores(&p, ip("198.18.0.2")));
@@ -95,8 +90,7 @@ test_ignore_sources(void **state)
 
 #define PROBE(s) (s), sizeof(s) - 1
 
-static void
-test_idle_judge(void **state)
+static void test_idle_judge(void **state)
 {
 	char *protect[] = { "cron", "rsync" };
 	struct wk_policy p = { .load_threshold = 0.5, .protect = protect, .nprotect = 2 };
@@ -121,8 +115,7 @@ test_idle_judge(void **state)
 	assert_int_equal(wk_idle_judge(&p, PROBE("9.00 0 0 1/1 1\ncron\n"), &load, &hit), WK_BUSY_PROCESS);
 }
 
-static void
-test_idle_judge_bad_probe(void **state)
+static void test_idle_judge_bad_probe(void **state)
 {
 	struct wk_policy p = { .load_threshold = 0.5 };
 	double load;
@@ -139,8 +132,7 @@ test_idle_judge_bad_probe(void **state)
 	assert_string_equal(wk_idle_verdict_name(WK_BUSY_PROCESS), "process");
 }
 
-static void
-test_rate(void **state)
+static void test_rate(void **state)
 {
 	struct wk_rate r = { 0 };
 	int n = 0;
@@ -170,16 +162,12 @@ test_rate(void **state)
 	assert_false(wk_rate_take(&r, 1, 60, 7.0));
 }
 
-int
-main(void)
+int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_trigger_names),
-		cmocka_unit_test(test_wake_on),
-		cmocka_unit_test(test_wake_ports),
-		cmocka_unit_test(test_ignore_sources),
-		cmocka_unit_test(test_idle_judge),
-		cmocka_unit_test(test_idle_judge_bad_probe),
+		cmocka_unit_test(test_trigger_names), cmocka_unit_test(test_wake_on),
+		cmocka_unit_test(test_wake_ports),    cmocka_unit_test(test_ignore_sources),
+		cmocka_unit_test(test_idle_judge),    cmocka_unit_test(test_idle_judge_bad_probe),
 		cmocka_unit_test(test_rate),
 	};
 

@@ -17,8 +17,7 @@
 
 #include <wake/vmtable.h>
 
-static void
-mac_of(unsigned i, uint8_t mac[6])
+static void mac_of(unsigned i, uint8_t mac[6])
 {
 	mac[0] = 0x52;
 	mac[1] = 0x54;
@@ -28,14 +27,12 @@ mac_of(unsigned i, uint8_t mac[6])
 	mac[5] = (uint8_t)i;
 }
 
-static uint32_t
-ip_of(unsigned i)
+static uint32_t ip_of(unsigned i)
 {
-	return htonl(0xc6120000u + i);          /* 198.18.0.0/15 */
+	return htonl(0xc6120000u + i); /* 198.18.0.0/15 */
 }
 
-static void
-test_contract(void **state)
+static void test_contract(void **state)
 {
 	struct wk_vmtable *t = wk_vmtable_new(0);
 	int a, b, c;
@@ -98,8 +95,7 @@ test_contract(void **state)
 	wk_vmtable_free(NULL);
 }
 
-static double
-now(void)
+static double now(void)
 {
 	struct timespec ts;
 
@@ -107,11 +103,10 @@ now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void
-test_100k(void **state)
+static void test_100k(void **state)
 {
 	enum { N = 100000 };
-	struct wk_vmtable *t = wk_vmtable_new(16);    /* small hint: must grow */
+	struct wk_vmtable *t = wk_vmtable_new(16); /* small hint: must grow */
 	char *vms = malloc(N);
 	double start = now();
 	uint8_t mac[6];
@@ -157,11 +152,13 @@ test_100k(void **state)
 }
 
 /* Random adds, deletes and MAC changes over a small key space, against an array. */
-static void
-test_random_against_model(void **state)
+static void test_random_against_model(void **state)
 {
 	enum { KEYS = 300, MACS = 400, OPS = 200000 };
-	struct { void *vm; int mac; } model[KEYS];   /* mac -1: none */
+	struct {
+		void *vm;
+		int mac;
+	} model[KEYS]; /* mac -1: none */
 	void *mac_owner[MACS];
 	char vms[KEYS];
 	struct wk_vmtable *t = wk_vmtable_new(0);
@@ -236,8 +233,7 @@ test_random_against_model(void **state)
 	wk_vmtable_free(t);
 }
 
-int
-main(void)
+int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_contract),

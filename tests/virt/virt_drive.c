@@ -21,18 +21,17 @@
 #include "virt.h"
 
 struct drive {
-	struct virt     *virt;
-	struct virt_job  job;
-	const char      *close_when;      /* save-close: close once this file exists */
-	bool             done_called;
-	bool             on_loop_thread;  /* done() ran on the loop's thread */
-	bool             closed;
-	pthread_t        loop_thread;
-	uint64_t         progress_seen;   /* largest progress_total read by the loop */
+	struct virt *virt;
+	struct virt_job job;
+	const char *close_when; /* save-close: close once this file exists */
+	bool done_called;
+	bool on_loop_thread; /* done() ran on the loop's thread */
+	bool closed;
+	pthread_t loop_thread;
+	uint64_t progress_seen; /* largest progress_total read by the loop */
 };
 
-static void
-on_done(struct virt_job *job, void *ctx)
+static void on_done(struct virt_job *job, void *ctx)
 {
 	struct drive *d = ctx;
 
@@ -42,8 +41,7 @@ on_done(struct virt_job *job, void *ctx)
 }
 
 /* Progress is read on the loop while the job runs, as odrsd's progress stream does. */
-static void
-on_tick(struct ev_loop *loop, ev_timer *t, int revents)
+static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct drive *d = t->data;
 	uint64_t total = __atomic_load_n(&d->job.progress_total, __ATOMIC_RELAXED);
@@ -57,41 +55,39 @@ on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 	}
 }
 
-static const char *
-state_name(enum virt_state s)
+static const char *state_name(enum virt_state s)
 {
 	switch (s) {
-	case VIRT_RUNNING:    return "running";
-	case VIRT_HIBERNATED: return "hibernated";
-	case VIRT_STOPPED:    return "stopped";
-	case VIRT_MISSING:    return "missing";
+	case VIRT_RUNNING:
+		return "running";
+	case VIRT_HIBERNATED:
+		return "hibernated";
+	case VIRT_STOPPED:
+		return "stopped";
+	case VIRT_MISSING:
+		return "missing";
 	}
 	return "?";
 }
 
-static int
-print_result(const struct drive *d, const char *op)
+static int print_result(const struct drive *d, const char *op)
 {
 	const struct virt_job *job = &d->job;
 	char mac[18] = "", *line;
 	json_t *out;
 
 	if (job->has_mac)
-		snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x",
-			 job->mac[0], job->mac[1], job->mac[2], job->mac[3],
-			 job->mac[4], job->mac[5]);
+		snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", job->mac[0], job->mac[1],
+			 job->mac[2], job->mac[3], job->mac[4], job->mac[5]);
 	out = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:I, s:I,"
 			" s:I, s:I, s:I, s:b, s:b, s:b}",
-			"op", op, "name", job->name, "err", job->err,
-			"errno", job->err ? strerrorname_np(-job->err) : "",
-			"error", job->error, "state", state_name(job->state),
-			"tap", job->tap, "mac", mac,
-			"bytes", (json_int_t)job->bytes, "ms", (json_int_t)job->ms,
-			"progress_done", (json_int_t)job->progress_done,
-			"progress_total", (json_int_t)job->progress_total,
-			"progress_seen", (json_int_t)d->progress_seen,
-			"done_called", d->done_called,
-			"loop_thread", d->on_loop_thread, "closed", d->closed);
+			"op", op, "name", job->name, "err", job->err, "errno",
+			job->err ? strerrorname_np(-job->err) : "", "error", job->error, "state",
+			state_name(job->state), "tap", job->tap, "mac", mac, "bytes", (json_int_t)job->bytes,
+			"ms", (json_int_t)job->ms, "progress_done", (json_int_t)job->progress_done,
+			"progress_total", (json_int_t)job->progress_total, "progress_seen",
+			(json_int_t)d->progress_seen, "done_called", d->done_called, "loop_thread",
+			d->on_loop_thread, "closed", d->closed);
 	line = out ? json_dumps(out, JSON_COMPACT) : NULL;
 	json_decref(out);
 	if (!line) {
@@ -103,8 +99,7 @@ print_result(const struct drive *d, const char *op)
 	return 0;
 }
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
 	static char part[4096];
 	static struct drive d;
@@ -114,7 +109,7 @@ main(int argc, char **argv)
 
 	if (argc != 6 || strlen(argv[5]) >= sizeof(d.job.name)) {
 		fprintf(stderr, "usage: virt_drive URI SNAPDIR NODE"
-			" save|restore|inspect|save-close DOMAIN\n");
+				" save|restore|inspect|save-close DOMAIN\n");
 		return 2;
 	}
 	op = argv[4];
@@ -135,8 +130,7 @@ main(int argc, char **argv)
 	strcpy(d.job.name, argv[5]);
 	d.loop_thread = pthread_self();
 
-	r = virt_open(&d.virt, EV_DEFAULT, argv[1], argv[2], argv[3], 1, 1,
-		      on_done, &d);
+	r = virt_open(&d.virt, EV_DEFAULT, argv[1], argv[2], argv[3], 1, 1, on_done, &d);
 	if (r < 0) {
 		fprintf(stderr, "virt_drive: virt_open: %s\n", strerror(-r));
 		return 2;

@@ -14,10 +14,10 @@
 
 struct conn {
 	const char *path;
-	FILE       *in;
-	int         fd;
-	char       *line;
-	size_t      cap;
+	FILE *in;
+	int fd;
+	char *line;
+	size_t cap;
 };
 
 /* The whole of buf, or -1 with errno; MSG_NOSIGNAL: a closed peer is an error, not SIGPIPE. */
@@ -157,7 +157,8 @@ json_t *ctl_call(struct ctl *ctl, json_t *req, progress_fn progress, void *arg, 
 	if (ans && !json_is_true(json_object_get(ans, "ok"))) {
 		err = json_object_get(ans, "error");
 		fprintf(stderr, "odrsctl: %s\n",
-			json_is_string(err) ? json_string_value(err) : "the daemon refused, giving no reason");
+			json_is_string(err) ? json_string_value(err)
+					    : "the daemon refused, giving no reason");
 		json_decref(ans);
 		ans = NULL;
 		*rc = EXIT_FAILED;

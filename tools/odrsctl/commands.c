@@ -76,7 +76,8 @@ int cmd_status(struct ctl *c, int argc, char **argv)
 		putchar('\n');
 	}
 	/* Keys a newer daemon adds, in its order; then the counters. */
-	json_object_foreach(st, key, v) {
+	json_object_foreach(st, key, v)
+	{
 		for (i = 0; i < sizeof(first) / sizeof(first[0]); i++)
 			if (strcmp(key, first[i]) == 0)
 				break;
@@ -86,7 +87,8 @@ int cmd_status(struct ctl *c, int argc, char **argv)
 		print_scalar(stdout, v);
 		putchar('\n');
 	}
-	json_object_foreach(json_object_get(st, "counters"), key, v) {
+	json_object_foreach(json_object_get(st, "counters"), key, v)
+	{
 		printf("%s: ", key);
 		print_scalar(stdout, v);
 		putchar('\n');
@@ -169,8 +171,8 @@ int cmd_list(struct ctl *c, int argc, char **argv)
 	}
 	for (r = 0; r < nrows; r++)
 		for (k = 0; k < LIST_COLS; k++)
-			printf("%-*s%s", k + 1 < LIST_COLS ? (int)width[k] + 1 : 0,
-			       cells[r * LIST_COLS + k], k + 1 < LIST_COLS ? "" : "\n");
+			printf("%-*s%s", k + 1 < LIST_COLS ? (int)width[k] + 1 : 0, cells[r * LIST_COLS + k],
+			       k + 1 < LIST_COLS ? "" : "\n");
 out:
 	for (r = 0; r < nrows * LIST_COLS; r++)
 		free(cells[r]);
@@ -183,7 +185,7 @@ out:
 struct progress_line {
 	const char *doing;
 	const char *vm;
-	int         len;    /* of the line on screen; 0: none */
+	int len; /* of the line on screen; 0: none */
 };
 
 static void show_progress(const json_t *p, void *arg)
@@ -195,11 +197,11 @@ static void show_progress(const json_t *p, void *arg)
 	if (!json_is_number(done))
 		return;
 	if (json_is_number(total) && json_number_value(total) > 0)
-		n = printf("\r%s %s: %.1f/%.1f MB", pl->doing, pl->vm,
-			   json_number_value(done) / 1e6, json_number_value(total) / 1e6);
+		n = printf("\r%s %s: %.1f/%.1f MB", pl->doing, pl->vm, json_number_value(done) / 1e6,
+			   json_number_value(total) / 1e6);
 	else
 		n = printf("\r%s %s: %.1f MB", pl->doing, pl->vm, json_number_value(done) / 1e6);
-	n--;    /* the \r takes no room */
+	n--; /* the \r takes no room */
 	if (n < pl->len)
 		printf("%*s", pl->len - n, "");
 	if (n > pl->len)

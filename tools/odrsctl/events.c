@@ -26,29 +26,29 @@
 
 #include "odrsctl.h"
 
-#define FOLLOW_POLL_NS    (200 * 1000 * 1000)
-#define FOLLOW_DEFAULT_N  10
+#define FOLLOW_POLL_NS	 (200 * 1000 * 1000)
+#define FOLLOW_DEFAULT_N 10
 
 struct events {
-	const char *vm;          /* --vm: only events with this vm */
-	const char *event;       /* --event: only this event */
-	bool        json;        /* print lines as they are */
-	bool        warn;        /* report lines that are not JSON */
+	const char *vm;	   /* --vm: only events with this vm */
+	const char *event; /* --event: only this event */
+	bool json;	   /* print lines as they are */
+	bool warn;	   /* report lines that are not JSON */
 	/* The last matching lines, while reading the backlog with -n N. */
-	char      **ring;
-	size_t      nring, ring_next, ring_count;
-	bool        backlog;
+	char **ring;
+	size_t nring, ring_next, ring_count;
+	bool backlog;
 };
 
 struct reader {
-	const char   *path;
-	int           fd;
-	dev_t         dev;
-	ino_t         ino;
-	off_t         off;       /* bytes read from fd */
-	char         *buf;       /* bytes read but not yet a complete line */
-	size_t        len, cap;
-	unsigned long lineno;    /* of the last complete line */
+	const char *path;
+	int fd;
+	dev_t dev;
+	ino_t ino;
+	off_t off; /* bytes read from fd */
+	char *buf; /* bytes read but not yet a complete line */
+	size_t len, cap;
+	unsigned long lineno; /* of the last complete line */
 };
 
 /* Fields of the events INTERFACE.md lists, in its order; the rest follow in the line's order. */
@@ -56,21 +56,21 @@ static const struct {
 	const char *event;
 	const char *fields[4];
 } event_fields[] = {
-	{ "arp_reply",        { "ip", "requester" } },
-	{ "ndp_reply",        { "ip", "requester" } },
-	{ "syn_held",         { "client", "port" } },
-	{ "wake_start",       { "trigger", "client", "target_node" } },
-	{ "wake_done",        { "ms", "restore_ms", "trigger", "target_node" } },
-	{ "syn_replayed",     { "count", "ms" } },
-	{ "wake_failed",      { "error" } },
-	{ "wake_limited",     { "trigger", "limit", "client" } },
-	{ "hibernate_start",  { "reason" } },
-	{ "hibernate_done",   { "bytes", "ms" } },
+	{ "arp_reply", { "ip", "requester" } },
+	{ "ndp_reply", { "ip", "requester" } },
+	{ "syn_held", { "client", "port" } },
+	{ "wake_start", { "trigger", "client", "target_node" } },
+	{ "wake_done", { "ms", "restore_ms", "trigger", "target_node" } },
+	{ "syn_replayed", { "count", "ms" } },
+	{ "wake_failed", { "error" } },
+	{ "wake_limited", { "trigger", "limit", "client" } },
+	{ "hibernate_start", { "reason" } },
+	{ "hibernate_done", { "bytes", "ms" } },
 	{ "hibernate_failed", { "error" } },
-	{ "idle_skip",        { "reason" } },
-	{ "accept_acquired",  { "term" } },
-	{ "accept_released",  { "term" } },
-	{ "retrain",          { "count", "ms" } },
+	{ "idle_skip", { "reason" } },
+	{ "accept_acquired", { "term" } },
+	{ "accept_released", { "term" } },
+	{ "retrain", { "count", "ms" } },
 };
 
 /* A value after `key=`: plain words as they are, anything else as JSON, so a line splits on spaces. */
@@ -122,7 +122,8 @@ static void format_event(FILE *f, json_t *o)
 			print_value(f, v);
 		}
 	}
-	json_object_foreach(o, key, v) {
+	json_object_foreach(o, key, v)
+	{
 		if (!strcmp(key, "ts") || !strcmp(key, "vm") || !strcmp(key, "event"))
 			continue;
 		for (k = 0; known && k < 4 && known[k]; k++)
@@ -142,7 +143,8 @@ static bool matches(const struct events *e, json_t *o)
 
 	if (e->vm && (!json_is_string(v = json_object_get(o, "vm")) || strcmp(json_string_value(v), e->vm)))
 		return false;
-	if (e->event && (!json_is_string(v = json_object_get(o, "event")) || strcmp(json_string_value(v), e->event)))
+	if (e->event &&
+	    (!json_is_string(v = json_object_get(o, "event")) || strcmp(json_string_value(v), e->event)))
 		return false;
 	return true;
 }
@@ -367,8 +369,7 @@ static int follow(struct reader *r, struct events *e, const char *path)
 		if (fflush(stdout) == EOF)
 			return fail("stdout", -errno);
 		pause_poll();
-		if ((err = reader_drain(r, e)) < 0 ||
-		    (err = check_truncated(r, e)) < 0 ||
+		if ((err = reader_drain(r, e)) < 0 || (err = check_truncated(r, e)) < 0 ||
 		    (err = check_renamed(r, e, path)) < 0)
 			return fail(r->path, err);
 	}
@@ -378,9 +379,9 @@ int cmd_events(struct ctl *c, int argc, char **argv)
 {
 	enum { OPT_VM = 256, OPT_EVENT, OPT_JSON };
 	static const struct option longopts[] = {
-		{ "vm",    required_argument, NULL, OPT_VM },
+		{ "vm", required_argument, NULL, OPT_VM },
 		{ "event", required_argument, NULL, OPT_EVENT },
-		{ "json",  no_argument,       NULL, OPT_JSON },
+		{ "json", no_argument, NULL, OPT_JSON },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct events e = { 0 };
@@ -400,7 +401,8 @@ int cmd_events(struct ctl *c, int argc, char **argv)
 		case 'n':
 			errno = 0;
 			n = strtol(optarg, &end, 10);
-			if (errno || end == optarg || *end || n < 0 || (unsigned long)n > SIZE_MAX / sizeof(char *)) {
+			if (errno || end == optarg || *end || n < 0 ||
+			    (unsigned long)n > SIZE_MAX / sizeof(char *)) {
 				usage_error("events: -n wants a number of lines, not '%s'", optarg);
 				return EXIT_USAGE;
 			}
@@ -446,8 +448,7 @@ int cmd_events(struct ctl *c, int argc, char **argv)
 		rc = follow(&r, &e, path);
 	} else {
 		e.warn = true;
-		if ((err = reader_open(&r, path)) < 0 ||
-		    (err = reader_drain(&r, &e)) < 0 ||
+		if ((err = reader_open(&r, path)) < 0 || (err = reader_drain(&r, &e)) < 0 ||
 		    (err = reader_finish(&r, &e)) < 0)
 			rc = fail(path, err);
 		else

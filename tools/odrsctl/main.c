@@ -129,15 +129,9 @@ static const struct verb {
 	const char *name;
 	int (*run)(struct ctl *c, int argc, char **argv);
 } verbs[] = {
-	{ "status",    cmd_status },
-	{ "list",      cmd_list },
-	{ "hibernate", cmd_hibernate },
-	{ "wake",      cmd_wake },
-	{ "pin",       cmd_pin },
-	{ "unpin",     cmd_unpin },
-	{ "events",    cmd_events },
-	{ "accept",    cmd_accept },
-	{ "reload",    cmd_reload },
+	{ "status", cmd_status }, { "list", cmd_list },	    { "hibernate", cmd_hibernate },
+	{ "wake", cmd_wake },	  { "pin", cmd_pin },	    { "unpin", cmd_unpin },
+	{ "events", cmd_events }, { "accept", cmd_accept }, { "reload", cmd_reload },
 };
 
 int main(int argc, char **argv)

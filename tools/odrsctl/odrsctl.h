@@ -8,23 +8,23 @@
 
 /* Exit codes, as INTERFACE.md promises them to scripts. */
 enum {
-	EXIT_DONE        = 0,
-	EXIT_FAILED      = 1,   /* the daemon answered ok:false, or the operation could not be done */
-	EXIT_USAGE       = 2,   /* bad command line or configuration */
-	EXIT_UNREACHABLE = 3,   /* no daemon, or the connection dropped before the final answer */
+	EXIT_DONE = 0,
+	EXIT_FAILED = 1,      /* the daemon answered ok:false, or the operation could not be done */
+	EXIT_USAGE = 2,	      /* bad command line or configuration */
+	EXIT_UNREACHABLE = 3, /* no daemon, or the connection dropped before the final answer */
 };
 
-#define DEFAULT_CONFIG    "/etc/odrs/odrs.conf"
-#define DEFAULT_SOCKET    "/run/odrs/odrsd.sock"
+#define DEFAULT_CONFIG	  "/etc/odrs/odrs.conf"
+#define DEFAULT_SOCKET	  "/run/odrs/odrsd.sock"
 #define DEFAULT_EVENT_LOG "/var/log/odrs/events.jsonl"
 
 /* What the global options and the configuration say; resolved on demand. */
 struct ctl {
-	const char *socket_opt;     /* -s */
-	const char *config_opt;     /* -c */
-	bool        config_loaded;
-	char       *control_socket; /* from the configuration, or NULL */
-	char       *event_log;      /* from the configuration, or NULL */
+	const char *socket_opt; /* -s */
+	const char *config_opt; /* -c */
+	bool config_loaded;
+	char *control_socket; /* from the configuration, or NULL */
+	char *event_log;      /* from the configuration, or NULL */
 };
 
 /*
