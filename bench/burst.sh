@@ -50,8 +50,8 @@
 #   burst.png   per N, VMs running against time since the trigger, one curve
 #               per configuration
 #
-# Knobs: TRIGGER (ctl), NS ("8 16 32"), CONCS ("1 2 4 N"), SPACINGS ("10 20", ms),
-# SPACE_AT ("best"), ROUNDS (1), BATCH (8 guests booted at once),
+# Knobs: TRIGGER (http), NS ("8 16 32"), CONCS ("1 2 4 N"), SPACINGS ("10 20", ms),
+# SPACE_AT ("best N"), ROUNDS (1), BATCH (8 guests booted at once),
 # HIB_CONC (4, hibernate_concurrency), SETTLE (1 s), RESULTS, LAB_PREFIX.
 # Run with more than ~4 guests only under the machine-wide lock:
 #   flock /tmp/odrs-bench.lock bench/burst.sh
@@ -64,11 +64,11 @@
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$BENCH_DIR/lib.sh"
 
-TRIGGER=${TRIGGER:-ctl}
+TRIGGER=${TRIGGER:-http}
 NS=${NS:-8 16 32}
 CONCS=${CONCS:-1 2 4 N}
 SPACINGS=${SPACINGS:-10 20}
-SPACE_AT=${SPACE_AT:-best}
+SPACE_AT=${SPACE_AT:-best N}
 ROUNDS=${ROUNDS:-1}
 BATCH=${BATCH:-8}
 HIB_CONC=${HIB_CONC:-4}
