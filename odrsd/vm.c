@@ -10,18 +10,12 @@
 
 #include "vm.h"
 
-#define MOVE(state, fx)                     \
-	{                                   \
-		VM_MOVE, state, fx, 0, NULL \
-	}
-#define MOVE_WHY(state, fx, e, why)        \
-	{                                  \
-		VM_MOVE, state, fx, e, why \
-	}
-#define REFUSE(e, why)                           \
-	{                                        \
-		VM_REFUSE, VM_UNKNOWN, 0, e, why \
-	}
+/* One line each: clang-format would spread every initializer over four. */
+/* clang-format off */
+#define MOVE(state, fx)                { .verdict = VM_MOVE, .to = state, .effects = fx }
+#define MOVE_WHY(state, fx, e, reason) { .verdict = VM_MOVE, .to = state, .effects = fx, .err = e, .why = reason }
+#define REFUSE(e, reason)              { .verdict = VM_REFUSE, .err = e, .why = reason }
+/* clang-format on */
 
 /* Inspected here: a job result or the registry decides what it is. */
 #define INSPECT MOVE(VM_UNKNOWN, VM_FX_INSPECT)
