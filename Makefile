@@ -71,6 +71,10 @@ $(B)/asan/%.o: %.c
 $(B)/tests/%: tests/unit/%.c $(LIBWAKE_SRC:%.c=$(B)/asan/%.o)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $^ $(PKG_LIBS) -lcmocka
+# The VM lifecycle alone: odrsd/vm.c with fake effects and observers, no libev or libvirt calls.
+$(B)/tests/test_vm: tests/unit/test_vm.c $(B)/asan/odrsd/vm.o $(LIBWAKE_SRC:%.c=$(B)/asan/%.o)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $^ $(PKG_LIBS) -lcmocka
 # Fuzzers: clang's libFuzzer over the same sources.
 $(B)/fuzz/%: tests/fuzz/%.c $(LIBWAKE_SRC)
 	@mkdir -p $(@D)

@@ -41,24 +41,28 @@ static void on_frame(u_char *user, const struct pcap_pkthdr *h, const u_char *fr
 		return;
 	switch (p.kind) {
 	case WK_PKT_ARP:
-		if (p.arp.op == WK_ARP_REQUEST && (vm = wk_vmtable_by_ip(d->table, p.arp.tpa)))
-			wake_on_arp_request(d, vm, &p);
+		vm = p.arp.op == WK_ARP_REQUEST ? wk_vmtable_by_ip(d->table, p.arp.tpa) : NULL;
 		break;
 	case WK_PKT_NS:
-		if ((vm = wk_vmtable_by_ip6(d->table, p.ns.target)))
-			wake_on_ns(d, vm, &p);
+		vm = wk_vmtable_by_ip6(d->table, p.ns.target);
 		break;
 	case WK_PKT_TCP:
-		if (wk_pkt_is_syn(&p) && (vm = p.v6 ? wk_vmtable_by_ip6(d->table, p.ip6.dst)
-						    : wk_vmtable_by_ip(d->table, p.ip.dst)))
-			wake_on_syn(d, vm, &p, frame, h->caplen);
-		else if (wk_pkt_is_synack(&p) && (vm = p.v6 ? wk_vmtable_by_ip6(d->table, p.ip6.src)
-							    : wk_vmtable_by_ip(d->table, p.ip.src)))
-			wake_on_synack(d, vm, &p);
+		/* A SYN is for its destination, a SYN-ACK from its source. */
+		if (wk_pkt_is_syn(&p))
+			vm = p.v6 ? wk_vmtable_by_ip6(d->table, p.ip6.dst)
+				  : wk_vmtable_by_ip(d->table, p.ip.dst);
+		else if (wk_pkt_is_synack(&p))
+			vm = p.v6 ? wk_vmtable_by_ip6(d->table, p.ip6.src)
+				  : wk_vmtable_by_ip(d->table, p.ip.src);
+		else
+			vm = NULL;
 		break;
 	default:
+		vm = NULL;
 		break;
 	}
+	if (vm)
+		vm_on_frame(d, vm, &p, frame, h->caplen);
 }
 
 /* Any TCP of a running VM, either way, is activity (a half-open connection too). */

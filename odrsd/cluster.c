@@ -80,11 +80,6 @@ bool cluster_store_ok(const struct odrsd *d)
 	return !d->cluster || (d->cluster->ok && d->cluster->watching);
 }
 
-bool vm_is_local(const struct odrsd *d, const struct vm *vm)
-{
-	return !d->cluster || !strcmp(vm->node, d->cfg->node);
-}
-
 const char *cluster_accept_holder(const struct odrsd *d, int64_t *term)
 {
 	*term = d->cluster ? d->cluster->term_no : 0;
@@ -472,42 +467,22 @@ static void claim_done(void *ctx, int err, bool succeeded, int64_t rev)
 	struct vm_req *q = ctx;
 	struct odrsd *d = q->c->d;
 	struct vm *vm = vm_by_name(d, q->vm);
-	json_t *f;
 
 	note(q->c, err, "wake claim");
 	if (!vm)
 		goto out;
-	vm->claiming = false;
 	if (err) {
 		d->n.claims_refused++;
-		log_err("%s: wake not claimed: etcd: %s", vm->name, strerror(-err));
-		control_vm_done(d, vm, err, "wake not claimed: the cluster store did not answer");
-		goto out;
-	}
-	if (!succeeded) {
+		vm_on_claim(d, vm, VM_CLAIM_REFUSED, NULL, err);
+	} else if (!succeeded) {
 		/* Someone else saw it too; the watch tells who won. */
 		d->n.claims_lost++;
 		log_info("%s: another node claimed the wake first", vm->name);
-		goto out;
+		vm_on_claim(d, vm, VM_CLAIM_LOST, NULL, 0);
+	} else {
+		d->n.claims++;
+		vm_on_claim(d, vm, VM_CLAIM_WON, q->target, 0);
 	}
-	d->n.claims++;
-	f = json_pack("{s:s, s:s}", "trigger", wk_trigger_name(vm->trigger), "target_node", q->target);
-	if (vm->client[0])
-		json_object_set_new(f, "client", json_string(vm->client));
-	evlog_emit("wake_start", vm->name, f);
-	log_info("%s: wake claimed for %s", vm->name, q->target);
-	if (strcmp(q->target, d->cfg->node)) {
-		/* SYNs held while the claim was on its way went without it. */
-		if (vm->held)
-			cluster_pass_syns(d, vm);
-		if (vm->state == VM_HIBERNATED) { /* else the watch was quicker */
-			vm->state = VM_WAKING;
-			snprintf(vm->node, sizeof(vm->node), "%s", q->target);
-		}
-	} else if (vm->state == VM_HIBERNATED) {
-		wake_restore(d, vm);
-	}
-	capture_filter_changed(d);
 out:
 	free(q);
 }
@@ -527,8 +502,6 @@ int cluster_claim(struct odrsd *d, struct vm *vm, char *err, size_t errlen)
 	json_t *o;
 	int r;
 
-	if (vm->claiming)
-		return 0;
 	if (!cluster_store_ok(d) || !to) {
 		d->n.claims_refused++;
 		if (err)
@@ -563,68 +536,33 @@ int cluster_claim(struct odrsd *d, struct vm *vm, char *err, size_t errlen)
 			snprintf(err, errlen, "%s: wake claim not sent", vm->name);
 		return r;
 	}
-	vm->claiming = true;
 	return 0;
 }
 
-/* The registry's word on a VM this node does not run: follow it. */
-void cluster_adopt(struct odrsd *d, struct vm *vm)
+bool cluster_adopt(struct odrsd *d, struct vm *vm)
 {
-	json_t *o = vm->reg;
-	enum vm_state state = state_from_name(json_string_value(json_object_get(o, "state"))),
-		      old = vm->state;
-	const char *node = json_string_value(json_object_get(o, "node")), *mac;
-	json_t *v;
+	json_t *o = vm->reg, *v;
+	struct vm_proposal p = {
+		.state = state_from_name(json_string_value(json_object_get(o, "state"))),
+		.node = json_string_value(json_object_get(o, "node")),
+		.bytes = (uint64_t)json_integer_value(json_object_get(o, "bytes")),
+		.last_wake_ms = (v = json_object_get(o, "last_wake_ms")) && json_is_integer(v)
+					? json_integer_value(v)
+					: -1,
+		.error = json_string_value(json_object_get(o, "error")),
+		.trigger = wk_trigger_from_name(json_string_value(json_object_get(o, "trigger"))),
+		.client = json_string_value(json_object_get(o, "client")),
+		.at = (double)json_integer_value(json_object_get(o, "at")) / 1000.,
+	};
+	const char *mac;
 
-	if (!o || state == VM_UNKNOWN || !node)
-		return;
+	if (!o)
+		return false;
 	/* The node that ran it read its MAC from the domain; this one may never have seen it. */
 	if (!vm->has_mac && (mac = json_string_value(json_object_get(o, "mac"))) &&
 	    wk_parse_mac(mac, vm->mac) == 0 && wk_vmtable_set_mac(d->table, vm->ip, vm->mac) == 0)
 		vm->has_mac = true;
-	if (!strcmp(node, d->cfg->node)) {
-		/* Claimed for this node: restore it here. Anything else here we said ourselves. */
-		if (state == VM_WAKING && vm->state != VM_WAKING && !vm->job_busy) {
-			vm->trigger = wk_trigger_from_name(json_string_value(json_object_get(o, "trigger")));
-			snprintf(vm->client, sizeof(vm->client), "%s",
-				 json_string_value(json_object_get(o, "client")) ?: "");
-			vm->trigger_at = (double)json_integer_value(json_object_get(o, "at")) / 1000.;
-			wake_restore(d, vm);
-			capture_filter_changed(d);
-		}
-		return;
-	}
-	if (vm_is_local(d, vm) && vm->state == VM_RUNNING) {
-		log_err("%s: runs here, but the registry says %s on %s; keeping it here", vm->name,
-			vm_state_name(state), node[0] ? node : "no node");
-		cluster_publish(d, vm);
-		return;
-	}
-	vm->state = state;
-	snprintf(vm->node, sizeof(vm->node), "%s", node);
-	vm->mem_bytes = 0;
-	vm->snapshot_bytes = (uint64_t)json_integer_value(json_object_get(o, "bytes"));
-	if ((v = json_object_get(o, "last_wake_ms")) && json_is_integer(v))
-		vm->last_wake_ms = json_integer_value(v);
-	if (state == VM_ERROR)
-		snprintf(vm->error, sizeof(vm->error), "%s",
-			 json_string_value(json_object_get(o, "error")) ?: "error on another node");
-	if (state == VM_RUNNING && old != VM_RUNNING) {
-		/* Replayed there; the copies held here are done. */
-		wake_release_syns(d, vm);
-		control_vm_done(d, vm, 0, NULL);
-	}
-	if (state == VM_HIBERNATED && old != VM_HIBERNATED) {
-		if (d->accept)
-			retrain_vm(d, vm);
-		if (old == VM_WAKING)
-			control_vm_done(d, vm, -EIO, "the wake failed on the node that took it");
-		if (vm->wake_wanted)
-			wake_start(d, vm, vm->trigger, vm->client, NULL, 0);
-	}
-	if (state == VM_ERROR && old != VM_ERROR)
-		control_vm_done(d, vm, -EIO, vm->error);
-	capture_filter_changed(d);
+	return vm_on_registry(d, vm, &p);
 }
 
 static void vm_apply(struct cluster *c, const char *name, bool deleted, const struct etcd_kv *kv)
@@ -636,9 +574,7 @@ static void vm_apply(struct cluster *c, const char *name, bool deleted, const st
 	json_decref(vm->reg);
 	vm->reg = deleted ? NULL : json_loads(kv->value, 0, NULL);
 	vm->rev = deleted ? 0 : kv->mod_revision;
-	/* A job of ours on it (an inspect, save or restore) says what it is when it ends. */
-	if (!vm->job_busy)
-		cluster_adopt(c->d, vm);
+	cluster_adopt(c->d, vm);
 }
 
 /* SYNs held by the accept node for a wake on this node: keep them for the replay. */

@@ -21,8 +21,6 @@ bool cluster_on(const struct odrsd *d);
 bool cluster_store_ok(const struct odrsd *d);
 /* The accept-role holder as this node knows it ("" when none), and its term. */
 const char *cluster_accept_holder(const struct odrsd *d, int64_t *term);
-/* Whether this node runs, saves or restores vm (always, without a cluster). */
-bool vm_is_local(const struct odrsd *d, const struct vm *vm);
 
 /* Claim the wake of a hibernated VM in etcd for the least-loaded node. 0 or -errno, why in err. */
 int cluster_claim(struct odrsd *d, struct vm *vm, char *err, size_t errlen);
@@ -30,8 +28,8 @@ int cluster_claim(struct odrsd *d, struct vm *vm, char *err, size_t errlen);
 void cluster_publish(struct odrsd *d, struct vm *vm);
 /* The accept node passes vm's held SYNs to the node that restores it. */
 void cluster_pass_syns(struct odrsd *d, struct vm *vm);
-/* After a local inspect found vm not running here: take the registry's word. */
-void cluster_adopt(struct odrsd *d, struct vm *vm);
+/* Propose the registry's last word on vm to vm_on_registry(); false when it has none. */
+bool cluster_adopt(struct odrsd *d, struct vm *vm);
 /* Hand the accept role to node; 0 once etcd took it, else -errno (why in err). */
 int cluster_accept_move(struct odrsd *d, const char *node, char *err, size_t errlen);
 

@@ -166,8 +166,8 @@ static void cmd_vm_op(struct waiter *c, const struct wk_ctl_request *req, bool w
 
 	if (!vm)
 		return;
-	r = wake ? wake_start(c->d, vm, WK_TRIGGER_MANUAL, NULL, err, sizeof(err))
-		 : hibernate_start(c->d, vm, "manual", err, sizeof(err));
+	r = wake ? vm_request_wake(c->d, vm, WK_TRIGGER_MANUAL, NULL, err, sizeof(err))
+		 : vm_request_hibernate(c->d, vm, "manual", err, sizeof(err));
 	if (r < 0)
 		reply_error(c, "%s", err);
 	else if (vm->state == (wake ? VM_RUNNING : VM_HIBERNATED))

@@ -69,7 +69,7 @@ static void idle_hibernate(struct odrsd *d, struct vm *vm)
 		idle_skip(vm, "dry_run", NULL);
 		return;
 	}
-	if (hibernate_start(d, vm, "idle", err, sizeof(err)) < 0)
+	if (vm_request_hibernate(d, vm, "idle", err, sizeof(err)) < 0)
 		log_warn("%s: idle, but %s", vm->name, err);
 }
 

@@ -222,6 +222,7 @@ static int start(struct odrsd *d)
 	}
 	/* Without a cluster this node always accepts; with one, etcd says when. */
 	d->accept = d->cfg->backend != WK_BACKEND_ETCD;
+	wake_init(d);
 	if (!(d->table = wk_vmtable_new(d->cfg->nvms)) || vms_build(d) < 0) {
 		log_err("out of memory");
 		return -ENOMEM;

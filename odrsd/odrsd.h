@@ -20,8 +20,8 @@ enum vm_state {
 	VM_HIBERNATED,
 	VM_WAKING,
 	VM_ERROR,
+	VM_STATE_COUNT,
 };
-const char *vm_state_name(enum vm_state s);
 
 /* A client's SYN, kept byte for byte until the VM can take it. */
 struct held_syn {
@@ -125,6 +125,7 @@ struct retrain {
 };
 
 struct cluster;
+struct vm_life;
 
 struct odrsd {
 	struct ev_loop *loop;
@@ -158,6 +159,7 @@ struct odrsd {
 	struct cluster *cluster;       /* NULL without a cluster backend */
 	struct waiter *accept_waiters; /* control clients waiting for an accept-role move */
 	struct retrain retrain;
+	struct vm_life *life; /* vm.c: its effects and observers (wake.c fills them in) */
 };
 
 /* capture.c */
@@ -167,27 +169,16 @@ void capture_filter_changed(struct odrsd *d);
 void capture_activity_flush(struct odrsd *d);
 void capture_interface_changed(struct odrsd *d);
 
-/* wake.c: what odrsd does for each VM. */
-void wake_on_arp_request(struct odrsd *d, struct vm *vm, const struct wk_pkt *p);
-void wake_on_ns(struct odrsd *d, struct vm *vm, const struct wk_pkt *p);
-void wake_on_syn(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, const uint8_t *frame, size_t len);
-void wake_on_synack(struct odrsd *d, struct vm *vm, const struct wk_pkt *p);
-/* Start a wake or a hibernation; 0, or -errno with a reason in err. */
-int wake_start(struct odrsd *d, struct vm *vm, enum wk_trigger t, const char *client, char *err,
-	       size_t errlen);
-/* Restore vm on this node now (the wake is decided: no cluster, or claimed for this node). */
-void wake_restore(struct odrsd *d, struct vm *vm);
+/* wake.c: the daemon's side of each VM (vm.c decides its lifecycle). */
+/* Fill in the lifecycle's effects and observers; before the first vm_new(). */
+void wake_init(struct odrsd *d);
+/* The wake capture's frame for vm: a neighbour request (ARP or NS), a SYN to it, its SYN-ACK. */
+void vm_on_frame(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, const uint8_t *frame, size_t len);
 /* Keep a client's SYN for vm (a copy); false when dropped or already held. */
 bool wake_hold_syn(struct odrsd *d, struct vm *vm, const uint8_t *frame, size_t len);
-/* Forget vm's held SYNs (another node replays them). */
-void wake_release_syns(struct odrsd *d, struct vm *vm);
-int hibernate_start(struct odrsd *d, struct vm *vm, const char *reason, char *err, size_t errlen);
 void wake_job_done(struct virt_job *job, void *ctx);
-bool vm_is_asleep(const struct vm *vm);
 struct vm *vm_new(struct odrsd *d, const struct wk_vmconf *c);
-void vm_free(struct odrsd *d, struct vm *vm);
 struct vm *vm_by_name(struct odrsd *d, const char *name);
-void vm_inspect(struct odrsd *d, struct vm *vm);
 void vm_announce(struct odrsd *d, const struct vm *vm);
 
 /* idle.c */
@@ -212,5 +203,7 @@ int state_save(struct odrsd *d, const struct vm *vm);
 
 /* main.c */
 int odrsd_reload(struct odrsd *d, char *err, size_t errlen);
+
+#include "vm.h"
 
 #endif

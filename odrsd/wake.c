@@ -1,6 +1,9 @@
 /*
- * What odrsd does for each VM: answer ARP while it sleeps, hold its SYNs,
- * restore it, replay the SYNs into its tap, and hibernate it on request.
+ * What odrsd does for each VM: answer ARP and NDP while it sleeps, hold its
+ * SYNs, restore it, replay the SYNs into its tap, and hibernate it on
+ * request. What the VM is, and when it changes, vm.c decides: here are its
+ * inputs from the wake capture, the effects it asks of the loop (struct
+ * vm_ops) and the observers it tells of every transition.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -15,23 +18,10 @@
 #define REPLAY_CHECK 0.15 /* seconds between a replay and the SYN-ACK check */
 #define REPLAY_TRIES 4
 
-const char *vm_state_name(enum vm_state s)
+/* An IPv4 or IPv6 address, as text; buf holds INET6_ADDRSTRLEN. */
+static const char *addr_str(bool v6, const void *addr, char *buf)
 {
-	static const char *const name[] = {
-		[VM_UNKNOWN] = "unknown",	[VM_RUNNING] = "running", [VM_HIBERNATING] = "hibernating",
-		[VM_HIBERNATED] = "hibernated", [VM_WAKING] = "waking",	  [VM_ERROR] = "error",
-	};
-	return name[s];
-}
-
-bool vm_is_asleep(const struct vm *vm)
-{
-	return vm->state == VM_HIBERNATING || vm->state == VM_HIBERNATED || vm->state == VM_WAKING;
-}
-
-static const char *ip_str(uint32_t ip, char *buf)
-{
-	return inet_ntop(AF_INET, &ip, buf, INET_ADDRSTRLEN);
+	return inet_ntop(v6 ? AF_INET6 : AF_INET, addr, buf, INET6_ADDRSTRLEN);
 }
 
 static void held_release(struct odrsd *d, struct vm *vm)
@@ -47,7 +37,7 @@ static void held_release(struct odrsd *d, struct vm *vm)
 	ev_timer_stop(d->loop, &vm->replay_timer);
 }
 
-void wake_release_syns(struct odrsd *d, struct vm *vm)
+static void wake_release_syns(struct odrsd *d, struct vm *vm)
 {
 	if (!vm->held)
 		return;
@@ -67,28 +57,68 @@ void vm_announce(struct odrsd *d, const struct vm *vm)
 		log_warn("%s: announcing its MAC failed", vm->name);
 }
 
-void wake_on_arp_request(struct odrsd *d, struct vm *vm, const struct wk_pkt *p)
+/*
+ * The one place a frame's sender meets the VM's wake policy. IPv6 sources
+ * are never in ignore_sources (IPv4 only): 0 stands for "not listed".
+ */
+static bool policy_may_wake(const struct vm *vm, enum wk_trigger t, const struct wk_pkt *p, uint16_t port)
 {
-	uint8_t frame[WK_FRAME_MAX];
-	char who[INET_ADDRSTRLEN], ip[INET_ADDRSTRLEN];
-	int len, r;
+	uint32_t src = p->kind == WK_PKT_ARP ? p->arp.spa : p->v6 ? 0 : p->ip.src;
 
-	/* Running VMs answer for themselves; announcements are not questions. */
-	if (!d->accept || !vm_is_asleep(vm) || !vm->has_mac || p->arp.spa == p->arp.tpa ||
-	    !memcmp(p->arp.sha, vm->mac, WK_ETH_ALEN))
+	return wk_policy_may_wake(&vm->conf->policy, t, src, port);
+}
+
+/* Who asks for a sleeping VM's address, ARP or IPv6 Neighbor Solicitation alike. */
+struct neighbour_request {
+	bool v6;
+	const void *requester; /* its address, 4 or 16 bytes */
+	const void *target;    /* the VM's address */
+	bool announcement;     /* not a question: gratuitous, or the VM's own */
+	bool probe;	       /* an IPv4 address probe (sender 0.0.0.0): answered, wakes nobody */
+};
+
+static struct neighbour_request neighbour_request(const struct vm *vm, const struct wk_pkt *p)
+{
+	if (p->kind == WK_PKT_NS)
+		return (struct neighbour_request){
+			.v6 = true,
+			.requester = p->ip6.src,
+			.target = vm->ip6,
+			.announcement = !memcmp(p->eth.src, vm->mac, WK_ETH_ALEN),
+		};
+	return (struct neighbour_request){
+		.requester = &p->arp.spa,
+		.target = &vm->ip,
+		.announcement = p->arp.spa == p->arp.tpa || !memcmp(p->arp.sha, vm->mac, WK_ETH_ALEN),
+		.probe = !p->arp.spa,
+	};
+}
+
+/* Answer for a sleeping VM with its MAC, and wake it. Running VMs answer for themselves. */
+static void wake_on_neighbour(struct odrsd *d, struct vm *vm, const struct wk_pkt *p)
+{
+	struct neighbour_request q = neighbour_request(vm, p);
+	uint8_t frame[WK_FRAME_MAX];
+	char who[INET6_ADDRSTRLEN], ip[INET6_ADDRSTRLEN];
+	int len;
+
+	if (!d->accept || !vm_is_asleep(vm) || !vm->has_mac || q.announcement)
 		return;
-	len = wk_arp_reply_build(&p->eth, &p->arp, vm->mac, frame, sizeof(frame));
-	if (len < 0 || (r = inject_frame(d, d->ifindex, frame, (size_t)len)) < 0) {
-		log_warn("%s: ARP reply not sent", vm->name);
+	/* An NA's -EINVAL: duplicate address detection (from ::), which only the owner answers. */
+	len = q.v6 ? wk_na_build(&p->eth, &p->ip6, &p->ns, vm->mac, frame, sizeof(frame))
+		   : wk_arp_reply_build(&p->eth, &p->arp, vm->mac, frame, sizeof(frame));
+	if (len < 0 && q.v6)
+		return;
+	if (len < 0 || inject_frame(d, d->ifindex, frame, (size_t)len) < 0) {
+		log_warn("%s: %s not sent", vm->name, q.v6 ? "neighbor advertisement" : "ARP reply");
 		return;
 	}
 	d->n.arp_replies++;
-	ip_str(p->arp.spa, who);
-	evlog_emit("arp_reply", vm->name,
-		   json_pack("{s:s, s:s}", "ip", ip_str(vm->ip, ip), "requester", who));
-	/* An address probe (sender 0.0.0.0) asks whether the IP is taken: yes, but wake nobody. */
-	if (p->arp.spa && wk_policy_may_wake(&vm->conf->policy, WK_TRIGGER_ARP, p->arp.spa, 0))
-		wake_start(d, vm, WK_TRIGGER_ARP, who, NULL, 0);
+	addr_str(q.v6, q.requester, who);
+	evlog_emit(q.v6 ? "ndp_reply" : "arp_reply", vm->name,
+		   json_pack("{s:s, s:s}", "ip", addr_str(q.v6, q.target, ip), "requester", who));
+	if (!q.probe && policy_may_wake(vm, WK_TRIGGER_ARP, p, 0))
+		vm_request_wake(d, vm, WK_TRIGGER_ARP, who, NULL, 0);
 }
 
 bool wake_hold_syn(struct odrsd *d, struct vm *vm, const uint8_t *frame, size_t len)
@@ -118,49 +148,20 @@ bool wake_hold_syn(struct odrsd *d, struct vm *vm, const uint8_t *frame, size_t 
 	return true;
 }
 
-/* The neighbour side of IPv6: a Neighbor Solicitation is answered as an ARP request is. */
-void wake_on_ns(struct odrsd *d, struct vm *vm, const struct wk_pkt *p)
+static void wake_on_syn(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, const uint8_t *frame,
+			size_t len)
 {
-	uint8_t frame[WK_FRAME_MAX];
-	char who[INET6_ADDRSTRLEN], ip[INET6_ADDRSTRLEN];
-	int len;
-
-	if (!d->accept || !vm_is_asleep(vm) || !vm->has_mac || !memcmp(p->eth.src, vm->mac, WK_ETH_ALEN))
-		return;
-	/* -EINVAL: duplicate address detection (from ::), which only the owner answers. */
-	if ((len = wk_na_build(&p->eth, &p->ip6, &p->ns, vm->mac, frame, sizeof(frame))) < 0)
-		return;
-	if (inject_frame(d, d->ifindex, frame, (size_t)len) < 0) {
-		log_warn("%s: neighbor advertisement not sent", vm->name);
-		return;
-	}
-	d->n.arp_replies++;
-	inet_ntop(AF_INET6, p->ip6.src, who, sizeof(who));
-	evlog_emit("ndp_reply", vm->name,
-		   json_pack("{s:s, s:s}", "ip", inet_ntop(AF_INET6, vm->ip6, ip, sizeof(ip)), "requester",
-			     who));
-	/* IPv6 sources are never in ignore_sources (IPv4 only): 0 stands for "not listed". */
-	if (wk_policy_may_wake(&vm->conf->policy, WK_TRIGGER_ARP, 0, 0))
-		wake_start(d, vm, WK_TRIGGER_ARP, who, NULL, 0);
-}
-
-void wake_on_syn(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, const uint8_t *frame, size_t len)
-{
-	const struct wk_policy *pol = &vm->conf->policy;
 	char client[64], ip[INET6_ADDRSTRLEN];
 
 	vm->last_activity = ev_now(d->loop);
-	if (!d->accept || !vm_is_asleep(vm) ||
-	    !wk_policy_may_wake(pol, WK_TRIGGER_SYN, p->v6 ? 0 : p->ip.src, p->tcp.dport))
+	if (!d->accept || !vm_is_asleep(vm) || !policy_may_wake(vm, WK_TRIGGER_SYN, p, p->tcp.dport))
 		return;
-	if (p->v6)
-		snprintf(client, sizeof(client), "[%s]:%u", inet_ntop(AF_INET6, p->ip6.src, ip, sizeof(ip)),
-			 p->tcp.sport);
-	else
-		snprintf(client, sizeof(client), "%s:%u", ip_str(p->ip.src, ip), p->tcp.sport);
-	wake_start(d, vm, WK_TRIGGER_SYN, client, NULL, 0);
+	addr_str(p->v6, p->v6 ? (const void *)p->ip6.src : &p->ip.src, ip);
+	snprintf(client, sizeof(client), p->v6 ? "[%s]:%u" : "%s:%u", ip, p->tcp.sport);
+	vm_request_wake(d, vm, WK_TRIGGER_SYN, client, NULL, 0);
 	/* Held only for a wake on its way: a refused one (a rate limit) keeps nothing. */
-	if (!pol->replay_syn || !(vm->state == VM_WAKING || vm->state == VM_HIBERNATING || vm->claiming) ||
+	if (!vm->conf->policy.replay_syn ||
+	    !(vm->state == VM_WAKING || vm->state == VM_HIBERNATING || vm->claiming) ||
 	    !wake_hold_syn(d, vm, frame, len))
 		return;
 	evlog_emit("syn_held", vm->name, json_pack("{s:s, s:i}", "client", client, "port", p->tcp.dport));
@@ -169,7 +170,7 @@ void wake_on_syn(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, const u
 		cluster_pass_syns(d, vm);
 }
 
-void wake_on_synack(struct odrsd *d, struct vm *vm, const struct wk_pkt *p)
+static void wake_on_synack(struct odrsd *d, struct vm *vm, const struct wk_pkt *p)
 {
 	bool all = true;
 
@@ -183,6 +184,16 @@ void wake_on_synack(struct odrsd *d, struct vm *vm, const struct wk_pkt *p)
 		held_release(d, vm);
 		capture_filter_changed(d);
 	}
+}
+
+void vm_on_frame(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, const uint8_t *frame, size_t len)
+{
+	if (p->kind == WK_PKT_ARP || p->kind == WK_PKT_NS)
+		wake_on_neighbour(d, vm, p);
+	else if (p->kind == WK_PKT_TCP && wk_pkt_is_syn(p))
+		wake_on_syn(d, vm, p, frame, len);
+	else if (p->kind == WK_PKT_TCP && wk_pkt_is_synack(p))
+		wake_on_synack(d, vm, p);
 }
 
 /* Inject the unanswered held SYNs into the VM's own tap, never the uplink. */
@@ -230,16 +241,10 @@ static void on_replay_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void on_wake_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct vm *vm = w->data;
-	struct odrsd *d = ev_userdata(loop);
-	char msg[128];
-
-	snprintf(msg, sizeof(msg), "restore still running after %.0f s", d->cfg->wake_timeout_ms / 1000.);
-	log_err("%s: %s", vm->name, msg);
-	evlog_emit("wake_failed", vm->name, json_pack("{s:s}", "error", msg));
-	held_release(d, vm);
-	control_vm_done(d, vm, -ETIMEDOUT, msg);
+	vm_on_wake_timeout(ev_userdata(loop), w->data);
 }
+
+/* ---- the lifecycle's effects (struct vm_ops) ------------------------------------ */
 
 static void job_submit(struct odrsd *d, struct vm *vm, enum virt_op op)
 {
@@ -250,15 +255,8 @@ static void job_submit(struct odrsd *d, struct vm *vm, enum virt_op op)
 		vm->job.shrink = vm->conf->policy.shrink;
 	vm->job.timeout_ms = (unsigned)d->cfg->probe_timeout_ms;
 	snprintf(vm->job.name, sizeof(vm->job.name), "%s", vm->name);
-	vm->job_busy = true;
 	vm->job_started = ev_time();
 	virt_submit(d->virt, &vm->job);
-}
-
-static void set_err(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
-{
-	if (err)
-		snprintf(err, errlen, fmt, a, b);
 }
 
 /*
@@ -301,95 +299,6 @@ static bool wake_allowed(struct odrsd *d, struct vm *vm, enum wk_trigger t)
 	return false;
 }
 
-int wake_start(struct odrsd *d, struct vm *vm, enum wk_trigger t, const char *client, char *err,
-	       size_t errlen)
-{
-	if (vm->state == VM_RUNNING || vm->state == VM_WAKING)
-		return 0;
-	if (vm->state == VM_UNKNOWN || vm->state == VM_ERROR) {
-		set_err(err, errlen, "%s is %s", vm->name,
-			vm->state == VM_ERROR ? vm->error : "still being inspected");
-		return vm->state == VM_ERROR ? -EIO : -EAGAIN;
-	}
-	if (!vm->wake_wanted) {
-		vm->trigger = t;
-		vm->trigger_at = ev_time();
-		snprintf(vm->client, sizeof(vm->client), "%s", client ? client : "");
-	}
-	if (vm->state == VM_HIBERNATING) {
-		/* The save finishes first; its completion starts this wake. */
-		vm->wake_wanted = true;
-		return 0;
-	}
-	if (vm->claiming)
-		return 0;
-	if (!wake_allowed(d, vm, t)) {
-		set_err(err, errlen, "%s: %s", vm->name, "wake refused by a rate limit");
-		return -EAGAIN;
-	}
-	vm->wake_limited = false;
-	vm->wake_wanted = false;
-	if (cluster_on(d))
-		return cluster_claim(d, vm, err, errlen);
-	wake_restore(d, vm);
-	return 0;
-}
-
-void wake_restore(struct odrsd *d, struct vm *vm)
-{
-	json_t *f;
-
-	vm->state = VM_WAKING;
-	snprintf(vm->node, sizeof(vm->node), "%s", d->cfg->node);
-	vm->replay_tries = 0;
-	/* In a cluster the claim said it, on the node that saw the trigger. */
-	if (!cluster_on(d)) {
-		f = json_pack("{s:s}", "trigger", wk_trigger_name(vm->trigger));
-		if (vm->client[0])
-			json_object_set_new(f, "client", json_string(vm->client));
-		json_object_set_new(f, "target_node", json_string(d->cfg->node));
-		evlog_emit("wake_start", vm->name, f);
-	}
-	job_submit(d, vm, VIRT_RESTORE);
-	ev_timer_set(&vm->wake_timer, d->cfg->wake_timeout_ms / 1000., 0.);
-	ev_timer_start(d->loop, &vm->wake_timer);
-}
-
-int hibernate_start(struct odrsd *d, struct vm *vm, const char *reason, char *err, size_t errlen)
-{
-	if (vm->state == VM_HIBERNATED || vm->state == VM_HIBERNATING)
-		return 0;
-	if (vm->state != VM_RUNNING || vm->job_busy) {
-		set_err(err, errlen, "%s is %s", vm->name,
-			vm->state == VM_ERROR ? vm->error : vm_state_name(vm->state));
-		return -EBUSY;
-	}
-	if (!vm_is_local(d, vm)) {
-		set_err(err, errlen, "%s runs on %s: hibernate it there", vm->name, vm->node);
-		return -EREMOTE;
-	}
-	/* Asleep with nobody told, it would never wake. */
-	if (!cluster_store_ok(d)) {
-		set_err(err, errlen, "%s stays up: %s", vm->name, "the cluster store is unreachable");
-		return -EAGAIN;
-	}
-	vm->state = VM_HIBERNATING;
-	vm->wake_wanted = false;
-	vm->hibernate_reason = reason;
-	evlog_emit("hibernate_start", vm->name, json_pack("{s:s}", "reason", reason));
-	cluster_publish(d, vm);
-	job_submit(d, vm, VIRT_SAVE);
-	/* From now on the VM cannot answer: ARP is ours and SYNs are held. */
-	capture_filter_changed(d);
-	return 0;
-}
-
-void vm_inspect(struct odrsd *d, struct vm *vm)
-{
-	vm->state = VM_UNKNOWN;
-	job_submit(d, vm, VIRT_INSPECT);
-}
-
 static void learn_mac(struct odrsd *d, struct vm *vm, const struct virt_job *job)
 {
 	if (vm->has_mac || !job->has_mac)
@@ -402,34 +311,25 @@ static void learn_mac(struct odrsd *d, struct vm *vm, const struct virt_job *job
 	vm->has_mac = true;
 }
 
-/* It sleeps now: the switches must send its frames to the accept node. */
-static void vm_slept(struct odrsd *d, struct vm *vm)
+static double clock_now(const struct odrsd *d)
 {
-	vm->node[0] = 0;
-	vm->mem_bytes = 0;
-	if (!cluster_on(d))
-		vm_announce(d, vm);
-	else if (d->accept)
-		retrain_vm(d, vm);
+	return ev_time();
 }
 
-static void vm_runs_here(struct odrsd *d, struct vm *vm, const struct virt_job *job)
+static void wake_timer(struct odrsd *d, struct vm *vm, bool on)
 {
-	vm->state = VM_RUNNING;
-	snprintf(vm->node, sizeof(vm->node), "%s", d->cfg->node);
-	snprintf(vm->tap, sizeof(vm->tap), "%s", job->tap);
-	vm->mem_bytes = job->mem_bytes;
-	vm->last_activity = ev_now(d->loop);
+	ev_timer_stop(d->loop, &vm->wake_timer);
+	if (!on)
+		return;
+	ev_timer_set(&vm->wake_timer, d->cfg->wake_timeout_ms / 1000., 0.);
+	ev_timer_start(d->loop, &vm->wake_timer);
 }
 
 #define RECHECK_DELAY 2.0 /* seconds between inspects while libvirtd is unreachable */
 
 static void on_recheck(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct vm *vm = w->data;
-
-	if (!vm->job_busy)
-		vm_inspect(ev_userdata(loop), vm);
+	vm_inspect(ev_userdata(loop), w->data);
 }
 
 static void recheck_later(struct odrsd *d, struct vm *vm)
@@ -439,133 +339,193 @@ static void recheck_later(struct odrsd *d, struct vm *vm)
 	ev_timer_start(d->loop, &vm->recheck);
 }
 
-static void inspect_done(struct odrsd *d, struct vm *vm, const struct virt_job *job)
+/* It runs again (restored, or its save failed): the held SYNs into its tap until answered. */
+static void replay_syns(struct odrsd *d, struct vm *vm)
 {
-	learn_mac(d, vm, job);
-	if (job->err == -ENOTCONN)
-		recheck_later(d, vm);
-	if (job->err) {
-		vm->state = VM_ERROR;
-		snprintf(vm->error, sizeof(vm->error), "%s", job->error);
-		log_err("%s: %s", vm->name, job->error);
-		return;
-	}
-	/* In a cluster, a VM not running here is wherever the registry says. */
-	if (cluster_on(d) && job->state != VIRT_RUNNING && vm->rev) {
-		cluster_adopt(d, vm);
-		return;
-	}
-	switch (job->state) {
-	case VIRT_RUNNING:
-		vm_runs_here(d, vm, job);
-		break;
-	case VIRT_HIBERNATED:
-		vm->state = VM_HIBERNATED;
-		vm->snapshot_bytes = job->bytes;
-		vm_slept(d, vm);
-		break;
-	case VIRT_STOPPED:
-	case VIRT_MISSING:
-		vm->state = VM_ERROR;
-		snprintf(vm->error, sizeof(vm->error), "%s",
-			 job->state == VIRT_STOPPED ? "domain is shut off and has no snapshot"
-						    : "no such domain and no snapshot");
-		log_err("%s: %s", vm->name, vm->error);
-		break;
-	}
-	log_info("%s: %s", vm->name, vm_state_name(vm->state));
-	if (vm->state != VM_ERROR)
+	unsigned sent = replay_held(d, vm);
+
+	d->n.syns_replayed += sent;
+	evlog_emit("syn_replayed", vm->name,
+		   json_pack("{s:i, s:I}", "count", sent, "ms",
+			     (json_int_t)((ev_time() - vm->trigger_at) * 1000)));
+	ev_timer_set(&vm->replay_timer, REPLAY_CHECK, 0.);
+	ev_timer_start(d->loop, &vm->replay_timer);
+}
+
+static void pass_syns(struct odrsd *d, struct vm *vm)
+{
+	cluster_pass_syns(d, vm);
+}
+
+static bool store_ok(const struct odrsd *d)
+{
+	return cluster_store_ok(d);
+}
+
+static bool adopt(struct odrsd *d, struct vm *vm)
+{
+	return cluster_adopt(d, vm);
+}
+
+static void vm_destroy(struct odrsd *d, struct vm *vm)
+{
+	held_release(d, vm);
+	ev_timer_stop(d->loop, &vm->wake_timer);
+	ev_timer_stop(d->loop, &vm->recheck);
+	free(vm);
+}
+
+static const struct vm_ops daemon_ops = {
+	.submit = job_submit,
+	.claim = cluster_claim,
+	.adopt = adopt,
+	.store_ok = store_ok,
+	.may_wake = wake_allowed,
+	.now = clock_now,
+	.wake_timer = wake_timer,
+	.recheck = recheck_later,
+	.replay = replay_syns,
+	.release = held_release,
+	.pass_syns = pass_syns,
+	.destroy = vm_destroy,
+};
+
+/* ---- the observers of every transition ------------------------------------------- */
+
+/* From HIBERNATING on, the VM cannot answer: ARP is ours and SYNs are held; and back. */
+static void observe_capture(struct odrsd *d, struct vm *vm, const struct vm_change *c)
+{
+	capture_filter_changed(d);
+}
+
+static void observe_registry(struct odrsd *d, struct vm *vm, const struct vm_change *c)
+{
+	if (c->effects & VM_FX_PUBLISH)
 		cluster_publish(d, vm);
 }
 
-static void save_done(struct odrsd *d, struct vm *vm, const struct virt_job *job)
+static void observe_waiters(struct odrsd *d, struct vm *vm, const struct vm_change *c)
 {
-	learn_mac(d, vm, job);
-	if (job->err) {
-		vm->state = job->state == VIRT_RUNNING ? VM_RUNNING : VM_ERROR;
-		snprintf(vm->error, sizeof(vm->error), "%s", job->error);
+	if (c->effects & VM_FX_DONE)
+		control_vm_done(d, vm, 0, NULL);
+	else if (c->effects & VM_FX_FAIL)
+		control_vm_done(d, vm, c->err, c->why);
+}
+
+/* It sleeps now: the switches must send its frames to the accept node. */
+static void observe_neighbours(struct odrsd *d, struct vm *vm, const struct vm_change *c)
+{
+	if (c->to != VM_HIBERNATED || c->from == VM_HIBERNATED)
+		return;
+	if (!cluster_on(d))
+		vm_announce(d, vm);
+	else if (d->accept)
+		retrain_vm(d, vm);
+}
+
+/* What survives a restart: its last wake time. */
+static void observe_persist(struct odrsd *d, struct vm *vm, const struct vm_change *c)
+{
+	if (c->in->ev == VM_EV_RESTORE_OK)
+		state_save(d, vm);
+}
+
+static void emit_wake_start(struct odrsd *d, struct vm *vm, const char *target)
+{
+	json_t *f = json_pack("{s:s, s:s}", "trigger", wk_trigger_name(vm->trigger), "target_node", target);
+
+	if (vm->client[0])
+		json_object_set_new(f, "client", json_string(vm->client));
+	evlog_emit("wake_start", vm->name, f);
+	if (cluster_on(d))
+		log_info("%s: wake claimed for %s", vm->name, target);
+}
+
+/* The log, the event log and the counters. */
+static void observe_events(struct odrsd *d, struct vm *vm, const struct vm_change *c)
+{
+	const struct virt_job *job = c->in->job;
+	const struct vm_proposal *p = c->in->reg;
+
+	switch (c->in->ev) {
+	case VM_EV_FOUND_RUNNING:
+	case VM_EV_FOUND_HIBERNATED:
+	case VM_EV_FOUND_STOPPED:
+	case VM_EV_FOUND_MISSING:
+	case VM_EV_INSPECT_FAILED:
+	case VM_EV_LIBVIRT_GONE:
+		if (c->to == VM_ERROR)
+			log_err("%s: %s", vm->name, vm->error);
+		else
+			log_info("%s: %s", vm->name, vm_state_name(c->to));
+		break;
+	case VM_EV_HIBERNATE:
+		evlog_emit("hibernate_start", vm->name, json_pack("{s:s}", "reason", vm->hibernate_reason));
+		break;
+	case VM_EV_SAVE_OK:
+		d->n.saves++;
+		log_info("%s: hibernated, %llu bytes in %llu ms", vm->name, (unsigned long long)job->bytes,
+			 (unsigned long long)job->ms);
+		evlog_emit("hibernate_done", vm->name,
+			   json_pack("{s:I, s:I, s:s, s:I, s:I}", "bytes", (json_int_t)job->bytes, "ms",
+				     (json_int_t)job->ms, "reason", vm->hibernate_reason, "shrunk_bytes",
+				     (json_int_t)job->shrunk_bytes, "shrink_ms", (json_int_t)job->shrink_ms));
+		break;
+	case VM_EV_SAVE_FAILED_UP:
+	case VM_EV_SAVE_FAILED:
 		d->n.save_failures++;
 		log_err("%s: hibernation failed, %s: %s", vm->name,
-			vm->state == VM_RUNNING ? "still running" : "state unknown", job->error);
+			c->to == VM_RUNNING ? "still running" : "state unknown", job->error);
 		evlog_emit("hibernate_failed", vm->name, json_pack("{s:s}", "error", job->error));
-		control_vm_done(d, vm, job->err, job->error);
-		/* It never stopped: let it have what arrived meanwhile. */
-		cluster_publish(d, vm);
-		if (vm->state == VM_RUNNING && vm->held) {
-			snprintf(vm->tap, sizeof(vm->tap), "%s", job->tap);
-			replay_held(d, vm);
-			ev_timer_set(&vm->replay_timer, REPLAY_CHECK, 0.);
-			ev_timer_start(d->loop, &vm->replay_timer);
-		}
-		vm->wake_wanted = false;
-		capture_filter_changed(d);
-		return;
-	}
-	vm->state = VM_HIBERNATED;
-	vm->snapshot_bytes = job->bytes;
-	d->n.saves++;
-	log_info("%s: hibernated, %llu bytes in %llu ms", vm->name, (unsigned long long)job->bytes,
-		 (unsigned long long)job->ms);
-	evlog_emit("hibernate_done", vm->name,
-		   json_pack("{s:I, s:I, s:s, s:I, s:I}", "bytes", (json_int_t)job->bytes, "ms",
-			     (json_int_t)job->ms, "reason", vm->hibernate_reason, "shrunk_bytes",
-			     (json_int_t)job->shrunk_bytes, "shrink_ms", (json_int_t)job->shrink_ms));
-	vm_slept(d, vm);
-	cluster_publish(d, vm);
-	control_vm_done(d, vm, 0, NULL);
-	if (vm->wake_wanted)
-		wake_start(d, vm, vm->trigger, vm->client, NULL, 0);
-}
-
-static void restore_done(struct odrsd *d, struct vm *vm, const struct virt_job *job)
-{
-	ev_tstamp now = ev_time();
-	unsigned sent;
-
-	ev_timer_stop(d->loop, &vm->wake_timer);
-	learn_mac(d, vm, job);
-	if (job->err && job->state != VIRT_RUNNING) {
-		vm->state = job->state == VIRT_HIBERNATED ? VM_HIBERNATED : VM_ERROR;
-		vm->node[0] = 0;
-		snprintf(vm->error, sizeof(vm->error), "%s", job->error);
+		break;
+	case VM_EV_CLAIM_HERE:
+	case VM_EV_CLAIM_THERE:
+		emit_wake_start(d, vm, c->in->node);
+		break;
+	case VM_EV_CLAIM_REFUSED:
+		log_err("%s: wake not claimed: etcd: %s", vm->name, strerror(-c->in->err));
+		break;
+	case VM_EV_RESTORE_OK:
+		d->n.restores++;
+		evlog_emit("wake_done", vm->name,
+			   json_pack("{s:I, s:I, s:s, s:s}", "ms", (json_int_t)vm->last_wake_ms, "restore_ms",
+				     (json_int_t)job->ms, "trigger", wk_trigger_name(vm->trigger),
+				     "target_node", d->cfg->node));
+		log_info("%s: running on %s after %lld ms (%s)", vm->name, vm->tap,
+			 (long long)vm->last_wake_ms, wk_trigger_name(vm->trigger));
+		break;
+	case VM_EV_RESTORE_ASLEEP:
+	case VM_EV_RESTORE_FAILED:
+	case VM_EV_RESTORE_GONE:
 		d->n.restore_failures++;
-		/* libvirtd went away mid-restore: which way it went, only an inspect can tell. */
-		if (job->err == -ENOTCONN) {
-			snprintf(vm->error, sizeof(vm->error),
-				 "libvirtd went away during the restore; checking again");
-			recheck_later(d, vm);
-		}
-		cluster_publish(d, vm);
 		log_err("%s: wake failed: %s", vm->name, job->error);
 		evlog_emit("wake_failed", vm->name, json_pack("{s:s}", "error", job->error));
-		held_release(d, vm);
-		control_vm_done(d, vm, job->err, job->error);
-		capture_filter_changed(d);
-		return;
+		break;
+	case VM_EV_WAKE_TIMEOUT:
+		log_err("%s: %s", vm->name, vm->error);
+		evlog_emit("wake_failed", vm->name, json_pack("{s:s}", "error", vm->error));
+		break;
+	case VM_EV_REG_CONFLICT:
+		log_err("%s: runs here, but the registry says %s on %s; keeping it here", vm->name,
+			vm_state_name(p->state), p->node[0] ? p->node : "no node");
+		break;
+	default:
+		break;
 	}
-	vm_runs_here(d, vm, job);
-	vm->last_wake_ms = (int64_t)((now - vm->trigger_at) * 1000);
-	vm->snapshot_bytes = 0;
-	d->n.restores++;
-	evlog_emit("wake_done", vm->name,
-		   json_pack("{s:I, s:I, s:s, s:s}", "ms", (json_int_t)vm->last_wake_ms, "restore_ms",
-			     (json_int_t)job->ms, "trigger", wk_trigger_name(vm->trigger), "target_node",
-			     d->cfg->node));
-	if (vm->held) {
-		sent = replay_held(d, vm);
-		d->n.syns_replayed += sent;
-		evlog_emit("syn_replayed", vm->name,
-			   json_pack("{s:i, s:I}", "count", sent, "ms",
-				     (json_int_t)((ev_time() - vm->trigger_at) * 1000)));
-		ev_timer_set(&vm->replay_timer, REPLAY_CHECK, 0.);
-		ev_timer_start(d->loop, &vm->replay_timer);
-	}
-	log_info("%s: running on %s after %lld ms (%s)", vm->name, vm->tap, (long long)vm->last_wake_ms,
-		 wk_trigger_name(vm->trigger));
-	cluster_publish(d, vm);
-	state_save(d, vm);
-	control_vm_done(d, vm, 0, NULL);
-	capture_filter_changed(d);
+}
+
+void wake_init(struct odrsd *d)
+{
+	static struct vm_life life;
+	/* The waiters last: a waiter's answer may serve its client's next request. */
+	static const vm_observer_fn observers[] = {
+		observe_events,	  observe_neighbours, observe_persist,
+		observe_registry, observe_capture,    observe_waiters,
+	};
+
+	vm_life_init(d, &life, &daemon_ops);
+	for (size_t i = 0; i < sizeof(observers) / sizeof(observers[0]); i++)
+		vm_observe(d, observers[i]);
 }
 
 void wake_job_done(struct virt_job *job, void *ctx)
@@ -573,24 +533,12 @@ void wake_job_done(struct virt_job *job, void *ctx)
 	struct odrsd *d = ctx;
 	struct vm *vm = job->owner;
 
-	if (job->op == VIRT_PROBE)
-		idle_probe_done(d, vm);
-	else
-		vm->job_busy = false;
-	switch (job->op) {
-	case VIRT_INSPECT:
-		inspect_done(d, vm, job);
-		capture_filter_changed(d);
-		break;
-	case VIRT_SAVE:
-		save_done(d, vm, job);
-		break;
-	case VIRT_RESTORE:
-		restore_done(d, vm, job);
-		break;
-	case VIRT_PROBE:
-		break;
+	if (job->op != VIRT_PROBE) {
+		learn_mac(d, vm, job);
+		vm_on_job_done(d, vm, job);
+		return;
 	}
+	idle_probe_done(d, vm);
 	if (vm->removed)
 		vm_free(d, vm);
 }
@@ -626,19 +574,6 @@ struct vm *vm_new(struct odrsd *d, const struct wk_vmconf *c)
 	}
 	state_load(d, vm);
 	return vm;
-}
-
-/* Called for a VM dropped from the configuration; a running libvirt job finishes first. */
-void vm_free(struct odrsd *d, struct vm *vm)
-{
-	vm->removed = true;
-	if (vm->job_busy || vm->probing)
-		return;
-	held_release(d, vm);
-	ev_timer_stop(d->loop, &vm->wake_timer);
-	ev_timer_stop(d->loop, &vm->recheck);
-	control_vm_done(d, vm, -ENOENT, "VM removed from the configuration");
-	free(vm);
 }
 
 struct vm *vm_by_name(struct odrsd *d, const char *name)

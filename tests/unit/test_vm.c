@@ -1,0 +1,586 @@
+/*
+ * The VM lifecycle (odrsd/vm.c) alone: every allowed, refused and ignored
+ * transition of its table, and the races between libvirt, etcd and the
+ * wire, with the loop's effects and the observers faked. Without libev or
+ * libvirt: this file and vm.o are the whole program.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "vm.h"
+
+#define MAX_CHANGES 16
+
+/* What the fakes saw. */
+static struct {
+	unsigned submits[VIRT_PROBE + 1], claims, adopts, timer_on, timer_off, rechecks, replays, releases,
+		passes, destroys, refused_wakes;
+	int claim_result; /* what the fake claim returns */
+	bool store_ok, may_wake;
+	struct vm_proposal adopt_with; /* what the fake registry proposes on adopt (state 0: nothing) */
+	double now;
+	struct vm_change changes[MAX_CHANGES];
+	struct vm_input inputs[MAX_CHANGES];
+	unsigned nchanges;
+} fake;
+
+static void fake_submit(struct odrsd *d, struct vm *vm, enum virt_op op)
+{
+	fake.submits[op]++;
+}
+static int fake_claim(struct odrsd *d, struct vm *vm, char *err, size_t errlen)
+{
+	fake.claims++;
+	if (fake.claim_result && err)
+		snprintf(err, errlen, "fake claim refused");
+	return fake.claim_result;
+}
+static bool fake_adopt(struct odrsd *d, struct vm *vm)
+{
+	fake.adopts++;
+	return fake.adopt_with.state != VM_UNKNOWN && vm_on_registry(d, vm, &fake.adopt_with);
+}
+static bool fake_store_ok(const struct odrsd *d)
+{
+	return fake.store_ok;
+}
+static bool fake_may_wake(struct odrsd *d, struct vm *vm, enum wk_trigger t)
+{
+	fake.refused_wakes += !fake.may_wake;
+	return fake.may_wake;
+}
+static double fake_now(const struct odrsd *d)
+{
+	return fake.now;
+}
+static void fake_wake_timer(struct odrsd *d, struct vm *vm, bool on)
+{
+	if (on)
+		fake.timer_on++;
+	else
+		fake.timer_off++;
+}
+static void fake_recheck(struct odrsd *d, struct vm *vm)
+{
+	fake.rechecks++;
+}
+static void fake_replay(struct odrsd *d, struct vm *vm)
+{
+	fake.replays++;
+}
+static void fake_release(struct odrsd *d, struct vm *vm)
+{
+	fake.releases++;
+	vm->held = NULL;
+}
+static void fake_pass(struct odrsd *d, struct vm *vm)
+{
+	fake.passes++;
+}
+static void fake_destroy(struct odrsd *d, struct vm *vm)
+{
+	fake.destroys++;
+}
+
+static const struct vm_ops fake_ops = {
+	.submit = fake_submit,
+	.claim = fake_claim,
+	.adopt = fake_adopt,
+	.store_ok = fake_store_ok,
+	.may_wake = fake_may_wake,
+	.now = fake_now,
+	.wake_timer = fake_wake_timer,
+	.recheck = fake_recheck,
+	.replay = fake_replay,
+	.release = fake_release,
+	.pass_syns = fake_pass,
+	.destroy = fake_destroy,
+};
+
+/* Records each change as it is told: what an observer sees of vm then. */
+static void record(struct odrsd *d, struct vm *vm, const struct vm_change *c)
+{
+	assert_true(fake.nchanges < MAX_CHANGES);
+	assert_int_equal(vm->state, c->to);
+	fake.inputs[fake.nchanges] = *c->in;
+	fake.changes[fake.nchanges] = *c;
+	fake.changes[fake.nchanges].in = &fake.inputs[fake.nchanges];
+	fake.nchanges++;
+}
+
+static struct wk_config cfg = { .node = "n1", .wake_timeout_ms = 30000 };
+static struct odrsd d;
+static struct vm_life life;
+static struct vm vm;
+static struct held_syn a_syn;
+static int cluster_marker; /* d.cluster only has to be non-NULL: vm.c never looks inside */
+
+static void reset(bool cluster, enum vm_state s)
+{
+	memset(&fake, 0, sizeof(fake));
+	fake.store_ok = fake.may_wake = true;
+	fake.now = 100.;
+	memset(&d, 0, sizeof(d));
+	d.cfg = &cfg;
+	d.cluster = cluster ? (struct cluster *)&cluster_marker : NULL;
+	vm_life_init(&d, &life, &fake_ops);
+	assert_int_equal(vm_observe(&d, record), 0);
+	memset(&vm, 0, sizeof(vm));
+	snprintf(vm.name, sizeof(vm.name), "web1");
+	vm.state = s;
+	vm.last_wake_ms = -1;
+	vm.rev = 7;
+}
+
+static struct virt_job job_of(enum virt_op op, int err, enum virt_state st)
+{
+	struct virt_job j = {
+		.op = op, .err = err, .state = st, .bytes = 4096, .ms = 20, .mem_bytes = 1 << 20
+	};
+
+	snprintf(j.tap, sizeof(j.tap), "vnet7");
+	if (err)
+		snprintf(j.error, sizeof(j.error), "libvirt says no");
+	return j;
+}
+
+static unsigned submitted(void)
+{
+	return fake.submits[VIRT_INSPECT] + fake.submits[VIRT_SAVE] + fake.submits[VIRT_RESTORE];
+}
+
+static unsigned ops_called(void)
+{
+	return submitted() + fake.claims + fake.timer_on + fake.timer_off + fake.rechecks + fake.replays +
+	       fake.releases + fake.passes + fake.destroys;
+}
+
+/* ---- the table --------------------------------------------------------------------- */
+
+static void test_names(void **state)
+{
+	for (enum vm_state s = 0; s < VM_STATE_COUNT; s++)
+		assert_non_null(vm_state_name(s));
+	for (enum vm_event e = 0; e < VM_EV_COUNT; e++)
+		assert_non_null(vm_event_name(e));
+	/* User-visible in odrsctl list, status and the etcd registry. */
+	assert_string_equal(vm_state_name(VM_HIBERNATED), "hibernated");
+	assert_string_equal(vm_state_name(VM_WAKING), "waking");
+}
+
+/* Each allowed transition moves the state, tells every observer once, and runs its effects. */
+static void test_every_allowed_transition(void **state)
+{
+	static const struct vm_proposal reg = { .state = VM_RUNNING, .node = "n2", .bytes = 99 };
+	unsigned n = 0;
+
+	for (enum vm_state s = 0; s < VM_STATE_COUNT; s++)
+		for (enum vm_event e = 0; e < VM_EV_COUNT; e++) {
+			const struct vm_rule *r = &vm_rules[s][e];
+			struct virt_job job =
+				job_of(VIRT_RESTORE, e == VM_EV_SAVE_OK ? 0 : -EIO, VIRT_RUNNING);
+			struct vm_input in = {
+				.ev = e, .job = &job, .reg = &reg, .node = "n2", .error = "why"
+			};
+			unsigned fx = r->effects;
+
+			if (r->verdict != VM_MOVE)
+				continue;
+			n++;
+			reset(true, s);
+			vm.held = &a_syn;
+			assert_int_equal(vm_fire(&d, &vm, &in, NULL, 0), 0);
+			assert_int_equal(vm.state, r->to);
+			assert_int_equal(fake.nchanges, 1);
+			assert_int_equal(fake.changes[0].from, s);
+			assert_int_equal(fake.changes[0].to, r->to);
+			assert_int_equal(fake.changes[0].effects, fx);
+			assert_int_equal(fake.submits[VIRT_INSPECT], !!(fx & VM_FX_INSPECT));
+			assert_int_equal(fake.submits[VIRT_SAVE], !!(fx & VM_FX_SAVE));
+			assert_int_equal(fake.submits[VIRT_RESTORE], !!(fx & VM_FX_RESTORE));
+			assert_int_equal(fake.timer_on, !!(fx & VM_FX_RESTORE));
+			assert_int_equal(fake.timer_off, !!(fx & VM_FX_STOP_TIMER));
+			assert_int_equal(fake.claims, !!(fx & VM_FX_CLAIM));
+			assert_int_equal(fake.rechecks, !!(fx & VM_FX_RECHECK));
+			assert_int_equal(fake.releases, !!(fx & VM_FX_RELEASE));
+			assert_int_equal(fake.replays, !!(fx & VM_FX_REPLAY));
+			assert_int_equal(fake.passes, !!(fx & VM_FX_PASS_SYNS));
+			assert_int_equal(fake.destroys, !!(fx & VM_FX_FREE));
+			assert_int_equal(vm.job_busy, !!(fx & (VM_FX_INSPECT | VM_FX_SAVE | VM_FX_RESTORE)));
+			assert_int_equal(vm.wake_wanted, !!(fx & VM_FX_WANT));
+			if (fx & VM_FX_FAIL) {
+				assert_true(fake.changes[0].err < 0);
+				assert_non_null(fake.changes[0].why);
+			}
+			if (fx & (VM_FX_RESTORE | VM_FX_RUNS_HERE))
+				assert_string_equal(vm.node, "n1");
+			if (fx & (VM_FX_FOLLOW | VM_FX_TARGET))
+				assert_string_equal(vm.node, "n2");
+			if (fx & VM_FX_NOWHERE)
+				assert_string_equal(vm.node, "");
+			if (r->to == VM_ERROR && s != VM_ERROR)
+				assert_true(vm.error[0]);
+		}
+	assert_true(n > 40);
+}
+
+/* A refused event returns its errno and says why; nothing changes, nobody is told. */
+static void test_every_refused_transition(void **state)
+{
+	unsigned n = 0;
+
+	for (enum vm_state s = 0; s < VM_STATE_COUNT; s++)
+		for (enum vm_event e = 0; e < VM_EV_COUNT; e++) {
+			const struct vm_rule *r = &vm_rules[s][e];
+			struct vm_input in = { .ev = e };
+			char err[256] = "", want[300];
+
+			if (r->verdict != VM_REFUSE)
+				continue;
+			n++;
+			reset(false, s);
+			snprintf(vm.error, sizeof(vm.error), "domain is shut off and has no snapshot");
+			assert_true(r->err < 0);
+			assert_int_equal(vm_fire(&d, &vm, &in, err, sizeof(err)), r->err);
+			snprintf(want, sizeof(want), "web1 is %s", r->why ? r->why : vm.error);
+			assert_string_equal(err, want);
+			assert_int_equal(vm.state, s);
+			assert_int_equal(fake.nchanges, 0);
+			assert_int_equal(ops_called(), 0);
+		}
+	/* Hibernate while waking, being inspected or failed; wake while being inspected or failed. */
+	assert_int_equal(n, 5);
+	assert_int_equal(vm_rules[VM_WAKING][VM_EV_HIBERNATE].err, -EBUSY);
+}
+
+/* Every other pair means nothing in that state: 0, no change, nobody told. */
+static void test_every_ignored_event(void **state)
+{
+	unsigned n = 0;
+
+	for (enum vm_state s = 0; s < VM_STATE_COUNT; s++)
+		for (enum vm_event e = 0; e < VM_EV_COUNT; e++) {
+			struct vm_input in = { .ev = e };
+
+			if (vm_rules[s][e].verdict != VM_IGNORE)
+				continue;
+			n++;
+			reset(false, s);
+			assert_int_equal(vm_fire(&d, &vm, &in, NULL, 0), 0);
+			assert_int_equal(vm.state, s);
+			assert_int_equal(fake.nchanges, 0);
+			assert_int_equal(ops_called(), 0);
+		}
+	assert_true(n > 0);
+	/* A lost claim: the watch says who won. */
+	for (enum vm_state s = 0; s < VM_STATE_COUNT; s++)
+		assert_int_equal(vm_rules[s][VM_EV_CLAIM_LOST].verdict, VM_IGNORE);
+}
+
+/* No state but unknown runs an inspect's result; removal keeps the state it finds. */
+static void test_table_shape(void **state)
+{
+	for (enum vm_state s = 0; s < VM_STATE_COUNT; s++) {
+		assert_int_equal(vm_rules[s][VM_EV_INSPECT].verdict, VM_MOVE);
+		assert_int_equal(vm_rules[s][VM_EV_REMOVED].verdict, VM_MOVE);
+		assert_int_equal(vm_rules[s][VM_EV_REMOVED].to, s);
+		for (enum vm_event e = VM_EV_FOUND_RUNNING; e <= VM_EV_LIBVIRT_GONE && s != VM_UNKNOWN; e++)
+			assert_int_equal(vm_rules[s][e].verdict, VM_IGNORE);
+	}
+}
+
+/* ---- the inputs, and the races --------------------------------------------------------- */
+
+static void test_standalone_wake_and_hibernate(void **state)
+{
+	struct virt_job j;
+
+	reset(false, VM_HIBERNATED);
+	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_SYN, "198.18.0.50:4000", NULL, 0), 0);
+	/* Without a cluster the claim is won here at once: one restore, its timer. */
+	assert_int_equal(vm.state, VM_WAKING);
+	assert_int_equal(fake.claims, 0);
+	assert_int_equal(fake.submits[VIRT_RESTORE], 1);
+	assert_int_equal(fake.timer_on, 1);
+	assert_string_equal(vm.client, "198.18.0.50:4000");
+	assert_int_equal(fake.changes[1].in->ev, VM_EV_CLAIM_HERE);
+	assert_string_equal(fake.changes[1].in->node, "n1");
+	fake.now = 100.5;
+	j = job_of(VIRT_RESTORE, 0, VIRT_RUNNING);
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(vm.state, VM_RUNNING);
+	assert_int_equal(vm.last_wake_ms, 500);
+	assert_string_equal(vm.tap, "vnet7");
+	assert_false(vm.job_busy);
+	assert_int_equal(fake.timer_off, 1);
+	/* Rate limits: refused before anything moves. */
+	reset(false, VM_HIBERNATED);
+	fake.may_wake = false;
+	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_ARP, NULL, NULL, 0), -EAGAIN);
+	assert_int_equal(vm.state, VM_HIBERNATED);
+	assert_int_equal(fake.nchanges, 0);
+	/* Hibernation: refused without the store, or on another node. */
+	reset(true, VM_RUNNING);
+	snprintf(vm.node, sizeof(vm.node), "n1");
+	fake.store_ok = false;
+	assert_int_equal(vm_request_hibernate(&d, &vm, "idle", NULL, 0), -EAGAIN);
+	snprintf(vm.node, sizeof(vm.node), "n2");
+	fake.store_ok = true;
+	assert_int_equal(vm_request_hibernate(&d, &vm, "idle", NULL, 0), -EREMOTE);
+	assert_int_equal(vm.state, VM_RUNNING);
+	assert_int_equal(submitted(), 0);
+}
+
+/* A wake wanted during a save: the save finishes, then the wake starts. */
+static void test_wake_during_save(void **state)
+{
+	struct virt_job j = job_of(VIRT_SAVE, 0, VIRT_HIBERNATED);
+
+	reset(false, VM_RUNNING);
+	assert_int_equal(vm_request_hibernate(&d, &vm, "idle", NULL, 0), 0);
+	assert_int_equal(vm.state, VM_HIBERNATING);
+	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_SYN, "198.18.0.50:4000", NULL, 0), 0);
+	assert_int_equal(vm.state, VM_HIBERNATING);
+	assert_true(vm.wake_wanted);
+	assert_int_equal(fake.submits[VIRT_RESTORE], 0);
+	vm_on_job_done(&d, &vm, &j);
+	/* Observers saw it hibernated first (its waiters told so), then the wake. */
+	assert_int_equal(fake.changes[2].to, VM_HIBERNATED);
+	assert_true(fake.changes[2].effects & VM_FX_DONE);
+	assert_int_equal(vm.state, VM_WAKING);
+	assert_int_equal(fake.submits[VIRT_RESTORE], 1);
+	assert_int_equal(vm.trigger, WK_TRIGGER_SYN);
+	assert_string_equal(vm.client, "198.18.0.50:4000");
+	assert_false(vm.wake_wanted);
+}
+
+/* A save that fails with the VM still running replays what was held meanwhile. */
+static void test_save_fails_still_running(void **state)
+{
+	struct virt_job j = job_of(VIRT_SAVE, -EIO, VIRT_RUNNING);
+
+	reset(false, VM_RUNNING);
+	assert_int_equal(vm_request_hibernate(&d, &vm, "manual", NULL, 0), 0);
+	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_SYN, "198.18.0.50:4000", NULL, 0), 0);
+	vm.held = &a_syn;
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(vm.state, VM_RUNNING);
+	assert_int_equal(fake.replays, 1);
+	assert_int_equal(fake.releases, 0);
+	assert_string_equal(vm.tap, "vnet7");
+	assert_false(vm.wake_wanted);
+	assert_true(fake.changes[fake.nchanges - 1].effects & VM_FX_FAIL);
+	assert_int_equal(fake.changes[fake.nchanges - 1].err, -EIO);
+	assert_int_equal(fake.submits[VIRT_RESTORE], 0);
+}
+
+/* A wake that passes wake_timeout ends in a state; the late restore result still counts. */
+static void test_wake_timeout(void **state)
+{
+	struct virt_job j = job_of(VIRT_RESTORE, 0, VIRT_RUNNING);
+	char err[256];
+
+	reset(false, VM_HIBERNATED);
+	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_MANUAL, NULL, NULL, 0), 0);
+	vm.held = &a_syn;
+	vm_on_wake_timeout(&d, &vm);
+	assert_int_equal(vm.state, VM_ERROR);
+	assert_string_equal(vm.error, "restore still running after 30 s");
+	assert_int_equal(fake.changes[fake.nchanges - 1].err, -ETIMEDOUT);
+	assert_true(fake.changes[fake.nchanges - 1].effects & VM_FX_PUBLISH);
+	assert_int_equal(fake.releases, 1);
+	/* Still restoring: no second wake, and no inspect over the running job. */
+	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_MANUAL, NULL, err, sizeof(err)), -EIO);
+	assert_string_equal(err, "web1 is restore still running after 30 s");
+	vm_inspect(&d, &vm);
+	assert_int_equal(fake.submits[VIRT_INSPECT], 0);
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(vm.state, VM_RUNNING);
+	assert_string_equal(vm.node, "n1");
+	/* Or it ends asleep after all. */
+	reset(false, VM_HIBERNATED);
+	vm_request_wake(&d, &vm, WK_TRIGGER_MANUAL, NULL, NULL, 0);
+	vm_on_wake_timeout(&d, &vm);
+	j = job_of(VIRT_RESTORE, -EIO, VIRT_HIBERNATED);
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(vm.state, VM_HIBERNATED);
+	/* A timeout after the restore ended means nothing. */
+	vm_on_wake_timeout(&d, &vm);
+	assert_int_equal(vm.state, VM_HIBERNATED);
+}
+
+/* The registry says "running on n2" while this node restores: the restore decides; then n1 says so. */
+static void test_registry_elsewhere_while_restoring(void **state)
+{
+	static const struct vm_proposal there = { .state = VM_RUNNING, .node = "n2" };
+	struct virt_job j = job_of(VIRT_RESTORE, 0, VIRT_RUNNING);
+
+	reset(true, VM_HIBERNATED);
+	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_SYN, "c", NULL, 0), 0);
+	assert_int_equal(fake.claims, 1);
+	assert_true(vm.claiming);
+	vm_on_claim(&d, &vm, VM_CLAIM_WON, "n1", 0);
+	assert_false(vm.claiming);
+	assert_int_equal(vm.state, VM_WAKING);
+	assert_false(vm_on_registry(&d, &vm, &there));
+	assert_int_equal(vm.state, VM_WAKING);
+	assert_string_equal(vm.node, "n1");
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(vm.state, VM_RUNNING);
+	fake.nchanges = 0;
+	/* Runs here, the registry says elsewhere: keep it, say so again. */
+	assert_true(vm_on_registry(&d, &vm, &there));
+	assert_int_equal(vm.state, VM_RUNNING);
+	assert_string_equal(vm.node, "n1");
+	assert_int_equal(fake.changes[0].in->ev, VM_EV_REG_CONFLICT);
+	assert_true(fake.changes[0].effects & VM_FX_PUBLISH);
+}
+
+/* The watch shows this node's claim before the claim's answer: one restore only. */
+static void test_claim_answer_after_watch(void **state)
+{
+	static const struct vm_proposal claimed = {
+		.state = VM_WAKING, .node = "n1", .trigger = WK_TRIGGER_SYN, .client = "c:1", .at = 99.
+	};
+
+	reset(true, VM_HIBERNATED);
+	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_SYN, "c:1", NULL, 0), 0);
+	assert_true(vm_on_registry(&d, &vm, &claimed));
+	assert_int_equal(vm.state, VM_WAKING);
+	assert_int_equal(fake.submits[VIRT_RESTORE], 1);
+	vm_on_claim(&d, &vm, VM_CLAIM_WON, "n1", 0);
+	assert_int_equal(vm.state, VM_WAKING);
+	assert_int_equal(fake.submits[VIRT_RESTORE], 1);
+	assert_int_equal(fake.timer_on, 1);
+	assert_false(vm.claiming);
+	/* The claim's answer still says the wake started (the event log's wake_start). */
+	assert_int_equal(fake.changes[fake.nchanges - 1].in->ev, VM_EV_CLAIM_HERE);
+}
+
+/* Claimed for n2: the held SYNs go there; n2's "running" releases the copies here. */
+static void test_claim_for_another_node(void **state)
+{
+	static const struct vm_proposal up = { .state = VM_RUNNING, .node = "n2", .last_wake_ms = 321 };
+
+	reset(true, VM_HIBERNATED);
+	vm.held = &a_syn;
+	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_SYN, "c:1", NULL, 0), 0);
+	vm_on_claim(&d, &vm, VM_CLAIM_WON, "n2", 0);
+	assert_int_equal(vm.state, VM_WAKING);
+	assert_string_equal(vm.node, "n2");
+	assert_false(vm_is_local(&d, &vm));
+	assert_int_equal(fake.passes, 1);
+	assert_int_equal(submitted(), 0);
+	assert_true(vm_on_registry(&d, &vm, &up));
+	assert_int_equal(vm.state, VM_RUNNING);
+	assert_int_equal(vm.last_wake_ms, 321);
+	assert_int_equal(fake.releases, 1);
+	assert_true(fake.changes[fake.nchanges - 1].effects & VM_FX_DONE);
+	/* And hibernating it is for n2. */
+	assert_int_equal(vm_request_hibernate(&d, &vm, "manual", NULL, 0), -EREMOTE);
+}
+
+/* A refused claim fails the waiters and keeps nothing held; a lost one waits for the watch. */
+static void test_claim_refused_and_lost(void **state)
+{
+	reset(true, VM_HIBERNATED);
+	vm.held = &a_syn;
+	vm_request_wake(&d, &vm, WK_TRIGGER_SYN, "c:1", NULL, 0);
+	vm_on_claim(&d, &vm, VM_CLAIM_REFUSED, NULL, -ETIMEDOUT);
+	assert_int_equal(vm.state, VM_HIBERNATED);
+	assert_int_equal(fake.releases, 1);
+	assert_int_equal(fake.changes[fake.nchanges - 1].err, -ETIMEDOUT);
+	reset(true, VM_HIBERNATED);
+	vm_request_wake(&d, &vm, WK_TRIGGER_SYN, "c:1", NULL, 0);
+	fake.nchanges = 0;
+	vm_on_claim(&d, &vm, VM_CLAIM_LOST, NULL, 0);
+	assert_false(vm.claiming);
+	assert_int_equal(fake.nchanges, 0);
+	/* A claim that cannot be sent is the request's error. */
+	reset(true, VM_HIBERNATED);
+	fake.claim_result = -EAGAIN;
+	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_MANUAL, NULL, NULL, 0), -EAGAIN);
+	assert_false(vm.claiming);
+}
+
+/* Removed from the configuration during a job: freed once the job ends, after its result. */
+static void test_removed_during_job(void **state)
+{
+	struct virt_job j = job_of(VIRT_SAVE, 0, VIRT_HIBERNATED);
+
+	reset(false, VM_RUNNING);
+	vm_request_hibernate(&d, &vm, "manual", NULL, 0);
+	vm_free(&d, &vm);
+	assert_true(vm.removed);
+	assert_int_equal(fake.destroys, 0);
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(fake.destroys, 1);
+	assert_int_equal(fake.changes[fake.nchanges - 2].in->ev, VM_EV_SAVE_OK);
+	assert_int_equal(fake.changes[fake.nchanges - 1].in->ev, VM_EV_REMOVED);
+	assert_int_equal(fake.changes[fake.nchanges - 1].err, -ENOENT);
+	/* Idle: at once. */
+	reset(false, VM_HIBERNATED);
+	vm_free(&d, &vm);
+	assert_int_equal(fake.destroys, 1);
+}
+
+/* Inspects: results, libvirtd away, and the registry's word in a cluster. */
+static void test_inspect(void **state)
+{
+	struct virt_job j = job_of(VIRT_INSPECT, -ENOTCONN, VIRT_MISSING);
+
+	reset(false, VM_RUNNING);
+	vm_inspect(&d, &vm);
+	assert_int_equal(vm.state, VM_UNKNOWN);
+	vm_inspect(&d, &vm); /* its job runs: nothing more */
+	assert_int_equal(fake.submits[VIRT_INSPECT], 1);
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(vm.state, VM_ERROR);
+	assert_int_equal(fake.rechecks, 1);
+	vm_inspect(&d, &vm);
+	j = job_of(VIRT_INSPECT, 0, VIRT_STOPPED);
+	vm_on_job_done(&d, &vm, &j);
+	assert_string_equal(vm.error, "domain is shut off and has no snapshot");
+	/* In a cluster, not running here: where the registry says, else what libvirt says. */
+	reset(true, VM_UNKNOWN);
+	fake.adopt_with = (struct vm_proposal){ .state = VM_RUNNING, .node = "n2", .last_wake_ms = -1 };
+	j = job_of(VIRT_INSPECT, 0, VIRT_HIBERNATED);
+	vm.job_busy = true;
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(vm.state, VM_RUNNING);
+	assert_string_equal(vm.node, "n2");
+	reset(true, VM_UNKNOWN);
+	fake.adopt_with = (struct vm_proposal){ .state = VM_RUNNING, .node = "n1", .last_wake_ms = -1 };
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(fake.adopts, 1);
+	assert_int_equal(vm.state, VM_HIBERNATED);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_every_allowed_transition),
+		cmocka_unit_test(test_every_refused_transition),
+		cmocka_unit_test(test_every_ignored_event),
+		cmocka_unit_test(test_table_shape),
+		cmocka_unit_test(test_standalone_wake_and_hibernate),
+		cmocka_unit_test(test_wake_during_save),
+		cmocka_unit_test(test_save_fails_still_running),
+		cmocka_unit_test(test_wake_timeout),
+		cmocka_unit_test(test_registry_elsewhere_while_restoring),
+		cmocka_unit_test(test_claim_answer_after_watch),
+		cmocka_unit_test(test_claim_for_another_node),
+		cmocka_unit_test(test_claim_refused_and_lost),
+		cmocka_unit_test(test_removed_during_job),
+		cmocka_unit_test(test_inspect),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
