@@ -4,9 +4,14 @@
  *
  * Two captures on the interface: the wake capture (ARP requests, SYNs to
  * sleeping VMs, SYN-ACKs of replays) in immediate mode, as every frame there
- * is someone waiting; and the activity capture (TCP of running VMs) that the
- * kernel hands over in blocks, at most ACTIVITY_DELAY_MS late: a busy VM
+ * is someone waiting; and the activity capture (TCP of every managed VM) that
+ * the kernel hands over in blocks, at most ACTIVITY_DELAY_MS late: a busy VM
  * costs a copy per frame, not a wake-up (bench/activity.sh measures both).
+ * Its filter names the managed addresses, not the running VMs, so wakes and
+ * hibernations leave it alone; a reload that swaps it keeps the old handle
+ * until its last block is handed over. While idle.c confirms that VMs are
+ * idle, a third capture, the confirm capture, takes their TCP in immediate
+ * mode: the decision sees every frame up to the moment it is made.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,8 +22,14 @@
 #include "log.h"
 #include "odrsd.h"
 
-#define SNAPLEN	     2048
-#define FILTER_HOSTS 200 /* past this many addresses, filter on flags alone */
+#define SNAPLEN 2048
+/*
+ * Past this many addresses in a clause, filter on flags alone. 200 IPv4 and
+ * 200 IPv6 addresses in the activity filter, under up to two VLAN tags,
+ * compile to about 3,000 instructions: within the kernel's BPF_MAXINSNS
+ * (4096), past which libpcap would filter every frame in user space.
+ */
+#define FILTER_HOSTS 200
 
 /* Every captured frame is counted; one that does not decode is dropped and counted. */
 static bool frame_decode(struct odrsd *d, const struct pcap_pkthdr *h, const u_char *frame, struct wk_pkt *p)
@@ -65,7 +76,11 @@ static void on_frame(u_char *user, const struct pcap_pkthdr *h, const u_char *fr
 		vm_on_frame(d, vm, &p, frame, h->caplen);
 }
 
-/* Any TCP of a running VM, either way, is activity (a half-open connection too). */
+/*
+ * Any TCP of a VM, either way, is activity (a half-open connection too); the
+ * kernel filter is coarser than the VM table (IPv6 by its last 32 bits), the
+ * lookup in idle_note_tcp*() decides.
+ */
 static void on_activity_frame(u_char *user, const struct pcap_pkthdr *h, const u_char *frame)
 {
 	struct odrsd *d = (struct odrsd *)user;
@@ -97,10 +112,21 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 	capture_drain(c->d, c, c->pcap);
 }
 
+static void on_retiring_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct capture *c = w->data;
+
+	capture_drain(c->d, c, c->retiring);
+}
+
 void capture_activity_flush(struct odrsd *d)
 {
+	if (d->act.retiring)
+		capture_drain(d, &d->act, d->act.retiring);
 	if (d->act.pcap)
 		capture_drain(d, &d->act, d->act.pcap);
+	if (d->confirm.pcap)
+		capture_drain(d, &d->confirm, d->confirm.pcap);
 }
 
 static bool vm_awaits_synack(const struct odrsd *d, const struct vm *vm)
@@ -114,15 +140,43 @@ static bool vm_accepts_syn(const struct odrsd *d, const struct vm *vm)
 	return d->accept && vm_is_asleep(vm);
 }
 
+/* How a clause names a VM's address. */
+enum filter_addr {
+	FILTER_IP,	/* "DIRhost A" */
+	FILTER_IP6,	/* "DIRhost A6" */
+	FILTER_IP6_LOW, /* its last 32 bits, src or dst: a tenth of the instructions */
+};
+
+static void filter_host(FILE *f, const char *dir, const struct vm *vm, enum filter_addr addr)
+{
+	char ip[INET6_ADDRSTRLEN];
+	uint32_t low;
+
+	switch (addr) {
+	case FILTER_IP:
+		fprintf(f, "%shost %s", dir, inet_ntop(AF_INET, &vm->ip, ip, sizeof(ip)));
+		break;
+	case FILTER_IP6:
+		fprintf(f, "%shost %s", dir, inet_ntop(AF_INET6, vm->ip6, ip, sizeof(ip)));
+		break;
+	case FILTER_IP6_LOW:
+		low = (uint32_t)vm->ip6[12] << 24 | (uint32_t)vm->ip6[13] << 16 | (uint32_t)vm->ip6[14] << 8 |
+		      vm->ip6[15];
+		fprintf(f, "ip6[20:4] = 0x%08x or ip6[36:4] = 0x%08x", low, low);
+		break;
+	}
+}
+
 /*
  * "(WHAT and (DIRhost A or DIRhost B ...))" for the VMs that match, or
  * "(WHAT)" alone when they are too many to list, after " or " unless first;
- * nothing when none match. Says whether it wrote.
+ * nothing when none match. Says whether it wrote. FILTER_IP6_LOW takes no DIR.
  */
 static bool filter_clause(FILE *f, struct odrsd *d, const char *what, const char *dir,
-			  bool (*match)(const struct odrsd *, const struct vm *), bool first, bool v6)
+			  bool (*match)(const struct odrsd *, const struct vm *), bool first,
+			  enum filter_addr addr)
 {
-	char ip[INET6_ADDRSTRLEN];
+	bool v6 = addr != FILTER_IP;
 	size_t n = 0;
 
 	for (size_t i = 0; i < d->nvms; i++)
@@ -134,10 +188,10 @@ static bool filter_clause(FILE *f, struct odrsd *d, const char *what, const char
 		n = 0;
 		fputs(" and (", f);
 		for (size_t i = 0; i < d->nvms; i++)
-			if (match(d, d->vms[i]) && (!v6 || d->vms[i]->has_ip6))
-				fprintf(f, "%s%shost %s", n++ ? " or " : "", dir,
-					v6 ? inet_ntop(AF_INET6, d->vms[i]->ip6, ip, sizeof(ip))
-					   : inet_ntop(AF_INET, &d->vms[i]->ip, ip, sizeof(ip)));
+			if (match(d, d->vms[i]) && (!v6 || d->vms[i]->has_ip6)) {
+				fputs(n++ ? " or " : "", f);
+				filter_host(f, dir, d->vms[i], addr);
+			}
 		fputc(')', f);
 	}
 	fputc(')', f);
@@ -173,12 +227,13 @@ static char *wake_filter(struct odrsd *d)
 	if (any)
 		fputs("(arp and arp[6:2] = 1) or (icmp6 and ip6[40] = 135)", f);
 	/* libpcap cannot index TCP over IPv6: the flags are at 40 + 13 without extension headers. */
-	any |= filter_clause(f, d, "tcp and tcp[13] & 0x12 = 0x02", "dst ", vm_accepts_syn, !any, false);
+	any |= filter_clause(f, d, "tcp and tcp[13] & 0x12 = 0x02", "dst ", vm_accepts_syn, !any, FILTER_IP);
 	any |= filter_clause(f, d, "ip6 and ip6[6] = 6 and ip6[53] & 0x12 = 0x02", "dst ", vm_accepts_syn,
-			     !any, true);
-	any |= filter_clause(f, d, "tcp and tcp[13] & 0x12 = 0x12", "src ", vm_awaits_synack, !any, false);
+			     !any, FILTER_IP6);
+	any |= filter_clause(f, d, "tcp and tcp[13] & 0x12 = 0x12", "src ", vm_awaits_synack, !any,
+			     FILTER_IP);
 	any |= filter_clause(f, d, "ip6 and ip6[6] = 6 and ip6[53] & 0x12 = 0x12", "src ", vm_awaits_synack,
-			     !any, true);
+			     !any, FILTER_IP6);
 	if (fclose(f) != 0 || !l3)
 		return NULL;
 	if (!any) {
@@ -188,8 +243,18 @@ static char *wake_filter(struct odrsd *d)
 	return filter_vlans(l3);
 }
 
-/* The activity capture: any TCP of the VMs idle.c watches; "" when none. */
-static char *activity_filter(struct odrsd *d)
+/*
+ * The activity filter names every managed VM, whatever its state or node, so
+ * that it changes with the configuration only: each swap of a block-mode
+ * handle costs the frames of its unfinished block unless it is retired.
+ */
+static bool vm_managed(const struct odrsd *d, const struct vm *vm)
+{
+	return !vm->removed;
+}
+
+/* Any TCP of the VMs that match; "" when none. */
+static char *tcp_filter(struct odrsd *d, bool (*match)(const struct odrsd *, const struct vm *))
 {
 	char *l3 = NULL;
 	size_t len;
@@ -198,8 +263,8 @@ static char *activity_filter(struct odrsd *d)
 
 	if (!f)
 		return NULL;
-	any = filter_clause(f, d, "tcp", "", vm_watch_activity, true, false);
-	any |= filter_clause(f, d, "ip6 and ip6[6] = 6", "", vm_watch_activity, !any, true);
+	any = filter_clause(f, d, "tcp", "", match, true, FILTER_IP);
+	any |= filter_clause(f, d, "ip6 and ip6[6] = 6", "", match, !any, FILTER_IP6_LOW);
 	if (fclose(f) != 0 || !l3)
 		return NULL;
 	if (!any) {
@@ -249,10 +314,37 @@ static pcap_t *capture_open(struct odrsd *d, const char *filter, bool immediate)
 }
 
 /*
+ * A block-mode handle swapped out keeps capturing until its unfinished
+ * block, frames the new handle never saw, has been handed over.
+ */
+static void capture_retire(struct odrsd *d, struct capture *c, pcap_t *old)
+{
+	c->retiring = old;
+	ev_io_set(&c->retiring_io, pcap_get_selectable_fd(old), EV_READ);
+	ev_io_start(d->loop, &c->retiring_io);
+	ev_timer_set(&c->retire_timer, (ACTIVITY_DELAY_MS + 50) / 1000., 0.);
+	ev_timer_start(d->loop, &c->retire_timer);
+}
+
+static void on_retire_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct capture *c = w->data;
+
+	ev_io_stop(loop, &c->retiring_io);
+	capture_drain(c->d, c, c->retiring);
+	pcap_close(c->retiring);
+	c->retiring = NULL;
+	/* A change that came meanwhile waited for this. */
+	capture_filter_changed(c->d);
+}
+
+/*
  * Make before break: the new handle, with the new filter, captures before
- * the old one is drained and closed, so no frame falls between them (a frame
- * seen by both is harmless: ARP replies are idempotent, held SYNs deduplicated).
- * Takes filter; an unchanged one leaves the handle alone, "" closes it.
+ * the old one is drained and closed (an immediate one) or retired (one in
+ * blocks), so no frame falls between them (a frame seen by both is
+ * harmless: ARP replies are idempotent, held SYNs deduplicated, activity
+ * noted twice). Takes filter; an unchanged one leaves the handle alone, ""
+ * closes it; while a handle retires, the swap waits for it.
  */
 static int capture_swap(struct odrsd *d, struct capture *c, char *filter)
 {
@@ -260,11 +352,11 @@ static int capture_swap(struct odrsd *d, struct capture *c, char *filter)
 
 	if (!filter)
 		return -ENOMEM;
-	if (c->filter && !strcmp(filter, c->filter)) {
+	if ((c->filter && !strcmp(filter, c->filter)) || c->retiring) {
 		free(filter);
 		return 0;
 	}
-	log_debug("capture filter (%s): %s", c->immediate ? "wake" : "activity", filter);
+	log_debug("capture filter (%s): %s", c->name, filter);
 	if (*filter && !(next = capture_open(d, filter, c->immediate))) {
 		free(filter);
 		return -EINVAL;
@@ -279,10 +371,19 @@ static int capture_swap(struct odrsd *d, struct capture *c, char *filter)
 	}
 	if (old) {
 		capture_drain(d, c, old);
-		pcap_close(old);
+		if (c->immediate)
+			pcap_close(old);
+		else
+			capture_retire(d, c, old);
 	}
 	d->n.filter_updates++;
 	return 0;
+}
+
+/* The confirm capture: the TCP of the VMs idle.c is making sure of. */
+int capture_confirm_update(struct odrsd *d)
+{
+	return capture_swap(d, &d->confirm, tcp_filter(d, vm_idle_confirming));
 }
 
 static int capture_update(struct odrsd *d)
@@ -290,7 +391,9 @@ static int capture_update(struct odrsd *d)
 	int r = capture_swap(d, &d->cap, wake_filter(d));
 
 	if (r == 0)
-		r = capture_swap(d, &d->act, activity_filter(d));
+		r = capture_swap(d, &d->act, tcp_filter(d, vm_managed));
+	if (r == 0)
+		r = capture_confirm_update(d);
 	return r;
 }
 
@@ -304,10 +407,11 @@ static void on_filter_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 void capture_interface_changed(struct odrsd *d)
 {
-	/* Same filters, new interface: the next update reopens both captures. */
+	/* Same filters, new interface: the next update reopens the captures. */
 	free(d->cap.filter);
 	free(d->act.filter);
-	d->cap.filter = d->act.filter = NULL;
+	free(d->confirm.filter);
+	d->cap.filter = d->act.filter = d->confirm.filter = NULL;
 	capture_filter_changed(d);
 }
 
@@ -317,26 +421,39 @@ void capture_filter_changed(struct odrsd *d)
 		ev_timer_start(d->loop, &d->filter_timer);
 }
 
-static void capture_init(struct odrsd *d, struct capture *c, bool immediate, pcap_handler on)
+static void capture_init(struct odrsd *d, struct capture *c, const char *name, bool immediate,
+			 pcap_handler on)
 {
 	c->d = d;
+	c->name = name;
 	c->immediate = immediate;
 	c->on_frame = on;
 	ev_init(&c->io, on_readable);
 	c->io.data = c;
+	ev_init(&c->retiring_io, on_retiring_readable);
+	c->retiring_io.data = c;
+	ev_init(&c->retire_timer, on_retire_timer);
+	c->retire_timer.data = c;
 }
 
 int capture_start(struct odrsd *d)
 {
 	ev_timer_init(&d->filter_timer, on_filter_timer, 0., 0.);
 	d->filter_timer.data = d;
-	capture_init(d, &d->cap, true, on_frame);
-	capture_init(d, &d->act, false, on_activity_frame);
+	capture_init(d, &d->cap, "wake", true, on_frame);
+	capture_init(d, &d->act, "activity", false, on_activity_frame);
+	capture_init(d, &d->confirm, "confirm", true, on_activity_frame);
 	return capture_update(d);
 }
 
 static void capture_close(struct odrsd *d, struct capture *c)
 {
+	if (c->retiring) {
+		ev_io_stop(d->loop, &c->retiring_io);
+		ev_timer_stop(d->loop, &c->retire_timer);
+		pcap_close(c->retiring);
+		c->retiring = NULL;
+	}
 	if (c->pcap) {
 		ev_io_stop(d->loop, &c->io);
 		pcap_close(c->pcap);
@@ -351,4 +468,5 @@ void capture_stop(struct odrsd *d)
 	ev_timer_stop(d->loop, &d->filter_timer);
 	capture_close(d, &d->cap);
 	capture_close(d, &d->act);
+	capture_close(d, &d->confirm);
 }

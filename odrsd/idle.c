@@ -4,8 +4,12 @@
  * load_threshold and it runs no protected process. Missing information
  * (a probe that fails) never counts as idle.
  *
- * Activity comes from the activity capture (capture.c): the TCP of the VMs
- * watched here, handed over in blocks. One timer for all VMs.
+ * Activity comes from the activity capture (capture.c): the TCP of every
+ * managed VM, handed over in blocks, at most ACTIVITY_DELAY_MS late. A VM
+ * that looks idle at a check is confirmed: from the check on, the confirm
+ * capture hands its TCP over at once, and ACTIVITY_DELAY_MS later the blocks
+ * have brought everything before; only then, and again after the probe, is
+ * it judged on all activity up to that moment. One timer for all VMs.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -18,6 +22,26 @@
 bool vm_watch_activity(const struct odrsd *d, const struct vm *vm)
 {
 	return vm->state == VM_RUNNING && vm_is_local(d, vm) && vm->conf && vm->conf->policy.idle_timeout_ms;
+}
+
+bool vm_idle_confirming(const struct odrsd *d, const struct vm *vm)
+{
+	return vm->idle_pending || vm->probing;
+}
+
+static bool idle_confirming_any(const struct odrsd *d)
+{
+	for (size_t i = 0; i < d->nvms; i++)
+		if (vm_idle_confirming(d, d->vms[i]))
+			return true;
+	return false;
+}
+
+/* The last VM decided: the confirm capture closes. */
+static void idle_confirm_done(struct odrsd *d)
+{
+	if (!idle_confirming_any(d))
+		capture_confirm_update(d);
 }
 
 void idle_note_tcp(struct odrsd *d, uint32_t ip)
@@ -99,6 +123,7 @@ void idle_probe_done(struct odrsd *d, struct vm *vm)
 	}
 	free(job->output);
 	job->output = NULL;
+	idle_confirm_done(d);
 }
 
 static bool idle_candidate(struct odrsd *d, const struct vm *vm)
@@ -131,9 +156,10 @@ static void idle_act(struct odrsd *d, struct vm *vm)
 }
 
 /*
- * The activity capture hands frames over up to ACTIVITY_DELAY_MS late: a VM
- * that looks idle is acted on only once that much more time has passed
- * without a frame.
+ * A VM that looks idle is acted on ACTIVITY_DELAY_MS (and a margin) after the
+ * confirm capture began to take its TCP: by then the activity capture has
+ * handed over every frame from before, the confirm capture every frame since.
+ * Without the confirm capture, it is not judged at all.
  */
 static void on_idle_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -146,7 +172,16 @@ static void on_idle_timer(struct ev_loop *loop, ev_timer *w, int revents)
 		vm->idle_pending = idle_candidate(d, vm);
 		any = any || vm->idle_pending;
 	}
-	if (any && !ev_is_active(&d->idle_confirm))
+	if (!any)
+		return;
+	if (capture_confirm_update(d) < 0) {
+		for (size_t i = 0; i < d->nvms; i++)
+			d->vms[i]->idle_pending = false;
+		idle_confirm_done(d);
+		return;
+	}
+	ev_now_update(loop);
+	if (!ev_is_active(&d->idle_confirm))
 		ev_timer_start(loop, &d->idle_confirm);
 }
 
@@ -161,6 +196,7 @@ static void on_idle_confirm(struct ev_loop *loop, ev_timer *w, int revents)
 			idle_act(d, vm);
 		vm->idle_pending = false;
 	}
+	idle_confirm_done(d);
 }
 
 void idle_start(struct odrsd *d)

@@ -96,12 +96,16 @@ struct counters {
 #define ACTIVITY_DELAY_MS 500
 
 struct capture {
+	const char *name; /* "wake", "activity", "confirm": for the log */
 	pcap_t *pcap;
 	ev_io io;
 	char *filter;	/* in force; "" for no handle */
 	bool immediate; /* every frame at once, or in blocks */
 	pcap_handler on_frame;
 	struct odrsd *d;
+	pcap_t *retiring; /* in blocks: the handle swapped out, read until its last block is out */
+	ev_io retiring_io;
+	ev_timer retire_timer; /* ACTIVITY_DELAY_MS and a margin */
 };
 
 /* One MAC to announce (retrain.c). */
@@ -140,18 +144,20 @@ struct odrsd {
 	unsigned nheld_total;
 	struct wk_rate wake_rate; /* automatic wakes on this node (wakes_per_minute) */
 
-	struct capture cap;    /* the wake capture; swapped when its filter changes */
-	struct capture act;    /* the activity capture (TCP of running VMs) */
-	ev_timer filter_timer; /* coalesces filter rebuilds to one per loop turn */
-	unsigned ifindex;      /* of cfg->interface */
-	int inject_fd;	       /* AF_PACKET socket for every frame we send */
+	struct capture cap;	/* the wake capture; swapped when its filter changes */
+	struct capture act;	/* the activity capture (TCP of every managed VM), in blocks */
+	struct capture confirm; /* TCP of the VMs idle.c confirms as idle, immediate; open meanwhile */
+	ev_timer filter_timer;	/* coalesces filter rebuilds to one per loop turn */
+	unsigned ifindex;	/* of cfg->interface */
+	int inject_fd;		/* AF_PACKET socket for every frame we send */
 
 	struct virt *virt;
 	int control_fd;
 	char control_path[108]; /* sun_path's size */
 	ev_io control_io;
-	ev_timer idle_timer;   /* one for all VMs: check_interval */
-	ev_timer idle_confirm; /* ACTIVITY_DELAY_MS after it, for the VMs that looked idle */
+	ev_timer idle_timer; /* one for all VMs: check_interval */
+	ev_timer
+		idle_confirm; /* ACTIVITY_DELAY_MS after the confirm capture opened, for the VMs that looked idle */
 	ev_signal sighup, sigterm, sigint;
 	struct counters n;
 
@@ -166,7 +172,10 @@ struct odrsd {
 int capture_start(struct odrsd *d);
 void capture_stop(struct odrsd *d);
 void capture_filter_changed(struct odrsd *d);
+/* Hand every frame the activity captures hold to idle.c. */
 void capture_activity_flush(struct odrsd *d);
+/* Open, change or close the confirm capture to fit vm_idle_confirming(); 0 or -errno (logged). */
+int capture_confirm_update(struct odrsd *d);
 void capture_interface_changed(struct odrsd *d);
 
 /* wake.c: the daemon's side of each VM (vm.c decides its lifecycle). */
@@ -188,6 +197,8 @@ void idle_note_tcp(struct odrsd *d, uint32_t ip);
 void idle_note_tcp6(struct odrsd *d, const uint8_t ip6[16]);
 void idle_probe_done(struct odrsd *d, struct vm *vm);
 bool vm_watch_activity(const struct odrsd *d, const struct vm *vm);
+/* Looked idle at a check and not decided yet (confirmation or probe). */
+bool vm_idle_confirming(const struct odrsd *d, const struct vm *vm);
 
 /* inject.c */
 int inject_open(void);

@@ -8,6 +8,10 @@
 #  - a VM running a protected process stays up (idle_skip process);
 #  - a VM whose agent does not answer stays up (idle_skip probe_failed);
 #  - a pinned VM stays up (idle_skip pinned);
+#  - an access shortly before the idle deadline counts, even when another VM's
+#    hibernation comes right after it (a swap of the activity capture used to
+#    lose the frames of its unfinished block): ROUNDS times, idle1 hibernates
+#    no sooner than idle_timeout after its last access;
 #  - dry_run, set by a reload, logs and does nothing (idle_skip dry_run).
 # Exit 0 pass, 1 fail, 77 skip (not root).
 [ "$(id -u)" = 0 ] || { echo "needs root"; exit 77; }
@@ -15,7 +19,8 @@
 . "$(dirname "$0")/odrs.sh"
 set -u
 
-IDLE=5 CHECK=1 PROBE=3
+IDLE=5 CHECK=1 PROBE=3 ROUNDS=6
+EVENTS= # the event log, once odrsd runs
 vm_sections() { # extra lines for idle1 come as arguments
 	printf '%s\n' "check_interval = ${CHECK}s" "probe_timeout = ${PROBE}s" \
 		"[policy]" "idle_timeout = ${IDLE}s" "load_threshold = 0.5" \
@@ -28,6 +33,15 @@ vm_sections() { # extra lines for idle1 come as arguments
 }
 running() { for vm in "$@"; do [ "$(odrs_state n1 "$vm")" = running ] || fail "$vm is $(odrs_state n1 "$vm"), want running"; done; }
 never_hibernated() { for vm in "$@"; do [ "$(odrs_events n1 hibernate_start "$vm")" = 0 ] || fail "$vm was hibernated"; done; }
+# hibernated_after VM T: the epoch seconds of VM's first hibernate_start after epoch T
+hibernated_after() {
+	local ts t
+	for ts in $(jq -r --arg vm "$1" 'select(.event == "hibernate_start" and .vm == $vm) | .ts' "$EVENTS"); do
+		t=$(date -d "$ts" +%s.%3N)
+		awk -v t="$t" -v a="$2" 'BEGIN { exit !(t > a) }' && { echo "$t"; return 0; }
+	done
+	return 1
+}
 skipped() { # VM REASON
 	grep '"event":"idle_skip"' "$(lab_node_dir n1)/odrs/events.jsonl" | grep "\"vm\":\"$1\"" |
 		grep -q "\"reason\":\"$2\"" || fail "no idle_skip $2 for $1"
@@ -57,6 +71,7 @@ done' &
 talker=$!
 t0=$SECONDS
 lab_odrsd_start n1 "$conf" || fail "odrsd"
+EVENTS=$(lab_node_dir n1)/odrs/events.jsonl
 
 step "idle1 hibernates within idle_timeout + check_interval (+ probe)"
 lab_wait 30 sh -c "grep -q '\"event\":\"hibernate_start\".*\"vm\":\"idle1\"' $(lab_node_dir n1)/odrs/events.jsonl" ||
@@ -82,6 +97,28 @@ sleep $((IDLE + 3 * CHECK + PROBE))
 running busy1
 never_hibernated busy1
 skipped busy1 pinned
+
+step "an access $((IDLE - 2))s after idle1's wake, right before busy1 hibernates, keeps idle1 up for idle_timeout ($ROUNDS rounds)"
+early=0
+for round in $(seq "$ROUNDS"); do
+	[ "$(odrs_state n1 busy1)" = running ] || lab_odrsctl n1 wake busy1 > /dev/null || fail "wake busy1"
+	odrs_wait_state n1 idle1 hibernated 30 || fail "round $round"
+	lab_client_exec c1 curl -s -o /dev/null --max-time 20 http://198.18.0.21/ || fail "round $round: idle1 did not wake"
+	# The access is what is tested, the sleep only places it before the deadline.
+	sleep $((IDLE - 2))
+	start=$EPOCHREALTIME
+	lab_client_exec c1 curl -s -o /dev/null --max-time 5 http://198.18.0.21/ || fail "round $round: curl idle1"
+	end=$EPOCHREALTIME
+	lab_odrsctl n1 hibernate busy1 > /dev/null &
+	swap=$!
+	lab_wait $((IDLE + 20)) hibernated_after idle1 "$start" > /dev/null || fail "round $round: idle1 never hibernated"
+	wait $swap || fail "round $round: hibernate busy1"
+	gap=$(awk -v h="$(hibernated_after idle1 "$start")" -v e="$end" 'BEGIN { printf "%.2f", h - e }')
+	echo "round $round: idle1's hibernate_start ${gap}s after the end of its last access"
+	awk -v g="$gap" -v t="$IDLE" 'BEGIN { exit !(g < t) }' && early=$((early + 1))
+done
+[ "$early" = 0 ] || fail "$early of $ROUNDS hibernations of idle1 came sooner than idle_timeout after its last access"
+lab_odrsctl n1 wake busy1 > /dev/null || fail "wake busy1"
 
 step "idle1 wakes on access"
 body=$(lab_client_exec c1 curl -sS --max-time 20 http://198.18.0.21/) || fail "curl idle1"
