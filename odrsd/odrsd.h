@@ -125,6 +125,7 @@ struct retrain {
 };
 
 struct cluster;
+struct virtev;
 
 struct odrsd {
 	struct ev_loop *loop;
@@ -146,6 +147,7 @@ struct odrsd {
 	int inject_fd;	       /* AF_PACKET socket for every frame we send */
 
 	struct virt *virt;
+	struct virtev *virtev; /* libvirt's domain events (virtev.c) */
 	int control_fd;
 	char control_path[108]; /* sun_path's size */
 	ev_io control_io;
@@ -197,6 +199,10 @@ void idle_note_tcp(struct odrsd *d, uint32_t ip);
 void idle_note_tcp6(struct odrsd *d, const uint8_t ip6[16]);
 void idle_probe_done(struct odrsd *d, struct vm *vm);
 bool vm_watch_activity(const struct odrsd *d, const struct vm *vm);
+
+/* virtev.c: follow libvirt's domain lifecycle events; a VM changed behind odrsd's back is inspected. */
+int virtev_start(struct odrsd *d);
+void virtev_stop(struct odrsd *d);
 
 /* inject.c */
 int inject_open(void);

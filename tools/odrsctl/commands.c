@@ -97,9 +97,9 @@ int cmd_status(struct ctl *c, int argc, char **argv)
 	return EXIT_DONE;
 }
 
-#define LIST_COLS 8
+#define LIST_COLS 9
 static const char *const list_cols[LIST_COLS] = {
-	"name", "ip", "mac", "state", "node", "idle_s", "snapshot_bytes", "last_wake_ms",
+	"name", "ip", "mac", "state", "node", "idle_s", "snapshot_bytes", "last_wake_ms", "node_lost",
 };
 
 /* A cell's text, as print_scalar writes it. */
