@@ -858,8 +858,8 @@ static void fence(struct cluster *c, const char *reason)
 	if (c->fenced)
 		return;
 	c->fenced = true;
-	log_warn("cluster: fenced (%s): no renewal of our lease acknowledged for %.1f s; no ARP answers, "
-		 "held SYNs or retraining for the cluster until etcd renews it",
+	log_warn("cluster: fenced (%s, last renewal of our lease %.1f s ago): no ARP answers, held SYNs or "
+		 "retraining for the cluster until etcd renews it",
 		 reason, ev_time() - c->renewed);
 	if (held)
 		role_lost(c, c->term_no);

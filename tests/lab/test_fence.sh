@@ -9,7 +9,9 @@
 #     fenced in status and in an event; the client reaches the sleeping VM
 #     through the new holder;
 #  2. the link back, the cut-off node rejoins: not fenced, same holder as
-#     the others, the others see its node again;
+#     the others, the others see its node again; its lease revoked in etcd
+#     (the connection works, the keepalive says expired): fenced at once,
+#     then rejoined with a new lease;
 #  3. the node a wake was claimed for dies (SIGKILL of its odrsd) before it
 #     restores: once its lease runs out, the other nodes log node_lost with
 #     the VM, list the VM's node as lost and name the node in status.
@@ -91,10 +93,6 @@ new=$(holder n1)
 echo "role on $new after $((SECONDS - t0)) s"
 lab_wait $((LEASE_TTL + 3 - (SECONDS - t0))) fdb_on "$new" ||
 	fail "$((SECONDS - t0)) s after the cut web1's MAC is on $(lab_fdb_port $MAC), want sw-$new"
-lab_wait 5 eval '[ "$(status_of n3 fenced)" = true ]' || fail "n3 does not say it is fenced: $(lab_odrsctl n3 status)"
-[ "$(status_of n3 accept)" = - ] || fail "fenced n3 names a holder: $(status_of n3 accept)"
-[ "$(status_of n3 cluster_store)" = unreachable ] || fail "n3: cluster_store $(status_of n3 cluster_store)"
-grep -q '"event":"fenced"' "$(lab_node_dir n3)/odrs/events.jsonl" || fail "no fenced event on n3"
 wait $arping_pid
 kill -INT $cap_pid 2> /dev/null
 wait $cap_pid 2> /dev/null
@@ -105,6 +103,11 @@ after=$(awk -v t="$deadline" '$1 >= t' "$cap.txt" | wc -l)
 echo "n3 sent $before frames as web1 before lease_ttl after the cut, $after after"
 [ "$after" = 0 ] || fail "fenced n3 sent $after frames as web1: $(awk -v t="$deadline" '$1 >= t' "$cap.txt" | head -3)"
 grep -qi "$MAC" "$LAB_DIR/arping.out" || fail "nobody answered ARP for web1: $(tail -3 "$LAB_DIR/arping.out")"
+[ "$(status_of n3 fenced)" = true ] || fail "n3 does not say it is fenced: $(lab_odrsctl n3 status)"
+[ "$(status_of n3 accept)" = - ] || fail "fenced n3 names a holder: $(status_of n3 accept)"
+[ "$(status_of n3 cluster_store)" = unreachable ] || fail "n3: cluster_store $(status_of n3 cluster_store)"
+grep '"event":"fenced"' "$(lab_node_dir n3)/odrs/events.jsonl" | grep -q '"reason":"lease_overdue"' ||
+	fail "no fenced event (lease_overdue) on n3"
 
 step "1: the client reaches web1 through the new holder"
 lab_client_exec c1 ip neigh flush all
@@ -122,6 +125,19 @@ lab_wait 15 eval '[ "$(status_of n3 fenced)" = false ] && [ "$(status_of n3 clus
 lab_wait 10 agree n1 n2 n3 || fail "holders after the rejoin: $(holder n1) $(holder n2) $(holder n3)"
 grep -q '"event":"unfenced"' "$(lab_node_dir n3)/odrs/events.jsonl" || fail "no unfenced event on n3"
 lab_wait 10 eval '[ "$(joins)" -gt "$joined" ]' || fail "n1 did not see n3 join again"
+
+step "2: n3's lease revoked while etcd answers: fenced at once, then a new lease"
+unfenced() { grep -c '"event":"unfenced"' "$(lab_node_dir n3)/odrs/events.jsonl"; }
+before=$(unfenced)
+etcdctl() { ip netns exec "$LAB_PREFIX-etcd" etcdctl --endpoints http://127.0.0.1:2379 "$@"; }
+lease=$(etcdctl get /odrs/node/n3 --print-value-only | sed -n 's/.*"lease": *\([0-9]*\).*/\1/p')
+[ -n "$lease" ] || fail "no lease of n3 in etcd: $(etcdctl get /odrs/node/n3)"
+etcdctl lease revoke "$(printf %x "$lease")" > /dev/null || fail "etcdctl lease revoke"
+lab_wait 5 eval "grep '\"event\":\"fenced\"' '$(lab_node_dir n3)/odrs/events.jsonl' | grep -q lease_expired" ||
+	fail "n3 not fenced after its lease was revoked"
+lab_wait 10 eval '[ "$(unfenced)" -gt "$before" ] && [ "$(status_of n3 cluster_store)" = ok ]' ||
+	fail "n3 did not take a new lease: $(lab_odrsctl n3 status)"
+lab_wait 10 agree n1 n2 n3 || fail "holders after the new lease: $(holder n1) $(holder n2) $(holder n3)"
 
 step "3: n3 dies once claimed for a wake; n1 and n2 report it lost"
 hibernate "$where"
