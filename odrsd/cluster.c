@@ -193,7 +193,7 @@ static void node_publish(struct cluster *c)
 	    c->lease, NULL, NULL, NULL);
 }
 
-static struct peer *peer_find(struct cluster *c, const char *node)
+static struct peer *peer_find(const struct cluster *c, const char *node)
 {
 	for (size_t i = 0; i < c->npeers; i++)
 		if (!strcmp(c->peers[i].node, node))
@@ -223,8 +223,7 @@ bool cluster_node_lost(const struct odrsd *d, const char *node)
 {
 	const struct cluster *c = d->cluster;
 
-	return c && c->watching && !c->fenced && node[0] && strcmp(node, d->cfg->node) &&
-	       !peer_find((struct cluster *)c, node);
+	return c && c->watching && !c->fenced && node[0] && strcmp(node, d->cfg->node) && !peer_find(c, node);
 }
 
 bool vm_node_lost(const struct odrsd *d, const struct vm *vm)
@@ -253,7 +252,8 @@ static void node_gone(struct cluster *c, const char *node)
 			used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s (%s)",
 						 used ? ", " : "", vm->name, vm_state_name(vm->state));
 	}
-	if (!json_array_size(vms)) {
+	/* Our own key goes with our lease: we know what runs here. */
+	if (!json_array_size(vms) || !strcmp(node, d->cfg->node)) {
 		log_info("cluster: node %s left", node);
 		json_decref(vms);
 		return;
