@@ -14,7 +14,8 @@
 #     then rejoined with a new lease;
 #  3. the node a wake was claimed for dies (SIGKILL of its odrsd) before it
 #     restores: once its lease runs out, the other nodes log node_lost with
-#     the VM, list the VM's node as lost and name the node in status.
+#     the VM, list the VM's node as lost ("n3(lost)") and name the node in
+#     status.
 # Load: the nodes share one kernel; n3 divides the load average by 1000 CPUs,
 # n1 and n2 by 1, so n3 is the least loaded: the target of every wake while
 # it lives.
@@ -147,14 +148,15 @@ holder=$(holder n1)
 lab_odrsd_stop n3 KILL || true
 # n3's node key lives for lease_ttl more: the claim goes to it, the least loaded.
 lab_odrsctl "$holder" wake web1 > "$LAB_DIR/wake3.out" 2>&1 &
-lab_wait 5 eval '[ "$(node_of n1 web1)" = n3 ] && [ "$(odrs_state n1 web1)" = waking ]' ||
+claimed_for_n3() { local n; n=$(node_of n1 web1); [ "${n%(lost)}" = n3 ] && [ "$(odrs_state n1 web1)" = waking ]; }
+lab_wait 5 claimed_for_n3 ||
 	fail "the wake was not claimed for n3: $(lab_odrsctl n1 list)"
 for n in n1 n2; do
 	lab_wait $((LEASE_TTL + 5)) grep -q '"event":"node_lost"' "$(lab_node_dir $n)/odrs/events.jsonl" ||
 		fail "no node_lost on $n"
 	grep '"event":"node_lost"' "$(lab_node_dir $n)/odrs/events.jsonl" | grep '"lost_node":"n3"' |
 		grep -q '"vms":\["web1"\]' || fail "$n: node_lost does not name n3 and web1"
-	[ "$(lab_odrsctl $n list | awk '$1 == "web1" { print $9 }')" = true ] ||
+	[ "$(node_of $n web1)" = "n3(lost)" ] ||
 		fail "$n does not list web1's node as lost: $(lab_odrsctl $n list)"
 	status_of $n lost_nodes | grep -q '"n3"' || fail "$n: lost_nodes is $(status_of $n lost_nodes)"
 done
