@@ -115,7 +115,7 @@ holder_is n3 || fail "n3, the least loaded, did not keep the role past its own t
 step "3: the holder n3 dies; the role moves within lease_ttl plus a few seconds"
 t0=$SECONDS
 lab_odrsd_stop n3 KILL || true
-lab_wait $((LEASE_TTL + 5)) eval '[ -n "$(holder n2)" ] && [ "$(holder n2)" != n3 ] && holder_is "$(holder n2)"' ||
+lab_wait $((LEASE_TTL + 5)) eval 'h=$(holder n2); [ -n "$h" ] && [ "$h" != - ] && [ "$h" != n3 ] && holder_is "$h"' ||
 	fail "role still on $(holder n2) after $((SECONDS - t0)) s"
 new=$(holder n2)
 echo "role moved to $new after $((SECONDS - t0)) s"
