@@ -12,7 +12,15 @@
  * Every node reads it all at start and then follows one watch, so whatever a
  * node says (a VM went to sleep) reaches the accept node, whoever holds the
  * role at that moment. A node that loses etcd makes no claims and puts no VM
- * to sleep; what it knows keeps its ARP answers going.
+ * to sleep.
+ *
+ * Fencing: a node's lease, and the accept role under it, may be gone in etcd
+ * once lease_ttl has passed since the last renewal etcd acknowledged. By then
+ * another node may hold the role, so this node stops acting for the cluster
+ * at that deadline, a margin early, measured on its own clock from when that
+ * renewal was sent: no ARP/NDP answers, no held SYNs, no retraining. Its own
+ * VMs are not touched. A renewal that works again lifts the fence, and the
+ * node reads the store afresh before it takes any role.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -37,6 +45,7 @@
 #define ETCD_TIMEOUT_MS 2000
 #define ELECTION_STEP	0.3 /* seconds between the ranks that try for a free role */
 #define RESYNC_DELAY	1.0
+#define FENCE_MARGIN	0.5 /* seconds before lease_ttl runs out; at most a tenth of it */
 
 struct peer {
 	char node[64];
@@ -50,7 +59,10 @@ struct cluster {
 	bool ok;       /* the last request to etcd worked */
 	bool watching; /* our view follows the store */
 	bool syncing, granting;
+	bool fenced;	   /* our lease may have run out: acting for nobody but ourselves */
 	int64_t lease;	   /* ours; 0 while none */
+	ev_tstamp renewed; /* when the last renewal etcd acknowledged was sent */
+	ev_timer fence;	   /* renewed + lease_ttl - margin */
 	ev_timer beat;	   /* a third of lease_ttl: keep the lease, publish the score */
 	ev_timer resync;   /* after a failure: read it all again, watch again */
 	ev_timer election; /* the role is free: try after our rank's delay */
@@ -77,13 +89,19 @@ bool cluster_on(const struct odrsd *d)
 
 bool cluster_store_ok(const struct odrsd *d)
 {
-	return !d->cluster || (d->cluster->ok && d->cluster->watching);
+	return !d->cluster || (d->cluster->ok && d->cluster->watching && !d->cluster->fenced);
 }
 
+bool cluster_fenced(const struct odrsd *d)
+{
+	return d->cluster && d->cluster->fenced;
+}
+
+/* Fenced, this node cannot know who holds the role now. */
 const char *cluster_accept_holder(const struct odrsd *d, int64_t *term)
 {
-	*term = d->cluster ? d->cluster->term_no : 0;
-	return d->cluster ? d->cluster->holder : d->cfg->node;
+	*term = d->cluster && !d->cluster->fenced ? d->cluster->term_no : 0;
+	return !d->cluster ? d->cfg->node : d->cluster->fenced ? "" : d->cluster->holder;
 }
 
 static int64_t now_ms(void)
@@ -170,7 +188,7 @@ static void node_publish(struct cluster *c)
 	    c->lease, NULL, NULL, NULL);
 }
 
-static struct peer *peer_find(struct cluster *c, const char *node)
+static struct peer *peer_find(const struct cluster *c, const char *node)
 {
 	for (size_t i = 0; i < c->npeers; i++)
 		if (!strcmp(c->peers[i].node, node))
@@ -196,6 +214,50 @@ static const struct peer *least_loaded(struct cluster *c)
 
 static void election_schedule(struct cluster *c);
 
+bool cluster_node_lost(const struct odrsd *d, const char *node)
+{
+	const struct cluster *c = d->cluster;
+
+	return c && c->watching && !c->fenced && node[0] && strcmp(node, d->cfg->node) && !peer_find(c, node);
+}
+
+bool vm_node_lost(const struct odrsd *d, const struct vm *vm)
+{
+	return (vm->state == VM_WAKING || vm->state == VM_RUNNING) && cluster_node_lost(d, vm->node);
+}
+
+/*
+ * Its lease ran out (or it left). What the registry still has running or
+ * being restored there stays so: only that node knows whether its QEMU
+ * still runs, so nothing is taken over; the operator is told.
+ */
+static void node_gone(struct cluster *c, const char *node)
+{
+	struct odrsd *d = c->d;
+	json_t *vms = json_array();
+	char names[512] = "";
+	size_t used = 0;
+
+	for (size_t i = 0; i < d->nvms; i++) {
+		const struct vm *vm = d->vms[i];
+		if (strcmp(vm->node, node) || (vm->state != VM_WAKING && vm->state != VM_RUNNING))
+			continue;
+		json_array_append_new(vms, json_string(vm->name));
+		if (used < sizeof(names))
+			used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s (%s)",
+						 used ? ", " : "", vm->name, vm_state_name(vm->state));
+	}
+	/* Our own key goes with our lease: we know what runs here. */
+	if (!json_array_size(vms) || !strcmp(node, d->cfg->node)) {
+		log_info("cluster: node %s left", node);
+		json_decref(vms);
+		return;
+	}
+	log_warn("cluster: node %s lost with VMs on it: %s; they stay as the registry says until %s returns",
+		 node, names, node);
+	evlog_emit("node_lost", NULL, json_pack("{s:s, s:o}", "lost_node", node, "vms", vms));
+}
+
 static void peer_apply(struct cluster *c, const char *node, bool deleted, const struct etcd_kv *kv)
 {
 	struct peer *p = peer_find(c, node), *grown;
@@ -203,8 +265,8 @@ static void peer_apply(struct cluster *c, const char *node, bool deleted, const 
 
 	if (deleted) {
 		if (p) {
-			log_info("cluster: node %s left", node);
 			*p = c->peers[--c->npeers];
+			node_gone(c, node);
 		}
 		return;
 	}
@@ -252,7 +314,7 @@ static void on_election(struct ev_loop *loop, ev_timer *w, int revents)
 	struct cluster *c = w->data;
 	struct peer *me = peer_find(c, c->d->cfg->node);
 
-	if (c->holder[0] || !c->lease || !me || !c->watching)
+	if (c->holder[0] || !c->lease || !me || !c->watching || c->fenced)
 		return;
 	log_info("cluster: the accept role is free; taking it");
 	if (role_give(c, me, c->last_term + 1, role_txn_done, c) < 0)
@@ -335,7 +397,7 @@ static void accept_apply(struct cluster *c, bool deleted, const struct etcd_kv *
 	if (c->term_no > c->last_term)
 		c->last_term = c->term_no;
 	json_decref(o);
-	mine = !strcmp(c->holder, d->cfg->node);
+	mine = !c->fenced && !strcmp(c->holder, d->cfg->node);
 	if (mine && !d->accept)
 		role_won(c);
 	else if (!mine && d->accept)
@@ -638,6 +700,8 @@ static void sync_done(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs
 {
 	struct cluster *c = ctx;
 	struct odrsd *d = c->d;
+	struct peer *gone;
+	size_t ngone;
 	char key[192];
 
 	c->syncing = false;
@@ -647,6 +711,9 @@ static void sync_done(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs
 		return;
 	}
 	/* What is not there any more was deleted while we were not looking. */
+	gone = c->peers;
+	ngone = c->npeers;
+	c->peers = NULL;
 	c->npeers = 0;
 	for (size_t i = 0; i < d->nvms; i++) {
 		snprintf(key, sizeof(key), VM_PFX "%s", d->vms[i]->name);
@@ -660,6 +727,10 @@ static void sync_done(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs
 		apply(c, false, &kvs[i]);
 	if (!has_key(kvs, n, ACCEPT_KEY))
 		accept_apply(c, true, NULL);
+	for (size_t i = 0; i < ngone; i++)
+		if (!peer_find(c, gone[i].node))
+			node_gone(c, gone[i].node);
+	free(gone);
 	if (etcd_watch(c->etcd, PFX, rev + 1, on_watch_event, on_watch_end, c) < 0) {
 		ev_timer_start(d->loop, &c->resync);
 		return;
@@ -691,55 +762,151 @@ static void on_resync(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- our lease ---------------------------------------------------------------------- */
 
+/* A grant or keepalive on its way: the deadline counts from when it left. */
+struct renew_req {
+	struct cluster *c;
+	ev_tstamp sent;
+};
+
+static struct renew_req *renew_req(struct cluster *c)
+{
+	struct renew_req *q = malloc(sizeof(*q));
+
+	if (q) {
+		q->c = c;
+		q->sent = ev_time();
+	}
+	return q;
+}
+
+static double fence_margin(const struct cluster *c)
+{
+	return fmin(FENCE_MARGIN, (double)c->d->cfg->lease_ttl_ms / 10000.);
+}
+
+/* From now on this node acts for itself only; its own VMs go on as they are. */
+static void fence(struct cluster *c, const char *reason)
+{
+	struct odrsd *d = c->d;
+	bool held = d->accept;
+
+	ev_timer_stop(d->loop, &c->fence);
+	if (c->fenced)
+		return;
+	c->fenced = true;
+	log_warn("cluster: fenced (%s, last renewal of our lease %.1f s ago): no ARP answers, held SYNs or "
+		 "retraining for the cluster until etcd renews it",
+		 reason, ev_time() - c->renewed);
+	if (held)
+		role_lost(c, c->term_no);
+	/* Held for wakes no node will claim from here: nobody would replay them. */
+	for (size_t i = 0; i < d->nvms; i++) {
+		struct vm *vm = d->vms[i];
+		if (!vm_is_local(d, vm) || (vm->state != VM_WAKING && vm->state != VM_RUNNING))
+			wake_release_syns(d, vm);
+	}
+	evlog_emit("fenced", NULL, json_pack("{s:s, s:b}", "reason", reason, "accept", held));
+	capture_filter_changed(d);
+}
+
+static void on_fence(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	fence(w->data, "lease_overdue");
+}
+
+/* etcd acknowledged a renewal sent at sent: the lease lives until sent + lease_ttl at least. */
+static void lease_renewed(struct cluster *c, ev_tstamp sent)
+{
+	struct odrsd *d = c->d;
+	double left;
+
+	if (sent > c->renewed)
+		c->renewed = sent;
+	left = c->renewed + (double)d->cfg->lease_ttl_ms / 1000. - fence_margin(c) - ev_time();
+	if (left <= 0) {
+		fence(c, "lease_overdue");
+		return;
+	}
+	ev_timer_stop(d->loop, &c->fence);
+	ev_timer_set(&c->fence, left, 0.);
+	ev_timer_start(d->loop, &c->fence);
+	if (!c->fenced)
+		return;
+	c->fenced = false;
+	log_info("cluster: our lease is renewed; reading the store again before acting for the cluster");
+	evlog_emit("unfenced", NULL, NULL);
+	/* What happened meanwhile (who holds the role) comes from a fresh read, not the old view. */
+	etcd_watch_cancel(c->etcd);
+	c->watching = false;
+	sync_start(c);
+}
+
 static void grant_done(void *ctx, int err, int64_t id, int64_t ttl)
 {
-	struct cluster *c = ctx;
+	struct renew_req *q = ctx;
+	struct cluster *c = q->c;
 
 	c->granting = false;
 	note(c, err, "lease");
-	if (err)
-		return; /* the next beat asks again */
-	c->lease = id;
-	node_publish(c);
-	sync_start(c);
+	if (!err) {
+		c->lease = id;
+		node_publish(c);
+		lease_renewed(c, q->sent);
+		sync_start(c);
+	}
+	free(q); /* on error, the next beat asks again */
 }
 
 static void lease_grant(struct cluster *c)
 {
 	int64_t ttl = (int64_t)((c->d->cfg->lease_ttl_ms + 999) / 1000);
+	struct renew_req *q;
 
-	if (c->granting)
+	if (c->granting || !(q = renew_req(c)))
 		return;
 	c->granting = true;
-	if (etcd_lease_grant(c->etcd, ttl, grant_done, c) < 0)
+	if (etcd_lease_grant(c->etcd, ttl, grant_done, q) < 0) {
 		c->granting = false;
+		free(q);
+	}
 }
 
 static void keepalive_done(void *ctx, int err, int64_t id, int64_t ttl)
 {
-	struct cluster *c = ctx;
+	struct renew_req *q = ctx;
+	struct cluster *c = q->c;
+	ev_tstamp sent = q->sent;
 
+	free(q);
+	if (id != c->lease)
+		return; /* an answer about a lease we already replaced */
 	if (err == -ENOENT || (!err && ttl <= 0)) {
 		/* Expired: our node key and any role we held are gone with it. */
 		log_warn("cluster: our lease expired; joining again");
+		fence(c, "lease_expired");
 		c->ok = true;
 		c->lease = 0;
 		lease_grant(c);
 		return;
 	}
 	note(c, err, "lease keepalive");
-	if (!err)
-		node_publish(c);
+	if (err)
+		return;
+	lease_renewed(c, sent);
+	node_publish(c);
 }
 
 static void on_beat(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct cluster *c = w->data;
+	struct renew_req *q;
 
 	if (!c->lease)
 		lease_grant(c);
-	else if (etcd_lease_keepalive(c->etcd, c->lease, keepalive_done, c) < 0)
+	else if (!(q = renew_req(c)) || etcd_lease_keepalive(c->etcd, c->lease, keepalive_done, q) < 0) {
+		free(q);
 		log_err("etcd: lease keepalive not sent");
+	}
 }
 
 int cluster_start(struct odrsd *d)
@@ -765,7 +932,8 @@ int cluster_start(struct odrsd *d)
 	ev_timer_init(&c->resync, on_resync, RESYNC_DELAY, 0.);
 	ev_timer_init(&c->election, on_election, 0., 0.);
 	ev_timer_init(&c->term, on_term, 0., 0.);
-	c->beat.data = c->resync.data = c->election.data = c->term.data = c;
+	ev_timer_init(&c->fence, on_fence, 0., 0.);
+	c->beat.data = c->resync.data = c->election.data = c->term.data = c->fence.data = c;
 	d->cluster = c;
 	ev_timer_start(d->loop, &c->beat);
 	lease_grant(c);
@@ -795,6 +963,7 @@ void cluster_stop(struct odrsd *d)
 	ev_timer_stop(d->loop, &c->resync);
 	ev_timer_stop(d->loop, &c->election);
 	ev_timer_stop(d->loop, &c->term);
+	ev_timer_stop(d->loop, &c->fence);
 	etcd_close(c->etcd);
 	for (size_t i = 0; i < d->nvms; i++) {
 		json_decref(d->vms[i]->reg);

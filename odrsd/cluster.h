@@ -19,7 +19,13 @@ void cluster_stop(struct odrsd *d);
 bool cluster_on(const struct odrsd *d);
 /* The last exchange with etcd worked (always true without a cluster). */
 bool cluster_store_ok(const struct odrsd *d);
-/* The accept-role holder as this node knows it ("" when none), and its term. */
+/* Our lease may have run out (lease_ttl since the last acknowledged renewal): acting for nobody else. */
+bool cluster_fenced(const struct odrsd *d);
+/* node (not this one) has no live key in etcd, as far as this node follows the store. */
+bool cluster_node_lost(const struct odrsd *d, const char *node);
+/* vm is running or being restored, says the registry, on a lost node. */
+bool vm_node_lost(const struct odrsd *d, const struct vm *vm);
+/* The accept-role holder as this node knows it ("" when none or fenced), and its term. */
 const char *cluster_accept_holder(const struct odrsd *d, int64_t *term);
 
 /* Claim the wake of a hibernated VM in etcd for the least-loaded node. 0 or -errno, why in err. */

@@ -71,12 +71,28 @@ static json_t *vm_json(struct odrsd *d, const struct vm *vm)
 	/* In a cluster, where the registry says it is; nowhere while it sleeps. */
 	const char *node = !cluster_on(d) ? d->cfg->node : vm->node[0] ? vm->node : NULL;
 
-	return json_pack("{s:s, s:s, s:o, s:s, s:o, s:I, s:I, s:o, s:b}", "name", vm->name, "ip", ip, "mac",
-			 vm->has_mac ? json_string(mac) : json_null(), "state", vm_state_name(vm->state),
-			 "node", node ? json_string(node) : json_null(), "idle_s", (json_int_t)idle,
-			 "snapshot_bytes", (json_int_t)vm->snapshot_bytes, "last_wake_ms",
+	return json_pack("{s:s, s:s, s:o, s:s, s:o, s:I, s:I, s:o, s:b, s:b}", "name", vm->name, "ip", ip,
+			 "mac", vm->has_mac ? json_string(mac) : json_null(), "state",
+			 vm_state_name(vm->state), "node", node ? json_string(node) : json_null(), "idle_s",
+			 (json_int_t)idle, "snapshot_bytes", (json_int_t)vm->snapshot_bytes, "last_wake_ms",
 			 vm->last_wake_ms < 0 ? json_null() : json_integer(vm->last_wake_ms), "pinned",
-			 vm->pinned);
+			 vm->pinned, "node_lost", vm_node_lost(d, vm));
+}
+
+/* The nodes gone from etcd that the registry still has VMs running or waking on. */
+static json_t *lost_nodes(struct odrsd *d)
+{
+	json_t *a = json_array(), *n;
+	size_t i;
+
+	for (size_t k = 0; k < d->nvms; k++) {
+		if (!vm_node_lost(d, d->vms[k]))
+			continue;
+		json_array_foreach(a, i, n) if (!strcmp(json_string_value(n), d->vms[k]->node)) break;
+		if (i == json_array_size(a))
+			json_array_append_new(a, json_string(d->vms[k]->node));
+	}
+	return a;
 }
 
 static void cmd_status(struct waiter *c, const struct wk_ctl_request *req)
@@ -108,6 +124,8 @@ static void cmd_status(struct waiter *c, const struct wk_ctl_request *req)
 		json_object_set_new(st, "cluster_store",
 				    json_string(cluster_store_ok(d) ? "ok" : "unreachable"));
 		json_object_set_new(st, "term", json_integer(term));
+		json_object_set_new(st, "fenced", json_boolean(cluster_fenced(d)));
+		json_object_set_new(st, "lost_nodes", lost_nodes(d));
 		json_object_set_new(n, "claims", json_integer((json_int_t)d->n.claims));
 		json_object_set_new(n, "claims_lost", json_integer((json_int_t)d->n.claims_lost));
 		json_object_set_new(n, "claims_refused", json_integer((json_int_t)d->n.claims_refused));

@@ -249,6 +249,10 @@ static int start(struct odrsd *d)
 		return r;
 	}
 	virt_set_restore_spacing(d->virt, d->cfg->wake_spacing_ms);
+	if ((r = virtev_start(d)) < 0) {
+		log_err("libvirt domain events: %s", strerror(-r));
+		return r;
+	}
 	if ((r = cluster_start(d)) < 0) {
 		log_err("cluster store %s: %s", d->cfg->etcd, strerror(-r));
 		return r;
@@ -319,6 +323,7 @@ int main(int argc, char **argv)
 	sd_notify(0, "STOPPING=1");
 	cluster_stop(d);
 	control_close(d);
+	virtev_stop(d);
 	virt_close(d->virt);
 	capture_stop(d);
 	evlog_close();

@@ -130,6 +130,7 @@ struct retrain {
 
 struct cluster;
 struct vm_life;
+struct virtev;
 
 struct odrsd {
 	struct ev_loop *loop;
@@ -152,6 +153,7 @@ struct odrsd {
 	int inject_fd;		/* AF_PACKET socket for every frame we send */
 
 	struct virt *virt;
+	struct virtev *virtev; /* libvirt's domain events (virtev.c) */
 	int control_fd;
 	char control_path[108]; /* sun_path's size */
 	ev_io control_io;
@@ -199,6 +201,10 @@ void idle_probe_done(struct odrsd *d, struct vm *vm);
 bool vm_watch_activity(const struct odrsd *d, const struct vm *vm);
 /* Looked idle at a check and not decided yet (confirmation or probe). */
 bool vm_idle_confirming(const struct odrsd *d, const struct vm *vm);
+
+/* virtev.c: follow libvirt's domain lifecycle events; a VM changed behind odrsd's back is inspected. */
+int virtev_start(struct odrsd *d);
+void virtev_stop(struct odrsd *d);
 
 /* inject.c */
 int inject_open(void);

@@ -98,12 +98,13 @@ int cmd_status(struct ctl *c, int argc, char **argv)
 }
 
 #define LIST_COLS 8
+#define NODE_COL  4
 static const char *const list_cols[LIST_COLS] = {
 	"name", "ip", "mac", "state", "node", "idle_s", "snapshot_bytes", "last_wake_ms",
 };
 
-/* A cell's text, as print_scalar writes it. */
-static char *cell_text(const json_t *v)
+/* A cell's text, as print_scalar writes it; a node gone from the cluster is marked "(lost)". */
+static char *cell_text(const json_t *vm, size_t col)
 {
 	char *s = NULL;
 	size_t len;
@@ -111,7 +112,9 @@ static char *cell_text(const json_t *v)
 
 	if (!f)
 		return NULL;
-	print_scalar(f, v);
+	print_scalar(f, json_object_get(vm, list_cols[col]));
+	if (col == NODE_COL && json_is_true(json_object_get(vm, "node_lost")))
+		fputs("(lost)", f);
 	if (fclose(f) != 0) {
 		free(s);
 		return NULL;
@@ -150,7 +153,7 @@ int cmd_list(struct ctl *c, int argc, char **argv)
 		for (k = 0; k < LIST_COLS; k++) {
 			char **cell = &cells[r * LIST_COLS + k];
 
-			if (!(*cell = cell_text(json_object_get(json_array_get(vms, r), list_cols[k])))) {
+			if (!(*cell = cell_text(json_array_get(vms, r), k))) {
 				fprintf(stderr, "odrsctl: %s\n", strerror(ENOMEM));
 				rc = EXIT_FAILED;
 				goto out;

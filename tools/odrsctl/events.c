@@ -71,6 +71,9 @@ static const struct {
 	{ "accept_acquired", { "term" } },
 	{ "accept_released", { "term" } },
 	{ "retrain", { "count", "ms" } },
+	{ "fenced", { "reason", "accept" } },
+	{ "node_lost", { "lost_node", "vms" } },
+	{ "domain_event", { "libvirt", "was" } },
 };
 
 /* A value after `key=`: plain words as they are, anything else as JSON, so a line splits on spaces. */
