@@ -187,6 +187,8 @@ void wake_init(struct odrsd *d);
 void vm_on_frame(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, const uint8_t *frame, size_t len);
 /* Keep a client's SYN for vm (a copy); false when dropped or already held. */
 bool wake_hold_syn(struct odrsd *d, struct vm *vm, const uint8_t *frame, size_t len);
+/* Forget vm's held SYNs (nobody will replay them: a fenced node's, or another node replays them). */
+void wake_release_syns(struct odrsd *d, struct vm *vm);
 void wake_job_done(struct virt_job *job, void *ctx);
 struct vm *vm_new(struct odrsd *d, const struct wk_vmconf *c);
 struct vm *vm_by_name(struct odrsd *d, const char *name);

@@ -37,7 +37,7 @@ static void held_release(struct odrsd *d, struct vm *vm)
 	ev_timer_stop(d->loop, &vm->replay_timer);
 }
 
-static void wake_release_syns(struct odrsd *d, struct vm *vm)
+void wake_release_syns(struct odrsd *d, struct vm *vm)
 {
 	if (!vm->held)
 		return;
