@@ -2,6 +2,7 @@
 #include <cap-ng.h>
 #include <errno.h>
 #include <getopt.h>
+#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,13 +90,102 @@ static void diag_reload(void *ctx, const char *file, unsigned line, const char *
 		rd->used += (size_t)w < rd->len - rd->used ? (size_t)w : rd->len - rd->used - 1;
 }
 
+/* The running VMs by name, for a reload to match the new file's sections to. */
+static int vms_by_name(struct odrsd *d, struct hsearch_data *h)
+{
+	ENTRY e, *found;
+
+	memset(h, 0, sizeof(*h));
+	if (!hcreate_r(d->nvms * 2 + 1, h))
+		return -ENOMEM;
+	for (size_t i = 0; i < d->nvms; i++) {
+		e.key = d->vms[i]->name;
+		e.data = d->vms[i];
+		if (!hsearch_r(e, ENTER, &found, h)) {
+			hdestroy_r(h);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/* The running VM named like c, taken out of h (its entry's data cleared), or NULL. */
+static struct vm *vm_take(struct hsearch_data *h, const char *name)
+{
+	ENTRY e = { .key = (char *)name }, *found;
+	struct vm *vm;
+
+	if (!hsearch_r(e, FIND, &found, h) || !found->data)
+		return NULL;
+	vm = found->data;
+	found->data = NULL;
+	return vm;
+}
+
+/*
+ * The table the new configuration describes: the kept VMs (cur[i] for
+ * next->vms[i], NULL for a new one) under their new addresses, and the new
+ * VMs made into it (added[i]). Nothing running changes; on failure all is
+ * undone.
+ */
+static struct wk_vmtable *table_build(struct odrsd *d, const struct wk_config *next, struct vm **cur,
+				      bool *added, char *err, size_t errlen)
+{
+	struct wk_vmtable *t = wk_vmtable_new(next->nvms), *running = d->table;
+	size_t made = 0;
+
+	if (!t) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	for (size_t i = 0; i < next->nvms; i++) {
+		const struct wk_vmconf *c = &next->vms[i];
+		struct vm *vm = cur[i];
+		/* A MAC the file no longer names stays: it was read from the domain. */
+		const uint8_t *mac = c->has_mac ? c->mac : vm && vm->has_mac ? vm->mac : NULL;
+
+		if (vm && (wk_vmtable_add(t, c->ip, mac, vm) < 0 ||
+			   (c->has_ip6 && wk_vmtable_add_ip6(t, c->ip6, vm) < 0))) {
+			snprintf(err, errlen,
+				 "%s: its addresses are another VM's (a MAC read from its domain?)", c->name);
+			goto undo;
+		}
+	}
+	/* vm_new indexes a new VM in d->table: the new table for now. */
+	d->table = t;
+	for (; made < next->nvms; made++) {
+		if (cur[made])
+			continue;
+		if (!(cur[made] = vm_new(d, &next->vms[made]))) {
+			snprintf(err, errlen, "%s: cannot add (out of memory, or its MAC is another VM's)",
+				 next->vms[made].name);
+			goto undo;
+		}
+		added[made] = true;
+	}
+	d->table = running;
+	return t;
+undo:
+	d->table = running;
+	for (size_t i = 0; i < made; i++)
+		if (added[i]) {
+			vm_free(d, cur[i]);
+			cur[i] = NULL;
+			added[i] = false;
+		}
+	wk_vmtable_free(t);
+	return NULL;
+}
+
 /* Parse, validate, swap. VMs keep their state, held SYNs and running jobs. */
 int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 {
 	struct wk_config *next;
+	struct wk_vmtable *table;
+	struct hsearch_data byname;
 	struct vm **vms;
+	bool *added;
 	struct reload_diag rd = { err, errlen, 0 };
-	size_t n = 0;
 	int r;
 
 	rd.used = (size_t)snprintf(err, errlen,
@@ -113,60 +203,60 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 	    (next->etcd && d->cfg->etcd && strcmp(next->etcd, d->cfg->etcd)))
 		log_warn("reload: node, control_socket, libvirt_uri, the concurrency limits and the "
 			 "cluster backend and endpoints apply after a restart");
-	if (!(vms = calloc(next->nvms ? next->nvms : 1, sizeof(*vms)))) {
+	vms = calloc(next->nvms ? next->nvms : 1, sizeof(*vms));
+	added = calloc(next->nvms ? next->nvms : 1, sizeof(*added));
+	if (!vms || !added || vms_by_name(d, &byname) < 0) {
+		free(vms);
+		free(added);
 		wk_config_free(next);
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	/* VMs gone from the file leave the table first, so their addresses can be reused. */
+	for (size_t i = 0; i < next->nvms; i++)
+		vms[i] = vm_take(&byname, next->vms[i].name);
+	if (!(table = table_build(d, next, vms, added, err, errlen))) {
+		log_err("reload refused: %s", err);
+		hdestroy_r(&byname);
+		free(vms);
+		free(added);
+		wk_config_free(next);
+		return -EEXIST;
+	}
+	/* Committed: from here on nothing fails. */
 	for (size_t i = 0; i < d->nvms; i++) {
-		struct vm *vm = d->vms[i];
-		if (wk_config_vm(next, vm->name))
+		struct vm *vm = vm_take(&byname, d->vms[i]->name);
+
+		if (!vm)
 			continue;
 		log_info("reload: %s no longer managed", vm->name);
-		wk_vmtable_del(d->table, vm->ip, vm->has_mac ? vm->mac : NULL);
-		if (vm->has_ip6)
-			wk_vmtable_del_ip6(d->table, vm->ip6);
 		vm->conf = NULL;
 		vm_free(d, vm);
-		d->vms[i] = NULL;
 	}
+	hdestroy_r(&byname);
+	wk_vmtable_free(d->table);
+	d->table = table;
 	for (size_t i = 0; i < next->nvms; i++) {
 		const struct wk_vmconf *c = &next->vms[i];
-		struct vm *vm = NULL;
-		for (size_t j = 0; j < d->nvms && !vm; j++)
-			if (d->vms[j] && !strcmp(d->vms[j]->name, c->name))
-				vm = d->vms[j];
-		if (vm && (vm->ip != c->ip || (c->has_mac && memcmp(vm->mac, c->mac, WK_ETH_ALEN)))) {
-			wk_vmtable_del(d->table, vm->ip, vm->has_mac ? vm->mac : NULL);
-			vm->ip = c->ip;
-			if (c->has_mac)
-				memcpy(vm->mac, c->mac, WK_ETH_ALEN);
-			if (wk_vmtable_add(d->table, vm->ip, vm->has_mac ? vm->mac : NULL, vm) < 0)
-				log_err("reload: %s: address already indexed", vm->name);
-		}
-		if (vm && (vm->has_ip6 != c->has_ip6 || memcmp(vm->ip6, c->ip6, 16))) {
-			if (vm->has_ip6)
-				wk_vmtable_del_ip6(d->table, vm->ip6);
-			vm->has_ip6 = c->has_ip6;
-			memcpy(vm->ip6, c->ip6, 16);
-			if (vm->has_ip6 && wk_vmtable_add_ip6(d->table, vm->ip6, vm) < 0)
-				log_err("reload: %s: IPv6 address already indexed", vm->name);
-		}
-		if (vm) {
-			vm->conf = c;
-		} else if ((vm = vm_new(d, c))) {
+		struct vm *vm = vms[i];
+
+		vm->conf = c;
+		if (added[i]) {
 			log_info("reload: %s now managed", vm->name);
 			vm_inspect(d, vm);
-		} else {
-			log_err("reload: %s: cannot add", c->name);
 			continue;
 		}
-		vms[n++] = vm;
+		vm->ip = c->ip;
+		if (c->has_mac) {
+			memcpy(vm->mac, c->mac, WK_ETH_ALEN);
+			vm->has_mac = true;
+		}
+		vm->has_ip6 = c->has_ip6;
+		memcpy(vm->ip6, c->ip6, 16);
 	}
+	free(added);
 	free(d->vms);
 	d->vms = vms;
-	d->nvms = n;
+	d->nvms = next->nvms;
 	if (strcmp(next->interface, d->cfg->interface))
 		capture_interface_changed(d);
 	wk_config_free(d->cfg);
@@ -177,6 +267,7 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 	capture_filter_changed(d);
 	idle_interval_changed(d);
 	virt_set_restore_spacing(d->virt, d->cfg->wake_spacing_ms);
+	d->n.reloads++;
 	log_info("reload: %s applied, %zu VMs", d->config_path, d->nvms);
 	return 0;
 }

@@ -392,7 +392,8 @@ void vm_inspect(struct odrsd *d, struct vm *vm)
 
 static void learn_mac(struct odrsd *d, struct vm *vm, const struct virt_job *job)
 {
-	if (vm->has_mac || !job->has_mac)
+	/* A VM dropped by a reload is in no table: its IP may be another VM's now. */
+	if (vm->removed || vm->has_mac || !job->has_mac)
 		return;
 	if (wk_vmtable_set_mac(d->table, vm->ip, job->mac) < 0) {
 		log_err("%s: its MAC is already another VM's", vm->name);
