@@ -1,11 +1,14 @@
 /* odrsd: start-up, privileges, signals, reload. */
 #include <cap-ng.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -293,12 +296,53 @@ static int drop_privileges(void)
 	return capng_apply(CAPNG_SELECT_BOTH) < 0 ? -EPERM : 0;
 }
 
+/*
+ * One odrsd per node: an flock on STATE_DIR/odrsd.lock, held for life (the
+ * kernel drops it however we exit), taken before the control socket is
+ * touched, so a second instance never removes the first one's socket.
+ */
+static int take_instance_lock(const char *state_dir)
+{
+	char path[4096], pid[32] = "";
+	int fd, len;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/odrsd.lock", state_dir);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+		log_err("%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int err = errno;
+
+		if (err == EWOULDBLOCK) {
+			n = pread(fd, pid, sizeof(pid) - 1, 0);
+			pid[n > 0 ? n : 0] = 0;
+			pid[strcspn(pid, "\n")] = 0;
+			log_err("another odrsd (pid %s) holds %s", pid[0] ? pid : "unknown", path);
+		} else {
+			log_err("%s: %s", path, strerror(err));
+		}
+		close(fd);
+		return err == EWOULDBLOCK ? -EBUSY : -err;
+	}
+	len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+		log_warn("%s: cannot record our pid", path);
+	return 0; /* fd stays open: it is the lock */
+}
+
 static int start(struct odrsd *d)
 {
 	int r;
 
-	if ((r = make_dirs(d->cfg->state_dir, true)) < 0 ||
-	    (r = make_dirs(d->cfg->control_socket, false)) < 0 ||
+	if ((r = make_dirs(d->cfg->state_dir, true)) < 0) {
+		log_err("state_dir %s: %s", d->cfg->state_dir, strerror(-r));
+		return r;
+	}
+	if ((r = take_instance_lock(d->cfg->state_dir)) < 0)
+		return r;
+	if ((r = make_dirs(d->cfg->control_socket, false)) < 0 ||
 	    (r = make_dirs(d->cfg->event_log, false)) < 0) {
 		log_err("creating odrsd's directories: %s", strerror(-r));
 		return r;
@@ -349,12 +393,62 @@ static int start(struct odrsd *d)
 	return 0;
 }
 
+/*
+ * Without -f the parent waits until the child has started (interface,
+ * libvirt, control socket and the rest) and exits with its result, so a
+ * start that fails exits non-zero. The child reports one byte on the pipe:
+ * 0 serving, 1 failed; a child that dies says nothing, which counts as failed.
+ * Returns the pipe's write end in the child.
+ */
+static int detach_begin(void)
+{
+	int report[2];
+	char ok = 1;
+	pid_t pid;
+
+	if (pipe2(report, O_CLOEXEC) < 0 || (pid = fork()) < 0) {
+		perror("odrsd: fork");
+		exit(1);
+	}
+	if (pid > 0) {
+		close(report[1]);
+		while (read(report[0], &ok, 1) < 0 && errno == EINTR)
+			;
+		_exit(ok == 0 ? 0 : 1);
+	}
+	close(report[0]);
+	if (setsid() < 0 || chdir("/") < 0) {
+		perror("odrsd: setsid");
+		exit(1);
+	}
+	return report[1];
+}
+
+/* Serving: tell the waiting parent, and leave the terminal. */
+static void detach_end(int report, const struct odrsd *d)
+{
+	char ok = 0;
+	int null = open("/dev/null", O_RDWR);
+
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		if (null > STDERR_FILENO)
+			close(null);
+	}
+	log_init("odrsd", false, d->debug);
+	if (write(report, &ok, 1) != 1)
+		log_warn("the starting parent is gone");
+	close(report);
+}
+
 int main(int argc, char **argv)
 {
 	static struct odrsd od = { .control_fd = -1, .inject_fd = -1 };
 	struct odrsd *d = &od;
 	bool check_only = false;
-	int c;
+	int c, r, report = -1;
 
 	d->config_path = DEFAULT_CONFIG;
 	while ((c = getopt(argc, argv, "c:ftdV")) != -1) {
@@ -386,16 +480,19 @@ int main(int argc, char **argv)
 		printf("%s: configuration valid, %zu VMs\n", d->config_path, d->cfg->nvms);
 		return 0;
 	}
-	if (!d->foreground && daemon(0, 0) < 0) {
-		perror("odrsd: daemon");
-		return 1;
-	}
-	log_init("odrsd", d->foreground, d->debug);
+	/* A client that hangs up makes send() fail with EPIPE, never kills odrsd. */
+	signal(SIGPIPE, SIG_IGN);
+	if (!d->foreground)
+		report = detach_begin();
+	/* Start-up problems go to stderr too, until detached. */
+	log_init("odrsd", true, d->debug);
 	d->loop = ev_default_loop(EVFLAG_AUTO);
 	ev_set_userdata(d->loop, d);
 	d->started = ev_time();
-	if (start(d) < 0)
+	if ((r = start(d)) < 0) {
+		sd_notifyf(0, "STATUS=start-up failed: %s\nERRNO=%d", strerror(-r), -r);
 		return 1;
+	}
 	ev_signal_init(&d->sighup, on_sighup, SIGHUP);
 	ev_signal_init(&d->sigterm, on_sigterm, SIGTERM);
 	ev_signal_init(&d->sigint, on_sigterm, SIGINT);
@@ -404,6 +501,8 @@ int main(int argc, char **argv)
 	ev_signal_start(d->loop, &d->sigterm);
 	ev_signal_start(d->loop, &d->sigint);
 	log_info("serving %zu VMs on %s as node %s", d->nvms, d->cfg->interface, d->cfg->node);
+	if (report >= 0)
+		detach_end(report, d);
 	sd_notify(0, "READY=1");
 	ev_run(d->loop, 0);
 	sd_notify(0, "STOPPING=1");
