@@ -71,6 +71,7 @@ void wake_on_arp_request(struct odrsd *d, struct vm *vm, const struct wk_pkt *p)
 {
 	uint8_t frame[WK_FRAME_MAX];
 	char who[INET_ADDRSTRLEN], ip[INET_ADDRSTRLEN];
+	struct wk_addr src = wk_addr_v4(p->arp.spa);
 	int len, r;
 
 	/* Running VMs answer for themselves; announcements are not questions. */
@@ -87,7 +88,7 @@ void wake_on_arp_request(struct odrsd *d, struct vm *vm, const struct wk_pkt *p)
 	evlog_emit("arp_reply", vm->name,
 		   json_pack("{s:s, s:s}", "ip", ip_str(vm->ip, ip), "requester", who));
 	/* An address probe (sender 0.0.0.0) asks whether the IP is taken: yes, but wake nobody. */
-	if (p->arp.spa && wk_policy_may_wake(&vm->conf->policy, WK_TRIGGER_ARP, p->arp.spa, 0))
+	if (p->arp.spa && wk_policy_may_wake(&vm->conf->policy, WK_TRIGGER_ARP, &src, 0))
 		wake_start(d, vm, WK_TRIGGER_ARP, who, NULL, 0);
 }
 
@@ -123,6 +124,7 @@ void wake_on_ns(struct odrsd *d, struct vm *vm, const struct wk_pkt *p)
 {
 	uint8_t frame[WK_FRAME_MAX];
 	char who[INET6_ADDRSTRLEN], ip[INET6_ADDRSTRLEN];
+	struct wk_addr src = wk_addr_v6(p->ip6.src);
 	int len;
 
 	if (!d->accept || !vm_is_asleep(vm) || !vm->has_mac || !memcmp(p->eth.src, vm->mac, WK_ETH_ALEN))
@@ -139,8 +141,7 @@ void wake_on_ns(struct odrsd *d, struct vm *vm, const struct wk_pkt *p)
 	evlog_emit("ndp_reply", vm->name,
 		   json_pack("{s:s, s:s}", "ip", inet_ntop(AF_INET6, vm->ip6, ip, sizeof(ip)), "requester",
 			     who));
-	/* IPv6 sources are never in ignore_sources (IPv4 only): 0 stands for "not listed". */
-	if (wk_policy_may_wake(&vm->conf->policy, WK_TRIGGER_ARP, 0, 0))
+	if (wk_policy_may_wake(&vm->conf->policy, WK_TRIGGER_ARP, &src, 0))
 		wake_start(d, vm, WK_TRIGGER_ARP, who, NULL, 0);
 }
 
@@ -148,10 +149,10 @@ void wake_on_syn(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, const u
 {
 	const struct wk_policy *pol = &vm->conf->policy;
 	char client[64], ip[INET6_ADDRSTRLEN];
+	struct wk_addr src = p->v6 ? wk_addr_v6(p->ip6.src) : wk_addr_v4(p->ip.src);
 
 	vm->last_activity = ev_now(d->loop);
-	if (!d->accept || !vm_is_asleep(vm) ||
-	    !wk_policy_may_wake(pol, WK_TRIGGER_SYN, p->v6 ? 0 : p->ip.src, p->tcp.dport))
+	if (!d->accept || !vm_is_asleep(vm) || !wk_policy_may_wake(pol, WK_TRIGGER_SYN, &src, p->tcp.dport))
 		return;
 	if (p->v6)
 		snprintf(client, sizeof(client), "[%s]:%u", inet_ntop(AF_INET6, p->ip6.src, ip, sizeof(ip)),
