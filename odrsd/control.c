@@ -47,8 +47,9 @@ struct conn {
 	size_t used;
 	char *out; /* out[off..len) is unsent */
 	size_t off, len, cap;
-	bool eof;  /* the client sent all it will */
-	bool dead; /* hung up or dropped: closed at the next event */
+	bool eof;      /* the client sent all it will */
+	bool refusing; /* a line too long: its answer goes out, nothing more is read */
+	bool dead;     /* hung up or dropped: closed at the next event */
 	struct waiter w;
 };
 
@@ -345,17 +346,18 @@ static void conn_process(struct conn *c)
 {
 	char *nl;
 
-	while (!c->dead && !c->w.waiting && c->len - c->off <= OUT_PAUSE &&
+	while (!c->dead && !c->refusing && !c->w.waiting && c->len - c->off <= OUT_PAUSE &&
 	       (nl = memchr(c->buf, '\n', c->used))) {
 		*nl = 0;
 		handle_line(c, c->buf);
 		c->used -= (size_t)(nl + 1 - c->buf);
 		memmove(c->buf, nl + 1, c->used);
 	}
-	if (!c->dead && c->used == sizeof(c->buf) && !memchr(c->buf, '\n', c->used)) {
+	/* A line must be shorter than the buffer, its newline included (odrsd(8)). */
+	if (!c->dead && c->used == sizeof(c->buf) - 1 && !memchr(c->buf, '\n', c->used)) {
 		reply_error(c, "%s", "request too long");
 		c->used = 0;
-		c->eof = true; /* nothing after it can be parsed */
+		c->refusing = true; /* nothing after it can be parsed */
 	}
 }
 
@@ -364,22 +366,29 @@ static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct conn *c = w->data;
 
-	if ((revents & EV_READ) && !c->eof && c->used < sizeof(c->buf)) {
-		ssize_t n = read(c->fd, c->buf + c->used, sizeof(c->buf) - c->used);
+	if ((revents & EV_READ) && !c->eof && c->used < sizeof(c->buf) - 1) {
+		ssize_t n = read(c->fd, c->buf + c->used, sizeof(c->buf) - 1 - c->used);
 
 		if (n < 0 && errno != EAGAIN && errno != EINTR)
 			c->dead = true;
 		else if (n == 0)
 			c->eof = true;
 		else if (n > 0)
-			c->used += (size_t)n;
+			c->used = c->refusing ? 0 : c->used + (size_t)n;
 	}
 	conn_process(c);
+	/*
+	 * A refused connection is closed once its answer is out and the client
+	 * has seen the end: closing with its input unread would reset the
+	 * connection and lose that answer.
+	 */
+	if (c->refusing && c->off == c->len)
+		shutdown(c->fd, SHUT_WR);
 	if (c->dead || (c->eof && !c->w.waiting && c->off == c->len)) {
 		conn_close(c);
 		return;
 	}
-	if (c->eof || c->used == sizeof(c->buf))
+	if (c->eof || c->used == sizeof(c->buf) - 1)
 		ev_io_stop(loop, &c->rio);
 	else
 		ev_io_start(loop, &c->rio);

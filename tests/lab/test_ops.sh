@@ -99,6 +99,16 @@ assert len(a) == 6, len(a)
 assert 'status' in a[0] and a[1] == {'ok': True} and len(a[2]['vms']) == nvms and a[3] == {'ok': True}
 assert a[4]['ok'] is False and 'nosuch' in a[4]['error'] and 'status' in a[5], a[4]
 print('pipelined: 6 requests, 6 answers in order')
+# The longest request there may be (4095 bytes, newline included) is served;
+# one byte more is refused and the connection closed after the answer.
+s = conn()
+s.sendall(b'{"cmd":"status"' + b' ' * (4095 - 17) + b'}\n')
+a = answers(s, 1)
+assert len(a) == 1 and 'status' in a[0], a
+s.sendall(b'{"cmd":"status"' + b' ' * (4096 - 17) + b'}\n')
+a = answers(s, 2)
+assert len(a) == 1 and a[0] == {'ok': False, 'error': 'request too long'}, a
+print('4095-byte request served, 4096-byte one refused and its connection closed')
 EOF
 lab_odrsd_pid n1 >/dev/null || fail "odrsd died (a client hung up?): rc $(cat "$LAB_DIR/n1/odrsd.rc")"
 [ "$(counter vms)" = "$NVMS" ] || fail "odrsd does not answer after the hang-ups"
