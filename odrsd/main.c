@@ -112,7 +112,7 @@ static int vms_by_name(struct odrsd *d, struct hsearch_data *h)
 	return 0;
 }
 
-/* The running VM named like c, taken out of h (its entry's data cleared), or NULL. */
+/* The running VM called name, taken out of h (its entry's data cleared), or NULL. */
 static struct vm *vm_take(struct hsearch_data *h, const char *name)
 {
 	ENTRY e = { .key = (char *)name }, *found;
@@ -150,7 +150,9 @@ static struct wk_vmtable *table_build(struct odrsd *d, const struct wk_config *n
 		if (vm && (wk_vmtable_add(t, c->ip, mac, vm) < 0 ||
 			   (c->has_ip6 && wk_vmtable_add_ip6(t, c->ip6, vm) < 0))) {
 			snprintf(err, errlen,
-				 "%s: its addresses are another VM's (a MAC read from its domain?)", c->name);
+				 "%s: its addresses are another VM's (a MAC read from its domain?); "
+				 "the running configuration is kept",
+				 c->name);
 			goto undo;
 		}
 	}
@@ -160,7 +162,9 @@ static struct wk_vmtable *table_build(struct odrsd *d, const struct wk_config *n
 		if (cur[made])
 			continue;
 		if (!(cur[made] = vm_new(d, &next->vms[made]))) {
-			snprintf(err, errlen, "%s: cannot add (out of memory, or its MAC is another VM's)",
+			snprintf(err, errlen,
+				 "%s: cannot add (out of memory, or its MAC is another VM's); "
+				 "the running configuration is kept",
 				 next->vms[made].name);
 			goto undo;
 		}
@@ -309,8 +313,10 @@ static int take_instance_lock(const char *state_dir)
 
 	snprintf(path, sizeof(path), "%s/odrsd.lock", state_dir);
 	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
-		log_err("%s: %s", path, strerror(errno));
-		return -errno;
+		int err = errno;
+
+		log_err("%s: %s", path, strerror(err));
+		return -err;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		int err = errno;
