@@ -42,7 +42,7 @@ enum kind {
 	K_WORDS,   /* char **, count at off_n */
 	K_WAKE_ON, /* unsigned WK_WAKE_* flags */
 	K_PORTS,   /* uint16_t *, count at off_n; none: any */
-	K_IPS,	   /* uint32_t *, count at off_n */
+	K_IPS,	   /* struct wk_addr *, IPv4 or IPv6, count at off_n */
 	K_IP,	   /* uint32_t, unicast */
 	K_MAC,	   /* uint8_t[6], unicast; bool at off_n */
 	K_IP6,	   /* uint8_t[16], unicast; bool at off_n */
@@ -406,23 +406,30 @@ static int set_ports(struct loader *l, const char *v, uint16_t **out, size_t *no
 	return 0;
 }
 
-static int set_ips(struct loader *l, const char *v, uint32_t **out, size_t *nout, char *why, size_t whysz)
+static int set_ips(struct loader *l, const char *v, struct wk_addr **out, size_t *nout, char *why,
+		   size_t whysz)
 {
 	size_t n, i = 0, count = count_words(v);
 	const char *w;
-	uint32_t *ips = NULL;
+	struct wk_addr *ips = NULL;
+	uint32_t ip4;
 
 	if (count > 0 && (ips = calloc(count, sizeof(*ips))) == NULL) {
 		l->oom = true;
 		return -ENOMEM;
 	}
 	while ((w = next_word(&v, &n)) != NULL) {
-		char word[INET_ADDRSTRLEN];
+		char word[INET6_ADDRSTRLEN];
 
-		if (n >= sizeof(word) ||
-		    (memcpy(word, w, n), word[n] = '\0', wk_parse_ipv4(word, &ips[i++]) < 0)) {
+		if (n < sizeof(word)) {
+			memcpy(word, w, n);
+			word[n] = '\0';
+		}
+		if (n < sizeof(word) && wk_parse_ipv4(word, &ip4) == 0)
+			ips[i++] = wk_addr_v4(ip4);
+		else if (n >= sizeof(word) || inet_pton(AF_INET6, word, ips[i++].b) != 1) {
 			explain(why, whysz, w, n,
-				"expected IPv4 addresses like 198.18.0.1, "
+				"expected IPv4 or IPv6 addresses like 198.18.0.1 or fd00::1, "
 				"separated by spaces");
 			free(ips);
 			return -EINVAL;
@@ -626,14 +633,14 @@ static int set_value(struct loader *l, const struct key *k, char *base, const ch
 		return 0;
 	}
 	case K_IPS: {
-		uint32_t *ips;
+		struct wk_addr *ips;
 		size_t n;
 		int rc = set_ips(l, v, &ips, &n, why, whysz);
 
 		if (rc < 0)
 			return rc;
 		clear_field(k, base);
-		*(uint32_t **)field = ips;
+		*(struct wk_addr **)field = ips;
 		*(size_t *)(base + k->off_n) = n;
 		return 0;
 	}
@@ -702,7 +709,7 @@ static void copy_field(struct loader *l, const struct key *k, char *dst, const c
 	}
 	case K_PORTS:
 	case K_IPS: {
-		size_t elem = k->kind == K_PORTS ? sizeof(uint16_t) : sizeof(uint32_t);
+		size_t elem = k->kind == K_PORTS ? sizeof(uint16_t) : sizeof(struct wk_addr);
 		void *to;
 
 		n = *(size_t *)(src + k->off_n);

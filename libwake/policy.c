@@ -46,15 +46,22 @@ bool wk_rate_take(struct wk_rate *r, double per_s, double burst, double now)
 	return true;
 }
 
-bool wk_policy_ignores(const struct wk_policy *p, uint32_t src)
+/* ::, or 0.0.0.0 mapped: no sender at all. */
+static bool unspecified(const struct wk_addr *a)
+{
+	static const struct wk_addr any, any4 = { .b = { [10] = 0xff, [11] = 0xff } };
+
+	return !memcmp(a, &any, sizeof(*a)) || !memcmp(a, &any4, sizeof(*a));
+}
+
+bool wk_policy_ignores(const struct wk_policy *p, const struct wk_addr *src)
 {
 	size_t i;
 
-	/* 0 is no IPv4 sender (an ARP probe's, or an IPv6 one): nothing to match. */
-	if (src == 0)
+	if (src == NULL || unspecified(src))
 		return false;
 	for (i = 0; i < p->nignore_sources; i++)
-		if (p->ignore_sources[i] == src)
+		if (!memcmp(&p->ignore_sources[i], src, sizeof(*src)))
 			return true;
 	return false;
 }
@@ -71,7 +78,8 @@ static bool port_allowed(const struct wk_policy *p, uint16_t port)
 	return false;
 }
 
-bool wk_policy_may_wake(const struct wk_policy *p, enum wk_trigger t, uint32_t src, uint16_t port)
+bool wk_policy_may_wake(const struct wk_policy *p, enum wk_trigger t, const struct wk_addr *src,
+			uint16_t port)
 {
 	switch (t) {
 	case WK_TRIGGER_MANUAL:

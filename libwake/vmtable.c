@@ -1,9 +1,10 @@
 /*
- * The VM table: two open-addressing hash tables with linear probing, one
- * keyed by IPv4 address and one by MAC. Deletion shifts later entries of the
- * probe run back (no tombstones), so lookups stay short after any number of
- * adds and deletes. Each IP entry remembers its MAC, so deleting or
- * re-addressing a VM never leaves a stale MAC behind.
+ * The VM table: three indexes (IPv4 address, MAC, IPv6 address) that are one
+ * generic open-addressing hash with linear probing, used three times.
+ * Deletion shifts later entries of the probe run back (no tombstones), so
+ * lookups stay short after any number of adds and deletes. Each IPv4 entry
+ * remembers its VM's MAC, so deleting or re-addressing a VM never leaves a
+ * stale MAC behind, and no operation removes an entry another VM owns.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -12,31 +13,25 @@
 
 #include <wake/vmtable.h>
 
-struct ip_slot {
+#define KEY_MAX 16 /* an IPv6 address, the longest key */
+
+struct slot {
 	void *vm; /* NULL: empty slot */
-	uint32_t ip;
-	bool has_mac;
-	uint64_t mac;
+	uint8_t key[KEY_MAX];
+	bool has_mac; /* the IPv4 index: the MAC this VM is indexed under */
+	uint8_t mac[6];
 };
 
-struct mac_slot {
-	void *vm; /* NULL: empty slot */
-	uint64_t mac;
-};
-
-struct ip6_slot {
-	void *vm; /* NULL: empty slot */
-	uint8_t ip6[16];
+struct index {
+	struct slot *slots; /* NULL until the first add */
+	size_t cap;	    /* a power of two, or 0 */
+	size_t n;
+	size_t keylen;
 };
 
 struct wk_vmtable {
-	struct ip_slot *ips;
-	struct mac_slot *macs;
-	size_t cap; /* of both arrays: a power of two */
-	size_t nips;
-	size_t nmacs;
-	struct ip6_slot *ip6s; /* NULL until the first IPv6 address */
-	size_t cap6, nip6s;
+	struct index ip, mac, ip6;
+	size_t hint; /* the first allocation's size */
 };
 
 #define MIN_CAP 16
@@ -52,32 +47,43 @@ static uint64_t mix(uint64_t x)
 	return x;
 }
 
-static uint64_t mac_key(const uint8_t *mac)
+static uint64_t key_hash(const uint8_t *key, size_t len)
 {
-	uint64_t k = 0;
-	int i;
+	uint64_t h = 0;
 
-	for (i = 0; i < 6; i++)
-		k = k << 8 | mac[i];
-	return k;
+	for (size_t i = 0; i < len; i += 8) {
+		uint64_t w = 0;
+
+		for (size_t j = i; j < i + 8 && j < len; j++)
+			w = w << 8 | key[j];
+		h = mix(h ^ w);
+	}
+	return h;
 }
 
-static size_t ip_find(const struct wk_vmtable *t, uint32_t ip)
+static size_t idx_home(const struct index *x, const uint8_t *key)
 {
-	size_t mask = t->cap - 1, i = mix(ip) & mask;
+	return key_hash(key, x->keylen) & (x->cap - 1);
+}
 
-	while (t->ips[i].vm != NULL && t->ips[i].ip != ip)
+/* The slot holding key, or the empty slot where it would go; cap must not be 0. */
+static size_t idx_find(const struct index *x, const uint8_t *key)
+{
+	size_t mask = x->cap - 1, i = idx_home(x, key);
+
+	while (x->slots[i].vm != NULL && memcmp(x->slots[i].key, key, x->keylen) != 0)
 		i = (i + 1) & mask;
 	return i;
 }
 
-static size_t mac_find(const struct wk_vmtable *t, uint64_t mac)
+static struct slot *idx_get(const struct index *x, const uint8_t *key)
 {
-	size_t mask = t->cap - 1, i = mix(mac) & mask;
+	struct slot *s;
 
-	while (t->macs[i].vm != NULL && t->macs[i].mac != mac)
-		i = (i + 1) & mask;
-	return i;
+	if (x->cap == 0)
+		return NULL;
+	s = &x->slots[idx_find(x, key)];
+	return s->vm ? s : NULL;
 }
 
 /* Is slot j's home h outside the cyclic range (i, j]? Then it may move to i. */
@@ -86,87 +92,70 @@ static bool may_move(size_t i, size_t j, size_t h)
 	return i <= j ? (h <= i || h > j) : (h <= i && h > j);
 }
 
-static void ip_remove_at(struct wk_vmtable *t, size_t i)
+static void idx_remove(struct index *x, struct slot *s)
 {
-	size_t mask = t->cap - 1, j = i;
+	size_t mask = x->cap - 1, i = (size_t)(s - x->slots), j = i;
 
 	for (;;) {
 		j = (j + 1) & mask;
-		if (t->ips[j].vm == NULL)
+		if (x->slots[j].vm == NULL)
 			break;
-		if (may_move(i, j, mix(t->ips[j].ip) & mask)) {
-			t->ips[i] = t->ips[j];
+		if (may_move(i, j, idx_home(x, x->slots[j].key))) {
+			x->slots[i] = x->slots[j];
 			i = j;
 		}
 	}
-	memset(&t->ips[i], 0, sizeof(t->ips[i]));
-	t->nips--;
+	memset(&x->slots[i], 0, sizeof(x->slots[i]));
+	x->n--;
 }
 
-static void mac_remove_at(struct wk_vmtable *t, size_t i)
+/* Room for one more entry at a load factor of at most 1/2, so probe runs stay short. */
+static int idx_reserve(struct index *x, size_t hint)
 {
-	size_t mask = t->cap - 1, j = i;
+	struct index old = *x;
+	size_t cap = x->cap ? x->cap * 2 : MIN_CAP;
 
-	for (;;) {
-		j = (j + 1) & mask;
-		if (t->macs[j].vm == NULL)
-			break;
-		if (may_move(i, j, mix(t->macs[j].mac) & mask)) {
-			t->macs[i] = t->macs[j];
-			i = j;
-		}
-	}
-	memset(&t->macs[i], 0, sizeof(t->macs[i]));
-	t->nmacs--;
-}
-
-static int alloc_slots(struct wk_vmtable *t, size_t cap)
-{
-	t->ips = calloc(cap, sizeof(*t->ips));
-	t->macs = calloc(cap, sizeof(*t->macs));
-	if (t->ips == NULL || t->macs == NULL) {
-		free(t->ips);
-		free(t->macs);
+	if ((x->n + 1) * 2 <= x->cap)
+		return 0;
+	while (cap / 2 < hint && cap < SIZE_MAX / 4 / sizeof(struct slot))
+		cap *= 2;
+	if (cap > SIZE_MAX / 4 / sizeof(struct slot) || !(x->slots = calloc(cap, sizeof(struct slot)))) {
+		*x = old;
 		return -ENOMEM;
 	}
-	t->cap = cap;
+	x->cap = cap;
+	for (size_t i = 0; i < old.cap; i++)
+		if (old.slots[i].vm != NULL)
+			x->slots[idx_find(x, old.slots[i].key)] = old.slots[i];
+	free(old.slots);
 	return 0;
 }
 
-/* Keep the load factor at or under 1/2 so probe runs stay short. */
-static int grow(struct wk_vmtable *t)
+/* Index key for vm; the caller has checked key is free and reserved room. */
+static struct slot *idx_put(struct index *x, const uint8_t *key, void *vm)
 {
-	struct wk_vmtable old = *t;
-	size_t i;
+	struct slot *s = &x->slots[idx_find(x, key)];
 
-	if (t->cap > SIZE_MAX / 4 / sizeof(struct ip_slot))
-		return -ENOMEM;
-	if (alloc_slots(t, old.cap * 2) < 0) {
-		*t = old;
-		return -ENOMEM;
-	}
-	for (i = 0; i < old.cap; i++) {
-		if (old.ips[i].vm != NULL)
-			t->ips[ip_find(t, old.ips[i].ip)] = old.ips[i];
-		if (old.macs[i].vm != NULL)
-			t->macs[mac_find(t, old.macs[i].mac)] = old.macs[i];
-	}
-	free(old.ips);
-	free(old.macs);
-	return 0;
+	memset(s, 0, sizeof(*s));
+	s->vm = vm;
+	memcpy(s->key, key, x->keylen);
+	x->n++;
+	return s;
 }
 
 struct wk_vmtable *wk_vmtable_new(size_t hint)
 {
 	struct wk_vmtable *t = calloc(1, sizeof(*t));
-	size_t cap = MIN_CAP;
 
 	if (t == NULL)
 		return NULL;
-	while (cap / 2 < hint && cap < SIZE_MAX / 4 / sizeof(struct ip_slot))
-		cap *= 2;
-	if (alloc_slots(t, cap) < 0) {
-		free(t);
+	t->ip.keylen = 4;
+	t->mac.keylen = 6;
+	t->ip6.keylen = 16;
+	t->hint = hint;
+	/* The IPv4 and MAC indexes at their full size now: start-up then allocates once. */
+	if (idx_reserve(&t->ip, hint) < 0 || idx_reserve(&t->mac, hint) < 0) {
+		wk_vmtable_free(t);
 		return NULL;
 	}
 	return t;
@@ -176,178 +165,121 @@ void wk_vmtable_free(struct wk_vmtable *t)
 {
 	if (t == NULL)
 		return;
-	free(t->ips);
-	free(t->macs);
-	free(t->ip6s);
+	free(t->ip.slots);
+	free(t->mac.slots);
+	free(t->ip6.slots);
 	free(t);
 }
 
 int wk_vmtable_add(struct wk_vmtable *t, uint32_t ip, const uint8_t *mac, void *vm)
 {
-	size_t i;
+	struct slot *s;
 
 	if (vm == NULL)
 		return -EINVAL;
-	if ((t->nips + 1) * 2 > t->cap && grow(t) < 0)
-		return -ENOMEM;
-	i = ip_find(t, ip);
-	if (t->ips[i].vm != NULL)
+	if (idx_get(&t->ip, (uint8_t *)&ip) || (mac && idx_get(&t->mac, mac)))
 		return -EEXIST;
-	if (mac != NULL) {
-		uint64_t k = mac_key(mac);
-		size_t m = mac_find(t, k);
-
-		if (t->macs[m].vm != NULL)
-			return -EEXIST;
-		t->macs[m] = (struct mac_slot){ .vm = vm, .mac = k };
-		t->nmacs++;
-		t->ips[i] = (struct ip_slot){ .vm = vm, .ip = ip, .has_mac = true, .mac = k };
-	} else {
-		t->ips[i] = (struct ip_slot){ .vm = vm, .ip = ip };
+	/* Both reserved before either is filled: a failure leaves nothing half-added. */
+	if (idx_reserve(&t->ip, t->hint) < 0 || (mac && idx_reserve(&t->mac, t->hint) < 0))
+		return -ENOMEM;
+	s = idx_put(&t->ip, (uint8_t *)&ip, vm);
+	if (mac) {
+		idx_put(&t->mac, mac, vm);
+		s->has_mac = true;
+		memcpy(s->mac, mac, 6);
 	}
-	t->nips++;
 	return 0;
+}
+
+/* Drop the MAC entry an IPv4 entry names, if it is still that VM's. */
+static void drop_mac_of(struct wk_vmtable *t, struct slot *s)
+{
+	struct slot *m = s->has_mac ? idx_get(&t->mac, s->mac) : NULL;
+
+	if (m && m->vm == s->vm)
+		idx_remove(&t->mac, m);
+	s->has_mac = false;
 }
 
 int wk_vmtable_del(struct wk_vmtable *t, uint32_t ip, const uint8_t *mac)
 {
-	size_t i = ip_find(t, ip), m;
-	void *vm = t->ips[i].vm;
+	struct slot *s = idx_get(&t->ip, (uint8_t *)&ip), *m;
+	void *vm;
 
-	if (vm == NULL)
+	if (s == NULL)
 		return -ENOENT;
-	if (t->ips[i].has_mac) {
-		m = mac_find(t, t->ips[i].mac);
-		if (t->macs[m].vm == vm)
-			mac_remove_at(t, m);
-	}
-	ip_remove_at(t, i);
+	vm = s->vm;
+	drop_mac_of(t, s);
+	idx_remove(&t->ip, s);
 	/* A MAC the caller names is removed too, but only if it was this VM's. */
-	if (mac != NULL) {
-		m = mac_find(t, mac_key(mac));
-		if (t->macs[m].vm == vm)
-			mac_remove_at(t, m);
-	}
+	if (mac != NULL && (m = idx_get(&t->mac, mac)) && m->vm == vm)
+		idx_remove(&t->mac, m);
 	return 0;
 }
 
 int wk_vmtable_set_mac(struct wk_vmtable *t, uint32_t ip, const uint8_t *mac)
 {
-	size_t i = ip_find(t, ip), m;
-	uint64_t k = mac_key(mac);
-	void *vm = t->ips[i].vm;
+	struct slot *s = idx_get(&t->ip, (uint8_t *)&ip), *m;
 
-	if (vm == NULL)
+	if (s == NULL)
 		return -ENOENT;
-	m = mac_find(t, k);
-	if (t->macs[m].vm == vm)
-		return 0;
-	if (t->macs[m].vm != NULL)
-		return -EEXIST;
-	if (t->ips[i].has_mac) {
-		size_t old = mac_find(t, t->ips[i].mac);
-
-		if (t->macs[old].vm == vm)
-			mac_remove_at(t, old);
-		m = mac_find(t, k); /* the removal may have shifted the run */
-	}
-	t->macs[m] = (struct mac_slot){ .vm = vm, .mac = k };
-	t->nmacs++;
-	t->ips[i].has_mac = true;
-	t->ips[i].mac = k;
+	if ((m = idx_get(&t->mac, mac)))
+		return m->vm == s->vm ? 0 : -EEXIST;
+	if (idx_reserve(&t->mac, t->hint) < 0)
+		return -ENOMEM;
+	drop_mac_of(t, s);
+	idx_put(&t->mac, mac, s->vm);
+	s->has_mac = true;
+	memcpy(s->mac, mac, 6);
 	return 0;
 }
 
 void *wk_vmtable_by_ip(const struct wk_vmtable *t, uint32_t ip)
 {
-	return t->ips[ip_find(t, ip)].vm;
+	struct slot *s = idx_get(&t->ip, (const uint8_t *)&ip);
+
+	return s ? s->vm : NULL;
 }
 
 void *wk_vmtable_by_mac(const struct wk_vmtable *t, const uint8_t *mac)
 {
-	return t->macs[mac_find(t, mac_key(mac))].vm;
+	struct slot *s = idx_get(&t->mac, mac);
+
+	return s ? s->vm : NULL;
 }
 
 size_t wk_vmtable_count(const struct wk_vmtable *t)
 {
-	return t->nips;
-}
-
-static uint64_t ip6_hash(const uint8_t *ip6)
-{
-	uint64_t hi = 0, lo = 0;
-
-	for (int i = 0; i < 8; i++) {
-		hi = hi << 8 | ip6[i];
-		lo = lo << 8 | ip6[8 + i];
-	}
-	return mix(hi ^ mix(lo));
-}
-
-static size_t ip6_find(const struct ip6_slot *slots, size_t cap, const uint8_t *ip6)
-{
-	size_t mask = cap - 1, i = ip6_hash(ip6) & mask;
-
-	while (slots[i].vm != NULL && memcmp(slots[i].ip6, ip6, 16) != 0)
-		i = (i + 1) & mask;
-	return i;
-}
-
-static int ip6_grow(struct wk_vmtable *t)
-{
-	size_t cap = t->cap6 ? t->cap6 * 2 : MIN_CAP, i;
-	struct ip6_slot *slots;
-
-	if (cap > SIZE_MAX / 2 / sizeof(*slots) || (slots = calloc(cap, sizeof(*slots))) == NULL)
-		return -ENOMEM;
-	for (i = 0; i < t->cap6; i++)
-		if (t->ip6s[i].vm != NULL)
-			slots[ip6_find(slots, cap, t->ip6s[i].ip6)] = t->ip6s[i];
-	free(t->ip6s);
-	t->ip6s = slots;
-	t->cap6 = cap;
-	return 0;
+	return t->ip.n;
 }
 
 int wk_vmtable_add_ip6(struct wk_vmtable *t, const uint8_t ip6[16], void *vm)
 {
-	size_t i;
+	struct slot *s;
 
 	if (vm == NULL)
 		return -EINVAL;
-	if ((t->nip6s + 1) * 2 > t->cap6 && ip6_grow(t) < 0)
+	if ((s = idx_get(&t->ip6, ip6)))
+		return s->vm == vm ? 0 : -EEXIST;
+	if (idx_reserve(&t->ip6, 0) < 0)
 		return -ENOMEM;
-	i = ip6_find(t->ip6s, t->cap6, ip6);
-	if (t->ip6s[i].vm != NULL)
-		return t->ip6s[i].vm == vm ? 0 : -EEXIST;
-	t->ip6s[i].vm = vm;
-	memcpy(t->ip6s[i].ip6, ip6, 16);
-	t->nip6s++;
+	idx_put(&t->ip6, ip6, vm);
 	return 0;
 }
 
 int wk_vmtable_del_ip6(struct wk_vmtable *t, const uint8_t ip6[16])
 {
-	size_t mask, i, j;
+	struct slot *s = idx_get(&t->ip6, ip6);
 
-	if (t->cap6 == 0 || t->ip6s[i = ip6_find(t->ip6s, t->cap6, ip6)].vm == NULL)
+	if (s == NULL)
 		return -ENOENT;
-	mask = t->cap6 - 1;
-	for (j = i;;) {
-		j = (j + 1) & mask;
-		if (t->ip6s[j].vm == NULL)
-			break;
-		if (may_move(i, j, ip6_hash(t->ip6s[j].ip6) & mask)) {
-			t->ip6s[i] = t->ip6s[j];
-			i = j;
-		}
-	}
-	memset(&t->ip6s[i], 0, sizeof(t->ip6s[i]));
-	t->nip6s--;
+	idx_remove(&t->ip6, s);
 	return 0;
 }
 
 void *wk_vmtable_by_ip6(const struct wk_vmtable *t, const uint8_t ip6[16])
 {
-	return t->cap6 ? t->ip6s[ip6_find(t->ip6s, t->cap6, ip6)].vm : NULL;
+	struct slot *s = idx_get(&t->ip6, ip6);
+
+	return s ? s->vm : NULL;
 }

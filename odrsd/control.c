@@ -17,41 +17,126 @@
 #include "odrsd.h"
 
 #define CONN_BUF 4096
+/* Unsent answers a connection may hold: a list of 100,000 VMs is about 20 MB. */
+#define OUT_MAX (64u << 20)
+/* Above this much unsent, the next request waits (a client that pipelines but never reads). */
+#define OUT_PAUSE (1u << 20)
 
-/* A client connection; while it waits for a VM it is linked into vm->waiters. */
+struct conn;
+
+/* The request a connection waits on; linked into vm->waiters or d->accept_waiters. */
 struct waiter {
-	struct odrsd *d;
-	int fd;
-	ev_io io;
-	ev_timer progress; /* reports libvirt's progress while waiting */
-	char buf[CONN_BUF];
-	size_t used;
-	struct vm *vm; /* waited for, or NULL */
-	bool waiting;  /* for vm, or for an accept-role move */
+	struct conn *c;
+	struct vm *vm; /* waited for, or NULL (an accept-role move) */
+	bool waiting;
 	const char *verb;
+	ev_timer progress; /* reports libvirt's progress while waiting */
 	struct waiter *next;
 };
 
-static void conn_close(struct waiter *c);
-static void control_vm_done_one(struct waiter *c, struct vm *vm, int err, const char *error);
+/*
+ * A client connection. Requests are served in order, one at a time; the
+ * answers queue in out and are written as the socket drains (EV_WRITE), so an
+ * answer of any size arrives whole and the loop never blocks on a client.
+ */
+struct conn {
+	struct odrsd *d;
+	int fd;
+	ev_io rio, wio;
+	char buf[CONN_BUF]; /* requests received, not yet served */
+	size_t used;
+	char *out; /* out[off..len) is unsent */
+	size_t off, len, cap;
+	bool eof;      /* the client sent all it will */
+	bool refusing; /* a line too long: its answer goes out, nothing more is read */
+	bool dead;     /* hung up or dropped: closed at the next event */
+	struct waiter w;
+};
 
-static void reply(struct waiter *c, json_t *o)
+static void conn_close(struct conn *c);
+static void control_vm_done_one(struct conn *c, struct vm *vm, int err, const char *error);
+
+/* Something for the connection's read handler to do at the next loop turn. */
+static void conn_kick(struct conn *c)
+{
+	ev_feed_event(c->d->loop, &c->rio, EV_CUSTOM);
+}
+
+static void conn_flush(struct conn *c)
+{
+	while (c->off < c->len) {
+		ssize_t n = send(c->fd, c->out + c->off, c->len - c->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0) {
+			log_debug("control: client gone before reading its answer");
+			c->dead = true;
+			conn_kick(c);
+			return;
+		}
+		c->off += (size_t)n;
+	}
+	if (c->off < c->len) {
+		ev_io_start(c->d->loop, &c->wio);
+		return;
+	}
+	ev_io_stop(c->d->loop, &c->wio);
+	c->off = c->len = 0;
+	/* A request held back while answers piled up may go now. */
+	conn_kick(c);
+}
+
+static void reply(struct conn *c, json_t *o)
 {
 	char *s = json_dumps(o, JSON_COMPACT);
 	size_t n;
 
 	json_decref(o);
-	if (!s)
+	if (!s || c->dead) {
+		free(s);
 		return;
+	}
 	n = strlen(s);
-	s[n] = '\n';
-	/* Answers are small; a client that does not read them loses its connection. */
-	if (write(c->fd, s, n + 1) != (ssize_t)(n + 1))
-		log_debug("control: client gone before reading its answer");
+	if (c->len - c->off + n + 1 > OUT_MAX) {
+		log_warn("control: dropping a client that does not read its answers (%zu bytes unsent)",
+			 c->len - c->off);
+		c->dead = true;
+		conn_kick(c);
+		free(s);
+		return;
+	}
+	if (c->len + n + 1 > c->cap && c->off) {
+		memmove(c->out, c->out + c->off, c->len - c->off);
+		c->len -= c->off;
+		c->off = 0;
+	}
+	if (c->len + n + 1 > c->cap) {
+		size_t cap = c->cap ? c->cap : 4096;
+		char *out;
+
+		while (cap < c->len + n + 1)
+			cap *= 2;
+		if (!(out = realloc(c->out, cap))) {
+			log_warn("control: out of memory for an answer; client dropped");
+			c->dead = true;
+			conn_kick(c);
+			free(s);
+			return;
+		}
+		c->out = out;
+		c->cap = cap;
+	}
+	memcpy(c->out + c->len, s, n);
+	c->out[c->len + n] = '\n';
+	c->len += n + 1;
 	free(s);
+	conn_flush(c);
 }
 
-static void reply_error(struct waiter *c, const char *fmt, const char *arg)
+static void reply_error(struct conn *c, const char *fmt, const char *arg)
 {
 	char msg[512];
 
@@ -95,7 +180,7 @@ static json_t *lost_nodes(struct odrsd *d)
 	return a;
 }
 
-static void cmd_status(struct waiter *c, const struct wk_ctl_request *req)
+static void cmd_status(struct conn *c, const struct wk_ctl_request *req)
 {
 	struct odrsd *d = c->d;
 	size_t sleeping = 0;
@@ -119,6 +204,8 @@ static void cmd_status(struct waiter *c, const struct wk_ctl_request *req)
 		      (json_int_t)d->n.filter_updates);
 	json_object_set_new(json_object_get(json_object_get(o, "status"), "counters"), "wakes_limited",
 			    json_integer((json_int_t)d->n.wakes_limited));
+	json_object_set_new(json_object_get(json_object_get(o, "status"), "counters"), "reloads",
+			    json_integer((json_int_t)d->n.reloads));
 	if (cluster_on(d)) {
 		json_t *st = json_object_get(o, "status"), *n = json_object_get(st, "counters");
 		json_object_set_new(st, "cluster_store",
@@ -134,7 +221,7 @@ static void cmd_status(struct waiter *c, const struct wk_ctl_request *req)
 	reply(c, o);
 }
 
-static void cmd_list(struct waiter *c, const struct wk_ctl_request *req)
+static void cmd_list(struct conn *c, const struct wk_ctl_request *req)
 {
 	json_t *a = json_array();
 
@@ -143,7 +230,7 @@ static void cmd_list(struct waiter *c, const struct wk_ctl_request *req)
 	reply(c, json_pack("{s:b, s:o}", "ok", 1, "vms", a));
 }
 
-static struct vm *req_vm(struct waiter *c, const struct wk_ctl_request *req)
+static struct vm *req_vm(struct conn *c, const struct wk_ctl_request *req)
 {
 	struct vm *vm = vm_by_name(c->d, req->vm);
 
@@ -154,29 +241,30 @@ static struct vm *req_vm(struct waiter *c, const struct wk_ctl_request *req)
 
 static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct waiter *c = w->data;
-	const struct virt_job *job = &c->vm->job;
+	struct conn *c = w->data;
+	const struct virt_job *job = &c->w.vm->job;
 	uint64_t done = __atomic_load_n(&job->progress_done, __ATOMIC_RELAXED);
 	uint64_t total = __atomic_load_n(&job->progress_total, __ATOMIC_RELAXED);
 
-	if (c->vm->job_busy && total)
+	/* A client behind on its answers misses progress lines, never an answer. */
+	if (c->w.vm->job_busy && total && c->off == c->len)
 		reply(c, json_pack("{s:{s:I, s:I}}", "progress", "done", (json_int_t)done, "total",
 				   (json_int_t)total));
 }
 
-static void wait_for(struct waiter *c, struct vm *vm, const char *verb, const struct wk_ctl_request *req)
+/* The next request waits until this one is answered: answers come in order. */
+static void wait_for(struct conn *c, struct waiter **list, struct vm *vm, const char *verb, bool progress)
 {
-	c->vm = vm;
-	c->waiting = true;
-	c->verb = verb;
-	c->next = vm->waiters;
-	vm->waiters = c;
-	ev_io_stop(c->d->loop, &c->io); /* one request at a time */
-	if (req->progress)
-		ev_timer_start(c->d->loop, &c->progress);
+	c->w.vm = vm;
+	c->w.waiting = true;
+	c->w.verb = verb;
+	c->w.next = *list;
+	*list = &c->w;
+	if (progress)
+		ev_timer_start(c->d->loop, &c->w.progress);
 }
 
-static void cmd_vm_op(struct waiter *c, const struct wk_ctl_request *req, bool wake)
+static void cmd_vm_op(struct conn *c, const struct wk_ctl_request *req, bool wake)
 {
 	struct vm *vm = req_vm(c, req);
 	char err[512] = "";
@@ -191,19 +279,19 @@ static void cmd_vm_op(struct waiter *c, const struct wk_ctl_request *req, bool w
 	else if (vm->state == (wake ? VM_RUNNING : VM_HIBERNATED))
 		control_vm_done_one(c, vm, 0, NULL);
 	else
-		wait_for(c, vm, wake ? "wake" : "hibernate", req);
+		wait_for(c, &vm->waiters, vm, wake ? "wake" : "hibernate", req->progress);
 }
 
-static void cmd_wake(struct waiter *c, const struct wk_ctl_request *req)
+static void cmd_wake(struct conn *c, const struct wk_ctl_request *req)
 {
 	cmd_vm_op(c, req, true);
 }
-static void cmd_hibernate(struct waiter *c, const struct wk_ctl_request *req)
+static void cmd_hibernate(struct conn *c, const struct wk_ctl_request *req)
 {
 	cmd_vm_op(c, req, false);
 }
 
-static void cmd_pin(struct waiter *c, const struct wk_ctl_request *req, bool pin)
+static void cmd_pin(struct conn *c, const struct wk_ctl_request *req, bool pin)
 {
 	struct vm *vm = req_vm(c, req);
 
@@ -216,16 +304,16 @@ static void cmd_pin(struct waiter *c, const struct wk_ctl_request *req, bool pin
 		reply(c, json_pack("{s:b}", "ok", 1));
 }
 
-static void cmd_pin_on(struct waiter *c, const struct wk_ctl_request *req)
+static void cmd_pin_on(struct conn *c, const struct wk_ctl_request *req)
 {
 	cmd_pin(c, req, true);
 }
-static void cmd_pin_off(struct waiter *c, const struct wk_ctl_request *req)
+static void cmd_pin_off(struct conn *c, const struct wk_ctl_request *req)
 {
 	cmd_pin(c, req, false);
 }
 
-static void cmd_reload(struct waiter *c, const struct wk_ctl_request *req)
+static void cmd_reload(struct conn *c, const struct wk_ctl_request *req)
 {
 	char err[4096] = "";
 
@@ -235,7 +323,7 @@ static void cmd_reload(struct waiter *c, const struct wk_ctl_request *req)
 		reply(c, json_pack("{s:b}", "ok", 1));
 }
 
-static void cmd_accept(struct waiter *c, const struct wk_ctl_request *req)
+static void cmd_accept(struct conn *c, const struct wk_ctl_request *req)
 {
 	char err[256] = "";
 	int64_t term;
@@ -251,20 +339,16 @@ static void cmd_accept(struct waiter *c, const struct wk_ctl_request *req)
 		return;
 	}
 	/* Answered when etcd has taken the move (control_accept_done). */
-	c->waiting = true;
-	c->verb = "accept";
-	c->next = c->d->accept_waiters;
-	c->d->accept_waiters = c;
-	ev_io_stop(c->d->loop, &c->io);
+	wait_for(c, &c->d->accept_waiters, NULL, "accept", false);
 }
 
-static void (*const commands[])(struct waiter *c, const struct wk_ctl_request *req) = {
+static void (*const commands[])(struct conn *c, const struct wk_ctl_request *req) = {
 	[WK_CTL_STATUS] = cmd_status, [WK_CTL_LIST] = cmd_list,	    [WK_CTL_HIBERNATE] = cmd_hibernate,
 	[WK_CTL_WAKE] = cmd_wake,     [WK_CTL_PIN] = cmd_pin_on,    [WK_CTL_UNPIN] = cmd_pin_off,
 	[WK_CTL_RELOAD] = cmd_reload, [WK_CTL_ACCEPT] = cmd_accept,
 };
 
-static void handle_line(struct waiter *c, const char *line)
+static void handle_line(struct conn *c, const char *line)
 {
 	struct wk_ctl_request req;
 	char err[256];
@@ -275,64 +359,91 @@ static void handle_line(struct waiter *c, const char *line)
 		commands[req.cmd](c, &req);
 }
 
-/* Serve the complete lines received, one at a time: a waiting request holds the rest. */
-static void conn_process(struct waiter *c)
+/* Serve the complete lines received, in order, while no request waits and answers drain. */
+static void conn_process(struct conn *c)
 {
 	char *nl;
 
-	while (!c->waiting && (nl = strchr(c->buf, '\n'))) {
+	while (!c->dead && !c->refusing && !c->w.waiting && c->len - c->off <= OUT_PAUSE &&
+	       (nl = memchr(c->buf, '\n', c->used))) {
 		*nl = 0;
 		handle_line(c, c->buf);
 		c->used -= (size_t)(nl + 1 - c->buf);
-		memmove(c->buf, nl + 1, c->used + 1);
+		memmove(c->buf, nl + 1, c->used);
 	}
-}
-
-static void on_conn_readable(struct ev_loop *loop, ev_io *w, int revents)
-{
-	struct waiter *c = w->data;
-	ssize_t n = read(c->fd, c->buf + c->used, sizeof(c->buf) - 1 - c->used);
-
-	if (n < 0 && errno == EAGAIN)
-		return;
-	if (n <= 0) {
-		conn_close(c);
-		return;
-	}
-	c->used += (size_t)n;
-	c->buf[c->used] = 0;
-	conn_process(c);
-	if (c->used == sizeof(c->buf) - 1) {
+	/* A line must be shorter than the buffer, its newline included (odrsd(8)). */
+	if (!c->dead && c->used == sizeof(c->buf) - 1 && !memchr(c->buf, '\n', c->used)) {
 		reply_error(c, "%s", "request too long");
-		conn_close(c);
+		c->used = 0;
+		c->refusing = true; /* nothing after it can be parsed */
 	}
 }
 
-static void unwait(struct waiter *c)
+/* Reads while there is room (a full buffer of pipelined requests waits), serves, and closes when done. */
+static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct conn *c = w->data;
+
+	if ((revents & EV_READ) && !c->eof && c->used < sizeof(c->buf) - 1) {
+		ssize_t n = read(c->fd, c->buf + c->used, sizeof(c->buf) - 1 - c->used);
+
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			c->dead = true;
+		else if (n == 0)
+			c->eof = true;
+		else if (n > 0)
+			c->used = c->refusing ? 0 : c->used + (size_t)n;
+	}
+	conn_process(c);
+	/*
+	 * A refused connection is closed once its answer is out and the client
+	 * has seen the end: closing with its input unread would reset the
+	 * connection and lose that answer.
+	 */
+	if (c->refusing && c->off == c->len)
+		shutdown(c->fd, SHUT_WR);
+	if (c->dead || (c->eof && !c->w.waiting && c->off == c->len)) {
+		conn_close(c);
+		return;
+	}
+	if (c->eof || c->used == sizeof(c->buf) - 1)
+		ev_io_stop(loop, &c->rio);
+	else
+		ev_io_start(loop, &c->rio);
+}
+
+static void on_conn_writable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	conn_flush(w->data);
+}
+
+static void unwait(struct conn *c)
 {
 	struct waiter **p;
 
-	if (!c->waiting)
+	if (!c->w.waiting)
 		return;
-	for (p = c->vm ? &c->vm->waiters : &c->d->accept_waiters; *p; p = &(*p)->next)
-		if (*p == c) {
-			*p = c->next;
+	for (p = c->w.vm ? &c->w.vm->waiters : &c->d->accept_waiters; *p; p = &(*p)->next)
+		if (*p == &c->w) {
+			*p = c->w.next;
 			break;
 		}
-	c->vm = NULL;
-	c->waiting = false;
-	ev_timer_stop(c->d->loop, &c->progress);
+	c->w.vm = NULL;
+	c->w.waiting = false;
+	ev_timer_stop(c->d->loop, &c->w.progress);
 }
 
-static void conn_close(struct waiter *c)
+static void conn_close(struct conn *c)
 {
 	unwait(c);
-	ev_io_stop(c->d->loop, &c->io);
+	ev_io_stop(c->d->loop, &c->rio);
+	ev_io_stop(c->d->loop, &c->wio);
 	close(c->fd);
+	free(c->out);
 	free(c);
 }
 
-static void control_vm_done_one(struct waiter *c, struct vm *vm, int err, const char *error)
+static void control_vm_done_one(struct conn *c, struct vm *vm, int err, const char *error)
 {
 	if (err)
 		reply_error(c, "%s", error);
@@ -346,30 +457,37 @@ static void control_vm_done_one(struct waiter *c, struct vm *vm, int err, const 
 				   (json_int_t)(vm->last_wake_ms < 0 ? 0 : vm->last_wake_ms)));
 }
 
+/*
+ * Every request waiting now gets this answer; each connection serves its next
+ * request at the next loop turn, so a request for the same VM that follows in
+ * the pipeline waits for (and is answered by) its own completion.
+ */
 void control_vm_done(struct odrsd *d, struct vm *vm, int err, const char *error)
 {
-	struct waiter *c;
+	struct waiter *w;
 
-	while ((c = vm->waiters)) {
+	while ((w = vm->waiters)) {
+		struct conn *c = w->c;
+
 		unwait(c);
 		control_vm_done_one(c, vm, err, error);
-		ev_io_start(d->loop, &c->io);
-		conn_process(c);
+		conn_kick(c);
 	}
 }
 
 void control_accept_done(struct odrsd *d, int err, const char *error)
 {
-	struct waiter *c;
+	struct waiter *w;
 
-	while ((c = d->accept_waiters)) {
+	while ((w = d->accept_waiters)) {
+		struct conn *c = w->c;
+
 		unwait(c);
 		if (err)
 			reply_error(c, "%s", error);
 		else
 			reply(c, json_pack("{s:b}", "ok", 1));
-		ev_io_start(d->loop, &c->io);
-		conn_process(c);
+		conn_kick(c);
 	}
 }
 
@@ -412,7 +530,7 @@ static bool peer_allowed(int fd)
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct odrsd *d = w->data;
-	struct waiter *c;
+	struct conn *c;
 	int fd = accept4(d->control_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
 	if (fd < 0)
@@ -423,11 +541,14 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	}
 	c->d = d;
 	c->fd = fd;
-	ev_io_init(&c->io, on_conn_readable, fd, EV_READ);
-	c->io.data = c;
-	ev_timer_init(&c->progress, on_progress, 0.25, 0.25);
-	c->progress.data = c;
-	ev_io_start(loop, &c->io);
+	c->w.c = c;
+	ev_io_init(&c->rio, on_conn_io, fd, EV_READ);
+	c->rio.data = c;
+	ev_io_init(&c->wio, on_conn_writable, fd, EV_WRITE);
+	c->wio.data = c;
+	ev_timer_init(&c->w.progress, on_progress, 0.25, 0.25);
+	c->w.progress.data = c;
+	ev_io_start(loop, &c->rio);
 }
 
 int control_open(struct odrsd *d, const char *path)

@@ -1,10 +1,14 @@
 /* odrsd: start-up, privileges, signals, reload. */
 #include <cap-ng.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -89,13 +93,106 @@ static void diag_reload(void *ctx, const char *file, unsigned line, const char *
 		rd->used += (size_t)w < rd->len - rd->used ? (size_t)w : rd->len - rd->used - 1;
 }
 
+/* The running VMs by name, for a reload to match the new file's sections to. */
+static int vms_by_name(struct odrsd *d, struct hsearch_data *h)
+{
+	ENTRY e, *found;
+
+	memset(h, 0, sizeof(*h));
+	if (!hcreate_r(d->nvms * 2 + 1, h))
+		return -ENOMEM;
+	for (size_t i = 0; i < d->nvms; i++) {
+		e.key = d->vms[i]->name;
+		e.data = d->vms[i];
+		if (!hsearch_r(e, ENTER, &found, h)) {
+			hdestroy_r(h);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/* The running VM called name, taken out of h (its entry's data cleared), or NULL. */
+static struct vm *vm_take(struct hsearch_data *h, const char *name)
+{
+	ENTRY e = { .key = (char *)name }, *found;
+	struct vm *vm;
+
+	if (!hsearch_r(e, FIND, &found, h) || !found->data)
+		return NULL;
+	vm = found->data;
+	found->data = NULL;
+	return vm;
+}
+
+/*
+ * The table the new configuration describes: the kept VMs (cur[i] for
+ * next->vms[i], NULL for a new one) under their new addresses, and the new
+ * VMs made into it (added[i]). Nothing running changes; on failure all is
+ * undone.
+ */
+static struct wk_vmtable *table_build(struct odrsd *d, const struct wk_config *next, struct vm **cur,
+				      bool *added, char *err, size_t errlen)
+{
+	struct wk_vmtable *t = wk_vmtable_new(next->nvms), *running = d->table;
+	size_t made = 0;
+
+	if (!t) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	for (size_t i = 0; i < next->nvms; i++) {
+		const struct wk_vmconf *c = &next->vms[i];
+		struct vm *vm = cur[i];
+		/* A MAC the file no longer names stays: it was read from the domain. */
+		const uint8_t *mac = c->has_mac ? c->mac : vm && vm->has_mac ? vm->mac : NULL;
+
+		if (vm && (wk_vmtable_add(t, c->ip, mac, vm) < 0 ||
+			   (c->has_ip6 && wk_vmtable_add_ip6(t, c->ip6, vm) < 0))) {
+			snprintf(err, errlen,
+				 "%s: its addresses are another VM's (a MAC read from its domain?); "
+				 "the running configuration is kept",
+				 c->name);
+			goto undo;
+		}
+	}
+	/* vm_new indexes a new VM in d->table: the new table for now. */
+	d->table = t;
+	for (; made < next->nvms; made++) {
+		if (cur[made])
+			continue;
+		if (!(cur[made] = vm_new(d, &next->vms[made]))) {
+			snprintf(err, errlen,
+				 "%s: cannot add (out of memory, or its MAC is another VM's); "
+				 "the running configuration is kept",
+				 next->vms[made].name);
+			goto undo;
+		}
+		added[made] = true;
+	}
+	d->table = running;
+	return t;
+undo:
+	d->table = running;
+	for (size_t i = 0; i < made; i++)
+		if (added[i]) {
+			vm_free(d, cur[i]);
+			cur[i] = NULL;
+			added[i] = false;
+		}
+	wk_vmtable_free(t);
+	return NULL;
+}
+
 /* Parse, validate, swap. VMs keep their state, held SYNs and running jobs. */
 int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 {
 	struct wk_config *next;
+	struct wk_vmtable *table;
+	struct hsearch_data byname;
 	struct vm **vms;
+	bool *added;
 	struct reload_diag rd = { err, errlen, 0 };
-	size_t n = 0;
 	int r;
 
 	rd.used = (size_t)snprintf(err, errlen,
@@ -113,60 +210,60 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 	    (next->etcd && d->cfg->etcd && strcmp(next->etcd, d->cfg->etcd)))
 		log_warn("reload: node, control_socket, libvirt_uri, the concurrency limits and the "
 			 "cluster backend and endpoints apply after a restart");
-	if (!(vms = calloc(next->nvms ? next->nvms : 1, sizeof(*vms)))) {
+	vms = calloc(next->nvms ? next->nvms : 1, sizeof(*vms));
+	added = calloc(next->nvms ? next->nvms : 1, sizeof(*added));
+	if (!vms || !added || vms_by_name(d, &byname) < 0) {
+		free(vms);
+		free(added);
 		wk_config_free(next);
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	/* VMs gone from the file leave the table first, so their addresses can be reused. */
+	for (size_t i = 0; i < next->nvms; i++)
+		vms[i] = vm_take(&byname, next->vms[i].name);
+	if (!(table = table_build(d, next, vms, added, err, errlen))) {
+		log_err("reload refused: %s", err);
+		hdestroy_r(&byname);
+		free(vms);
+		free(added);
+		wk_config_free(next);
+		return -EEXIST;
+	}
+	/* Committed: from here on nothing fails. */
 	for (size_t i = 0; i < d->nvms; i++) {
-		struct vm *vm = d->vms[i];
-		if (wk_config_vm(next, vm->name))
+		struct vm *vm = vm_take(&byname, d->vms[i]->name);
+
+		if (!vm)
 			continue;
 		log_info("reload: %s no longer managed", vm->name);
-		wk_vmtable_del(d->table, vm->ip, vm->has_mac ? vm->mac : NULL);
-		if (vm->has_ip6)
-			wk_vmtable_del_ip6(d->table, vm->ip6);
 		vm->conf = NULL;
 		vm_free(d, vm);
-		d->vms[i] = NULL;
 	}
+	hdestroy_r(&byname);
+	wk_vmtable_free(d->table);
+	d->table = table;
 	for (size_t i = 0; i < next->nvms; i++) {
 		const struct wk_vmconf *c = &next->vms[i];
-		struct vm *vm = NULL;
-		for (size_t j = 0; j < d->nvms && !vm; j++)
-			if (d->vms[j] && !strcmp(d->vms[j]->name, c->name))
-				vm = d->vms[j];
-		if (vm && (vm->ip != c->ip || (c->has_mac && memcmp(vm->mac, c->mac, WK_ETH_ALEN)))) {
-			wk_vmtable_del(d->table, vm->ip, vm->has_mac ? vm->mac : NULL);
-			vm->ip = c->ip;
-			if (c->has_mac)
-				memcpy(vm->mac, c->mac, WK_ETH_ALEN);
-			if (wk_vmtable_add(d->table, vm->ip, vm->has_mac ? vm->mac : NULL, vm) < 0)
-				log_err("reload: %s: address already indexed", vm->name);
-		}
-		if (vm && (vm->has_ip6 != c->has_ip6 || memcmp(vm->ip6, c->ip6, 16))) {
-			if (vm->has_ip6)
-				wk_vmtable_del_ip6(d->table, vm->ip6);
-			vm->has_ip6 = c->has_ip6;
-			memcpy(vm->ip6, c->ip6, 16);
-			if (vm->has_ip6 && wk_vmtable_add_ip6(d->table, vm->ip6, vm) < 0)
-				log_err("reload: %s: IPv6 address already indexed", vm->name);
-		}
-		if (vm) {
-			vm->conf = c;
-		} else if ((vm = vm_new(d, c))) {
+		struct vm *vm = vms[i];
+
+		vm->conf = c;
+		if (added[i]) {
 			log_info("reload: %s now managed", vm->name);
 			vm_inspect(d, vm);
-		} else {
-			log_err("reload: %s: cannot add", c->name);
 			continue;
 		}
-		vms[n++] = vm;
+		vm->ip = c->ip;
+		if (c->has_mac) {
+			memcpy(vm->mac, c->mac, WK_ETH_ALEN);
+			vm->has_mac = true;
+		}
+		vm->has_ip6 = c->has_ip6;
+		memcpy(vm->ip6, c->ip6, 16);
 	}
+	free(added);
 	free(d->vms);
 	d->vms = vms;
-	d->nvms = n;
+	d->nvms = next->nvms;
 	if (strcmp(next->interface, d->cfg->interface))
 		capture_interface_changed(d);
 	wk_config_free(d->cfg);
@@ -177,6 +274,7 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 	capture_filter_changed(d);
 	idle_interval_changed(d);
 	virt_set_restore_spacing(d->virt, d->cfg->wake_spacing_ms);
+	d->n.reloads++;
 	log_info("reload: %s applied, %zu VMs", d->config_path, d->nvms);
 	return 0;
 }
@@ -202,12 +300,55 @@ static int drop_privileges(void)
 	return capng_apply(CAPNG_SELECT_BOTH) < 0 ? -EPERM : 0;
 }
 
+/*
+ * One odrsd per node: an flock on STATE_DIR/odrsd.lock, held for life (the
+ * kernel drops it however we exit), taken before the control socket is
+ * touched, so a second instance never removes the first one's socket.
+ */
+static int take_instance_lock(const char *state_dir)
+{
+	char path[4096], pid[32] = "";
+	int fd, len;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/odrsd.lock", state_dir);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+		int err = errno;
+
+		log_err("%s: %s", path, strerror(err));
+		return -err;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int err = errno;
+
+		if (err == EWOULDBLOCK) {
+			n = pread(fd, pid, sizeof(pid) - 1, 0);
+			pid[n > 0 ? n : 0] = 0;
+			pid[strcspn(pid, "\n")] = 0;
+			log_err("another odrsd (pid %s) holds %s", pid[0] ? pid : "unknown", path);
+		} else {
+			log_err("%s: %s", path, strerror(err));
+		}
+		close(fd);
+		return err == EWOULDBLOCK ? -EBUSY : -err;
+	}
+	len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+		log_warn("%s: cannot record our pid", path);
+	return 0; /* fd stays open: it is the lock */
+}
+
 static int start(struct odrsd *d)
 {
 	int r;
 
-	if ((r = make_dirs(d->cfg->state_dir, true)) < 0 ||
-	    (r = make_dirs(d->cfg->control_socket, false)) < 0 ||
+	if ((r = make_dirs(d->cfg->state_dir, true)) < 0) {
+		log_err("state_dir %s: %s", d->cfg->state_dir, strerror(-r));
+		return r;
+	}
+	if ((r = take_instance_lock(d->cfg->state_dir)) < 0)
+		return r;
+	if ((r = make_dirs(d->cfg->control_socket, false)) < 0 ||
 	    (r = make_dirs(d->cfg->event_log, false)) < 0) {
 		log_err("creating odrsd's directories: %s", strerror(-r));
 		return r;
@@ -263,12 +404,62 @@ static int start(struct odrsd *d)
 	return 0;
 }
 
+/*
+ * Without -f the parent waits until the child has started (interface,
+ * libvirt, control socket and the rest) and exits with its result, so a
+ * start that fails exits non-zero. The child reports one byte on the pipe:
+ * 0 serving, 1 failed; a child that dies says nothing, which counts as failed.
+ * Returns the pipe's write end in the child.
+ */
+static int detach_begin(void)
+{
+	int report[2];
+	char ok = 1;
+	pid_t pid;
+
+	if (pipe2(report, O_CLOEXEC) < 0 || (pid = fork()) < 0) {
+		perror("odrsd: fork");
+		exit(1);
+	}
+	if (pid > 0) {
+		close(report[1]);
+		while (read(report[0], &ok, 1) < 0 && errno == EINTR)
+			;
+		_exit(ok == 0 ? 0 : 1);
+	}
+	close(report[0]);
+	if (setsid() < 0 || chdir("/") < 0) {
+		perror("odrsd: setsid");
+		exit(1);
+	}
+	return report[1];
+}
+
+/* Serving: tell the waiting parent, and leave the terminal. */
+static void detach_end(int report, const struct odrsd *d)
+{
+	char ok = 0;
+	int null = open("/dev/null", O_RDWR);
+
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		if (null > STDERR_FILENO)
+			close(null);
+	}
+	log_init("odrsd", false, d->debug);
+	if (write(report, &ok, 1) != 1)
+		log_warn("the starting parent is gone");
+	close(report);
+}
+
 int main(int argc, char **argv)
 {
 	static struct odrsd od = { .control_fd = -1, .inject_fd = -1 };
 	struct odrsd *d = &od;
 	bool check_only = false;
-	int c;
+	int c, r, report = -1;
 
 	d->config_path = DEFAULT_CONFIG;
 	while ((c = getopt(argc, argv, "c:ftdV")) != -1) {
@@ -300,16 +491,19 @@ int main(int argc, char **argv)
 		printf("%s: configuration valid, %zu VMs\n", d->config_path, d->cfg->nvms);
 		return 0;
 	}
-	if (!d->foreground && daemon(0, 0) < 0) {
-		perror("odrsd: daemon");
-		return 1;
-	}
-	log_init("odrsd", d->foreground, d->debug);
+	/* A client that hangs up makes send() fail with EPIPE, never kills odrsd. */
+	signal(SIGPIPE, SIG_IGN);
+	if (!d->foreground)
+		report = detach_begin();
+	/* Start-up problems go to stderr too, until detached. */
+	log_init("odrsd", true, d->debug);
 	d->loop = ev_default_loop(EVFLAG_AUTO);
 	ev_set_userdata(d->loop, d);
 	d->started = ev_time();
-	if (start(d) < 0)
+	if ((r = start(d)) < 0) {
+		sd_notifyf(0, "STATUS=start-up failed: %s\nERRNO=%d", strerror(-r), -r);
 		return 1;
+	}
 	ev_signal_init(&d->sighup, on_sighup, SIGHUP);
 	ev_signal_init(&d->sigterm, on_sigterm, SIGTERM);
 	ev_signal_init(&d->sigint, on_sigterm, SIGINT);
@@ -318,6 +512,8 @@ int main(int argc, char **argv)
 	ev_signal_start(d->loop, &d->sigterm);
 	ev_signal_start(d->loop, &d->sigint);
 	log_info("serving %zu VMs on %s as node %s", d->nvms, d->cfg->interface, d->cfg->node);
+	if (report >= 0)
+		detach_end(report, d);
 	sd_notify(0, "READY=1");
 	ev_run(d->loop, 0);
 	sd_notify(0, "STOPPING=1");

@@ -90,6 +90,7 @@ struct counters {
 	uint64_t frames, malformed, arp_replies, syns_held, syns_dropped, syns_replayed;
 	uint64_t restores, restore_failures, saves, save_failures, filter_updates;
 	uint64_t claims, claims_lost, claims_refused, retrain_frames, wakes_limited;
+	uint64_t reloads; /* configurations applied since start */
 };
 
 /* The activity capture's frames reach idle.c at most this late. */

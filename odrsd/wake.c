@@ -57,15 +57,14 @@ void vm_announce(struct odrsd *d, const struct vm *vm)
 		log_warn("%s: announcing its MAC failed", vm->name);
 }
 
-/*
- * The one place a frame's sender meets the VM's wake policy. IPv6 sources
- * are never in ignore_sources (IPv4 only): 0 stands for "not listed".
- */
+/* The one place a frame's sender meets the VM's wake policy, whatever its family. */
 static bool policy_may_wake(const struct vm *vm, enum wk_trigger t, const struct wk_pkt *p, uint16_t port)
 {
-	uint32_t src = p->kind == WK_PKT_ARP ? p->arp.spa : p->v6 ? 0 : p->ip.src;
+	struct wk_addr src = p->kind == WK_PKT_ARP ? wk_addr_v4(p->arp.spa)
+			     : p->v6		   ? wk_addr_v6(p->ip6.src)
+						   : wk_addr_v4(p->ip.src);
 
-	return wk_policy_may_wake(&vm->conf->policy, t, src, port);
+	return wk_policy_may_wake(&vm->conf->policy, t, &src, port);
 }
 
 /* Who asks for a sleeping VM's address, ARP or IPv6 Neighbor Solicitation alike. */
@@ -301,7 +300,8 @@ static bool wake_allowed(struct odrsd *d, struct vm *vm, enum wk_trigger t)
 
 static void learn_mac(struct odrsd *d, struct vm *vm, const struct virt_job *job)
 {
-	if (vm->has_mac || !job->has_mac)
+	/* A VM dropped by a reload is in no table: its IP may be another VM's now. */
+	if (vm->removed || vm->has_mac || !job->has_mac)
 		return;
 	if (wk_vmtable_set_mac(d->table, vm->ip, job->mac) < 0) {
 		log_err("%s: its MAC is already another VM's", vm->name);

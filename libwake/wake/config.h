@@ -17,6 +17,27 @@ enum wk_probe { WK_PROBE_AGENT = 0, WK_PROBE_SSH, WK_PROBE_NONE };
 enum wk_backend { WK_BACKEND_NONE = 0, WK_BACKEND_ETCD };
 enum wk_shrink { WK_SHRINK_NONE = 0, WK_SHRINK_CACHES, WK_SHRINK_BALLOON };
 
+/* An address of either family: IPv6, with IPv4 as IPv4-mapped (::ffff:a.b.c.d). */
+struct wk_addr {
+	uint8_t b[16];
+};
+
+static inline struct wk_addr wk_addr_v4(uint32_t ip) /* ip in network order */
+{
+	struct wk_addr a = { .b = { [10] = 0xff, [11] = 0xff } };
+
+	__builtin_memcpy(a.b + 12, &ip, 4);
+	return a;
+}
+
+static inline struct wk_addr wk_addr_v6(const uint8_t ip6[16])
+{
+	struct wk_addr a;
+
+	__builtin_memcpy(a.b, ip6, 16);
+	return a;
+}
+
 struct wk_policy {
 	uint64_t idle_timeout_ms; /* 0: never hibernate automatically */
 	double load_threshold;
@@ -26,7 +47,7 @@ struct wk_policy {
 	unsigned wake_on;     /* WK_WAKE_ARP | WK_WAKE_SYN */
 	uint16_t *wake_ports; /* nwake_ports == 0: any port */
 	size_t nwake_ports;
-	uint32_t *ignore_sources; /* network byte order */
+	struct wk_addr *ignore_sources; /* IPv4 and IPv6 senders */
 	size_t nignore_sources;
 	bool replay_syn; /* replay held SYNs (no: let the client retransmit) */
 	bool dry_run;	 /* log what would be hibernated, do nothing */

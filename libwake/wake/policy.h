@@ -11,10 +11,15 @@ const char *wk_trigger_name(enum wk_trigger t);
 /* The inverse of wk_trigger_name; anything else is WK_TRIGGER_MANUAL. */
 enum wk_trigger wk_trigger_from_name(const char *name);
 
-/* May a packet from src (network order) to port (SYN only) wake this VM? */
-bool wk_policy_may_wake(const struct wk_policy *p, enum wk_trigger t, uint32_t src, uint16_t port);
+/*
+ * May a packet from src to port (SYN only) wake this VM? src is either
+ * family (wk_addr_v4, wk_addr_v6); NULL or an unspecified address (an ARP
+ * probe's 0.0.0.0, ::) is no sender and matches no ignore_sources entry.
+ */
+bool wk_policy_may_wake(const struct wk_policy *p, enum wk_trigger t, const struct wk_addr *src,
+			uint16_t port);
 /* Is src listed in ignore_sources (its ARP is neither answered as a wake nor counted)? */
-bool wk_policy_ignores(const struct wk_policy *p, uint32_t src);
+bool wk_policy_ignores(const struct wk_policy *p, const struct wk_addr *src);
 
 /*
  * A token bucket: up to `burst` events at once, refilled at `per_s` a second.

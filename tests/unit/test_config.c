@@ -191,7 +191,7 @@ static void test_every_key_set(void **state)
 				   "probe = ssh\n"
 				   "wake_on = syn\n"
 				   "wake_ports = 1 80 65535\n"
-				   "ignore_sources = 198.18.0.1 198.18.0.2\n"
+				   "ignore_sources = 198.18.0.1 198.18.0.2 fd00::53\n"
 				   "replay_syn = no\n"
 				   "dry_run = yes\n"
 				   "shrink = caches\n"
@@ -247,8 +247,14 @@ static void test_every_key_set(void **state)
 	assert_int_equal(cfg->policy.wake_ports[0], 1);
 	assert_int_equal(cfg->policy.wake_ports[1], 80);
 	assert_int_equal(cfg->policy.wake_ports[2], 65535);
-	assert_int_equal(cfg->policy.nignore_sources, 2);
-	assert_int_equal(cfg->policy.ignore_sources[1], ip("198.18.0.2"));
+	assert_int_equal(cfg->policy.nignore_sources, 3);
+	{
+		struct wk_addr want4 = wk_addr_v4(ip("198.18.0.2")), want6;
+
+		assert_int_equal(inet_pton(AF_INET6, "fd00::53", want6.b), 1);
+		assert_memory_equal(&cfg->policy.ignore_sources[1], &want4, sizeof(want4));
+		assert_memory_equal(&cfg->policy.ignore_sources[2], &want6, sizeof(want6));
+	}
 	assert_false(cfg->policy.replay_syn);
 	assert_true(cfg->policy.dry_run);
 	assert_int_equal(cfg->policy.shrink, WK_SHRINK_CACHES);
@@ -370,7 +376,9 @@ static void test_bad_values(void **state)
 		{ "[policy]\nwake_ports = 22,80\n", "wake_ports: \"22,80\"" },
 		{ "[policy]\nwake_ports = any 22\n", "wake_ports: \"any\"" },
 		{ "[policy]\nignore_sources = 198.18.0.1 198.18.0\n",
-		  "ignore_sources: \"198.18.0\": expected IPv4 addresses" },
+		  "ignore_sources: \"198.18.0\": expected IPv4 or IPv6 addresses" },
+		{ "[policy]\nignore_sources = fd00::1 fd00::1::2\n",
+		  "ignore_sources: \"fd00::1::2\": expected IPv4 or IPv6 addresses" },
 		{ "[policy]\nreplay_syn = true\n", "replay_syn: \"true\": expected yes or no" },
 		{ "[policy]\ndry_run = 1\n", "dry_run: \"1\": expected yes or no" },
 		{ "[policy]\nshrink = all\n", "shrink: \"all\": expected none, caches or balloon" },
@@ -569,7 +577,11 @@ static void test_vm_overrides(void **state)
 	assert_int_equal(a->policy.nprotect, 2);
 	assert_string_equal(a->policy.protect[1], "rsync");
 	assert_int_equal(a->policy.nignore_sources, 2);
-	assert_int_equal(a->policy.ignore_sources[0], ip("198.18.0.1"));
+	{
+		struct wk_addr want = wk_addr_v4(ip("198.18.0.1"));
+
+		assert_memory_equal(&a->policy.ignore_sources[0], &want, sizeof(want));
+	}
 	assert_true(a->policy.replay_syn);
 	assert_int_equal(a->policy.probe, WK_PROBE_AGENT);
 

@@ -9,12 +9,16 @@
 
 #include <wake/policy.h>
 
-static uint32_t ip(const char *s)
+/* A sender of either family, as odrsd's wake.c passes it. */
+static struct wk_addr addr(const char *s)
 {
 	struct in_addr a;
+	uint8_t a6[16];
 
-	assert_int_equal(inet_pton(AF_INET, s, &a), 1);
-	return a.s_addr;
+	if (inet_pton(AF_INET, s, &a) == 1)
+		return wk_addr_v4(a.s_addr);
+	assert_int_equal(inet_pton(AF_INET6, s, a6), 1);
+	return wk_addr_v6(a6);
 }
 
 static void test_trigger_names(void **state)
@@ -27,65 +31,78 @@ static void test_trigger_names(void **state)
 static void test_wake_on(void **state)
 {
 	struct wk_policy p = { .wake_on = WK_WAKE_ARP | WK_WAKE_SYN };
-	uint32_t client = ip("198.18.0.50");
+	struct wk_addr client = addr("198.18.0.50");
 
-	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_ARP, client, 0));
-	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_SYN, client, 22));
+	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_ARP, &client, 0));
+	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_SYN, &client, 22));
 	p.wake_on = WK_WAKE_ARP;
-	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_ARP, client, 0));
-	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_SYN, client, 22));
+	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_ARP, &client, 0));
+	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_SYN, &client, 22));
 	p.wake_on = WK_WAKE_SYN;
-	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_ARP, client, 0));
-	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_SYN, client, 22));
+	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_ARP, &client, 0));
+	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_SYN, &client, 22));
 	/* wake_on = none: packets never wake, an operator still can. */
 	p.wake_on = 0;
-	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_ARP, client, 0));
-	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_SYN, client, 22));
-	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_MANUAL, 0, 0));
+	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_ARP, &client, 0));
+	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_SYN, &client, 22));
+	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_MANUAL, NULL, 0));
 }
 
 static void test_wake_ports(void **state)
 {
 	uint16_t ports[] = { 22, 443 };
 	struct wk_policy p = { .wake_on = WK_WAKE_ARP | WK_WAKE_SYN, .wake_ports = ports, .nwake_ports = 2 };
-	uint32_t client = ip("198.18.0.50");
+	struct wk_addr client = addr("198.18.0.50");
 
-	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_SYN, client, 22));
-	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_SYN, client, 443));
-	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_SYN, client, 80));
-	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_SYN, client, 0));
+	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_SYN, &client, 22));
+	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_SYN, &client, 443));
+	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_SYN, &client, 80));
+	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_SYN, &client, 0));
 	/* Ports say nothing about ARP, which carries none. */
-	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_ARP, client, 80));
+	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_ARP, &client, 80));
 	/* No list: any port. */
 	p.nwake_ports = 0;
 	p.wake_ports = NULL;
-	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_SYN, client, 80));
-	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_SYN, client, 65535));
+	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_SYN, &client, 80));
+	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_SYN, &client, 65535));
 }
 
 static void test_ignore_sources(void **state)
 {
-	uint32_t ignored[] = { ip("198.18.0.1"), ip("198.18.0.2") };
+	struct wk_addr ignored[] = { addr("198.18.0.1"), addr("198.18.0.2"), addr("fd00::1") };
 	struct wk_policy p = { .wake_on = WK_WAKE_ARP | WK_WAKE_SYN,
 			       .ignore_sources = ignored,
-			       .nignore_sources = 2 };
+			       .nignore_sources = 3 };
+	struct wk_addr a1 = addr("198.18.0.1"), a2 = addr("198.18.0.2"), a3 = addr("198.18.0.3");
+	struct wk_addr v6 = addr("fd00::1"), v6other = addr("fd00::2"), mapped = addr("::ffff:198.18.0.1");
+	struct wk_addr any4 = addr("0.0.0.0"), any6 = addr("::");
 
-	assert_true(wk_policy_ignores(&p, ip("198.18.0.1")));
-	assert_true(wk_policy_ignores(&p, ip("198.18.0.2")));
-	assert_false(wk_policy_ignores(&p, ip("198.18.0.3")));
-	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_ARP, ip("198.18.0.2"), 0));
-	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_SYN, ip("198.18.0.1"), 22));
-	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_ARP, ip("198.18.0.3"), 0));
-	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_SYN, ip("198.18.0.3"), 22));
+	assert_true(wk_policy_ignores(&p, &a1));
+	assert_true(wk_policy_ignores(&p, &a2));
+	assert_false(wk_policy_ignores(&p, &a3));
+	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_ARP, &a2, 0));
+	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_SYN, &a1, 22));
+	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_ARP, &a3, 0));
+	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_SYN, &a3, 22));
+	/* IPv6 senders: a neighbour solicitation or a SYN from a listed one wakes nothing. */
+	assert_true(wk_policy_ignores(&p, &v6));
+	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_ARP, &v6, 0));
+	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_SYN, &v6, 22));
+	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_SYN, &v6other, 22));
+	/* An IPv4-mapped sender is that IPv4 sender. */
+	assert_true(wk_policy_ignores(&p, &mapped));
 	/* An operator's wake is never filtered by source. */
-	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_MANUAL, ip("198.18.0.1"), 0));
-	/* 0 (an IPv6 sender, an ARP probe) matches no entry, not even 0.0.0.0. */
-	ignored[1] = 0;
-	assert_false(wk_policy_ignores(&p, 0));
-	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_SYN, 0, 22));
+	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_MANUAL, &a1, 0));
+	/* No sender (NULL, an ARP probe's 0.0.0.0, ::) matches no entry, not even a listed 0.0.0.0. */
+	ignored[1] = any4;
+	ignored[2] = any6;
+	assert_false(wk_policy_ignores(&p, NULL));
+	assert_false(wk_policy_ignores(&p, &any4));
+	assert_false(wk_policy_ignores(&p, &any6));
+	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_SYN, &any4, 22));
 
 	p.nignore_sources = 0;
-	assert_false(wk_policy_ignores(&p, ip("198.18.0.1")));
+	assert_false(wk_policy_ignores(&p, &a1));
 }
 
 #define PROBE(s) (s), sizeof(s) - 1

@@ -233,12 +233,87 @@ static void test_random_against_model(void **state)
 	wk_vmtable_free(t);
 }
 
+/*
+ * What a reload does (odrsd_reload): the new configuration's table built
+ * fresh beside the running one. a and b swap IPs, b gains a MAC, c goes: each
+ * IP and MAC names the right VM, c's addresses name nobody, and the running
+ * table answers as before until it is swapped out.
+ */
+static void test_reload_rebuild(void **state)
+{
+	struct wk_vmtable *running = wk_vmtable_new(3), *next = wk_vmtable_new(2);
+	uint8_t ma[6], mb[6], mc[6], a6[16] = { 0xfd, [15] = 1 }, b6[16] = { 0xfd, [15] = 2 };
+	int a, b, c;
+
+	mac_of(1, ma);
+	mac_of(2, mb);
+	mac_of(3, mc);
+	assert_int_equal(wk_vmtable_add(running, ip_of(1), ma, &a), 0);
+	assert_int_equal(wk_vmtable_add(running, ip_of(2), NULL, &b), 0);
+	assert_int_equal(wk_vmtable_add(running, ip_of(3), mc, &c), 0);
+	assert_int_equal(wk_vmtable_add_ip6(running, a6, &a), 0);
+	assert_int_equal(wk_vmtable_add_ip6(running, b6, &b), 0);
+
+	assert_int_equal(wk_vmtable_add(next, ip_of(2), ma, &a), 0);
+	assert_int_equal(wk_vmtable_add(next, ip_of(1), mb, &b), 0);
+	assert_int_equal(wk_vmtable_add_ip6(next, b6, &a), 0);
+	assert_int_equal(wk_vmtable_add_ip6(next, a6, &b), 0);
+	assert_int_equal(wk_vmtable_count(next), 2);
+	assert_ptr_equal(wk_vmtable_by_ip(next, ip_of(2)), &a);
+	assert_ptr_equal(wk_vmtable_by_ip(next, ip_of(1)), &b);
+	assert_ptr_equal(wk_vmtable_by_mac(next, ma), &a);
+	assert_ptr_equal(wk_vmtable_by_mac(next, mb), &b);
+	assert_ptr_equal(wk_vmtable_by_ip6(next, b6), &a);
+	assert_ptr_equal(wk_vmtable_by_ip6(next, a6), &b);
+	assert_null(wk_vmtable_by_ip(next, ip_of(3)));
+	assert_null(wk_vmtable_by_mac(next, mc));
+
+	assert_ptr_equal(wk_vmtable_by_ip(running, ip_of(1)), &a);
+	assert_ptr_equal(wk_vmtable_by_ip(running, ip_of(2)), &b);
+	assert_null(wk_vmtable_by_mac(running, mb));
+	assert_ptr_equal(wk_vmtable_by_mac(running, mc), &c);
+	wk_vmtable_free(running);
+	wk_vmtable_free(next);
+}
+
+/* No operation removes or overwrites an entry another VM owns. */
+static void test_other_vms_entries_stay(void **state)
+{
+	struct wk_vmtable *t = wk_vmtable_new(0);
+	uint8_t ma[6], mb[6], a6[16] = { 0xfd, [15] = 1 };
+	int a, b;
+
+	mac_of(1, ma);
+	mac_of(2, mb);
+	assert_int_equal(wk_vmtable_add(t, ip_of(1), ma, &a), 0);
+	assert_int_equal(wk_vmtable_add(t, ip_of(2), mb, &b), 0);
+	assert_int_equal(wk_vmtable_add_ip6(t, a6, &a), 0);
+	/* b deleted naming a's MAC: a keeps it. */
+	assert_int_equal(wk_vmtable_del(t, ip_of(2), ma), 0);
+	assert_ptr_equal(wk_vmtable_by_mac(t, ma), &a);
+	assert_null(wk_vmtable_by_mac(t, mb));
+	/* b back without a MAC, then learning a's: refused, a's stays. */
+	assert_int_equal(wk_vmtable_add(t, ip_of(2), NULL, &b), 0);
+	assert_int_equal(wk_vmtable_set_mac(t, ip_of(2), ma), -EEXIST);
+	assert_ptr_equal(wk_vmtable_by_mac(t, ma), &a);
+	/* b taking a's IPv6 address: refused; a's again is fine. */
+	assert_int_equal(wk_vmtable_add_ip6(t, a6, &b), -EEXIST);
+	assert_int_equal(wk_vmtable_add_ip6(t, a6, &a), 0);
+	assert_ptr_equal(wk_vmtable_by_ip6(t, a6), &a);
+	assert_int_equal(wk_vmtable_del_ip6(t, a6), 0);
+	assert_int_equal(wk_vmtable_del_ip6(t, a6), -ENOENT);
+	assert_null(wk_vmtable_by_ip6(t, a6));
+	wk_vmtable_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_contract),
 		cmocka_unit_test(test_100k),
 		cmocka_unit_test(test_random_against_model),
+		cmocka_unit_test(test_reload_rebuild),
+		cmocka_unit_test(test_other_vms_entries_stay),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
