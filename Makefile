@@ -71,6 +71,8 @@ $(B)/asan/%.o: %.c
 $(B)/tests/%: tests/unit/%.c $(LIBWAKE_SRC:%.c=$(B)/asan/%.o)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $^ $(PKG_LIBS) -lcmocka
+# The snapshot-file protocol is odrsd's, tested alone: it needs no libvirt.
+$(B)/tests/test_snapfile: $(B)/asan/odrsd/snapfile.o
 # Fuzzers: clang's libFuzzer over the same sources.
 $(B)/fuzz/%: tests/fuzz/%.c $(LIBWAKE_SRC)
 	@mkdir -p $(@D)

@@ -50,7 +50,7 @@ odrs_capture_start() { # CLIENT FILTER
 	local f=$LAB_DIR/cap-$1
 	rm -f "$f.pcap" "$f.err"
 	# Not through a function: $! must be tcpdump itself (ip netns exec execs it).
-	ip netns exec "$LAB_PREFIX-$1" tcpdump -i eth0 -U -w "$f.pcap" "$2" 2> "$f.err" &
+	ip netns exec "$LAB_PREFIX-$1" tcpdump -i eth0 -U --immediate-mode -w "$f.pcap" "$2" 2> "$f.err" &
 	echo $! > "$f.pid"
 	lab_wait 10 grep -q listening "$f.err" || fail "tcpdump on $1 did not start: $(cat "$f.err")"
 }
