@@ -208,7 +208,12 @@ int snapfile_save_commit(const struct snapfile *sf, uint64_t *bytes)
 	if (r < 0)
 		return r;
 	*bytes = (uint64_t)st.st_size;
-	return rename_durably(sf, sf->part, sf->image);
+	if (rename(sf->part, sf->image) < 0)
+		return -errno;
+	/* Not durably restorable: the part file it was, for the caller to undo the save from. */
+	if ((r = fsync_dir(sf->dir)) < 0)
+		rename(sf->image, sf->part);
+	return r;
 }
 
 int snapfile_save_abort(const struct snapfile *sf)

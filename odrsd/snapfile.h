@@ -50,7 +50,11 @@ int snapfile_header_check(const char *path, const char *name);
 
 /* Before a save: this node's leftover part file goes (libvirt would write into it). */
 int snapfile_save_begin(const struct snapfile *sf);
-/* The save returned: its part file becomes the image durably (data, rename, directory). */
+/*
+ * The save returned: its part file becomes the image durably (data, rename,
+ * directory). On failure the part file is still there (-EBADMSG: libvirt did
+ * not finish it) and nothing is restorable.
+ */
 int snapfile_save_commit(const struct snapfile *sf, uint64_t *bytes);
 /* The save failed: this node's part file goes. */
 int snapfile_save_abort(const struct snapfile *sf);

@@ -467,9 +467,11 @@ static void inspect_done(struct odrsd *d, struct vm *vm, const struct virt_job *
 	case VIRT_STOPPED:
 	case VIRT_MISSING:
 		vm->state = VM_ERROR;
+		/* The inspect says why there is no snapshot (another node's claim), if it knows. */
 		snprintf(vm->error, sizeof(vm->error), "%s",
-			 job->state == VIRT_STOPPED ? "domain is shut off and has no snapshot"
-						    : "no such domain and no snapshot");
+			 job->error[0]		      ? job->error
+			 : job->state == VIRT_STOPPED ? "domain is shut off and has no snapshot"
+						      : "no such domain and no snapshot");
 		log_err("%s: %s", vm->name, vm->error);
 		break;
 	}
