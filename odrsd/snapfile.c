@@ -331,7 +331,7 @@ int snapfile_recover(const struct snapfile *sf, bool running, struct snapfile_st
 		/* libvirt stops a domain only once its save is complete: then the part is the VM's state. */
 		h = snapfile_header_check(sf->part, sf->name);
 		if (h == 0)
-			r = rename(sf->part, sf->image) < 0 ? -errno : 0;
+			r = snapfile_save_commit(sf, &st->bytes);
 		else if (h == -EINPROGRESS)
 			r = unlink_owned(sf->part);
 		else
