@@ -7,10 +7,7 @@
  * done() runs on the loop thread only. Nothing here logs: each failure is
  * described once, in job->error, and the caller logs it.
  */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -561,7 +558,7 @@ static void do_restore(struct worker *w, struct virt_job *job, const struct snap
 	virDomainPtr dom;
 	bool failed;
 	uint64_t t0;
-	int r;
+	int r, active;
 
 	/* The claim: of all nodes and threads, one rename succeeds. */
 	if ((r = snapfile_claim(sf, &job->bytes)) < 0) {
@@ -575,12 +572,15 @@ static void do_restore(struct worker *w, struct virt_job *job, const struct snap
 		return;
 	}
 	dom = lookup(w, job, &failed);
-	if (failed) {
+	active = dom ? virDomainIsActive(dom) : 0;
+	if (failed || active < 0) {
+		if (active < 0)
+			job_fail_virt(job, "domain %s", job->name);
 		restore_give_back(job, sf);
 		observe(w, job, sf);
 		goto out;
 	}
-	if (dom && virDomainIsActive(dom) != 0) {
+	if (active == 1) {
 		/* Never a second instance, and the running VM's disk has moved on: the image is stale. */
 		if ((r = snapfile_finish(sf)) < 0)
 			job_fail(job, -EEXIST,
