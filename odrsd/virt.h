@@ -32,7 +32,7 @@ enum virt_op {
 /* What a domain is, as far as libvirt and snapshot_dir say. */
 enum virt_state {
 	VIRT_RUNNING,	 /* active (running or paused) */
-	VIRT_HIBERNATED, /* inactive, NAME.img present */
+	VIRT_HIBERNATED, /* inactive, NAME.odrs-save present */
 	VIRT_STOPPED,	 /* inactive, no image */
 	VIRT_MISSING,	 /* no such domain and no image */
 };
@@ -55,7 +55,7 @@ struct virt_job {
 	uint8_t mac[6];	       /* the domain's first interface MAC */
 	bool has_mac;
 	uint64_t mem_bytes;    /* the domain's memory (with its MAC, read from the domain) */
-	uint64_t bytes;	       /* size of NAME.img (after a save, or when hibernated) */
+	uint64_t bytes;	       /* size of the image (after a save, or when hibernated) */
 	uint64_t ms;	       /* how long the libvirt call took (a save: with its shrink) */
 	uint64_t shrunk_bytes; /* guest memory a save's shrink step released */
 	uint64_t shrink_ms;    /* of a save's ms, the shrink step's */
