@@ -53,7 +53,7 @@ $(B)/odrsd: $(ODRSD_OBJ) $(B)/libwake.a
 $(B)/odrsctl: $(ODRSCTL_OBJ) $(B)/libwake.a
 	$(CC) $(CFLAGS) -o $@ $(ODRSCTL_OBJ) $(B)/libwake.a $(PKG_LIBS)
 # One odrsd/virt.c job against a real libvirtd: the driver of tests/virt/test_virt.sh.
-VIRT_DRIVE_OBJ := $(B)/obj/odrsd/virt.o $(B)/obj/odrsd/guest.o
+VIRT_DRIVE_OBJ := $(B)/obj/odrsd/virt.o $(B)/obj/odrsd/guest.o $(B)/obj/odrsd/snapfile.o
 $(B)/virt_drive: tests/virt/virt_drive.c $(VIRT_DRIVE_OBJ) $(B)/libwake.a
 	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) -o $@ $< $(VIRT_DRIVE_OBJ) $(B)/libwake.a $(PKG_LIBS)
 # odrsd/etcd.c against a real etcd, under ASan and UBSan: the driver of tests/lab/test_etcd.sh.
@@ -75,6 +75,8 @@ $(B)/tests/%: tests/unit/%.c $(LIBWAKE_SRC:%.c=$(B)/asan/%.o)
 $(B)/tests/test_vm: tests/unit/test_vm.c $(B)/asan/odrsd/vm.o $(LIBWAKE_SRC:%.c=$(B)/asan/%.o)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $^ $(PKG_LIBS) -lcmocka
+# The snapshot-file protocol is odrsd's, tested alone: it needs no libvirt.
+$(B)/tests/test_snapfile: $(B)/asan/odrsd/snapfile.o
 # Fuzzers: clang's libFuzzer over the same sources.
 $(B)/fuzz/%: tests/fuzz/%.c $(LIBWAKE_SRC)
 	@mkdir -p $(@D)

@@ -124,7 +124,7 @@ bare_round() { # ROUND
 odrs_round() { # VARIANT ROUND
 	local bytes
 	odrs_hibernate n1 "$VM"
-	bytes=$(stat -c %s "$LAB_SHARED/$VM.img")
+	bytes=$(stat -c %s "$LAB_SHARED/$VM.odrs-save")
 	case $1 in
 	odrs_arp) client_arp_empty ;;
 	*) lab_router_client c1 "$IP" "$MAC" ;;

@@ -165,7 +165,7 @@ odrs_round() { # VARIANT ROUND
 	lab_wait 60 memory_full || fail "$VM did not get its memory back: $(lab_virsh n1 dominfo "$VM" | grep memory)"
 	mark_events
 	odrs_hibernate n1 "$VM"
-	bytes=$(stat -c %s "$LAB_SHARED/$VM.img")
+	bytes=$(stat -c %s "$LAB_SHARED/$VM.odrs-save")
 	lab_wait 5 test -n "$(event_field hibernate_done ms)" || fail "no hibernate_done event"
 	save=$(event_field hibernate_done ms)
 	shrink_ms=$(event_field hibernate_done shrink_ms)
@@ -207,7 +207,7 @@ size_vm() {
 size_vm_remove() {
 	lab_virsh n1 destroy "$VM" > /dev/null 2>&1
 	lab_virsh n1 undefine "$VM" > /dev/null || fail "undefine $VM"
-	rm -f "$LAB_SHARED/$VM.img" "$LAB_DIR/bare/$VM.img"
+	rm -f "$LAB_SHARED/$VM.odrs-save" "$LAB_DIR/bare/$VM.img"
 }
 
 # --- summary ---------------------------------------------------------------

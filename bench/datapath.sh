@@ -5,7 +5,7 @@
 #
 # One node n1 (single-node mode: no [cluster], so it always answers ARP) and
 # two clients. The N VMs need no guests: each is a [vm sI] section (ip, mac)
-# with no domain on the node and an image sI.img in snapshot_dir, which odrsd
+# with no domain on the node and an image sI.odrs-save in snapshot_dir, which odrsd
 # sees as hibernated (as bench/retrain.sh does). Addresses: sI is
 # 198.18.16.0 + I (into 198.19.x for large N; the lab's /16 holds the first
 # 61,000 or so, the arping target s1 among them), MAC 52:54:01 + I.
@@ -496,7 +496,7 @@ step "raising lab '$LAB_PREFIX' (1 node, 2 clients), $MAXN snapshot files"
 lab_up 1 2 > /dev/null || fail "lab_up"
 build_arpflood || fail "could not build the ARP generator"
 ip netns exec "$LAB_PREFIX-sw" bridge fdb add "$FAKE_MAC" dev sw-n1 master static || fail "static fdb entry"
-awk -v n="$MAXN" 'BEGIN { for (i = 1; i <= n; i++) print "s" i ".img" }' |
+awk -v n="$MAXN" 'BEGIN { for (i = 1; i <= n; i++) print "s" i ".odrs-save" }' |
 	(cd "$LAB_SHARED" && xargs touch) || fail "snapshot files"
 SRC_MAC=$(ip -n "$LAB_PREFIX-c1" -br link show eth0 | awk '{ print $3 }')
 SRC_IP=$(lab_client_ip c1)

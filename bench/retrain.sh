@@ -53,7 +53,7 @@ step "raising lab '$LAB_PREFIX' (2 nodes, etcd) with $N hibernated VMs"
 lab_up 2 0 > /dev/null || fail "lab_up"
 lab_etcd_up || fail "etcd"
 mkdir -p "$LAB_SHARED"
-for i in $(seq 1 "$N"); do echo x > "$LAB_SHARED/s$i.img"; done
+for i in $(seq 1 "$N"); do echo x > "$LAB_SHARED/s$i.odrs-save"; done
 set -- $RATES
 for n in n1 n2; do
 	f=$(conf $n "$1") && lab_odrsd_start $n "$(lab_node_dir $n)/odrs.conf" || fail "odrsd on $n"

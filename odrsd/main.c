@@ -17,6 +17,7 @@
 #include "evlog.h"
 #include "log.h"
 #include "odrsd.h"
+#include "snapfile.h"
 
 #define DEFAULT_CONFIG "/etc/odrs/odrs.conf"
 
@@ -340,6 +341,7 @@ static int take_instance_lock(const char *state_dir)
 
 static int start(struct odrsd *d)
 {
+	char foreign[256];
 	int r;
 
 	if ((r = make_dirs(d->cfg->state_dir, true)) < 0) {
@@ -380,6 +382,17 @@ static int start(struct odrsd *d)
 	}
 	if ((r = drop_privileges()) < 0) {
 		log_err("dropping capabilities failed");
+		return r;
+	}
+	/* odrsd renames and removes files there: a directory shared with disks is refused. */
+	if ((r = snapfile_dir_check(d->cfg->snapshot_dir, foreign, sizeof(foreign))) < 0) {
+		if (r == -ENOTEMPTY)
+			log_err("snapshot_dir %s holds %s, which is neither an odrs snapshot "
+				"(NAME" SNAPFILE_SUFFIX "*) nor a libvirt save image: refusing to start; "
+				"give odrs a directory of its own",
+				d->cfg->snapshot_dir, foreign);
+		else
+			log_err("snapshot_dir %s: %s", d->cfg->snapshot_dir, strerror(-r));
 		return r;
 	}
 	/* Workers start after the drop: threads inherit the reduced capability set. */

@@ -1,16 +1,13 @@
 /*
- * libvirt on worker threads. The snapshot file discipline is described in
- * virt.h; this file is its only implementation.
+ * libvirt on worker threads. The snapshot files are snapfile.c's: this file
+ * calls its steps around libvirt's save and restore, as virt.h describes.
  *
  * Every worker owns one libvirt connection and serves one queue. A finished
  * job goes onto the finished list and the loop is woken through an ev_async;
  * done() runs on the loop thread only. Nothing here logs: each failure is
  * described once, in job->error, and the caller logs it.
  */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -30,20 +27,13 @@
 #include <wake/policy.h>
 
 #include "guest.h"
+#include "snapfile.h"
 #include "virt.h"
 
 /* How often a running save or restore is asked for its progress. */
 #define PROGRESS_INTERVAL_MS 200
 /* How often INSPECT looks whether the domain's libvirt job has ended. */
 #define JOB_POLL_MS 100
-
-/*
- * libvirt's QEMU driver writes a save image's header with the first magic
- * and rewrites it with the second once the whole state is on disk; it
- * refuses to restore the first. An interrupted save is recognised by it.
- */
-#define SAVE_MAGIC_PARTIAL "LibvirtQemudPart"
-#define SAVE_MAGIC_LEN	   16
 
 struct virt_queue {
 	struct virt_job *head, *tail;
@@ -73,13 +63,6 @@ struct virt {
 	uint64_t next_restore_at;    /* now_ms() at which the next may start */
 	struct worker *workers;
 	unsigned nworkers;
-};
-
-/* The snapshot files of one domain. */
-struct snap_paths {
-	char img[PATH_MAX];
-	char part[PATH_MAX];
-	char claim[PATH_MAX]; /* NAME.img.restoring.NODE */
 };
 
 static uint64_t now_ms(void)
@@ -177,36 +160,6 @@ __attribute__((format(printf, 2, 3))) static void job_fail_virt(struct virt_job 
 	snprintf(job->error, sizeof(job->error), "%s: %s", what, virGetLastErrorMessage());
 }
 
-static int fsync_dir(const char *dir)
-{
-	int fd, r = 0;
-
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	return r;
-}
-
-/* Flush a file to stable storage and report its size. */
-static int fsync_file(const char *path, uint64_t *size)
-{
-	struct stat st;
-	int fd, r = 0;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0 || fstat(fd, &st) < 0)
-		r = -errno;
-	else
-		*size = (uint64_t)st.st_size;
-	close(fd);
-	return r;
-}
-
 static bool file_size(const char *path, uint64_t *size)
 {
 	struct stat st;
@@ -215,52 +168,6 @@ static bool file_size(const char *path, uint64_t *size)
 		return false;
 	*size = (uint64_t)st.st_size;
 	return true;
-}
-
-/* A save image whose header was never finished, or that has no header at all. */
-static bool save_image_incomplete(const char *path)
-{
-	char magic[SAVE_MAGIC_LEN];
-	ssize_t n;
-	int fd;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, magic, sizeof(magic));
-	close(fd);
-	return n != (ssize_t)sizeof(magic) || memcmp(magic, SAVE_MAGIC_PARTIAL, SAVE_MAGIC_LEN) == 0;
-}
-
-/* Domain names become file names: nothing that leaves snapshot_dir or hides. */
-static bool name_ok(const char *name)
-{
-	size_t len = strnlen(name, sizeof(((struct virt_job *)0)->name));
-
-	return len > 0 && len < sizeof(((struct virt_job *)0)->name) && name[0] != '.' && !strchr(name, '/');
-}
-
-static int snap_paths(const struct virt *v, const char *name, struct snap_paths *p)
-{
-	size_t n = sizeof(p->img);
-
-	if ((size_t)snprintf(p->img, n, "%s/%s.img", v->dir, name) >= n ||
-	    (size_t)snprintf(p->part, n, "%s/%s.img.part", v->dir, name) >= n ||
-	    (size_t)snprintf(p->claim, n, "%s/%s.img.restoring.%s", v->dir, name, v->node) >= n)
-		return -ENAMETOOLONG;
-	return 0;
-}
-
-/* .part becomes .img durably: first its data, then its name. */
-static int promote(const struct snap_paths *p, const char *dir, uint64_t *bytes)
-{
-	int r;
-
-	if ((r = fsync_file(p->part, bytes)) < 0)
-		return r;
-	if (rename(p->part, p->img) < 0)
-		return -errno;
-	return fsync_dir(dir);
 }
 
 static int parse_mac(const char *s, uint8_t mac[6])
@@ -335,7 +242,7 @@ static virDomainPtr lookup(struct worker *w, struct virt_job *job, bool *failed)
  * job->state from what libvirt and snapshot_dir say now, changing nothing:
  * the state reported after a failed job.
  */
-static void observe(struct worker *w, struct virt_job *job, const struct snap_paths *p)
+static void observe(struct worker *w, struct virt_job *job, const struct snapfile *sf)
 {
 	virDomainPtr dom = virDomainLookupByName(w->conn, job->name);
 
@@ -343,7 +250,7 @@ static void observe(struct worker *w, struct virt_job *job, const struct snap_pa
 		job->state = VIRT_RUNNING;
 		read_nic(dom, 0, job);
 	} else {
-		if (file_size(p->img, &job->bytes))
+		if (file_size(sf->image, &job->bytes))
 			job->state = VIRT_HIBERNATED;
 		else
 			job->state = dom ? VIRT_STOPPED : VIRT_MISSING;
@@ -447,14 +354,14 @@ static void progress_stop(struct progress *pr)
  * stopped and .part is its only state. Bring it back from .part so a failed
  * save still leaves the domain running.
  */
-static void save_undo(struct worker *w, struct virt_job *job, const struct snap_paths *p)
+static void save_undo(struct worker *w, struct virt_job *job, const struct snapfile *sf)
 {
-	if (virDomainRestoreFlags(w->conn, p->part, NULL, VIR_DOMAIN_SAVE_RUNNING) == 0) {
-		unlink(p->part);
+	if (virDomainRestoreFlags(w->conn, sf->part, NULL, VIR_DOMAIN_SAVE_RUNNING) == 0) {
+		snapfile_save_abort(sf); /* a leftover part of a running VM is removed at the next start */
 		job->state = VIRT_RUNNING;
 		return;
 	}
-	/* .part stays: INSPECT promotes it to an image, which is all it can be. */
+	/* The part file stays: INSPECT commits it to an image, which is all it can be. */
 	snprintf(job->error + strlen(job->error), sizeof(job->error) - strlen(job->error),
 		 "; restoring it again failed: %s", virGetLastErrorMessage());
 	job->state = VIRT_STOPPED;
@@ -563,7 +470,7 @@ static void do_probe(struct worker *w, struct virt_job *job)
 	virDomainFree(dom);
 }
 
-static void do_save(struct worker *w, struct virt_job *job, const struct snap_paths *p)
+static void do_save(struct worker *w, struct virt_job *job, const struct snapfile *sf)
 {
 	int active, state_before = VIR_DOMAIN_NOSTATE, state, reason, r;
 	struct progress pr;
@@ -576,7 +483,7 @@ static void do_save(struct worker *w, struct virt_job *job, const struct snap_pa
 	if (!dom) {
 		if (!failed)
 			job_fail(job, -ENOENT, "no domain %s", job->name);
-		observe(w, job, p);
+		observe(w, job, sf);
 		return;
 	}
 	active = virDomainIsActive(dom);
@@ -585,7 +492,7 @@ static void do_save(struct worker *w, struct virt_job *job, const struct snap_pa
 			job_fail_virt(job, "domain %s", job->name);
 		else
 			job_fail(job, -EINVAL, "domain %s is not running", job->name);
-		observe(w, job, p);
+		observe(w, job, sf);
 		goto out;
 	}
 	read_nic(dom, 0, job);
@@ -601,30 +508,31 @@ static void do_save(struct worker *w, struct virt_job *job, const struct snap_pa
 	 */
 	if (virDomainGetInfo(dom, &info) == 0)
 		set_progress(job, 0, (uint64_t)info.memory * 1024);
-	/* libvirt would write into a leftover .part; start from nothing. */
-	unlink(p->part);
+	if ((r = snapfile_save_begin(sf)) < 0) {
+		job_fail(job, r, "save %s: removing the leftover %s: %s", job->name, sf->part, strerror(-r));
+		observe(w, job, sf);
+		goto out;
+	}
 	polling = progress_start(&pr, w, job);
-	r = virDomainSaveFlags(dom, p->part, NULL, VIR_DOMAIN_SAVE_RUNNING);
+	r = virDomainSaveFlags(dom, sf->part, NULL, VIR_DOMAIN_SAVE_RUNNING);
 	job->ms = now_ms() - t0;
 	if (r < 0)
 		job_fail_virt(job, "save %s", job->name);
 	if (polling)
 		progress_stop(&pr);
 	if (r < 0) {
-		unlink(p->part);
+		snapfile_save_abort(sf);
 		/* libvirt resumes a domain whose save failed; make sure of it. */
 		if (virDomainGetState(dom, &state, &reason, 0) == 0 && state == VIR_DOMAIN_PAUSED &&
 		    state_before == VIR_DOMAIN_RUNNING)
 			virDomainResume(dom);
-		observe(w, job, p);
+		observe(w, job, sf);
 		goto out;
 	}
 
-	if ((r = promote(p, w->v->dir, &job->bytes)) < 0) {
-		job_fail(job, r, "save %s: writing %s: %s", job->name, p->img, strerror(-r));
-		if (access(p->img, F_OK) == 0)
-			rename(p->img, p->part);
-		save_undo(w, job, p);
+	if ((r = snapfile_save_commit(sf, &job->bytes)) < 0) {
+		job_fail(job, r, "save %s: writing %s: %s", job->name, sf->image, strerror(-r));
+		save_undo(w, job, sf);
 		goto out;
 	}
 	set_progress(job, job->progress_total, job->progress_total);
@@ -634,40 +542,64 @@ out:
 	virDomainFree(dom);
 }
 
-static void do_restore(struct worker *w, struct virt_job *job, const struct snap_paths *p)
+/* A failed restore gives the image back; a failure to is said, and the claim waits for the next start. */
+static void restore_give_back(struct virt_job *job, const struct snapfile *sf)
+{
+	size_t at = strlen(job->error);
+	int r;
+
+	if ((r = snapfile_release(sf)) < 0)
+		snprintf(job->error + at, sizeof(job->error) - at, "; giving %s back failed: %s", sf->claim,
+			 strerror(-r));
+}
+
+static void do_restore(struct worker *w, struct virt_job *job, const struct snapfile *sf)
 {
 	virDomainPtr dom;
 	bool failed;
 	uint64_t t0;
-	int r;
+	int r, active;
 
 	/* The claim: of all nodes and threads, one rename succeeds. */
-	if (rename(p->img, p->claim) < 0) {
-		if (errno == ENOENT)
-			job_fail(job, -ENOENT, "no snapshot of %s", job->name);
+	if ((r = snapfile_claim(sf, &job->bytes)) < 0) {
+		if (r == -ENOENT)
+			job_fail(job, r, "no snapshot of %s", job->name);
+		else if (r == -EBADMSG)
+			job_fail(job, r, "%s is not a libvirt save image of %s", sf->image, job->name);
 		else
-			job_fail(job, -errno, "claim %s: %s", p->img, strerror(errno));
-		observe(w, job, p);
+			job_fail(job, r, "claim %s: %s", sf->image, strerror(-r));
+		observe(w, job, sf);
 		return;
 	}
 	dom = lookup(w, job, &failed);
-	if (failed || (dom && virDomainIsActive(dom) != 0)) {
-		/* Never a second instance: the image goes back untouched. */
-		rename(p->claim, p->img);
-		if (!failed)
-			job_fail(job, -EEXIST, "domain %s is already running", job->name);
-		observe(w, job, p);
+	active = dom ? virDomainIsActive(dom) : 0;
+	if (failed || active < 0) {
+		if (active < 0)
+			job_fail_virt(job, "domain %s", job->name);
+		restore_give_back(job, sf);
+		observe(w, job, sf);
+		goto out;
+	}
+	if (active == 1) {
+		/* Never a second instance, and the running VM's disk has moved on: the image is stale. */
+		if ((r = snapfile_finish(sf)) < 0)
+			job_fail(job, -EEXIST,
+				 "domain %s is already running; removing its stale %s failed: %s", job->name,
+				 sf->claim, strerror(-r));
+		else
+			job_fail(job, -EEXIST, "domain %s is already running; its stale snapshot is removed",
+				 job->name);
+		observe(w, job, sf);
 		goto out;
 	}
 	/*
 	 * libvirt reports no job while it restores (QEMU's incoming migration
 	 * has no progress to query): progress is the image, then done.
 	 */
-	file_size(p->claim, &job->bytes);
 	set_progress(job, 0, job->bytes);
 
 	t0 = now_ms();
-	r = virDomainRestoreFlags(w->conn, p->claim, NULL, VIR_DOMAIN_SAVE_RUNNING);
+	r = virDomainRestoreFlags(w->conn, sf->claim, NULL, VIR_DOMAIN_SAVE_RUNNING);
 	job->ms = now_ms() - t0;
 	if (r < 0)
 		job_fail_virt(job, "restore %s", job->name);
@@ -690,16 +622,22 @@ static void do_restore(struct worker *w, struct virt_job *job, const struct snap
 		 * Still restorable, unless the domain came up some other way
 		 * meanwhile: then its disk has moved on and the image is stale.
 		 */
-		if (dom && virDomainIsActive(dom) == 1)
-			unlink(p->claim);
-		else
-			rename(p->claim, p->img);
-		fsync_dir(w->v->dir);
-		observe(w, job, p);
+		if (dom && virDomainIsActive(dom) == 1) {
+			if ((r = snapfile_finish(sf)) < 0)
+				snprintf(job->error + strlen(job->error),
+					 sizeof(job->error) - strlen(job->error),
+					 "; removing the stale %s failed: %s", sf->claim, strerror(-r));
+		} else {
+			restore_give_back(job, sf);
+		}
+		observe(w, job, sf);
 		goto out;
 	}
-	unlink(p->claim);
-	fsync_dir(w->v->dir);
+	/*
+	 * The domain runs. A claim that cannot be removed is no restorable
+	 * image; the next start of this node removes it (snapfile_recover).
+	 */
+	snapfile_finish(sf);
 	set_progress(job, job->progress_total, job->progress_total);
 	job->state = VIRT_RUNNING;
 	if (dom) {
@@ -727,101 +665,48 @@ static int wait_job_end(struct worker *w, virDomainPtr dom)
 	return 0;
 }
 
-/*
- * Remove every NAME.img.restoring.* in snapshot_dir, or, given dst, rename
- * the first one found to dst. True when one was renamed.
- */
-static bool find_claims(struct worker *w, const char *name, const char *dst)
+static void do_inspect(struct worker *w, struct virt_job *job, const struct snapfile *sf)
 {
-	char prefix[sizeof(((struct virt_job *)0)->name) + 16], path[PATH_MAX];
-	bool renamed = false;
-	struct dirent *d;
-	size_t plen;
-	DIR *dir;
-
-	plen = (size_t)snprintf(prefix, sizeof(prefix), "%s.img.restoring.", name);
-	dir = opendir(w->v->dir);
-	if (!dir)
-		return false;
-	while ((d = readdir(dir))) {
-		if (strncmp(d->d_name, prefix, plen) != 0 || !d->d_name[plen])
-			continue;
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s", w->v->dir, d->d_name) >= sizeof(path))
-			continue;
-		if (dst) {
-			if (rename(path, dst) == 0) {
-				renamed = true;
-				break;
-			}
-		} else {
-			unlink(path);
-		}
-	}
-	closedir(dir);
-	return renamed;
-}
-
-static void do_inspect(struct worker *w, struct virt_job *job, const struct snap_paths *p)
-{
+	struct snapfile_state st;
 	virDomainPtr dom;
-	bool failed;
+	bool failed, running = false;
 	int r;
 
 	dom = lookup(w, job, &failed);
 	if (failed) {
-		observe(w, job, p);
+		observe(w, job, sf);
 		return;
 	}
 	if (dom && (r = wait_job_end(w, dom)) < 0) {
 		job_fail(job, r, "inspect %s: stopped while waiting for its job", job->name);
 		goto out;
 	}
-	if (dom && (r = virDomainIsActive(dom)) != 0) {
-		if (r < 0) {
-			job_fail_virt(job, "domain %s", job->name);
-			goto out;
-		}
-		/* Anything restorable now would overwrite a live VM's newer disk state. */
-		unlink(p->img);
-		unlink(p->part);
-		find_claims(w, job->name, NULL);
-		fsync_dir(w->v->dir);
+	if (dom && (r = virDomainIsActive(dom)) < 0) {
+		job_fail_virt(job, "domain %s", job->name);
+		goto out;
+	}
+	running = dom && r == 1;
+	/* Only this node's files, and an image of a VM that runs here (stale), are settled. */
+	if ((r = snapfile_recover(sf, running, &st)) < 0) {
+		job_fail(job, r, "inspect %s: settling its snapshot files in %s: %s", job->name, sf->dir,
+			 strerror(-r));
+		observe(w, job, sf);
+		goto out;
+	}
+	if (running) {
 		job->state = VIRT_RUNNING;
 		read_nic(dom, 0, job);
 		goto out;
 	}
-
 	if (dom)
 		read_nic(dom, VIR_DOMAIN_XML_INACTIVE, job);
-	if (file_size(p->img, &job->bytes)) {
-		job->state = VIRT_HIBERNATED;
-		goto out;
-	}
-	/* A restore that died before the domain ran: the image was never used. */
-	if (find_claims(w, job->name, p->img)) {
-		fsync_dir(w->v->dir);
-		file_size(p->img, &job->bytes);
-		job->state = VIRT_HIBERNATED;
-		goto out;
-	}
-	/*
-	 * libvirt stops a domain only once its save is complete, so with the
-	 * domain down a finished .part is the VM's state: a save whose rename
-	 * never happened.
-	 */
-	if (access(p->part, F_OK) == 0) {
-		if (save_image_incomplete(p->part)) {
-			unlink(p->part);
-		} else if ((r = promote(p, w->v->dir, &job->bytes)) < 0) {
-			job_fail(job, r, "inspect %s: promoting %s: %s", job->name, p->part, strerror(-r));
-			observe(w, job, p);
-			goto out;
-		} else {
-			job->state = VIRT_HIBERNATED;
-			goto out;
-		}
-	}
-	job->state = dom ? VIRT_STOPPED : VIRT_MISSING;
+	job->bytes = st.bytes;
+	job->state = st.image ? VIRT_HIBERNATED : dom ? VIRT_STOPPED : VIRT_MISSING;
+	/* Another node's claim is that node's to settle (or an operator's): said, not touched. */
+	if (!st.image && st.claimed_by[0])
+		snprintf(job->error, sizeof(job->error),
+			 "no snapshot: %.120s is claimed by a restore on node %.63s, left for that node",
+			 job->name, st.claimed_by);
 out:
 	if (dom)
 		virDomainFree(dom);
@@ -847,33 +732,29 @@ static int worker_connect(struct worker *w, struct virt_job *job)
 
 static void run_job(struct worker *w, struct virt_job *job)
 {
-	struct snap_paths p;
+	struct snapfile sf;
 	int r;
 
-	if (!name_ok(job->name)) {
-		job_fail(job, -EINVAL, "invalid domain name");
-		job->state = VIRT_MISSING;
-		return;
-	}
-	if ((r = snap_paths(w->v, job->name, &p)) < 0) {
-		job_fail(job, r, "snapshot path of %s too long", job->name);
+	if ((r = snapfile_init(&sf, w->v->dir, job->name, w->v->node)) < 0) {
+		job_fail(job, r, r == -EINVAL ? "invalid domain name" : "snapshot path of %s too long",
+			 job->name);
 		job->state = VIRT_MISSING;
 		return;
 	}
 	if (worker_connect(w, job) < 0) {
 		/* What the files say is all that is known. */
-		job->state = file_size(p.img, &job->bytes) ? VIRT_HIBERNATED : VIRT_MISSING;
+		job->state = file_size(sf.image, &job->bytes) ? VIRT_HIBERNATED : VIRT_MISSING;
 		return;
 	}
 	switch (job->op) {
 	case VIRT_SAVE:
-		do_save(w, job, &p);
+		do_save(w, job, &sf);
 		break;
 	case VIRT_RESTORE:
-		do_restore(w, job, &p);
+		do_restore(w, job, &sf);
 		break;
 	case VIRT_INSPECT:
-		do_inspect(w, job, &p);
+		do_inspect(w, job, &sf);
 		break;
 	case VIRT_PROBE:
 		do_probe(w, job);

@@ -4,16 +4,14 @@
  * connection; the loop learns of a finished job through an ev_async and
  * calls done(job, ctx) on the loop thread.
  *
- * Snapshot files in snapshot_dir, per domain NAME:
- *   NAME.img                  complete, restorable: the VM is hibernated
- *   NAME.img.part             being written by a save; never restored
- *   NAME.img.restoring.NODE   claimed by a restore on NODE (atomic rename);
- *                             removed once the domain runs, renamed back to
- *                             NAME.img if the restore fails
- * A save writes .part, fsyncs it, renames it to .img and fsyncs the
- * directory: a crash or a full disk never leaves a restorable partial image,
- * and a failed save leaves the domain running. A restore first renames the
- * image away, so an image is restored at most once.
+ * Snapshot files in snapshot_dir follow snapfile.h: a save writes
+ * NAME.odrs-save.part.NODE and commits it to NAME.odrs-save; a restore
+ * claims the image as NAME.odrs-save.restoring.NODE, removes the claim once
+ * the domain runs and gives it back if the restore failed. A failed save
+ * leaves the domain running; a restore that finds the domain running
+ * removes the (stale) image. An inspect settles only this node's files
+ * after a crash (snapfile_recover) and names another node's claim in
+ * job->error; a node never touches another's files.
  */
 #ifndef ODRSD_VIRT_H
 #define ODRSD_VIRT_H
@@ -34,7 +32,7 @@ enum virt_op {
 /* What a domain is, as far as libvirt and snapshot_dir say. */
 enum virt_state {
 	VIRT_RUNNING,	 /* active (running or paused) */
-	VIRT_HIBERNATED, /* inactive, NAME.img present */
+	VIRT_HIBERNATED, /* inactive, NAME.odrs-save present */
 	VIRT_STOPPED,	 /* inactive, no image */
 	VIRT_MISSING,	 /* no such domain and no image */
 };
@@ -57,7 +55,7 @@ struct virt_job {
 	uint8_t mac[6];	       /* the domain's first interface MAC */
 	bool has_mac;
 	uint64_t mem_bytes;    /* the domain's memory (with its MAC, read from the domain) */
-	uint64_t bytes;	       /* size of NAME.img (after a save, or when hibernated) */
+	uint64_t bytes;	       /* size of the image (after a save, or when hibernated) */
 	uint64_t ms;	       /* how long the libvirt call took (a save: with its shrink) */
 	uint64_t shrunk_bytes; /* guest memory a save's shrink step released */
 	uint64_t shrink_ms;    /* of a save's ms, the shrink step's */

@@ -216,7 +216,8 @@ static void apply_fields(struct odrsd *d, struct vm *vm, const struct vm_rule *r
 	const struct vm_proposal *p = in->reg;
 
 	if (r->to == VM_ERROR && (from != VM_ERROR || job))
-		set_str(vm->error, sizeof(vm->error), r->why ? r->why : in->error);
+		/* The input's own reason first: an inspect may know why (another node's claim). */
+		set_str(vm->error, sizeof(vm->error), in->error ? in->error : r->why);
 	/* A wake kept for the end of a save is moot once it ends otherwise. */
 	if (from == VM_HIBERNATING && r->to != VM_HIBERNATING && r->to != VM_HIBERNATED)
 		vm->wake_wanted = false;
@@ -445,7 +446,8 @@ static enum vm_event restore_event(const struct virt_job *job)
 
 void vm_on_job_done(struct odrsd *d, struct vm *vm, const struct virt_job *job)
 {
-	struct vm_input in = { .job = job, .err = job->err, .error = job->err ? job->error : NULL };
+	/* An inspect that finds no image may still say why (a restore on another node holds it). */
+	struct vm_input in = { .job = job, .err = job->err, .error = job->error[0] ? job->error : NULL };
 
 	vm->job_busy = false;
 	switch (job->op) {

@@ -36,7 +36,7 @@ odrs_hibernate() { # NODE VM: hibernate and check that it sleeps with an image
 	local out
 	out=$(lab_odrsctl "$1" hibernate "$2") || fail "hibernate $2: $out"
 	[ "$(odrs_state "$1" "$2")" = hibernated ] || fail "$2 not hibernated after hibernate"
-	[ -s "$LAB_SHARED/$2.img" ] || fail "no image $LAB_SHARED/$2.img"
+	[ -s "$LAB_SHARED/$2.odrs-save" ] || fail "no image $LAB_SHARED/$2.odrs-save"
 	lab_virsh "$1" domstate "$2" | grep -q 'shut off' || fail "$2 still runs after hibernate"
 }
 

@@ -57,7 +57,7 @@ fdb_on() { [ "$(lab_fdb_port $MAC)" = "sw-$1" ]; }
 hibernate() { # NODE: hibernate web1 there; it leaves that node's libvirt (a restored domain is transient)
 	local out
 	out=$(lab_odrsctl "$1" hibernate web1) || fail "hibernate web1 on $1: $out"
-	[ -s "$LAB_SHARED/web1.img" ] || fail "no image of web1"
+	[ -s "$LAB_SHARED/web1.odrs-save" ] || fail "no image of web1"
 	! lab_virsh "$1" domstate web1 2>/dev/null | grep -q running || fail "web1 still runs on $1"
 }
 wakes_done() { # how many wake_done events for web1 all nodes logged
@@ -158,7 +158,7 @@ lab_client_exec c1 arping -i eth0 -c 3 -w 5 $IP > "$LAB_DIR/arping.out" 2>&1
 for n in n1 n2 n3; do
 	[ "$(odrs_state $n web1)" = hibernated ] || fail "$n: web1 is $(odrs_state $n web1) without etcd"
 done
-[ ! -e "$LAB_SHARED/web1.img" ] && fail "web1's image is gone: restored without a claim"
+[ ! -e "$LAB_SHARED/web1.odrs-save" ] && fail "web1's image is gone: restored without a claim"
 lab_odrsctl "$holder" status | grep -q '^cluster_store: unreachable' || fail "status does not say etcd is unreachable"
 
 echo "PASS"

@@ -19,7 +19,7 @@ IP=198.18.0.40 MAC=52:54:00:12:00:40 FRAMES=${FRAMES:-40000}
 
 trap lab_down EXIT
 lab_up 1 1 || fail "lab_up"
-mkdir -p "$LAB_SHARED" && echo x > "$LAB_SHARED/ghost.img"
+mkdir -p "$LAB_SHARED" && echo x > "$LAB_SHARED/ghost.odrs-save"
 conf=$(odrs_conf n1 "[vm ghost]" "ip = $IP" "mac = $MAC" "wake_on = none")
 lab_odrsd_start n1 "$conf" || fail "odrsd did not start"
 odrs_wait_state n1 ghost hibernated 20 || fail "ghost not seen hibernated"

@@ -141,7 +141,7 @@ read -r name ip mac state node idle bytes lastwake <"$OUT.ls"
 [ "$name $ip $mac $state $node" = "web1 198.18.0.10 52:54:00:12:00:10 hibernated n1" ] ||
 	fail "row: $(cat "$OUT.ls")"
 [ "$bytes" -gt 1000000 ] || fail "snapshot_bytes $bytes"
-[ "$bytes" = "$(stat -c %s "$LAB_SHARED/web1.img")" ] || fail "snapshot_bytes $bytes, image $(stat -c %s "$LAB_SHARED/web1.img")"
+[ "$bytes" = "$(stat -c %s "$LAB_SHARED/web1.odrs-save")" ] || fail "snapshot_bytes $bytes, image $(stat -c %s "$LAB_SHARED/web1.odrs-save")"
 [ "$lastwake" = - ] || fail "last_wake_ms of a VM never woken: '$lastwake', want -"
 ctl list --json >"$OUT.lj" || fail "list --json failed"
 jq -e 'type == "array" and length == 1' "$OUT.lj" >/dev/null || fail "list --json: $(cat "$OUT.lj")"

@@ -50,7 +50,7 @@ done
 [ "$shrunk_balloon1" -ge $((48 * MIB)) ] || fail "shrink = balloon took back only $shrunk_balloon1 bytes"
 [ "$bytes_balloon1" -le $((bytes_none1 - 48 * MIB)) ] ||
 	fail "balloon image $bytes_balloon1 bytes is not 48 MiB smaller than none's $bytes_none1"
-[ "$(stat -c %s "$LAB_SHARED/balloon1.img")" = "$bytes_balloon1" ] || fail "hibernate_done bytes is not the image's size"
+[ "$(stat -c %s "$LAB_SHARED/balloon1.odrs-save")" = "$bytes_balloon1" ] || fail "hibernate_done bytes is not the image's size"
 
 step "each wakes on access, the ballooned one with all its memory"
 i=31

@@ -26,7 +26,7 @@ lab_up 1 3 || fail "lab_up"
 lab_vm_start n1 web1 198.18.0.10 52:54:00:12:00:10 || fail "web1 start"
 lab_vm_start n1 web2 198.18.0.11 52:54:00:12:00:11 || fail "web2 start"
 lab_vm_wait_ready n1 web1 && lab_vm_wait_ready n1 web2 || fail "guests not ready"
-mkdir -p "$LAB_SHARED" && echo x > "$LAB_SHARED/web3.img" && echo x > "$LAB_SHARED/ghost.img"
+mkdir -p "$LAB_SHARED" && echo x > "$LAB_SHARED/web3.odrs-save" && echo x > "$LAB_SHARED/ghost.odrs-save"
 
 limit() { [ "$1" = "$PER_VM" ] && echo "wakes_per_hour = 1" || echo "; no limit of its own"; }
 conf() { # LINES for [odrsd] after the lab's, then the VMs ($PER_VM gets wakes_per_hour = 1)

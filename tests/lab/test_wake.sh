@@ -44,7 +44,7 @@ odrs_event n1 wake_done web1 || fail "no wake_done event"
 port=$(lab_fdb_port "$(lab_client_exec c1 cat /sys/class/net/eth0/address)")
 [ "$port" = sw-c1 ] || fail "client's MAC is on $port after the wake, want sw-c1"
 lab_virsh n1 domstate web1 | grep -q running || fail "web1 not running"
-[ ! -e "$LAB_SHARED/web1.img" ] || fail "image still restorable after the wake"
+[ ! -e "$LAB_SHARED/web1.odrs-save" ] || fail "image still restorable after the wake"
 
 step "1: empty ARP cache, echo"
 odrs_hibernate n1 web1

@@ -21,10 +21,10 @@ set -u
 check_one_copy() { # EXPECTED_STATE
 	local running=0 images
 	lab_virsh n1 domstate web1 | grep -q running && running=1
-	images=$(ls "$LAB_SHARED" | grep -c '^web1\.img')
+	images=$(ls "$LAB_SHARED" | grep -c '^web1\.odrs-save')
 	case $1 in
 	running)    [ $running = 1 ] && [ "$images" = 0 ] ;;
-	hibernated) [ $running = 0 ] && [ -s "$LAB_SHARED/web1.img" ] && [ "$images" = 1 ] ;;
+	hibernated) [ $running = 0 ] && [ -s "$LAB_SHARED/web1.odrs-save" ] && [ "$images" = 1 ] ;;
 	esac || fail "after restart: running=$running, files: $(ls "$LAB_SHARED"), want $1"
 }
 
@@ -42,7 +42,7 @@ lab_odrsd_start n1 "$conf" && odrs_wait_state n1 web1 running || fail "odrsd"
 
 step "6a: SIGKILL during a save"
 lab_odrsctl n1 hibernate web1 > /dev/null 2>&1 &
-lab_wait 10 test -e "$LAB_SHARED/web1.img.part" || fail "the save never started"
+lab_wait 10 test -e "$LAB_SHARED/web1.odrs-save.part.n1" || fail "the save never started"
 lab_odrsd_stop n1 KILL
 wait
 echo "killed with: $(ls "$LAB_SHARED" | tr '\n' ' ')"

@@ -99,17 +99,19 @@ none() { # no file matches any of the patterns
 }
 
 run_tests() {
-	I=$SNAP/$DOM.img
+	I=$SNAP/$DOM.odrs-save P=$SNAP/$DOM.odrs-save.part.n1 C=$SNAP/$DOM.odrs-save.restoring.n1
+	PEER_CLAIM=$SNAP/$DOM.odrs-save.restoring.n2 PEER_PART=$SNAP/$DOM.odrs-save.part.n2
+	# A raw disk of the domain's name (older virt-install): never odrs's to touch.
+	DISK=$SNAP/$DOM.img
+	echo "raw disk sectors" >"$DISK"
 
-	echo "inspect a running domain, with a stale image beside it"
-	echo stale >"$I"
-	echo stale >"$I.restoring.n2"
+	echo "inspect a running domain, a raw disk of its name beside it"
 	drive inspect
 	check "inspect ok" eq "$RC" 0
 	check "running" eq "$(field state)" running
 	check "tap reported" eq "$(field tap | cut -c1-4)" vnet
 	check "mac reported" eq "$(field mac)" $MAC
-	check "stale files removed" none "$I" "$I.restoring.n2"
+	check "raw disk untouched" eq "$(cat "$DISK")" "raw disk sectors"
 	check "done() on the loop thread" eq "$(field loop_thread)" true
 
 	echo "save"
@@ -117,12 +119,13 @@ run_tests() {
 	check "save ok" eq "$RC" 0
 	check "state hibernated" eq "$(field state)" hibernated
 	check "image exists" test -s "$I"
-	check "no .part" none "$I.part"
+	check "no part file" none "$P"
 	check "bytes = image size" eq "$(field bytes)" "$(stat -c %s "$I")"
 	check "image complete" eq "$(head -c 16 "$I")" LibvirtQemudSave
 	check "domain inactive" eq "$(domstate)" "shut off"
 	check "mac reported" eq "$(field mac)" $MAC
 	check "progress seen by the loop" test "$(field progress_seen)" -gt 0
+	cp "$I" "$W/stale.save"
 
 	echo "inspect a hibernated domain"
 	drive inspect
@@ -130,27 +133,40 @@ run_tests() {
 	check "mac from the persistent XML" eq "$(field mac)" $MAC
 
 	echo "inspect after a crash during a restore"
-	mv "$I" "$I.restoring.n1"
+	mv "$I" "$C"
 	drive inspect
 	check "inspect ok" eq "$RC" 0
 	check "hibernated" eq "$(field state)" hibernated
 	check "claim renamed back" test -s "$I"
-	check "no claim left" none "$I.restoring.n1"
+	check "no claim left" none "$C"
+
+	echo "inspect with another node's claim: left to that node, and said"
+	mv "$I" "$PEER_CLAIM"
+	drive inspect
+	check "inspect ok" eq "$RC" 0
+	check "stopped" eq "$(field state)" stopped
+	check "names the node" eval 'field error | grep -q "claimed by a restore on node n2"'
+	check "peer's claim untouched" test -s "$PEER_CLAIM"
+	check "not made restorable" none "$I"
+	mv "$PEER_CLAIM" "$I"
 
 	echo "inspect after a crash between save and rename"
-	mv "$I" "$I.part"
+	mv "$I" "$P"
 	drive inspect
 	check "hibernated" eq "$(field state)" hibernated
-	check ".part promoted" test -s "$I"
-	check "no .part left" none "$I.part"
+	check "part file committed" test -s "$I"
+	check "no part file left" none "$P"
 
-	echo "inspect after a crash during a save (incomplete .part)"
-	mv "$I" "$W/aside.img"
-	printf 'LibvirtQemudPart and then nothing' >"$I.part"
+	echo "inspect after a crash during a save (incomplete part file), another node's beside it"
+	mv "$I" "$W/aside.save"
+	printf 'LibvirtQemudPart and then nothing' >"$P"
+	printf 'LibvirtQemudPart and then nothing' >"$PEER_PART"
 	drive inspect
 	check "stopped" eq "$(field state)" stopped
-	check "incomplete .part removed" none "$I.part" "$I"
-	mv "$W/aside.img" "$I"
+	check "own incomplete part removed" none "$P" "$I"
+	check "peer's part untouched" test -s "$PEER_PART"
+	rm -f "$PEER_PART"
+	mv "$W/aside.save" "$I"
 
 	echo "restore"
 	drive restore
@@ -160,7 +176,7 @@ run_tests() {
 	check "tap reported" eq "$(field tap | cut -c1-4)" vnet
 	check "tap exists" link_exists "$(field tap)"
 	check "progress complete" eq "$(field progress_done)" "$(field bytes)"
-	check "image consumed" none "$I" "$I.restoring.n1"
+	check "image consumed" none "$I" "$C"
 
 	echo "restore again"
 	drive restore
@@ -168,14 +184,30 @@ run_tests() {
 	check "ENOENT" eq "$(field errno)" ENOENT
 	check "still running" eq "$(domstate)" running
 
-	echo "restore over a running domain"
-	echo stale >"$I"
+	echo "inspect a running domain with stale images: its own go, another node's claim stays"
+	cp "$W/stale.save" "$I"
+	cp "$W/stale.save" "$C"
+	cp "$W/stale.save" "$PEER_CLAIM"
+	drive inspect
+	check "running" eq "$(field state)" running
+	check "stale image and own claim removed" none "$I" "$C"
+	check "peer's claim untouched" test -s "$PEER_CLAIM"
+	rm -f "$PEER_CLAIM"
+
+	echo "restore over a running domain: the stale image is removed, never restorable"
+	cp "$W/stale.save" "$I"
 	drive restore
 	check "fails" eq "$(field errno)" EEXIST
 	check "tap of the running domain" eq "$(field tap | cut -c1-4)" vnet
-	check "image back in place" test -s "$I"
-	check "no claim left" none "$I.restoring.n1"
+	check "stale image removed" none "$I" "$C"
 	check "still running" eq "$(domstate)" running
+
+	echo "restore of a file that is no save image of the domain"
+	echo stale >"$I"
+	drive restore
+	check "fails" eq "$(field errno)" EBADMSG
+	check "file back in place" eq "$(cat "$I")" stale
+	check "no claim left" none "$C"
 	rm -f "$I"
 
 	echo "save into a full filesystem"
@@ -186,7 +218,7 @@ run_tests() {
 	check "libvirt's message" eval 'field error | grep -q "No space left"'
 	check "state running" eq "$(field state)" running
 	check "domain still running" eq "$(domstate)" running
-	check "nothing left" none "$SMALL/$DOM.img" "$SMALL/$DOM.img.part"
+	check "nothing left" none "$SMALL/$DOM.odrs-save" "$SMALL/$DOM.odrs-save.part.n1"
 	umount "$SMALL"
 	drive inspect
 	check "inspect after the failed save: running" eq "$(field state)" running
@@ -196,21 +228,21 @@ run_tests() {
 	check "close returned" eq "$RC" 0
 	check "done() not called" eq "$(field done_called)" false
 	check "the save finished first" test -s "$I"
-	check "no .part" none "$I.part"
+	check "no part file" none "$P"
 	check "domain inactive" eq "$(domstate)" "shut off"
 
 	echo "inspect while a save (from a crashed odrsd) still runs in libvirtd"
 	drive restore
 	check "restored" eq "$(field state)" running
-	virsh -q -c $URI save $DOM "$I.part" --running >/dev/null 2>&1 &
+	virsh -q -c $URI save $DOM "$P" --running >/dev/null 2>&1 &
 	SAVER=$!
 	i=0
-	while [ ! -e "$I.part" ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.05; done
+	while [ ! -e "$P" ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.05; done
 	drive inspect
 	wait $SAVER || true
 	check "inspect waited for the save" eq "$(field state)" hibernated
-	check ".part promoted" test -s "$I"
-	check "no .part left" none "$I.part"
+	check "part file committed" test -s "$I"
+	check "no part file left" none "$P"
 	check "domain inactive" eq "$(domstate)" "shut off"
 
 	echo "save with no such domain"
@@ -218,6 +250,7 @@ run_tests() {
 	check "ENOENT" eq "$(field errno)" ENOENT
 	check "missing" eq "$(field state)" missing
 
+	check "raw disk untouched at the end" eq "$(cat "$DISK")" "raw disk sectors"
 	[ $FAILS = 0 ]
 }
 

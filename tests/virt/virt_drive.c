@@ -5,7 +5,7 @@
  *   virt_drive URI SNAPDIR NODE save|restore|inspect|save-close DOMAIN
  *
  * save-close starts a save and calls virt_close() as soon as libvirt is
- * writing SNAPDIR/DOMAIN.img.part: virt_close() must wait for the save and
+ * writing its part file (snapfile.h): virt_close() must wait for the save and
  * not call done(); "done_called" and "closed" tell what happened.
  *
  * Exit: 0 the job succeeded (save-close: close returned), 1 it failed,
@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "snapfile.h"
 #include "virt.h"
 
 struct drive {
@@ -101,7 +102,7 @@ static int print_result(const struct drive *d, const char *op)
 
 int main(int argc, char **argv)
 {
-	static char part[4096];
+	static struct snapfile sf;
 	static struct drive d;
 	const char *op;
 	ev_timer tick;
@@ -117,8 +118,11 @@ int main(int argc, char **argv)
 		d.job.op = VIRT_SAVE;
 	} else if (strcmp(op, "save-close") == 0) {
 		d.job.op = VIRT_SAVE;
-		snprintf(part, sizeof(part), "%s/%s.img.part", argv[2], argv[5]);
-		d.close_when = part;
+		if (snapfile_init(&sf, argv[2], argv[5], argv[3]) < 0) {
+			fprintf(stderr, "virt_drive: bad SNAPDIR, NODE or DOMAIN\n");
+			return 2;
+		}
+		d.close_when = sf.part;
 	} else if (strcmp(op, "restore") == 0) {
 		d.job.op = VIRT_RESTORE;
 	} else if (strcmp(op, "inspect") == 0) {
