@@ -144,7 +144,7 @@ static bool vm_accepts_syn(const struct odrsd *d, const struct vm *vm)
 enum filter_addr {
 	FILTER_IP,	/* "DIRhost A" */
 	FILTER_IP6,	/* "DIRhost A6" */
-	FILTER_IP6_LOW, /* its last 32 bits, src or dst: a tenth of the instructions */
+	FILTER_IP6_LOW, /* its last 32 bits, src or dst: an eighth of the instructions */
 };
 
 static void filter_host(FILE *f, const char *dir, const struct vm *vm, enum filter_addr addr)
@@ -344,7 +344,8 @@ static void on_retire_timer(struct ev_loop *loop, ev_timer *w, int revents)
  * blocks), so no frame falls between them (a frame seen by both is
  * harmless: ARP replies are idempotent, held SYNs deduplicated, activity
  * noted twice). Takes filter; an unchanged one leaves the handle alone, ""
- * closes it; while a handle retires, the swap waits for it.
+ * closes it; while a handle retires, the swap waits for it. 1 when
+ * swapped, 0 when left alone, or -errno.
  */
 static int capture_swap(struct odrsd *d, struct capture *c, char *filter)
 {
@@ -376,25 +377,28 @@ static int capture_swap(struct odrsd *d, struct capture *c, char *filter)
 		else
 			capture_retire(d, c, old);
 	}
-	d->n.filter_updates++;
-	return 0;
+	return 1;
 }
 
-/* The confirm capture: the TCP of the VMs idle.c is making sure of. */
+/* The confirm capture: the TCP of the VMs idle.c is making sure of; not a filter update, it comes and goes. */
 int capture_confirm_update(struct odrsd *d)
 {
-	return capture_swap(d, &d->confirm, tcp_filter(d, vm_idle_confirming));
+	int r = capture_swap(d, &d->confirm, tcp_filter(d, vm_idle_confirming));
+
+	return r < 0 ? r : 0;
 }
 
 static int capture_update(struct odrsd *d)
 {
-	int r = capture_swap(d, &d->cap, wake_filter(d));
+	int wake = capture_swap(d, &d->cap, wake_filter(d)), activity;
 
-	if (r == 0)
-		r = capture_swap(d, &d->act, tcp_filter(d, vm_managed));
-	if (r == 0)
-		r = capture_confirm_update(d);
-	return r;
+	if (wake < 0)
+		return wake;
+	d->n.filter_updates += (unsigned)wake;
+	if ((activity = capture_swap(d, &d->act, tcp_filter(d, vm_managed))) < 0)
+		return activity;
+	d->n.filter_updates += (unsigned)activity;
+	return capture_confirm_update(d);
 }
 
 static void on_filter_timer(struct ev_loop *loop, ev_timer *w, int revents)
