@@ -290,12 +290,19 @@ static int capture_update(struct odrsd *d)
 	return r;
 }
 
+int capture_filter_apply(struct odrsd *d)
+{
+	int r;
+
+	ev_timer_stop(d->loop, &d->filter_timer);
+	if ((r = capture_update(d)) < 0)
+		log_err("capture filter not updated; keeping the previous one");
+	return r;
+}
+
 static void on_filter_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct odrsd *d = w->data;
-
-	if (capture_update(d) < 0)
-		log_err("capture filter not updated; keeping the previous one");
+	capture_filter_apply(w->data);
 }
 
 void capture_interface_changed(struct odrsd *d)
