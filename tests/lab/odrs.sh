@@ -62,6 +62,17 @@ odrs_event() {
 	odrs_evlog "$1" | grep "\"event\":\"$2\"" | grep -q "\"vm\":\"$3\""
 }
 
+# odrs_replayed_once NODE VM: since the mark, NODE replayed one held SYN into
+# VM's tap and saw the guest answer that first replay (no re-injection).
+odrs_replayed_once() {
+	odrs_evlog "$1" | grep '"event":"syn_replayed"' | grep "\"vm\":\"$2\"" | grep -q '"count":1' ||
+		fail "$1: no syn_replayed of $2 with count 1: $(odrs_evlog "$1" | grep syn_replayed)"
+	lab_wait 10 eval "odrs_log $1 | grep -Eq '$2: (replayed SYNs answered|.*not answered) after'" ||
+		fail "$1: the held SYN of $2 was never released"
+	odrs_log "$1" | grep -q "$2: replayed SYNs answered after 1 tries" ||
+		fail "$1: the first replay to $2 was not seen answered: $(odrs_log "$1" | grep -E 're-inject|answered')"
+}
+
 # A capture on a client's eth0: start it, then count what it saw (stopping it).
 # Immediate mode: a frame is written when it arrives, not when the kernel's
 # capture block fills or times out (1 s), so stopping right after the traffic
