@@ -165,8 +165,6 @@ struct odrsd {
 int capture_start(struct odrsd *d);
 void capture_stop(struct odrsd *d);
 void capture_filter_changed(struct odrsd *d);
-/* The filters for the VMs' states now, not on the next loop turn; 0 or -errno (logged). */
-int capture_filter_apply(struct odrsd *d);
 void capture_activity_flush(struct odrsd *d);
 void capture_interface_changed(struct odrsd *d);
 

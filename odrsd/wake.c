@@ -128,6 +128,9 @@ bool wake_hold_syn(struct odrsd *d, struct vm *vm, const uint8_t *frame, size_t 
 	vm->nheld++;
 	d->nheld_total++;
 	d->n.syns_held++;
+	/* The capture takes the VM's SYN-ACKs from now on, well before the replay. */
+	if (vm->nheld == 1)
+		capture_filter_changed(d);
 	return true;
 }
 
@@ -199,9 +202,8 @@ void wake_on_synack(struct odrsd *d, struct vm *vm, const struct wk_pkt *p)
 }
 
 /*
- * Inject the unanswered held SYNs into the VM's own tap, never the uplink,
- * with the capture already waiting for their SYN-ACKs: a guest answers within
- * a millisecond, before the next loop turn would have changed the filter.
+ * Inject the unanswered held SYNs into the VM's own tap, never the uplink.
+ * The capture waits for their SYN-ACKs since the first was held.
  */
 static unsigned replay_held(struct odrsd *d, struct vm *vm)
 {
@@ -213,7 +215,6 @@ static unsigned replay_held(struct odrsd *d, struct vm *vm)
 		log_err("%s: tap %s not found; held SYNs dropped", vm->name, vm->tap);
 		return 0;
 	}
-	capture_filter_apply(d);
 	vm->replay_tries = 0;
 	for (struct held_syn *h = vm->held; h; h = h->next) {
 		if (h->answered)

@@ -7,6 +7,9 @@
 #     SYN and one SYN-ACK per connection, and odrsd re-injected nothing: the
 #     held SYN's first replay is what the guest answered and odrsd saw answered;
 #  4. after the wake the switch still has the client's MAC on the client's port;
+#  6. three quick cycles, each woken by a connection and hibernated again as
+#     soon as it answered: every wake replays exactly that connection's SYN
+#     (count 1), nothing left from the wake before;
 #  5. while VM A restores, ARP requests for sleeping VM B are answered at once:
 #     within 100 ms, where a loop blocked by the ~1 s restore would take ~1000
 #     (latency itself is measured by bench/datapath.sh, not here).
@@ -32,9 +35,16 @@ lab_odrsctl n1 list | grep -Eq '^web1 .* 52:54:00:12:00:10 +running ' || fail "l
 # 3: what the client's capture (SYNs and SYN-ACKs of web1) and odrsd's log since
 # the mark show for one connection to the sleeping web1.
 one_syn_answered_once() { # CLIENT
-	local n
+	local n want=1 ms
+	# A wake slower than the client's first retransmission (1 s; a loaded
+	# machine) lets it send one more, which odrsd holds as the same SYN.
+	ms=$(odrs_evlog n1 | grep '"event":"wake_done"' | grep -o '"ms":[0-9]*' | tail -1 | tr -dc 0-9)
+	echo "wake_done after ${ms:-?} ms, SYN replayed after $(odrs_evlog n1 | grep '"event":"syn_replayed"' |
+		grep -o '"ms":[0-9]*' | tail -1 | tr -dc 0-9) ms"
+	[ "${ms:-0}" -lt 1000 ] || { want=2; echo "the wake took $ms ms: one retransmission allowed"; }
 	n=$(odrs_capture_count "$1" "tcp[13] & 0x12 = 0x02 and dst host 198.18.0.10")
-	[ "$n" = 1 ] || fail "client sent $n SYNs, want 1 (a retransmission: the held SYN did not connect)"
+	[ "$n" -le "$want" ] && [ "$n" -ge 1 ] ||
+		fail "client sent $n SYNs, want $want (a retransmission: the held SYN did not connect)"
 	n=$(odrs_capture_count "$1" "tcp[13] & 0x12 = 0x12 and src host 198.18.0.10")
 	[ "$n" = 1 ] || fail "client got $n SYN-ACKs, want 1 (the guest answered a re-injected SYN again)"
 	odrs_replayed_once n1 web1
@@ -72,6 +82,17 @@ one_syn_answered_once c1
 n=$(odrs_capture_count c1 "arp and src host 198.18.3.1")
 [ "$n" = 0 ] || fail "the router client sent $n ARP requests; the test needs none"
 odrs_evlog n1 | grep '"event":"wake_start"' | grep -q '"trigger":"syn"' || fail "wake not triggered by the SYN"
+
+step "6: three quick wake/hibernate cycles: each wake replays its own SYN only"
+for i in 1 2 3; do
+	odrs_hibernate n1 web1
+	odrs_mark n1
+	body=$(lab_client_exec c1 curl -sS --max-time 20 http://198.18.0.10/) || fail "cycle $i: curl failed"
+	[ "$body" = "hello from web1" ] || fail "cycle $i: body: $body"
+	odrs_evlog n1 | grep '"event":"syn_replayed"' | grep -q '"count":1' ||
+		fail "cycle $i: $(odrs_evlog n1 | grep syn_replayed), want count 1"
+done
+odrs_replayed_once n1 web1
 
 step "5: ARP for sleeping web2 answered at once while web1 restores"
 odrs_hibernate n1 web2
