@@ -159,9 +159,8 @@ struct odrsd {
 	int control_fd;
 	char control_path[108]; /* sun_path's size */
 	ev_io control_io;
-	ev_timer idle_timer; /* one for all VMs: check_interval */
-	ev_timer
-		idle_confirm; /* ACTIVITY_DELAY_MS after the confirm capture opened, for the VMs that looked idle */
+	ev_timer idle_timer;   /* one for all VMs: check_interval */
+	ev_timer idle_confirm; /* ACTIVITY_DELAY_MS after the confirm capture opened */
 	ev_signal sighup, sigterm, sigint;
 	struct counters n;
 
