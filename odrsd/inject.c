@@ -105,7 +105,7 @@ int inject_tap_untagged(unsigned ifindex, uint16_t *vids, size_t max)
 		r = -errno;
 	while (!r && !done) {
 		ssize_t got = recv(fd, buf, sizeof(buf), 0);
-		int left = (int)got;
+		unsigned left = got > 0 ? (unsigned)got : 0;
 
 		if (got < 0) {
 			r = -errno;
