@@ -86,6 +86,12 @@ check "missing log exits 1" rc_is 1
 printf '[odrsd]\nevent_log = %s\n' "$DIR/events.jsonl" >"$DIR/odrs.conf"
 "$ODRSCTL" -c "$DIR/odrs.conf" events -n 1 >"$DIR/out" 2>/dev/null
 check "event_log from -c" grep -q 'hibernate_done' "$DIR/out"
+# An invalid configuration: reported, and the default log read instead.
+printf '[odrsd]\nevent_log = %s\nbogus = 1\n' "$DIR/events.jsonl" >"$DIR/bad.conf"
+"$ODRSCTL" -c "$DIR/bad.conf" events -n 1 >"$DIR/out" 2>"$DIR/err"
+check "invalid -c reported as FILE:LINE" grep -q "^$DIR/bad.conf:3: " "$DIR/err"
+check "invalid -c: the default log, with a warning" grep -qx \
+	"odrsctl: warning: $DIR/bad.conf cannot be used; using the default event log /var/log/odrs/events.jsonl" "$DIR/err"
 
 # ---- following ----
 line() { printf '{"ts":"2026-11-23T09:00:00.000Z","event":"wake_done","node":"n1","vm":"web1","ms":%d}\n' "$1"; }

@@ -88,10 +88,18 @@ expect_rc "wake with two VMs" 2 "${C[@]}" wake a b
 expect_rc "status with bad option" 2 "${C[@]}" status --yaml
 expect_rc "accept with bad operand" 2 "${C[@]}" accept give n2
 expect_rc "-c with a missing file" 2 "$ODRSCTL" -c "$DIR/no.conf" status
-printf '[odrsd]\nwake_concurrency = many\n' >"$DIR/bad.conf"
-expect_rc "-c with an invalid file" 2 "$ODRSCTL" -c "$DIR/bad.conf" status
-check "config error as FILE:LINE" grep -q "^$DIR/bad.conf:2: " "$DIR/err"
 check "usage errors sent nothing" [ ! -s "$DIR/requests" ]
+
+# An invalid configuration is reported, then passed over for the default
+# socket: odrsctl needs only that path (none listens there in this test).
+printf '[odrsd]\nwake_concurrency = many\ncontrol_socket = %s\n' "$SOCK" >"$DIR/bad.conf"
+expect_rc "-c with an invalid file: the default socket" 3 "$ODRSCTL" -c "$DIR/bad.conf" status
+check "config error as FILE:LINE" grep -q "^$DIR/bad.conf:2: " "$DIR/err"
+check "warning names the default socket" \
+	grep -qx "odrsctl: warning: $DIR/bad.conf cannot be used; using the default socket /run/odrs/odrsd.sock" "$DIR/err"
+check "the default socket tried" grep -q "cannot connect to /run/odrs/odrsd.sock" "$DIR/err"
+expect_rc "-c with an invalid file and -s" 0 "$ODRSCTL" -c "$DIR/bad.conf" -s "$SOCK" status
+check "-s: the configuration not even read" [ ! -s "$DIR/err" ]
 
 # Unreachable: 3.
 expect_rc "no socket" 3 "$ODRSCTL" -s "$DIR/nobody.sock" status

@@ -29,8 +29,9 @@ struct ctl {
 
 /*
  * The socket or event log path to use: the option, else the configuration
- * (-c FILE, or DEFAULT_CONFIG when it exists), else the built-in default.
- * NULL after reporting a configuration error (exit EXIT_USAGE).
+ * (-c FILE, or DEFAULT_CONFIG when it exists), else the built-in default,
+ * also when the configuration is invalid (after a warning). NULL after
+ * reporting an explicit -c FILE that cannot be read (exit EXIT_USAGE).
  */
 const char *ctl_socket_path(struct ctl *c);
 const char *ctl_event_log_path(struct ctl *c);
