@@ -15,7 +15,7 @@
 
 static const char usage_text[] =
 	"usage: odrsctl [-s SOCKET] [-c FILE] COMMAND\n"
-	"       odrsctl -V | -h\n"
+	"       odrsctl -V | -h | --help\n"
 	"commands:\n"
 	"  status [--json]              the daemon's state and counters\n"
 	"  list [--json]                one row per VM\n"
@@ -154,8 +154,13 @@ int main(int argc, char **argv)
 	size_t i;
 	int opt, rc;
 
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+
 	/* '+': options after COMMAND belong to the verb. */
-	while ((opt = getopt(argc, argv, "+s:c:hV")) != -1) {
+	while ((opt = getopt_long(argc, argv, "+s:c:hV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			c.socket_opt = optarg;
