@@ -47,6 +47,16 @@ typedef void (*progress_fn)(const json_t *progress, void *arg);
  * on stderr, with *rc set to the exit code.
  */
 json_t *ctl_call(struct ctl *c, json_t *req, progress_fn progress, void *arg, int *rc);
+/*
+ * The same in two steps, for requests that run at once (wake VM...):
+ * ctl_send connects and sends req (taking its reference), NULL after
+ * reporting why with *rc set; ctl_answer reads to the final answer and
+ * closes, as ctl_call does, its error prefixed with "label: " when label
+ * is not NULL.
+ */
+struct ctl_pending;
+struct ctl_pending *ctl_send(struct ctl *c, json_t *req, int *rc);
+json_t *ctl_answer(struct ctl_pending *p, const char *label, progress_fn progress, void *arg, int *rc);
 
 /* commands.c: the verbs that talk to the daemon. */
 int cmd_status(struct ctl *c, int argc, char **argv);
