@@ -49,7 +49,7 @@ case $req in
 *'"cmd":"status"'*)
 	echo '{"ok":true,"status":{"node":"n1","accept":"n2","vms":3,"sleeping":1,"uptime":123,"version":"0.1.0","counters":{"frames":10,"malformed":0,"arp_replies":2,"restores":1}}}' ;;
 *'"cmd":"list"'*)
-	echo '{"ok":true,"vms":[{"name":"web1","ip":"198.18.0.10","mac":"52:54:00:12:00:10","state":"hibernated","node":"n1","idle_s":12,"snapshot_bytes":68000000,"last_wake_ms":312,"pinned":false},{"name":"database-server","ip":"198.18.0.11","mac":"52:54:00:12:00:11","state":"running","node":"n1","idle_s":0,"snapshot_bytes":0,"last_wake_ms":null,"pinned":true}]}' ;;
+	echo '{"ok":true,"vms":[{"name":"web1","ip":"198.18.0.10","mac":"52:54:00:12:00:10","state":"hibernated","node":"n1","idle_s":12,"snapshot_bytes":68000000,"last_wake_ms":312,"pinned":false},{"name":"database-server","ip":"198.18.0.11","mac":"52:54:00:12:00:11","state":"running","node":"n1","idle_s":0,"snapshot_bytes":null,"last_wake_ms":null,"pinned":true}]}' ;;
 *'"vm":"missing"'*)
 	echo '{"ok":false,"error":"no such VM: missing"}' ;;
 *'"vm":"dropped"'*)
@@ -143,7 +143,7 @@ check "status --json is the status object" \
 expect_rc "list" 0 "${C[@]}" list
 check "list rows" same "$DIR/out" \
 "web1            198.18.0.10 52:54:00:12:00:10 hibernated n1 12 68000000 312
-database-server 198.18.0.11 52:54:00:12:00:11 running    n1 0  0        -"
+database-server 198.18.0.11 52:54:00:12:00:11 running    n1 0  -        -"
 expect_rc "list --json" 0 "${C[@]}" list --json
 check "list --json is the array" bash -c "head -c1 '$DIR/out' | grep -q '\['"
 
