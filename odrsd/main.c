@@ -38,15 +38,18 @@ static __attribute__((noreturn)) void usage(bool asked)
 
 static void diag_stderr(void *ctx, const char *file, unsigned line, const char *msg)
 {
-	if (line)
-		fprintf(stderr, "%s:%u: %s\n", file, line, msg);
-	else
-		fprintf(stderr, "%s: %s\n", file, msg);
+	char text[1024];
+
+	wk_diag_format(text, sizeof(text), file, line, msg);
+	fprintf(stderr, "%s\n", text);
 }
 
 static void diag_log(void *ctx, const char *file, unsigned line, const char *msg)
 {
-	log_err("%s:%u: %s", file, line, msg);
+	char text[1024];
+
+	wk_diag_format(text, sizeof(text), file, line, msg);
+	log_err("%s", text);
 }
 
 /* mkdir -p for the directory part of path (dir_only: path is itself the directory). */
@@ -97,8 +100,8 @@ static void diag_reload(void *ctx, const char *file, unsigned line, const char *
 	diag_log(NULL, file, line, msg);
 	if (rd->used + 1 >= rd->len)
 		return;
-	w = line ? snprintf(rd->buf + rd->used, rd->len - rd->used, "\n%s:%u: %s", file, line, msg)
-		 : snprintf(rd->buf + rd->used, rd->len - rd->used, "\n%s: %s", file, msg);
+	rd->buf[rd->used++] = '\n';
+	w = wk_diag_format(rd->buf + rd->used, rd->len - rd->used, file, line, msg);
 	if (w > 0)
 		rd->used += (size_t)w < rd->len - rd->used ? (size_t)w : rd->len - rd->used - 1;
 }

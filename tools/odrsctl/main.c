@@ -73,10 +73,10 @@ void print_scalar(FILE *f, const json_t *v)
 
 static void config_diag(void *ctx, const char *file, unsigned line, const char *msg)
 {
-	if (line)
-		fprintf(stderr, "%s:%u: %s\n", file, line, msg);
-	else
-		fprintf(stderr, "%s: %s\n", file, msg);
+	char text[1024];
+
+	wk_diag_format(text, sizeof(text), file, line, msg);
+	fprintf(stderr, "%s\n", text);
 }
 
 /*
