@@ -160,22 +160,21 @@ check "following reported nothing" [ ! -s "$DIR/follow.err" ]
 LOG=$DIR/regrow.jsonl
 F=$DIR/regrow.out
 for i in 101 102 103; do line "$i"; done >"$LOG"
-"$ODRSCTL" events -f -n 0 --json -l "$LOG" >"$F" 2>"$DIR/regrow.err" &
+"$ODRSCTL" events -f -n 3 --json -l "$LOG" >"$F" 2>"$DIR/regrow.err" &
 FOLLOW_PIDS="$FOLLOW_PIDS $!"
-sleep 0.5
+check "-f on the log to be regrown" wait_lines "$F" 3
 line 104 >>"$LOG"
-check "-f before the regrown copytruncate" wait_lines "$F" 1
-# Back to the offset exactly: one line in place of 101..104's last.
+check "-f before the regrown copytruncate" wait_lines "$F" 4
+# Back to the offset exactly: four lines in place of 101..104.
 for i in 105 106 107 108; do line "$i"; done >"$DIR/regrow.new"
 cp "$DIR/regrow.new" "$LOG"
-check "copytruncate, new data up to the old offset" wait_lines "$F" 5
-sleep 0.5
+check "copytruncate, new data up to the old offset" wait_lines "$F" 8
 # Past the offset.
 for i in 109 110 111 112 113; do line "$i"; done >"$DIR/regrow.new"
 cp "$DIR/regrow.new" "$LOG"
-check "copytruncate, new data past the old offset" wait_lines "$F" 10
+check "copytruncate, new data past the old offset" wait_lines "$F" 13
 sleep 0.5
-expected=$(for i in $(seq 104 113); do line "$i"; done)
+expected=$(for i in $(seq 101 113); do line "$i"; done)
 check "regrown copytruncate: every line once, in order" same "$F" "$expected"
 check "regrown copytruncate reported nothing" [ ! -s "$DIR/regrow.err" ]
 
