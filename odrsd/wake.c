@@ -379,6 +379,7 @@ static const struct vm_ops daemon_ops = {
 	.submit = job_submit,
 	.claim = cluster_claim,
 	.adopt = adopt,
+	.registry_read = cluster_registry_read,
 	.store_ok = store_ok,
 	.may_wake = wake_allowed,
 	.now = clock_now,
