@@ -535,8 +535,13 @@ void wake_job_done(struct virt_job *job, void *ctx)
 	struct vm *vm = job->owner;
 
 	if (job->op != VIRT_PROBE) {
+		bool removed = vm->removed; /* then vm_on_job_done frees it */
+
 		learn_mac(d, vm, job);
 		vm_on_job_done(d, vm, job);
+		if (!removed && job->op == VIRT_INSPECT && vm->state == VM_UNKNOWN && !vm->job_busy)
+			log_info("%s: not defined on this node; the registry's first read says where it is",
+				 vm->name);
 		return;
 	}
 	idle_probe_done(d, vm);
