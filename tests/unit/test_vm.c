@@ -567,6 +567,14 @@ static void test_inspect(void **state)
 	assert_int_equal(vm.state, VM_HIBERNATED);
 }
 
+/* A cluster node just started: its registry not read yet, the VM not in it yet. */
+static void restarted_unread(void)
+{
+	reset(true, VM_UNKNOWN);
+	vm.rev = 0;
+	fake.registry_read = false;
+}
+
 /*
  * A node restarts while the VM sleeps or runs elsewhere, its domain not
  * defined here: whichever ends first, its inspect or the registry's first
@@ -583,9 +591,7 @@ static void test_undefined_domain_follows_registry(void **state)
 	struct virt_job none = job_of(VIRT_INSPECT, 0, VIRT_MISSING);
 
 	/* The inspect first: nothing decided, nobody told, until the registry's read. */
-	reset(true, VM_UNKNOWN);
-	vm.rev = 0;
-	fake.registry_read = false;
+	restarted_unread();
 	vm.job_busy = true;
 	vm_on_job_done(&d, &vm, &image);
 	assert_int_equal(vm.state, VM_UNKNOWN);
@@ -598,9 +604,7 @@ static void test_undefined_domain_follows_registry(void **state)
 	assert_int_equal(fake.nchanges, 1);
 	assert_false(fake.changes[0].effects & VM_FX_PUBLISH);
 	/* No image here: it runs on another node, not an error. */
-	reset(true, VM_UNKNOWN);
-	vm.rev = 0;
-	fake.registry_read = false;
+	restarted_unread();
 	vm_on_job_done(&d, &vm, &none);
 	assert_int_equal(vm.state, VM_UNKNOWN);
 	assert_true(vm_on_registry(&d, &vm, &there));
@@ -623,9 +627,7 @@ static void test_undefined_domain_follows_registry(void **state)
 	assert_int_equal(vm.state, VM_HIBERNATED);
 	assert_true(fake.changes[0].effects & VM_FX_PUBLISH);
 	/* Defined here: libvirt's word at once, as before the registry's read. */
-	reset(true, VM_UNKNOWN);
-	vm.rev = 0;
-	fake.registry_read = false;
+	restarted_unread();
 	image.defined = true;
 	vm_on_job_done(&d, &vm, &image);
 	assert_int_equal(vm.state, VM_HIBERNATED);
