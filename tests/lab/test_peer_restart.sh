@@ -135,6 +135,9 @@ lab_wait 30 grep -q "web1: not defined on this node" "$(lab_node_dir n2)/odrsd.l
 lab_node_exec n2 iptables -D OUTPUT -d 198.18.2.1 -p tcp --dport 2379 -j DROP
 lab_wait 30 _odrs_is n2 web1 hibernated || fail "n2: web1 is $(odrs_state n2 web1), want hibernated"
 lab_wait 10 eval 'lab_odrsctl n2 list | grep -qi "^web1 .*$MAC"' || fail "n2 has no MAC for web1: $(lab_odrsctl n2 list)"
+# Nothing n2 published from its inspect took the MAC out of the registry (a node restarting later needs it).
+reg=$(ip netns exec "$LAB_PREFIX-etcd" etcdctl --endpoints http://127.0.0.1:2379 get /odrs/vm/web1 --print-value-only)
+echo "$reg" | jq -e --arg mac $MAC '.mac == $mac' > /dev/null || fail "the registry lost web1's MAC: $reg"
 out=$(lab_odrsctl n1 accept move n2) || fail "accept move n2: $out"
 lab_wait 10 eval '[ "$(holder n2)" = n2 ]' || fail "n2 did not take the accept role: $(holder n2)"
 lab_wait 10 eval '[ "$(lab_fdb_port $MAC)" = sw-n2 ]' || fail "web1's MAC is on $(lab_fdb_port $MAC), want sw-n2 (no retraining)"
