@@ -27,7 +27,8 @@ enum vm_state {
 struct held_syn {
 	struct held_syn *next;
 	struct wk_flow flow;
-	bool answered; /* the VM's SYN-ACK was seen */
+	bool answered;	/* the VM's SYN-ACK was seen */
+	unsigned tries; /* replays into the tap; the first made it the tap's frame */
 	uint16_t len;
 	uint8_t frame[WK_FRAME_MAX];
 };
@@ -214,6 +215,13 @@ void virtev_stop(struct odrsd *d);
 /* inject.c */
 int inject_open(void);
 int inject_frame(struct odrsd *d, unsigned ifindex, const uint8_t *frame, size_t len);
+#define TAP_VLANS_MAX 64
+/*
+ * The VLANs that the bridge sends untagged out of port ifindex, at most max
+ * of them into vids: how many, 0 when the bridge does not filter VLANs (it
+ * forwards every tag unchanged), or -errno.
+ */
+int inject_tap_untagged(unsigned ifindex, uint16_t *vids, size_t max);
 
 /* control.c: completion of a VM operation a client waits for. */
 void control_vm_done(struct odrsd *d, struct vm *vm, int err, const char *error);

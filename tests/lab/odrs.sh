@@ -40,9 +40,37 @@ odrs_hibernate() { # NODE VM: hibernate and check that it sleeps with an image
 	lab_virsh "$1" domstate "$2" | grep -q 'shut off' || fail "$2 still runs after hibernate"
 }
 
-# odrs_event NODE EVENT VM: the event log has such a line.
+# Log greps scoped to a step: odrs_mark NODE remembers how many lines the node's
+# odrsd.log and event log have; odrs_log and odrs_evlog print only what follows
+# (everything when no mark was set), and odrs_event(s) count only that.
+odrs_mark() { # NODE
+	local d
+	d=$(lab_node_dir "$1")
+	echo "$(cat "$d/odrsd.log" 2>/dev/null | wc -l) $(cat "$d/odrs/events.jsonl" 2>/dev/null | wc -l)" > "$d/mark"
+}
+odrs_log() { _odrs_since "$1" 1 odrsd.log; }   # NODE
+odrs_evlog() { _odrs_since "$1" 2 odrs/events.jsonl; } # NODE
+_odrs_since() { # NODE FIELD FILE
+	local d n=0
+	d=$(lab_node_dir "$1")
+	[ -s "$d/mark" ] && n=$(cut -d' ' -f"$2" "$d/mark")
+	tail -n +$((n + 1)) "$d/$3" 2>/dev/null
+}
+
+# odrs_event NODE EVENT VM: the event log has such a line since the mark.
 odrs_event() {
-	grep "\"event\":\"$2\"" "$(lab_node_dir "$1")/odrs/events.jsonl" | grep -q "\"vm\":\"$3\""
+	odrs_evlog "$1" | grep "\"event\":\"$2\"" | grep -q "\"vm\":\"$3\""
+}
+
+# odrs_replayed_once NODE VM: since the mark, NODE replayed one held SYN into
+# VM's tap and saw the guest answer that first replay (no re-injection).
+odrs_replayed_once() {
+	odrs_evlog "$1" | grep '"event":"syn_replayed"' | grep "\"vm\":\"$2\"" | grep -q '"count":1' ||
+		fail "$1: no syn_replayed of $2 with count 1: $(odrs_evlog "$1" | grep syn_replayed)"
+	lab_wait 10 eval "odrs_log $1 | grep -Eq '$2: (replayed SYNs answered|.*not answered) after'" ||
+		fail "$1: the held SYN of $2 was never released"
+	odrs_log "$1" | grep -q "$2: replayed SYNs answered after 1 tries" ||
+		fail "$1: the first replay to $2 was not seen answered: $(odrs_log "$1" | grep -E 're-inject|answered')"
 }
 
 # A capture on a client's eth0: start it, then count what it saw (stopping it).
@@ -50,7 +78,8 @@ odrs_event() {
 # request for ODRS_MARKER_IP, which nothing answers) and the count waits
 # until the capture has written it, so every frame the client sent before
 # is in the file too, however late the loaded machine schedules tcpdump (a
-# SIGINT drops what it has not read yet). The marker itself is never counted.
+# SIGINT drops what it has not read yet; immediate mode alone does not
+# help a tcpdump that is not running). The marker itself is never counted.
 ODRS_MARKER_IP=198.18.255.254
 ODRS_MARKER="arp and arp[24:4] = 0xc612fffe"
 odrs_capture_start() { # CLIENT FILTER
@@ -103,7 +132,7 @@ odrs_guest_sh() {
 	sed -n 's/.*"out-data":"\([^"]*\)".*/\1/p' <<<"$out" | base64 -d
 }
 
-# odrs_events NODE EVENT VM: how many such lines the event log has.
+# odrs_events NODE EVENT VM: how many such lines the event log has since the mark.
 odrs_events() {
-	grep "\"event\":\"$2\"" "$(lab_node_dir "$1")/odrs/events.jsonl" 2>/dev/null | grep -c "\"vm\":\"$3\""
+	odrs_evlog "$1" | grep "\"event\":\"$2\"" | grep -c "\"vm\":\"$3\""
 }

@@ -110,7 +110,7 @@ check "-f prints appended lines" wait_lines "$F" 4
 
 # A partial write: nothing until its newline.
 line 6 | head -c 30 >>"$LOG"
-sleep 0.6
+sleep 0.6 # a window in which nothing may appear: no condition to wait for
 check "partial line held back" [ "$(count "$F")" = 4 ]
 line 6 | tail -c +31 >>"$LOG"
 check "completed line printed" wait_lines "$F" 5
@@ -121,9 +121,9 @@ check "completed line printed" wait_lines "$F" 5
 mv "$LOG" "$LOG.1"
 : >"$LOG"
 line 7 >>"$LOG.1"
-sleep 0.5
+check "rename rotation, the old file followed" wait_lines "$F" 6
 line 8 >>"$LOG.1"
-sleep 0.5
+check "rename rotation, the old file still followed" wait_lines "$F" 7
 for i in 9 10; do line "$i"; done >>"$LOG"
 check "rename rotation" wait_lines "$F" 9
 
@@ -136,12 +136,12 @@ check "rename rotation, new file made by the writer" wait_lines "$F" 13
 # copytruncate: copy, truncate, and the writer goes on at the start.
 cp "$LOG" "$LOG.3"
 : >"$LOG"
-sleep 0.5
+sleep 0.5 # the writer's pause after the truncation, which the follower must notice
 line 15 >>"$LOG"
 check "copytruncate" wait_lines "$F" 14
 for i in 16 17 18 19 20; do line "$i"; done >>"$LOG"
 check "after copytruncate" wait_lines "$F" 19
-sleep 0.5
+sleep 0.5 # a window for a line printed twice to show: no condition to wait for
 
 expected=$(for i in $(seq 2 20); do line "$i"; done)
 check "every line once, in order" same "$F" "$expected"
