@@ -677,6 +677,7 @@ static void do_inspect(struct worker *w, struct virt_job *job, const struct snap
 		observe(w, job, sf);
 		return;
 	}
+	job->defined = dom != NULL;
 	if (dom && (r = wait_job_end(w, dom)) < 0) {
 		job_fail(job, r, "inspect %s: stopped while waiting for its job", job->name);
 		goto out;
@@ -958,7 +959,7 @@ void virt_submit(struct virt *v, struct virt_job *job)
 	job->error[0] = '\0';
 	job->state = VIRT_MISSING;
 	job->tap[0] = '\0';
-	job->has_mac = false;
+	job->has_mac = job->defined = false;
 	memset(job->mac, 0, sizeof(job->mac));
 	job->bytes = job->ms = job->shrunk_bytes = job->shrink_ms = 0;
 	job->output = NULL;
