@@ -262,8 +262,11 @@ expect_rc 1 ctl reload
 grep -q "^$CONF:$bad: " "$OUT.err" || fail "reload of a bad file does not say $CONF:$bad: $(cat "$OUT.err")"
 lab_wait 5 log_has "$CONF:$bad: " || fail "the log does not say $CONF:$bad: $(tail -n 5 "$LAB_DIR/n1/odrsd.log")"
 grep "$CONF:$bad: " "$LAB_DIR/n1/odrsd.log" | tail -n 1
+# The same refusal again, by signal: its log line proves the signal was handled.
+seen=$(grep -c "$CONF:$bad: " "$LAB_DIR/n1/odrsd.log")
 kill -HUP "$pid"
-sleep 0.5
+lab_wait 5 eval '[ "$(grep -c "$CONF:$bad: " "$LAB_DIR/n1/odrsd.log")" -gt "$seen" ]' ||
+	fail "SIGHUP with a bad file: no refusal logged"
 [ "$(lab_odrsd_pid n1)" = "$pid" ] || fail "odrsd died on a bad file"
 expect_rc 0 ctl status
 [ "$(status_val vms)" = 1 ] || fail "configuration changed by a bad file"
