@@ -1,6 +1,7 @@
 /*
  * What odrsd knows about a VM that neither libvirt nor snapshot_dir says:
- * whether it is pinned and how long its last wake took. One JSON file per
+ * whether it is pinned, how long its last wake took, and whether a doze
+ * paused it (a paused domain is dozing only then). One JSON file per
  * VM in state_dir, replaced atomically.
  */
 #include <errno.h>
@@ -31,6 +32,8 @@ void state_load(struct odrsd *d, struct vm *vm)
 		vm->pinned = json_is_true(v);
 	if ((v = json_object_get(o, "last_wake_ms")) && json_is_integer(v))
 		vm->last_wake_ms = json_integer_value(v);
+	if ((v = json_object_get(o, "dozed")))
+		vm->dozed = json_is_true(v);
 	json_decref(o);
 }
 
@@ -72,8 +75,8 @@ static int replace_file(const char *dir, const char *path, const char *tmp, cons
 int state_save(struct odrsd *d, const struct vm *vm)
 {
 	char path[4096], tmp[4096];
-	json_t *o =
-		json_pack("{s:b, s:I}", "pinned", vm->pinned, "last_wake_ms", (json_int_t)vm->last_wake_ms);
+	json_t *o = json_pack("{s:b, s:I, s:b}", "pinned", vm->pinned, "last_wake_ms",
+			      (json_int_t)vm->last_wake_ms, "dozed", vm->dozed);
 	char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	int r = text ? 0 : -ENOMEM;
 

@@ -160,7 +160,8 @@ static void wake_on_syn(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, 
 	vm_request_wake(d, vm, WK_TRIGGER_SYN, client, NULL, 0);
 	/* Held only for a wake on its way: a refused one (a rate limit) keeps nothing. */
 	if (!vm->conf->policy.replay_syn ||
-	    !(vm->state == VM_WAKING || vm->state == VM_HIBERNATING || vm->claiming) ||
+	    !(vm->state == VM_WAKING || vm->state == VM_HIBERNATING || vm->state == VM_DOZING_OFF ||
+	      vm->claiming) ||
 	    !wake_hold_syn(d, vm, frame, len))
 		return;
 	evlog_emit("syn_held", vm->name, json_pack("{s:s, s:i}", "client", client, "port", p->tcp.dport));
@@ -415,7 +416,7 @@ static void observe_waiters(struct odrsd *d, struct vm *vm, const struct vm_chan
 /* It sleeps now: the switches must send its frames to the accept node. */
 static void observe_neighbours(struct odrsd *d, struct vm *vm, const struct vm_change *c)
 {
-	if (c->to != VM_HIBERNATED || c->from == VM_HIBERNATED)
+	if ((c->to != VM_HIBERNATED && c->to != VM_DOZING) || c->from == c->to)
 		return;
 	if (!cluster_on(d))
 		vm_announce(d, vm);
@@ -423,10 +424,11 @@ static void observe_neighbours(struct odrsd *d, struct vm *vm, const struct vm_c
 		retrain_vm(d, vm);
 }
 
-/* What survives a restart: its last wake time. */
+/* What survives a restart: its last wake time, and whether a doze paused it. */
 static void observe_persist(struct odrsd *d, struct vm *vm, const struct vm_change *c)
 {
-	if (c->in->ev == VM_EV_RESTORE_OK)
+	if (c->in->ev == VM_EV_RESTORE_OK || c->in->ev == VM_EV_RESUME_OK ||
+	    (c->from == VM_DOZING) != (c->to == VM_DOZING))
 		state_save(d, vm);
 }
 
@@ -450,6 +452,7 @@ static void observe_events(struct odrsd *d, struct vm *vm, const struct vm_chang
 	switch (c->in->ev) {
 	case VM_EV_FOUND_RUNNING:
 	case VM_EV_FOUND_HIBERNATED:
+	case VM_EV_FOUND_DOZING:
 	case VM_EV_FOUND_STOPPED:
 	case VM_EV_FOUND_MISSING:
 	case VM_EV_INSPECT_FAILED:
@@ -471,11 +474,38 @@ static void observe_events(struct odrsd *d, struct vm *vm, const struct vm_chang
 				     (json_int_t)job->ms, "reason", vm->hibernate_reason, "shrunk_bytes",
 				     (json_int_t)job->shrunk_bytes, "shrink_ms", (json_int_t)job->shrink_ms));
 		break;
+	case VM_EV_DOZE:
+		evlog_emit("doze_start", vm->name, json_pack("{s:s}", "reason", vm->hibernate_reason));
+		break;
+	case VM_EV_DOZE_OK:
+		log_info("%s: dozing, %llu bytes paged out, %llu resident, in %llu ms", vm->name,
+			 (unsigned long long)job->paged_out_bytes, (unsigned long long)job->resident_bytes,
+			 (unsigned long long)job->ms);
+		evlog_emit("doze_done", vm->name,
+			   json_pack("{s:I, s:I, s:I, s:s}", "bytes_out", (json_int_t)job->paged_out_bytes,
+				     "resident_bytes", (json_int_t)job->resident_bytes, "ms",
+				     (json_int_t)job->ms, "reason", vm->hibernate_reason));
+		break;
+	case VM_EV_DOZE_FAILED_UP:
+	case VM_EV_DOZE_FAILED:
+		log_err("%s: doze failed, %s: %s", vm->name,
+			c->to == VM_RUNNING ? "still running" : "state unknown", job->error);
+		evlog_emit("doze_failed", vm->name, json_pack("{s:s}", "error", job->error));
+		break;
+	case VM_EV_WAKE:
+		/* A dozing VM's wake needs no claim: it starts here and now. */
+		if (c->effects & VM_FX_RESUME)
+			emit_wake_start(d, vm, d->cfg->node);
+		break;
 	case VM_EV_SAVE_FAILED_UP:
 	case VM_EV_SAVE_FAILED:
+	case VM_EV_SAVE_FAILED_DOZING:
 		d->n.save_failures++;
 		log_err("%s: hibernation failed, %s: %s", vm->name,
-			c->to == VM_RUNNING ? "still running" : "state unknown", job->error);
+			c->to == VM_RUNNING  ? "still running"
+			: c->to == VM_DOZING ? "still dozing"
+					     : "state unknown",
+			job->error);
 		evlog_emit("hibernate_failed", vm->name, json_pack("{s:s}", "error", job->error));
 		break;
 	case VM_EV_CLAIM_HERE:
@@ -486,17 +516,22 @@ static void observe_events(struct odrsd *d, struct vm *vm, const struct vm_chang
 		log_err("%s: wake not claimed: etcd: %s", vm->name, strerror(-c->in->err));
 		break;
 	case VM_EV_RESTORE_OK:
+	case VM_EV_RESUME_OK:
 		d->n.restores++;
 		evlog_emit("wake_done", vm->name,
-			   json_pack("{s:I, s:I, s:s, s:s}", "ms", (json_int_t)vm->last_wake_ms, "restore_ms",
-				     (json_int_t)job->ms, "trigger", wk_trigger_name(vm->trigger),
-				     "target_node", d->cfg->node));
-		log_info("%s: running on %s after %lld ms (%s)", vm->name, vm->tap,
-			 (long long)vm->last_wake_ms, wk_trigger_name(vm->trigger));
+			   json_pack("{s:I, s:I, s:s, s:s, s:s}", "ms", (json_int_t)vm->last_wake_ms,
+				     "restore_ms", (json_int_t)job->ms, "trigger",
+				     wk_trigger_name(vm->trigger), "target_node", d->cfg->node, "from",
+				     c->in->ev == VM_EV_RESUME_OK ? "doze" : "hibernate"));
+		log_info("%s: running on %s after %lld ms (%s, from %s)", vm->name, vm->tap,
+			 (long long)vm->last_wake_ms, wk_trigger_name(vm->trigger),
+			 c->in->ev == VM_EV_RESUME_OK ? "a doze" : "hibernation");
 		break;
 	case VM_EV_RESTORE_ASLEEP:
 	case VM_EV_RESTORE_FAILED:
 	case VM_EV_RESTORE_GONE:
+	case VM_EV_RESUME_PAUSED:
+	case VM_EV_RESUME_FAILED:
 		d->n.restore_failures++;
 		log_err("%s: wake failed: %s", vm->name, job->error);
 		evlog_emit("wake_failed", vm->name, json_pack("{s:s}", "error", job->error));
