@@ -1,4 +1,4 @@
-/* The verbs that ask the daemon: status, list, hibernate, wake, pin, unpin, accept, reload. */
+/* The verbs that ask the daemon: status, list, hibernate, doze, wake, pin, unpin, accept, reload. */
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -219,7 +219,7 @@ static void clear_progress(struct progress_line *pl)
 	pl->len = 0;
 }
 
-/* hibernate VM, wake VM: the request, progress on a terminal, the outcome. */
+/* hibernate VM, doze VM, wake VM: the request, progress on a terminal, the outcome. */
 static int vm_job(struct ctl *c, int argc, char **argv, const char *doing)
 {
 	bool tty = isatty(STDOUT_FILENO);
@@ -255,6 +255,11 @@ static int vm_job(struct ctl *c, int argc, char **argv, const char *doing)
 int cmd_hibernate(struct ctl *c, int argc, char **argv)
 {
 	return vm_job(c, argc, argv, "saving");
+}
+
+int cmd_doze(struct ctl *c, int argc, char **argv)
+{
+	return vm_job(c, argc, argv, "dozing");
 }
 
 int cmd_wake(struct ctl *c, int argc, char **argv)

@@ -54,19 +54,22 @@ struct reader {
 /* Fields of the events INTERFACE.md lists, in its order; the rest follow in the line's order. */
 static const struct {
 	const char *event;
-	const char *fields[4];
+	const char *fields[5];
 } event_fields[] = {
 	{ "arp_reply", { "ip", "requester" } },
 	{ "ndp_reply", { "ip", "requester" } },
 	{ "syn_held", { "client", "port" } },
 	{ "wake_start", { "trigger", "client", "target_node" } },
-	{ "wake_done", { "ms", "restore_ms", "trigger", "target_node" } },
+	{ "wake_done", { "ms", "restore_ms", "trigger", "target_node", "from" } },
 	{ "syn_replayed", { "count", "ms" } },
 	{ "wake_failed", { "error" } },
 	{ "wake_limited", { "trigger", "limit", "client" } },
 	{ "hibernate_start", { "reason" } },
 	{ "hibernate_done", { "bytes", "ms" } },
 	{ "hibernate_failed", { "error" } },
+	{ "doze_start", { "reason" } },
+	{ "doze_done", { "bytes_out", "resident_bytes", "ms" } },
+	{ "doze_failed", { "error" } },
 	{ "idle_skip", { "reason" } },
 	{ "accept_acquired", { "term" } },
 	{ "accept_released", { "term" } },

@@ -51,6 +51,7 @@ json_t *ctl_call(struct ctl *c, json_t *req, progress_fn progress, void *arg, in
 int cmd_status(struct ctl *c, int argc, char **argv);
 int cmd_list(struct ctl *c, int argc, char **argv);
 int cmd_hibernate(struct ctl *c, int argc, char **argv);
+int cmd_doze(struct ctl *c, int argc, char **argv);
 int cmd_wake(struct ctl *c, int argc, char **argv);
 int cmd_pin(struct ctl *c, int argc, char **argv);
 int cmd_unpin(struct ctl *c, int argc, char **argv);
