@@ -59,6 +59,7 @@ struct vm {
 	bool wake_limited;	      /* wake_limited logged; cleared by the next wake */
 	const char *hibernate_reason; /* "idle" or "manual": a string literal (a doze's too) */
 	bool dozed;		      /* paused by a doze (state.c keeps it across a restart) */
+	ev_tstamp dozed_at;	      /* since when it dozes, as this odrsd knows */
 	enum wk_trigger trigger;
 	char client[64]; /* ip:port of the first SYN, or the ARP requester */
 	ev_tstamp trigger_at;

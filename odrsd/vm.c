@@ -277,6 +277,8 @@ static void apply_fields(struct odrsd *d, struct vm *vm, const struct vm_rule *r
 		vm->wake_wanted = false;
 	/* Paused by a doze, as a restart must know; a save or resume ends it. */
 	vm->dozed = r->to == VM_DOZING || (vm->dozed && (r->to == VM_HIBERNATING || r->to == VM_UNKNOWN));
+	if (r->to == VM_DOZING && from != VM_DOZING)
+		vm->dozed_at = d->life->ops->now(d);
 	if (r->effects & VM_FX_WANT)
 		vm->wake_wanted = true;
 	if (r->effects & VM_FX_RUNS_HERE) {
