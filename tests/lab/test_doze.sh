@@ -1,7 +1,8 @@
 #!/bin/bash
 # Doze (sleep = doze): a VM paused on its node with its memory paged out to swap,
 # woken by a resume in tens of milliseconds.
-#  1. without swap, a doze is refused with the reason, and the VM keeps running;
+#  1. without swap, odrsd -t names the sleep = doze line, and a doze is refused with
+#     the reason, the VM still running;
 #  2. with swap (zram, set up here when the host has none, undone at exit), a 256 MiB
 #     guest that holds 160 MiB of data dozes: QEMU's resident memory falls by at least
 #     60 % of the guest's RAM, and the event log says how much went out;
@@ -71,6 +72,11 @@ step "1: no swap: the doze is refused with the reason"
 if has_swap; then
 	echo "the host has swap: skipped"
 else
+	tconf=$(odrs_conf n1 "[policy]" "sleep = doze" "[vm web1]" "ip = 198.18.0.10")
+	out=$(lab_node_exec n1 "$LAB_ODRSD" -t -c "$tconf" 2>&1) && fail "odrsd -t without swap passed: $out"
+	echo "$out"
+	grep -q "^$tconf:[0-9]*: sleep = doze needs swap" <<<"$out" || fail "odrsd -t without swap: $out"
+	odrs_conf n1 "[vm web1]" "ip = 198.18.0.10" > /dev/null
 	out=$(lab_odrsctl n1 doze web1 2>&1) && fail "doze without swap succeeded: $out"
 	echo "$out"
 	grep -q "needs swap" <<<"$out" || fail "doze without swap: $out"
