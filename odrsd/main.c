@@ -330,14 +330,15 @@ static void on_sigterm(struct ev_loop *loop, ev_signal *w, int revents)
 
 /*
  * After the capture, injection and control handles are open, keep only what
- * re-filtering (NET_RAW, NET_ADMIN) and a doze's page-out (SYS_NICE:
- * process_madvise of QEMU's memory) need.
+ * re-filtering (NET_RAW, NET_ADMIN) and a doze's page-out (SYS_NICE for
+ * process_madvise, SYS_PTRACE to read QEMU's memory map and advise it:
+ * libvirt's QEMU is not dumpable, even run as root) need.
  */
 static int drop_privileges(void)
 {
 	capng_clear(CAPNG_SELECT_BOTH);
 	capng_updatev(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED, CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_NICE,
-		      -1);
+		      CAP_SYS_PTRACE, -1);
 	return capng_apply(CAPNG_SELECT_BOTH) < 0 ? -EPERM : 0;
 }
 

@@ -776,11 +776,10 @@ static int page_out(pid_t pid, struct virt_job *job)
 /* A doze that could not page out leaves the domain as it found it: running. */
 static void doze_undo(virDomainPtr dom, struct virt_job *job)
 {
-	if (virDomainResume(dom) < 0) {
+	if (virDomainResume(dom) < 0)
 		snprintf(job->error + strlen(job->error), sizeof(job->error) - strlen(job->error),
 			 "; resuming it again failed: %s", virGetLastErrorMessage());
-		job->paused = is_paused(dom);
-	}
+	job->paused = is_paused(dom);
 }
 
 static void do_doze(struct worker *w, struct virt_job *job, const struct snapfile *sf)
