@@ -236,6 +236,13 @@ bool vm_is_asleep(const struct vm *vm)
 	       vm->state == VM_DOZING_OFF || vm->state == VM_DOZING;
 }
 
+bool vm_stood_in_here(const struct odrsd *d, const struct vm *vm)
+{
+	if (vm->state == VM_DOZING_OFF || vm->state == VM_DOZING)
+		return vm_is_local(d, vm);
+	return d->accept && vm_is_asleep(vm);
+}
+
 bool vm_is_local(const struct odrsd *d, const struct vm *vm)
 {
 	return !d->cluster || !strcmp(vm->node, d->cfg->node);

@@ -101,7 +101,7 @@ static void wake_on_neighbour(struct odrsd *d, struct vm *vm, const struct wk_pk
 	char who[INET6_ADDRSTRLEN], ip[INET6_ADDRSTRLEN];
 	int len;
 
-	if (!d->accept || !vm_is_asleep(vm) || !vm->has_mac || q.announcement)
+	if (!vm_stood_in_here(d, vm) || !vm->has_mac || q.announcement)
 		return;
 	/* An NA's -EINVAL: duplicate address detection (from ::), which only the owner answers. */
 	len = q.v6 ? wk_na_build(&p->eth, &p->ip6, &p->ns, vm->mac, frame, sizeof(frame))
@@ -153,7 +153,7 @@ static void wake_on_syn(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, 
 	char client[64], ip[INET6_ADDRSTRLEN];
 
 	vm->last_activity = ev_now(d->loop);
-	if (!d->accept || !vm_is_asleep(vm) || !policy_may_wake(vm, WK_TRIGGER_SYN, p, p->tcp.dport))
+	if (!vm_stood_in_here(d, vm) || !policy_may_wake(vm, WK_TRIGGER_SYN, p, p->tcp.dport))
 		return;
 	addr_str(p->v6, p->v6 ? (const void *)p->ip6.src : &p->ip.src, ip);
 	snprintf(client, sizeof(client), p->v6 ? "[%s]:%u" : "%s:%u", ip, p->tcp.sport);
@@ -413,12 +413,16 @@ static void observe_waiters(struct odrsd *d, struct vm *vm, const struct vm_chan
 		control_vm_done(d, vm, c->err, c->why);
 }
 
-/* It sleeps now: the switches must send its frames to the accept node. */
+/* It sleeps now: the switches must send its frames to the accept node (a dozing one's to its node). */
 static void observe_neighbours(struct odrsd *d, struct vm *vm, const struct vm_change *c)
 {
 	if ((c->to != VM_HIBERNATED && c->to != VM_DOZING) || c->from == c->to)
 		return;
-	if (!cluster_on(d))
+	/* A dozing VM stays on its node: only the bridge here must send its frames to odrsd. */
+	if (c->to == VM_DOZING) {
+		if (vm_is_local(d, vm))
+			vm_announce(d, vm);
+	} else if (!cluster_on(d))
 		vm_announce(d, vm);
 	else if (d->accept)
 		retrain_vm(d, vm);

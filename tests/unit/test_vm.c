@@ -593,9 +593,18 @@ static void test_doze_syn_resume(void **state)
 	fake.may_wake = false;
 	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_SYN, NULL, NULL, 0), -EAGAIN);
 	assert_int_equal(vm.state, VM_DOZING);
-	/* Dozing on another node: only that node can resume it. */
+	/* Dozing on another node: only that node stands in for it, and can resume it. */
 	reset(true, VM_DOZING);
+	snprintf(vm.node, sizeof(vm.node), "n1");
+	assert_true(vm_stood_in_here(&d, &vm));
+	d.accept = true;
 	snprintf(vm.node, sizeof(vm.node), "n2");
+	assert_false(vm_stood_in_here(&d, &vm));
+	vm.state = VM_HIBERNATED;
+	assert_true(vm_stood_in_here(&d, &vm));
+	d.accept = false;
+	assert_false(vm_stood_in_here(&d, &vm));
+	vm.state = VM_DOZING;
 	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_SYN, NULL, NULL, 0), -EREMOTE);
 	assert_int_equal(submitted(), 0);
 }
