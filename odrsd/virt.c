@@ -513,7 +513,8 @@ static void do_save(struct worker *w, struct virt_job *job, const struct snapfil
 	}
 	read_nic(dom, 0, job);
 	t0 = now_ms();
-	if (job->shrink != WK_SHRINK_NONE)
+	/* A dozing guest cannot answer its agent: it is saved as it is. */
+	if (job->shrink != WK_SHRINK_NONE && !is_paused(dom))
 		shrink(dom, job);
 	job->shrink_ms = now_ms() - t0;
 	virDomainGetState(dom, &state_before, &reason, 0);
