@@ -544,9 +544,9 @@ int main(int argc, char **argv)
 	if (wk_config_load(d->config_path, diag_stderr, NULL, &d->cfg) < 0)
 		return 2;
 	if (check_only) {
-		/* Valid, but this host cannot doze: the check fails. */
+		/* Not valid on this host, which cannot doze: the check fails as for a bad key. */
 		if (check_doze_swap(d->cfg, diag_stderr, NULL))
-			return 1;
+			return 2;
 		printf("%s: configuration valid, %zu VMs\n", d->config_path, d->cfg->nvms);
 		return 0;
 	}
