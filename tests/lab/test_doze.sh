@@ -10,7 +10,9 @@
 #     (lab_client_first_syn_only): ARP answered and the SYN held while it dozes, the
 #     held SYN replayed after the resume; the wake's time (wake_done ms) is printed;
 #  4. odrsd SIGKILLed while the VM dozes: restarted, it shows the VM dozing (the
-#     domain is paused, the state file says a doze paused it), and a client wakes it.
+#     domain is paused, the state file says a doze paused it), and a client wakes it;
+#  5. sleep = doze_then_hibernate: a VM dozing for hibernate_after is hibernated (saved
+#     paused), and a client's connection restores it running.
 # Exit 0 pass, 1 fail, 77 skip (not root, or no zram for a host without swap).
 [ "$(id -u)" = 0 ] || { echo "needs root"; exit 77; }
 . "$(dirname "$0")/lab.sh"
@@ -116,5 +118,18 @@ odrs_wait_state n1 web1 dozing || fail "after the restart"
 reach_dozing c1 web1 198.18.0.10
 ms=$(wake_done_from_doze n1 web1) || fail "no wake_done from doze after the restart"
 echo "wake from doze after the restart: $ms ms"
+
+step "5: sleep = doze_then_hibernate: dozing for hibernate_after, it is hibernated"
+odrs_conf n1 "check_interval = 1s" "[vm web1]" "ip = 198.18.0.10" "idle_timeout = 0" \
+	"sleep = doze_then_hibernate" "hibernate_after = 2s" > /dev/null
+out=$(lab_odrsctl n1 reload) || fail "reload: $out"
+out=$(lab_odrsctl n1 doze web1) || fail "doze web1 for doze_then_hibernate: $out"
+odrs_wait_state n1 web1 hibernated 60 || fail "not hibernated after hibernate_after"
+[ -s "$LAB_SHARED/web1.odrs-save" ] || fail "no image $LAB_SHARED/web1.odrs-save"
+lab_virsh n1 domstate web1 | grep -q 'shut off' || fail "web1 still there after its hibernation"
+body=$(lab_client_exec c1 curl -sS --max-time 30 http://198.18.0.10/) || fail "curl after the hibernation"
+[ "$body" = "hello from web1" ] || fail "body: $body"
+grep '"event":"wake_done"' "$(lab_node_dir n1)/odrs/events.jsonl" | tail -1 | grep -q '"from":"hibernate"' ||
+	fail "the last wake was no restore"
 
 echo "PASS"

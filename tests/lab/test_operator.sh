@@ -188,7 +188,7 @@ expect_rc 2 ctl frobnicate
 step "6: events filters"
 expect_rc 0 ctl events -l "$LOG" --vm web1 --event wake_done
 [ "$(wc -l <"$OUT.out")" = 1 ] || fail "wake_done lines: $(cat "$OUT.out")"
-grep -Eq '^[0-9-]+T[0-9:.]+Z web1 wake_done ms=[0-9]+ restore_ms=[0-9]+ trigger=manual target_node=n1 node=n1$' "$OUT.out" ||
+grep -Eq '^[0-9-]+T[0-9:.]+Z web1 wake_done ms=[0-9]+ restore_ms=[0-9]+ trigger=manual target_node=n1 node=n1 from=hibernate$' "$OUT.out" ||
 	fail "wake_done line: $(cat "$OUT.out")"
 expect_rc 0 ctl events -l "$LOG" --vm web2
 [ ! -s "$OUT.out" ] || fail "events for web2: $(cat "$OUT.out")"

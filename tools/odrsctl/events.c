@@ -54,13 +54,13 @@ struct reader {
 /* Fields of the events INTERFACE.md lists, in its order; the rest follow in the line's order. */
 static const struct {
 	const char *event;
-	const char *fields[5];
+	const char *fields[4];
 } event_fields[] = {
 	{ "arp_reply", { "ip", "requester" } },
 	{ "ndp_reply", { "ip", "requester" } },
 	{ "syn_held", { "client", "port" } },
 	{ "wake_start", { "trigger", "client", "target_node" } },
-	{ "wake_done", { "ms", "restore_ms", "trigger", "target_node", "from" } },
+	{ "wake_done", { "ms", "restore_ms", "trigger", "target_node" } },
 	{ "syn_replayed", { "count", "ms" } },
 	{ "wake_failed", { "error" } },
 	{ "wake_limited", { "trigger", "limit", "client" } },
