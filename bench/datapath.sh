@@ -343,7 +343,7 @@ measure() {
 	local pcap=$LAB_DIR/arp.pcap reqs reps arping
 	status; f0=$(counter frames)
 	rm -f "$pcap"
-	ip netns exec "$LAB_PREFIX-c2" tcpdump -i eth0 -nn -U -w "$pcap" "arp and host $VM_IP" \
+	ip netns exec "$LAB_PREFIX-c2" tcpdump --immediate-mode -i eth0 -nn -U -w "$pcap" "arp and host $VM_IP" \
 		2> "$LAB_DIR/tcpdump.err" &
 	tpid=$!
 	lab_wait 10 grep -q listening "$LAB_DIR/tcpdump.err" || fail "tcpdump: $(cat "$LAB_DIR/tcpdump.err")"

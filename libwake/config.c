@@ -152,8 +152,8 @@ static const struct key odrsd_keys[] = {
 	{ KEY("wake_timeout", K_DUR, CFG(wake_timeout_ms)), .min = SEC, .max = HOUR },
 	{ KEY("wake_spacing", K_DUR, CFG(wake_spacing_ms)), .min = 1, .max = 10 * SEC, .zero_ok = true },
 	{ KEY("wakes_per_minute", K_UINT, CFG(wakes_per_minute)), .min = 0, .max = 1000000 },
-	{ KEY("check_interval", K_DUR, CFG(check_interval_ms)), .min = 100, .max = HOUR },
-	{ KEY("probe_timeout", K_DUR, CFG(probe_timeout_ms)), .min = 100, .max = 5 * MIN },
+	{ KEY("check_interval", K_DUR, CFG(check_interval_ms)), .min = SEC, .max = HOUR },
+	{ KEY("probe_timeout", K_DUR, CFG(probe_timeout_ms)), .min = SEC, .max = 5 * MIN },
 };
 
 /* Also the keys a [vm NAME] section may override: offsets into struct wk_policy. */
@@ -462,7 +462,7 @@ static int set_wake_on(const char *v, unsigned *out, char *why, size_t whysz)
 		} else if (n == 3 && strncmp(w, "syn", 3) == 0) {
 			flags |= WK_WAKE_SYN;
 		} else {
-			explain(why, whysz, w, n, "expected arp, syn, both (\"arp syn\") or none");
+			explain(why, whysz, w, n, "expected \"arp syn\", arp, syn or none");
 			return -EINVAL;
 		}
 	}
@@ -836,7 +836,7 @@ static bool valid_vm_name(const char *name)
 	for (p = name; *p; p++)
 		if (!isgraph((unsigned char)*p) || *p == '/')
 			return false;
-	return p != name;
+	return p != name && p - name <= WK_VM_NAME_MAX;
 }
 
 static void add_vm(struct loader *l, const char *name, unsigned line)
@@ -910,8 +910,8 @@ static void enter_section(struct loader *l, const char *name, unsigned line)
 		if (!valid_vm_name(vm)) {
 			report(l, line,
 			       "%s: expected [vm NAME], NAME the libvirt domain "
-			       "(no spaces or '/')",
-			       l->label);
+			       "(no spaces or '/', at most %d characters)",
+			       l->label, WK_VM_NAME_MAX);
 			scratch_vm(l);
 			return;
 		}
@@ -1239,6 +1239,12 @@ out:
 	}
 	*out = l.cfg;
 	return 0;
+}
+
+int wk_diag_format(char *buf, size_t len, const char *file, unsigned line, const char *msg)
+{
+	return line ? snprintf(buf, len, "%s:%u: %s", file, line, msg)
+		    : snprintf(buf, len, "%s: %s", file, msg);
 }
 
 const struct wk_vmconf *wk_config_vm(const struct wk_config *cfg, const char *name)

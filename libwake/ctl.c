@@ -4,7 +4,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <wake/config.h>
 #include <wake/ctl.h>
+
+_Static_assert(sizeof(((struct wk_ctl_request *)0)->vm) == WK_VM_NAME_MAX + 1,
+	       "a VM name the configuration accepts fits a request");
 
 static const char *const cmd_names[] = {
 	[WK_CTL_STATUS] = "status", [WK_CTL_LIST] = "list",	[WK_CTL_HIBERNATE] = "hibernate",

@@ -2,6 +2,7 @@
  * TCP header (RFC 9293) and the Internet checksum (RFC 1071).
  */
 #include <errno.h>
+#include <string.h>
 
 #include "bytes.h"
 #include "wake/frame.h"
@@ -90,4 +91,33 @@ tcp:
 			       wk_inet_csum(frame + p.l4_off, seg_len, pseudo))) < 0)
 		return -EBADMSG;
 	return 0;
+}
+
+#define WK_VID_MASK 0x0fff
+
+static bool vid_in(uint16_t vid, const uint16_t *set, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (set[i] == vid)
+			return true;
+	return false;
+}
+
+int wk_frame_for_tap(uint8_t *frame, size_t len, const uint16_t *untagged, size_t nuntagged)
+{
+	struct wk_pkt p;
+	int rc;
+
+	if ((rc = wk_pkt_parse(frame, len, &p)) < 0)
+		return rc;
+	if (p.kind != WK_PKT_TCP || (!p.v6 && p.ip.is_fragment))
+		return -EBADMSG;
+	if (p.eth.ntags && vid_in(p.eth.tag_tci[0] & WK_VID_MASK, untagged, nuntagged)) {
+		/* The tag is bytes 12..15: what follows moves up over it. */
+		memmove(frame + 2 * WK_ETH_ALEN, frame + 2 * WK_ETH_ALEN + 4, len - 2 * WK_ETH_ALEN - 4);
+		len -= 4;
+	}
+	/* Parsed above, the frame (untagged or not) is a whole segment: this cannot fail. */
+	wk_tcp_fix_checksums(frame, len);
+	return (int)len;
 }

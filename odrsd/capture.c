@@ -129,9 +129,14 @@ void capture_activity_flush(struct odrsd *d)
 		capture_drain(d, &d->confirm, d->confirm.pcap);
 }
 
+/*
+ * From the first held SYN on, not only once the VM runs: the filter is in
+ * place before the replay, whose SYN-ACK a guest sends within a millisecond;
+ * opening a capture then would delay the replay (tens of ms) or miss it.
+ */
 static bool vm_awaits_synack(const struct odrsd *d, const struct vm *vm)
 {
-	return vm->state == VM_RUNNING && vm->held;
+	return vm->held != NULL;
 }
 
 /* The switches send a sleeping VM's SYNs to the accept node, a dozing VM's to its own. */
@@ -212,7 +217,7 @@ static char *filter_vlans(char *l3)
 /*
  * The wake capture: ARP requests and Neighbor Solicitations on the accept
  * node (the table decides); there, SYNs without ACK to sleeping VMs, over
- * IPv4 and IPv6; SYN-ACKs from VMs whose replayed SYNs are not answered yet. NULL when out of memory; "" for nothing.
+ * IPv4 and IPv6; SYN-ACKs from VMs with held SYNs not answered yet. NULL when out of memory; "" for nothing.
  */
 static char *wake_filter(struct odrsd *d)
 {

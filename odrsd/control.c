@@ -144,11 +144,17 @@ static void reply_error(struct conn *c, const char *fmt, const char *arg)
 	reply(c, json_pack("{s:b, s:s}", "ok", 0, "error", msg));
 }
 
-/* What is not known (a MAC not yet read, a VM never woken) is null: odrsctl shows "-". */
+/*
+ * What is not known or does not apply (a MAC not yet read, idleness of a
+ * VM not running, the snapshot of a VM that has none, the last wake of a
+ * VM never woken) is null: odrsctl shows "-".
+ */
 static json_t *vm_json(struct odrsd *d, const struct vm *vm)
 {
 	char ip[INET_ADDRSTRLEN], mac[18];
-	double idle = vm->state == VM_RUNNING ? ev_now(d->loop) - vm->last_activity : 0;
+	json_t *idle = vm->state == VM_RUNNING
+			       ? json_integer((json_int_t)(ev_now(d->loop) - vm->last_activity))
+			       : json_null();
 
 	inet_ntop(AF_INET, &vm->ip, ip, sizeof(ip));
 	if (vm->has_mac)
@@ -156,12 +162,13 @@ static json_t *vm_json(struct odrsd *d, const struct vm *vm)
 	/* In a cluster, where the registry says it is; nowhere while it sleeps. */
 	const char *node = !cluster_on(d) ? d->cfg->node : vm->node[0] ? vm->node : NULL;
 
-	return json_pack("{s:s, s:s, s:o, s:s, s:o, s:I, s:I, s:o, s:b, s:b}", "name", vm->name, "ip", ip,
+	return json_pack("{s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:b, s:b}", "name", vm->name, "ip", ip,
 			 "mac", vm->has_mac ? json_string(mac) : json_null(), "state",
 			 vm_state_name(vm->state), "node", node ? json_string(node) : json_null(), "idle_s",
-			 (json_int_t)idle, "snapshot_bytes", (json_int_t)vm->snapshot_bytes, "last_wake_ms",
-			 vm->last_wake_ms < 0 ? json_null() : json_integer(vm->last_wake_ms), "pinned",
-			 vm->pinned, "node_lost", vm_node_lost(d, vm));
+			 idle, "snapshot_bytes",
+			 vm->snapshot_bytes ? json_integer((json_int_t)vm->snapshot_bytes) : json_null(),
+			 "last_wake_ms", vm->last_wake_ms < 0 ? json_null() : json_integer(vm->last_wake_ms),
+			 "pinned", vm->pinned, "node_lost", vm_node_lost(d, vm));
 }
 
 /* The nodes gone from etcd that the registry still has VMs running or waking on. */

@@ -13,7 +13,8 @@
  *     {"ok":true,"vms":[{"name":"web1","ip":"198.18.0.10","mac":"52:54:..",
  *      "state":"hibernated","node":"n1","idle_s":12,"snapshot_bytes":68000000,
  *      "last_wake_ms":312,"pinned":false}, ...]}
- *     (mac is null until known, last_wake_ms null until the first wake)
+ *     (mac is null until known, idle_s unless running, snapshot_bytes
+ *     while there is no snapshot, last_wake_ms until the first wake)
  *   {"cmd":"hibernate","vm":"web1","progress":true}
  *   {"cmd":"wake","vm":"web1","progress":true}
  *     zero or more {"progress":{"done":BYTES,"total":BYTES}} lines when

@@ -1,4 +1,7 @@
-/* The daemon's own messages: syslog, and stderr too in the foreground. */
+/*
+ * The daemon's own messages: syslog, and stderr too in the foreground,
+ * unless stderr is the journal (under systemd), which syslog reaches.
+ */
 #ifndef ODRSD_LOG_H
 #define ODRSD_LOG_H
 #include <syslog.h>

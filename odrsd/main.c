@@ -21,23 +21,35 @@
 
 #define DEFAULT_CONFIG "/etc/odrs/odrs.conf"
 
-static void usage(void)
+static const char usage_text[] = "usage: odrsd [-c FILE] [-f] [-t] [-d] [-V] [-h]\n"
+				 "  -c FILE     configuration (default " DEFAULT_CONFIG ")\n"
+				 "  -f          stay in the foreground, log to stderr as well\n"
+				 "  -t          check the configuration and exit: 0 valid, 2 invalid\n"
+				 "  -d          debug logging\n"
+				 "  -V          print the version and exit\n"
+				 "  -h, --help  print this and exit\n";
+
+/* Asked for (-h, --help): on stdout, exit 0; after a usage error: on stderr, exit 2. */
+static __attribute__((noreturn)) void usage(bool asked)
 {
-	fprintf(stderr, "usage: odrsd [-c FILE] [-f] [-t] [-d] [-V]\n");
-	exit(2);
+	fputs(usage_text, asked ? stdout : stderr);
+	exit(asked ? 0 : 2);
 }
 
 static void diag_stderr(void *ctx, const char *file, unsigned line, const char *msg)
 {
-	if (line)
-		fprintf(stderr, "%s:%u: %s\n", file, line, msg);
-	else
-		fprintf(stderr, "%s: %s\n", file, msg);
+	char text[1024];
+
+	wk_diag_format(text, sizeof(text), file, line, msg);
+	fprintf(stderr, "%s\n", text);
 }
 
 static void diag_log(void *ctx, const char *file, unsigned line, const char *msg)
 {
-	log_err("%s:%u: %s", file, line, msg);
+	char text[1024];
+
+	wk_diag_format(text, sizeof(text), file, line, msg);
+	log_err("%s", text);
 }
 
 static void diag_warn(void *ctx, const char *file, unsigned line, const char *msg)
@@ -122,8 +134,8 @@ static void diag_reload(void *ctx, const char *file, unsigned line, const char *
 	diag_log(NULL, file, line, msg);
 	if (rd->used + 1 >= rd->len)
 		return;
-	w = line ? snprintf(rd->buf + rd->used, rd->len - rd->used, "\n%s:%u: %s", file, line, msg)
-		 : snprintf(rd->buf + rd->used, rd->len - rd->used, "\n%s: %s", file, msg);
+	rd->buf[rd->used++] = '\n';
+	w = wk_diag_format(rd->buf + rd->used, rd->len - rd->used, file, line, msg);
 	if (w > 0)
 		rd->used += (size_t)w < rd->len - rd->used ? (size_t)w : rd->len - rd->used - 1;
 }
@@ -517,8 +529,13 @@ int main(int argc, char **argv)
 	bool check_only = false;
 	int c, r, report = -1;
 
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+
 	d->config_path = DEFAULT_CONFIG;
-	while ((c = getopt(argc, argv, "c:ftdV")) != -1) {
+	while ((c = getopt_long(argc, argv, "c:ftdVh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			d->config_path = optarg;
@@ -535,12 +552,14 @@ int main(int argc, char **argv)
 		case 'V':
 			printf("odrsd %s\n", ODRS_VERSION);
 			return 0;
+		case 'h':
+			usage(true);
 		default:
-			usage();
+			usage(false);
 		}
 	}
 	if (optind != argc)
-		usage();
+		usage(false);
 	if (wk_config_load(d->config_path, diag_stderr, NULL, &d->cfg) < 0)
 		return 2;
 	if (check_only) {

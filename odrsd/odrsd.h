@@ -29,7 +29,8 @@ enum vm_state {
 struct held_syn {
 	struct held_syn *next;
 	struct wk_flow flow;
-	bool answered; /* the VM's SYN-ACK was seen */
+	bool answered;	/* the VM's SYN-ACK was seen */
+	unsigned tries; /* replays into the tap; the first made it the tap's frame */
 	uint16_t len;
 	uint8_t frame[WK_FRAME_MAX];
 };
@@ -162,9 +163,8 @@ struct odrsd {
 	int control_fd;
 	char control_path[108]; /* sun_path's size */
 	ev_io control_io;
-	ev_timer idle_timer; /* one for all VMs: check_interval */
-	ev_timer
-		idle_confirm; /* ACTIVITY_DELAY_MS after the confirm capture opened, for the VMs that looked idle */
+	ev_timer idle_timer;   /* one for all VMs: check_interval */
+	ev_timer idle_confirm; /* ACTIVITY_DELAY_MS after the confirm capture opened */
 	ev_signal sighup, sigterm, sigint;
 	struct counters n;
 
@@ -216,6 +216,13 @@ void virtev_stop(struct odrsd *d);
 /* inject.c */
 int inject_open(void);
 int inject_frame(struct odrsd *d, unsigned ifindex, const uint8_t *frame, size_t len);
+#define TAP_VLANS_MAX 64
+/*
+ * The VLANs that the bridge sends untagged out of port ifindex, at most max
+ * of them into vids: how many, 0 when the bridge does not filter VLANs (it
+ * forwards every tag unchanged), or -errno.
+ */
+int inject_tap_untagged(unsigned ifindex, uint16_t *vids, size_t max);
 
 /* control.c: completion of a VM operation a client waits for. */
 void control_vm_done(struct odrsd *d, struct vm *vm, int err, const char *error);

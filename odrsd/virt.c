@@ -920,7 +920,23 @@ out:
 		virDomainFree(dom);
 }
 
-/* The worker's connection, opened again if libvirtd went away since the last job. */
+/*
+ * libvirt probes QEMU (seconds) the first time a connection needs its
+ * capabilities, and keeps what it learnt; a restore pays it unless the
+ * probe ran already. Asking for the domain capabilities of the default
+ * emulator makes libvirtd probe it now, on a fresh node or after libvirtd
+ * restarted, not in the first wake. The answer itself is not needed.
+ */
+static void warm(virConnectPtr conn)
+{
+	free(virConnectGetDomainCapabilities(conn, NULL, NULL, NULL, NULL, 0));
+}
+
+/*
+ * The worker's connection, opened again if libvirtd went away since the
+ * last job (job NULL: at the worker's start, where a failure waits for the
+ * first job).
+ */
 static int worker_connect(struct worker *w, struct virt_job *job)
 {
 	unsigned long version;
@@ -931,10 +947,13 @@ static int worker_connect(struct worker *w, struct virt_job *job)
 		virConnectClose(w->conn);
 	w->conn = virConnectOpen(w->v->uri);
 	if (!w->conn) {
-		job_fail_virt(job, "connect to %s", w->v->uri);
-		job->err = -ENOTCONN;
+		if (job) {
+			job_fail_virt(job, "connect to %s", w->v->uri);
+			job->err = -ENOTCONN;
+		}
 		return -ENOTCONN;
 	}
+	warm(w->conn);
 	return 0;
 }
 
@@ -983,6 +1002,7 @@ static void *worker_run(void *arg)
 	struct virt_job *job;
 	uint64_t start;
 
+	worker_connect(w, NULL);
 	for (;;) {
 		pthread_mutex_lock(&v->lock);
 		while (!v->stopping && !w->queue->head)

@@ -24,17 +24,27 @@ static const char *addr_str(bool v6, const void *addr, char *buf)
 	return inet_ntop(v6 ? AF_INET6 : AF_INET, addr, buf, INET6_ADDRSTRLEN);
 }
 
+/* Forget vm's held SYNs, or only those already replayed (their wake is over). */
+static void held_drop(struct odrsd *d, struct vm *vm, bool replayed_only)
+{
+	struct held_syn **link = &vm->held, *h;
+
+	while ((h = *link)) {
+		if (replayed_only && !h->tries) {
+			link = &h->next;
+			continue;
+		}
+		*link = h->next;
+		free(h);
+		vm->nheld--;
+		d->nheld_total--;
+	}
+	ev_timer_stop(d->loop, &vm->replay_timer);
+}
+
 static void held_release(struct odrsd *d, struct vm *vm)
 {
-	struct held_syn *h;
-
-	while ((h = vm->held)) {
-		vm->held = h->next;
-		free(h);
-	}
-	d->nheld_total -= vm->nheld;
-	vm->nheld = 0;
-	ev_timer_stop(d->loop, &vm->replay_timer);
+	held_drop(d, vm, false);
 }
 
 void wake_release_syns(struct odrsd *d, struct vm *vm)
@@ -128,6 +138,9 @@ bool wake_hold_syn(struct odrsd *d, struct vm *vm, const uint8_t *frame, size_t 
 
 	if (wk_pkt_parse(frame, len, &p) < 0 || !wk_pkt_is_syn(&p))
 		return false;
+	/* A SYN for a sleeping VM is for its next wake: the last wake's replays were its guest's. */
+	if (vm_is_asleep(vm))
+		held_drop(d, vm, true);
 	wk_flow_from_syn(&p, &flow);
 	for (tail = &vm->held; *tail; tail = &(*tail)->next)
 		if (wk_flow_eq(&(*tail)->flow, &flow))
@@ -144,6 +157,9 @@ bool wake_hold_syn(struct odrsd *d, struct vm *vm, const uint8_t *frame, size_t 
 	vm->nheld++;
 	d->nheld_total++;
 	d->n.syns_held++;
+	/* The capture takes the VM's SYN-ACKs from now on, well before the replay. */
+	if (vm->nheld == 1)
+		capture_filter_changed(d);
 	return true;
 }
 
@@ -180,7 +196,7 @@ static void wake_on_synack(struct odrsd *d, struct vm *vm, const struct wk_pkt *
 		all = all && h->answered;
 	}
 	if (vm->held && all) {
-		log_debug("%s: every replayed SYN answered after %u tries", vm->name, vm->replay_tries);
+		log_info("%s: replayed SYNs answered after %u tries", vm->name, vm->replay_tries);
 		held_release(d, vm);
 		capture_filter_changed(d);
 	}
@@ -196,25 +212,43 @@ void vm_on_frame(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, const u
 		wake_on_synack(d, vm, p);
 }
 
-/* Inject the unanswered held SYNs into the VM's own tap, never the uplink. */
+/*
+ * Inject the unanswered held SYNs into the VM's own tap, never the uplink.
+ * The capture waits for their SYN-ACKs since the first was held.
+ */
 static unsigned replay_held(struct odrsd *d, struct vm *vm)
 {
 	unsigned ifindex = if_nametoindex(vm->tap), sent = 0;
+	uint16_t untagged[TAP_VLANS_MAX];
+	int nuntagged = -1, len;
 
 	if (!ifindex) {
 		log_err("%s: tap %s not found; held SYNs dropped", vm->name, vm->tap);
 		return 0;
 	}
+	vm->replay_tries = 0;
 	for (struct held_syn *h = vm->held; h; h = h->next) {
 		if (h->answered)
 			continue;
-		/* Captured from a virtual NIC, the TCP checksum is unfinished: the guest would drop it. */
-		if (vm->replay_tries == 0)
-			wk_tcp_fix_checksums(h->frame, h->len);
+		/*
+		 * Captured on the bridge, the frame has the uplink's VLAN tag and, from a
+		 * virtual NIC, an unfinished TCP checksum: as it is, the guest would drop it.
+		 */
+		if (!h->tries) {
+			if (nuntagged < 0 &&
+			    (nuntagged = inject_tap_untagged(ifindex, untagged, TAP_VLANS_MAX)) < 0) {
+				log_warn("%s: VLANs of tap %s unknown (%s); tags kept", vm->name, vm->tap,
+					 strerror(-nuntagged));
+				nuntagged = 0;
+			}
+			if ((len = wk_frame_for_tap(h->frame, h->len, untagged, (size_t)nuntagged)) > 0)
+				h->len = (uint16_t)len;
+		}
 		if (inject_frame(d, ifindex, h->frame, h->len) == 0)
 			sent++;
+		if (++h->tries > vm->replay_tries)
+			vm->replay_tries = h->tries;
 	}
-	vm->replay_tries++;
 	return sent;
 }
 
@@ -224,6 +258,12 @@ static void on_replay_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	struct odrsd *d = ev_userdata(loop);
 	unsigned unanswered = 0;
 
+	/* Asleep again (or failed) before it answered: the guest they were for is gone. */
+	if (vm->state != VM_RUNNING) {
+		held_drop(d, vm, true);
+		capture_filter_changed(d);
+		return;
+	}
 	for (struct held_syn *h = vm->held; h; h = h->next)
 		unanswered += !h->answered;
 	if (vm->replay_tries >= REPLAY_TRIES) {

@@ -107,8 +107,17 @@ struct wk_config {
 	size_t nvms;
 };
 
-/* Called once per problem; file and line say where (line 0: the file as a whole). */
+/* Called once per problem; file and line say where (line 0: the file as a whole, shown without a line). */
 typedef void (*wk_diag_fn)(void *ctx, const char *file, unsigned line, const char *msg);
+
+/*
+ * A problem as it is shown: "FILE:LINE: msg", or "FILE: msg" for the file
+ * as a whole (line 0). snprintf's contract: the length it needed.
+ */
+int wk_diag_format(char *buf, size_t len, const char *file, unsigned line, const char *msg);
+
+/* The longest [vm NAME] the control protocol carries (struct wk_ctl_request). */
+#define WK_VM_NAME_MAX 127
 
 /*
  * Parse and check path. Returns 0 and *out, or -EINVAL after reporting every

@@ -141,6 +141,17 @@ int wk_tcp_parse(const uint8_t *buf, size_t len, struct wk_tcp *out);
  */
 int wk_tcp_fix_checksums(uint8_t *frame, size_t len);
 uint16_t wk_inet_csum(const void *buf, size_t len, uint32_t seed);
+/*
+ * A held SYN made into the frame a VM's tap would have carried, in place:
+ * the bridge sends a VLAN untagged out of a port where that VLAN is untagged
+ * (untagged[0..nuntagged), VIDs), so the outer tag goes when its VID is one of
+ * them; the inner tag of a double-tagged frame stays. The checksums are then
+ * repaired (wk_tcp_fix_checksums). Returns the new length (len, or len - 4),
+ * or, leaving the frame as it was, a parser's error (-EBADMSG for a frame that
+ * parses but is no whole TCP segment). Not idempotent on a frame
+ * whose inner VID is also untagged: prepare each held frame once.
+ */
+int wk_frame_for_tap(uint8_t *frame, size_t len, const uint16_t *untagged, size_t nuntagged);
 
 /* ---- Classification: libwake/pkt.c ---- */
 enum wk_pkt_kind {

@@ -108,6 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct wk_pkt p, again;
 	uint8_t *copy;
+	uint16_t vid;
 	int rc;
 
 	rc = wk_pkt_parse(data, size, &p);
@@ -140,6 +141,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(wk_tcp_fix_checksums(copy, size) == 0);
 	} else {
 		CHECK(rc == -EBADMSG);
+	}
+	/*
+	 * Made for a tap whose port sends the outer VLAN untagged: a TCP segment
+	 * loses exactly its outer tag and still parses as the same segment;
+	 * anything else is refused and left as it was.
+	 */
+	memcpy(copy, data, size);
+	vid = p.eth.ntags ? p.eth.tag_tci[0] & 0x0fff : 0;
+	rc = wk_frame_for_tap(copy, size, &vid, 1);
+	if (p.kind == WK_PKT_TCP && (p.v6 || !p.ip.is_fragment)) {
+		CHECK(rc == (int)(p.eth.ntags ? size - 4 : size));
+		CHECK(wk_pkt_parse(copy, (size_t)rc, &again) == 0 && again.kind == WK_PKT_TCP);
+		CHECK(again.eth.ntags + (p.eth.ntags ? 1 : 0) == p.eth.ntags && again.tcp.seq == p.tcp.seq &&
+		      again.tcp.sport == p.tcp.sport && again.tcp.dport == p.tcp.dport);
+	} else {
+		CHECK(rc < 0 && !memcmp(copy, data, size));
 	}
 	free(copy);
 	return 0;

@@ -40,17 +40,48 @@ odrs_hibernate() { # NODE VM: hibernate and check that it sleeps with an image
 	lab_virsh "$1" domstate "$2" | grep -q 'shut off' || fail "$2 still runs after hibernate"
 }
 
-# odrs_event NODE EVENT VM: the event log has such a line.
+# Log greps scoped to a step: odrs_mark NODE remembers how many lines the node's
+# odrsd.log and event log have; odrs_log and odrs_evlog print only what follows
+# (everything when no mark was set), and odrs_event(s) count only that.
+odrs_mark() { # NODE
+	local d
+	d=$(lab_node_dir "$1")
+	echo "$(cat "$d/odrsd.log" 2>/dev/null | wc -l) $(cat "$d/odrs/events.jsonl" 2>/dev/null | wc -l)" > "$d/mark"
+}
+odrs_log() { _odrs_since "$1" 1 odrsd.log; }   # NODE
+odrs_evlog() { _odrs_since "$1" 2 odrs/events.jsonl; } # NODE
+_odrs_since() { # NODE FIELD FILE
+	local d n=0
+	d=$(lab_node_dir "$1")
+	[ -s "$d/mark" ] && n=$(cut -d' ' -f"$2" "$d/mark")
+	tail -n +$((n + 1)) "$d/$3" 2>/dev/null
+}
+
+# odrs_event NODE EVENT VM: the event log has such a line since the mark.
 odrs_event() {
-	grep "\"event\":\"$2\"" "$(lab_node_dir "$1")/odrs/events.jsonl" | grep -q "\"vm\":\"$3\""
+	odrs_evlog "$1" | grep "\"event\":\"$2\"" | grep -q "\"vm\":\"$3\""
+}
+
+# odrs_replayed_once NODE VM: since the mark, NODE replayed one held SYN into
+# VM's tap and saw the guest answer that first replay (no re-injection).
+odrs_replayed_once() {
+	odrs_evlog "$1" | grep '"event":"syn_replayed"' | grep "\"vm\":\"$2\"" | grep -q '"count":1' ||
+		fail "$1: no syn_replayed of $2 with count 1: $(odrs_evlog "$1" | grep syn_replayed)"
+	lab_wait 10 eval "odrs_log $1 | grep -Eq '$2: (replayed SYNs answered|.*not answered) after'" ||
+		fail "$1: the held SYN of $2 was never released"
+	odrs_log "$1" | grep -q "$2: replayed SYNs answered after 1 tries" ||
+		fail "$1: the first replay to $2 was not seen answered: $(odrs_log "$1" | grep -E 're-inject|answered')"
 }
 
 # A capture on a client's eth0: start it, then count what it saw (stopping it).
+# Immediate mode: a frame is written when it arrives, not when the kernel's
+# capture block fills or times out (1 s), so stopping right after the traffic
+# loses nothing.
 odrs_capture_start() { # CLIENT FILTER
 	local f=$LAB_DIR/cap-$1
 	rm -f "$f.pcap" "$f.err"
 	# Not through a function: $! must be tcpdump itself (ip netns exec execs it).
-	ip netns exec "$LAB_PREFIX-$1" tcpdump -i eth0 -U --immediate-mode -w "$f.pcap" "$2" 2> "$f.err" &
+	ip netns exec "$LAB_PREFIX-$1" tcpdump -i eth0 --immediate-mode -U -w "$f.pcap" "$2" 2> "$f.err" &
 	echo $! > "$f.pid"
 	lab_wait 10 grep -q listening "$f.err" || fail "tcpdump on $1 did not start: $(cat "$f.err")"
 }
@@ -58,7 +89,9 @@ odrs_capture_start() { # CLIENT FILTER
 odrs_capture_count() { # CLIENT [FILTER]
 	local f=$LAB_DIR/cap-$1
 	if [ -s "$f.pid" ]; then
-		sleep 0.3
+		# In immediate mode each frame is handed over as it arrives; this is only
+		# for tcpdump to be scheduled and read the last of them on a loaded machine.
+		sleep 0.2
 		kill -INT "$(cat "$f.pid")" 2>/dev/null
 		wait "$(cat "$f.pid")" 2>/dev/null
 		rm -f "$f.pid"
@@ -88,7 +121,7 @@ odrs_guest_sh() {
 	sed -n 's/.*"out-data":"\([^"]*\)".*/\1/p' <<<"$out" | base64 -d
 }
 
-# odrs_events NODE EVENT VM: how many such lines the event log has.
+# odrs_events NODE EVENT VM: how many such lines the event log has since the mark.
 odrs_events() {
-	grep "\"event\":\"$2\"" "$(lab_node_dir "$1")/odrs/events.jsonl" 2>/dev/null | grep -c "\"vm\":\"$3\""
+	odrs_evlog "$1" | grep "\"event\":\"$2\"" | grep -c "\"vm\":\"$3\""
 }

@@ -127,6 +127,7 @@ out=$(lab_odrsctl n1 doze web1) || fail "doze web1 for doze_then_hibernate: $out
 odrs_wait_state n1 web1 hibernated 60 || fail "not hibernated after hibernate_after"
 [ -s "$LAB_SHARED/web1.odrs-save" ] || fail "no image $LAB_SHARED/web1.odrs-save"
 lab_virsh n1 domstate web1 | grep -q 'shut off' || fail "web1 still there after its hibernation"
+lab_client_first_syn_only c1
 body=$(lab_client_exec c1 curl -sS --max-time 30 http://198.18.0.10/) || fail "curl after the hibernation"
 [ "$body" = "hello from web1" ] || fail "body: $body"
 grep '"event":"wake_done"' "$(lab_node_dir n1)/odrs/events.jsonl" | tail -1 | grep -q '"from":"hibernate"' ||

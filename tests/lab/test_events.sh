@@ -2,8 +2,9 @@
 # odrsctl events on a log file, no daemon: the readable format, the filters,
 # -n, --json, malformed and partial lines; then -f across partial writes,
 # rename rotation (with the writer still appending to the old file for a
-# while) and copytruncate, checking every line comes out exactly once, in
-# order. Needs no root and no VM. ODRSCTL overrides the binary.
+# while) and copytruncate (also when the writer has written the file back to
+# or past the old offset before the follower looks), checking every line
+# comes out exactly once, in order. Needs no root and no VM. ODRSCTL overrides the binary.
 # Exit 0 pass, 1 fail, 77 skip.
 cd "$(dirname "$0")/../.." || exit 1
 ODRSCTL=${ODRSCTL:-$PWD/build/odrsctl}
@@ -85,6 +86,12 @@ check "missing log exits 1" rc_is 1
 printf '[odrsd]\nevent_log = %s\n' "$DIR/events.jsonl" >"$DIR/odrs.conf"
 "$ODRSCTL" -c "$DIR/odrs.conf" events -n 1 >"$DIR/out" 2>/dev/null
 check "event_log from -c" grep -q 'hibernate_done' "$DIR/out"
+# An invalid configuration: reported, and the default log read instead.
+printf '[odrsd]\nevent_log = %s\nbogus = 1\n' "$DIR/events.jsonl" >"$DIR/bad.conf"
+"$ODRSCTL" -c "$DIR/bad.conf" events -n 1 >"$DIR/out" 2>"$DIR/err"
+check "invalid -c reported as FILE:LINE" grep -q "^$DIR/bad.conf:3: " "$DIR/err"
+check "invalid -c: the default log, with a warning" grep -qx \
+	"odrsctl: warning: $DIR/bad.conf cannot be used; using the default event log /var/log/odrs/events.jsonl" "$DIR/err"
 
 # ---- following ----
 line() { printf '{"ts":"2026-11-23T09:00:00.000Z","event":"wake_done","node":"n1","vm":"web1","ms":%d}\n' "$1"; }
@@ -110,7 +117,7 @@ check "-f prints appended lines" wait_lines "$F" 4
 
 # A partial write: nothing until its newline.
 line 6 | head -c 30 >>"$LOG"
-sleep 0.6
+sleep 0.6 # a window in which nothing may appear: no condition to wait for
 check "partial line held back" [ "$(count "$F")" = 4 ]
 line 6 | tail -c +31 >>"$LOG"
 check "completed line printed" wait_lines "$F" 5
@@ -121,9 +128,9 @@ check "completed line printed" wait_lines "$F" 5
 mv "$LOG" "$LOG.1"
 : >"$LOG"
 line 7 >>"$LOG.1"
-sleep 0.5
+check "rename rotation, the old file followed" wait_lines "$F" 6
 line 8 >>"$LOG.1"
-sleep 0.5
+check "rename rotation, the old file still followed" wait_lines "$F" 7
 for i in 9 10; do line "$i"; done >>"$LOG"
 check "rename rotation" wait_lines "$F" 9
 
@@ -136,16 +143,40 @@ check "rename rotation, new file made by the writer" wait_lines "$F" 13
 # copytruncate: copy, truncate, and the writer goes on at the start.
 cp "$LOG" "$LOG.3"
 : >"$LOG"
-sleep 0.5
+sleep 0.5 # the writer's pause after the truncation, which the follower must notice
 line 15 >>"$LOG"
 check "copytruncate" wait_lines "$F" 14
 for i in 16 17 18 19 20; do line "$i"; done >>"$LOG"
 check "after copytruncate" wait_lines "$F" 19
-sleep 0.5
+sleep 0.5 # a window for a line printed twice to show: no condition to wait for
 
 expected=$(for i in $(seq 2 20); do line "$i"; done)
 check "every line once, in order" same "$F" "$expected"
 check "following reported nothing" [ ! -s "$DIR/follow.err" ]
+
+# copytruncate where the writer has written as much again, or more, before
+# the follower looks: the size alone cannot tell. cp truncates and writes
+# in one go; the lines all have the same length, as the old ones.
+LOG=$DIR/regrow.jsonl
+F=$DIR/regrow.out
+for i in 101 102 103; do line "$i"; done >"$LOG"
+"$ODRSCTL" events -f -n 3 --json -l "$LOG" >"$F" 2>"$DIR/regrow.err" &
+FOLLOW_PIDS="$FOLLOW_PIDS $!"
+check "-f on the log to be regrown" wait_lines "$F" 3
+line 104 >>"$LOG"
+check "-f before the regrown copytruncate" wait_lines "$F" 4
+# Back to the offset exactly: four lines in place of 101..104.
+for i in 105 106 107 108; do line "$i"; done >"$DIR/regrow.new"
+cp "$DIR/regrow.new" "$LOG"
+check "copytruncate, new data up to the old offset" wait_lines "$F" 8
+# Past the offset.
+for i in 109 110 111 112 113; do line "$i"; done >"$DIR/regrow.new"
+cp "$DIR/regrow.new" "$LOG"
+check "copytruncate, new data past the old offset" wait_lines "$F" 13
+sleep 0.5
+expected=$(for i in $(seq 101 113); do line "$i"; done)
+check "regrown copytruncate: every line once, in order" same "$F" "$expected"
+check "regrown copytruncate reported nothing" [ ! -s "$DIR/regrow.err" ]
 
 line 42 >"$DIR/late.jsonl"
 check "-f waits for a missing log" wait_lines "$DIR/late.out" 1

@@ -11,7 +11,7 @@
 #  - an access (a lone SYN) shortly before the idle deadline counts, even when
 #    another VM's hibernation comes right after it (it used to swap the
 #    activity capture and lose the frames of its unfinished block): ROUNDS
-#    times, idle1 hibernates no sooner than idle_timeout after that access;
+#    times, idle1 hibernates no sooner than idle_timeout after that SYN;
 #  - dry_run, set by a reload, logs and does nothing (idle_skip dry_run).
 # Exit 0 pass, 1 fail, 77 skip (not root).
 [ "$(id -u)" = 0 ] || { echo "needs root"; exit 77; }
@@ -42,9 +42,11 @@ hibernated_after() {
 	done
 	return 1
 }
-skipped() { # VM REASON
-	grep '"event":"idle_skip"' "$(lab_node_dir n1)/odrs/events.jsonl" | grep "\"vm\":\"$1\"" |
-		grep -q "\"reason\":\"$2\"" || fail "no idle_skip $2 for $1"
+has_skip() { # VM REASON: an idle_skip since the mark
+	odrs_evlog n1 | grep '"event":"idle_skip"' | grep "\"vm\":\"$1\"" | grep -q "\"reason\":\"$2\""
+}
+skip_within() { # SECONDS VM REASON: the idle check passes over VM for REASON within SECONDS
+	lab_wait "$1" has_skip "$2" "$3" || fail "no idle_skip $3 for $2 within $1 s"
 }
 
 trap lab_down EXIT
@@ -74,57 +76,61 @@ lab_odrsd_start n1 "$conf" || fail "odrsd"
 EVENTS=$(lab_node_dir n1)/odrs/events.jsonl
 
 step "idle1 hibernates within idle_timeout + check_interval (+ probe)"
-lab_wait 30 sh -c "grep -q '\"event\":\"hibernate_start\".*\"vm\":\"idle1\"' $(lab_node_dir n1)/odrs/events.jsonl" ||
-	fail "idle1 never hibernated"
+lab_wait 30 odrs_event n1 hibernate_start idle1 || fail "idle1 never hibernated"
 took=$((SECONDS - t0))
 echo "idle1: hibernate_start after ${took}s (idle_timeout ${IDLE}s, check ${CHECK}s)"
 [ "$took" -le $((IDLE + CHECK + 3)) ] || fail "took ${took}s"
-grep '"event":"hibernate_start"' "$(lab_node_dir n1)/odrs/events.jsonl" | grep -q '"reason":"idle"' || fail "reason not idle"
+odrs_evlog n1 | grep '"event":"hibernate_start"' | grep -q '"reason":"idle"' || fail "reason not idle"
 odrs_wait_state n1 idle1 hibernated 30 || fail "idle1 not hibernated"
 
-step "the others stay up for several idle timeouts"
-sleep $((3 * IDLE))
+step "the others stay up while the client talks (24 s, several idle timeouts)"
+LATE=$((IDLE + 3 * CHECK + PROBE))
+skip_within $LATE load1 load
+skip_within $LATE guard1 process
+skip_within $LATE mute1 probe_failed
+wait $talker
 running busy1 load1 guard1 mute1 syn1
 never_hibernated busy1 load1 guard1 mute1 syn1
-skipped load1 load
-skipped guard1 process
-skipped mute1 probe_failed
-wait $talker
 
 step "a pinned VM stays up once its client is gone"
 lab_odrsctl n1 pin busy1 > /dev/null || fail "pin"
-sleep $((IDLE + 3 * CHECK + PROBE))
+skip_within $LATE busy1 pinned
 running busy1
 never_hibernated busy1
-skipped busy1 pinned
 
-step "an access $((IDLE - 2))s after idle1's wake, right before busy1 hibernates, keeps idle1 up for idle_timeout ($ROUNDS rounds)"
-early=0
-go=$LAB_DIR/go # a line in it starts busy1's hibernation
-mkfifo "$go" || fail "mkfifo"
-for round in $(seq "$ROUNDS"); do
-	[ "$(odrs_state n1 busy1)" = running ] || lab_odrsctl n1 wake busy1 > /dev/null || fail "wake busy1"
-	odrs_wait_state n1 idle1 hibernated 30 || fail "round $round"
-	# Woken without TCP (a connection of its own might send a late frame).
-	lab_odrsctl n1 wake idle1 > /dev/null || fail "round $round: wake idle1"
-	lab_node_exec n1 sh -c 'read -r _ < "$1" && exec "$2" -s "$3" hibernate busy1' _ "$go" "$LAB_ODRSCTL" \
-		"$(lab_node_dir n1)/odrs/odrsd.sock" > /dev/null &
-	swap=$!
-	# The access is what is tested, the sleep only places it before the deadline,
-	# each round at another point of the activity capture's block period.
-	sleep "$(awk -v r="$round" -v n="$ROUNDS" -v t="$IDLE" 'BEGIN { printf "%.3f", t - 2 + (r - 1) * 0.5 / n }')"
-	# A lone SYN (port 81 takes none), and busy1's hibernation 50 ms after it,
-	# while the SYN is still in the activity capture's unfinished block.
-	start=$(lab_client_exec c1 bash -c 'echo "$EPOCHREALTIME"
-		curl -s -o /dev/null --max-time 0.5 http://198.18.0.21:81/ & sleep 0.05; echo > "$1"; wait; exit 0' _ "$go") ||
-		fail "round $round: no SYN to idle1"
-	lab_wait $((IDLE + 20)) hibernated_after idle1 "$start" > /dev/null || fail "round $round: idle1 never hibernated"
-	wait $swap || fail "round $round: hibernate busy1"
-	gap=$(awk -v h="$(hibernated_after idle1 "$start")" -v s="$start" 'BEGIN { printf "%.2f", h - s }')
-	echo "round $round: idle1's hibernate_start ${gap}s after its last access"
-	awk -v g="$gap" -v t="$IDLE" 'BEGIN { exit !(g < t) }' && early=$((early + 1))
-done
-[ "$early" = 0 ] || fail "$early of $ROUNDS hibernations of idle1 came sooner than idle_timeout after its last access"
+# syn_rounds AT SPREAD: ROUNDS times, idle1 woken without TCP (a connection
+# of its own might send a late frame), then a lone SYN to it (port 81 takes
+# none) AT seconds later plus the round's share of SPREAD, so that the rounds
+# cover SPREAD evenly (the activity capture's block period), and busy1's
+# hibernation 50 ms after the SYN, while it is still in the activity
+# capture's unfinished block. Fails when idle1 hibernates sooner than
+# idle_timeout after a SYN.
+syn_rounds() {
+	local at=$1 spread=$2 round start gap early=0 pid go=$LAB_DIR/go
+	mkfifo "$go" || fail "mkfifo"
+	for round in $(seq "$ROUNDS"); do
+		[ "$(odrs_state n1 busy1)" = running ] || lab_odrsctl n1 wake busy1 > /dev/null || fail "wake busy1"
+		odrs_wait_state n1 idle1 hibernated 30 || fail "round $round"
+		lab_odrsctl n1 wake idle1 > /dev/null || fail "round $round: wake idle1"
+		lab_node_exec n1 sh -c 'read -r _ < "$1" && exec "$2" -s "$3" hibernate busy1' _ "$go" "$LAB_ODRSCTL" \
+			"$(lab_node_dir n1)/odrs/odrsd.sock" > /dev/null &
+		pid=$!
+		# The SYN is what is tested; the sleep only places it.
+		sleep "$(awk -v r="$round" -v n="$ROUNDS" -v a="$at" -v s="$spread" 'BEGIN { printf "%.3f", a + (r - 1) * s / n }')"
+		start=$(lab_client_exec c1 bash -c 'echo "$EPOCHREALTIME"
+			curl -s -o /dev/null --max-time 0.5 http://198.18.0.21:81/ & sleep 0.05
+			echo > "$1"; wait; exit 0' _ "$go") || fail "round $round: no SYN to idle1"
+		lab_wait $((IDLE + 30)) hibernated_after idle1 "$start" > /dev/null || fail "round $round: idle1 never hibernated"
+		wait "$pid" || fail "round $round: hibernate busy1"
+		gap=$(awk -v h="$(hibernated_after idle1 "$start")" -v s="$start" 'BEGIN { printf "%.2f", h - s }')
+		echo "round $round: idle1's hibernate_start ${gap}s after the SYN"
+		awk -v g="$gap" -v t="$IDLE" 'BEGIN { exit !(g < t) }' && early=$((early + 1))
+	done
+	[ "$early" = 0 ] || fail "$early of $ROUNDS hibernations of idle1 came sooner than idle_timeout after its SYN"
+}
+
+step "a SYN $((IDLE - 2))s after idle1's wake, right before busy1 hibernates, keeps idle1 up for idle_timeout ($ROUNDS rounds)"
+syn_rounds $((IDLE - 2)) 0.5
 lab_odrsctl n1 wake busy1 > /dev/null || fail "wake busy1"
 
 step "idle1 wakes on access"
@@ -135,10 +141,9 @@ step "dry_run (by reload) logs and leaves it running"
 vm_sections "dry_run = yes" > "$conf.new"
 { lab_odrsd_conf n1; cat "$conf.new"; } > "$conf"
 lab_odrsctl n1 reload > /dev/null || fail "reload"
-before=$(odrs_events n1 hibernate_start idle1)
-sleep $((IDLE + 3 * CHECK + PROBE))
+odrs_mark n1
+skip_within $LATE idle1 dry_run
 running idle1
-[ "$(odrs_events n1 hibernate_start idle1)" = "$before" ] || fail "dry_run hibernated idle1"
-skipped idle1 dry_run
+[ "$(odrs_events n1 hibernate_start idle1)" = 0 ] || fail "dry_run hibernated idle1"
 
 echo "PASS"

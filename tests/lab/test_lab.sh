@@ -111,7 +111,7 @@ step "$VM answers c1 from n2 ($(ms "$t") ms after restore began); switch has its
 # The router client never asks: a permanent entry, and no ARP request on its wire.
 lab_router_client c2 $VM_IP $VM_MAC || fail "lab_router_client"
 lab_client_exec c2 ip neigh show $VM_IP | grep -q PERMANENT || fail "c2 entry not permanent"
-lab_client_exec c2 tcpdump -n -l -i eth0 arp >"$WORK/c2.arp" 2>"$WORK/c2.err" &
+lab_client_exec c2 tcpdump -n -l --immediate-mode -i eth0 arp >"$WORK/c2.arp" 2>"$WORK/c2.err" &
 dump=$!
 lab_wait 10 grep -q "listening on" "$WORK/c2.err" || fail "tcpdump on c2 did not start"
 body=$(lab_vm_http c2 $VM) || fail "router client c2: no HTTP answer"

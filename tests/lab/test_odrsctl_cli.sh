@@ -1,7 +1,8 @@
 #!/bin/bash
 # odrsctl against a fake daemon (socat and a canned responder): exit codes
 # 0/1/2/3, the request lines it sends, and what status, list, hibernate,
-# wake, pin, accept and reload print, through a pipe and on a terminal.
+# wake (one VM, several, --all), pin, accept and reload print, through a
+# pipe and on a terminal.
 # Needs no root and no VM. ODRSCTL overrides the binary (default build/odrsctl).
 # Exit 0 pass, 1 fail, 77 skip.
 cd "$(dirname "$0")/../.." || exit 1
@@ -48,7 +49,7 @@ case $req in
 *'"cmd":"status"'*)
 	echo '{"ok":true,"status":{"node":"n1","accept":"n2","vms":3,"sleeping":1,"uptime":123,"version":"0.1.0","counters":{"frames":10,"malformed":0,"arp_replies":2,"restores":1}}}' ;;
 *'"cmd":"list"'*)
-	echo '{"ok":true,"vms":[{"name":"web1","ip":"198.18.0.10","mac":"52:54:00:12:00:10","state":"hibernated","node":"n1","idle_s":12,"snapshot_bytes":68000000,"last_wake_ms":312,"pinned":false},{"name":"database-server","ip":"198.18.0.11","mac":"52:54:00:12:00:11","state":"running","node":"n1","idle_s":0,"snapshot_bytes":0,"last_wake_ms":null,"pinned":true}]}' ;;
+	echo '{"ok":true,"vms":[{"name":"web1","ip":"198.18.0.10","mac":"52:54:00:12:00:10","state":"hibernated","node":"n1","idle_s":12,"snapshot_bytes":68000000,"last_wake_ms":312,"pinned":false},{"name":"database-server","ip":"198.18.0.11","mac":"52:54:00:12:00:11","state":"running","node":"n1","idle_s":0,"snapshot_bytes":null,"last_wake_ms":null,"pinned":true}]}' ;;
 *'"vm":"missing"'*)
 	echo '{"ok":false,"error":"no such VM: missing"}' ;;
 *'"vm":"dropped"'*)
@@ -59,8 +60,18 @@ case $req in
 	echo '{"progress":{"done":34000000,"total":68000000}}'
 	echo '{"progress":{"done":68000000,"total":68000000}}'
 	echo '{"ok":true,"vm":"web1","state":"hibernated","bytes":68000000,"ms":2103}' ;;
+*'"vm":"slow"'*)
+	# Answers only once a request for "partner" has come: wake slow partner
+	# passes only when odrsctl sends every request before reading an answer.
+	for _ in $(seq 50); do grep -q '"vm":"partner"' "$FAKE_DIR/requests" && break; sleep 0.1; done
+	if grep -q '"vm":"partner"' "$FAKE_DIR/requests"; then
+		echo '{"ok":true,"vm":"slow","state":"running","ms":900}'
+	else
+		echo '{"ok":false,"error":"partner was never asked"}'
+	fi ;;
 *'"cmd":"wake"'*)
-	echo '{"ok":true,"vm":"web1","state":"running","ms":312}' ;;
+	vm=$(printf '%s\n' "$req" | sed -n 's/.*"vm":"\([^"]*\)".*/\1/p')
+	echo "{\"ok\":true,\"vm\":\"$vm\",\"state\":\"running\",\"ms\":312}" ;;
 *'"cmd":"accept","move"'*)
 	echo '{"ok":true}' ;;
 *'"cmd":"accept"'*)
@@ -84,14 +95,24 @@ C=("$ODRSCTL" -s "$SOCK")
 expect_rc "no command" 2 "$ODRSCTL"
 expect_rc "unknown command" 2 "${C[@]}" frobnicate
 expect_rc "hibernate without VM" 2 "${C[@]}" hibernate
-expect_rc "wake with two VMs" 2 "${C[@]}" wake a b
+expect_rc "wake without VM" 2 "${C[@]}" wake
+expect_rc "wake --all with a VM" 2 "${C[@]}" wake --all web1
+expect_rc "wake with a bad option" 2 "${C[@]}" wake --every
 expect_rc "status with bad option" 2 "${C[@]}" status --yaml
 expect_rc "accept with bad operand" 2 "${C[@]}" accept give n2
 expect_rc "-c with a missing file" 2 "$ODRSCTL" -c "$DIR/no.conf" status
-printf '[odrsd]\nwake_concurrency = many\n' >"$DIR/bad.conf"
-expect_rc "-c with an invalid file" 2 "$ODRSCTL" -c "$DIR/bad.conf" status
-check "config error as FILE:LINE" grep -q "^$DIR/bad.conf:2: " "$DIR/err"
 check "usage errors sent nothing" [ ! -s "$DIR/requests" ]
+
+# An invalid configuration is reported, then passed over for the default
+# socket: odrsctl needs only that path (none listens there in this test).
+printf '[odrsd]\nwake_concurrency = many\ncontrol_socket = %s\n' "$SOCK" >"$DIR/bad.conf"
+expect_rc "-c with an invalid file: the default socket" 3 "$ODRSCTL" -c "$DIR/bad.conf" status
+check "config error as FILE:LINE" grep -q "^$DIR/bad.conf:2: " "$DIR/err"
+check "warning names the default socket" \
+	grep -qx "odrsctl: warning: $DIR/bad.conf cannot be used; using the default socket /run/odrs/odrsd.sock" "$DIR/err"
+check "the default socket tried" grep -q "cannot connect to /run/odrs/odrsd.sock" "$DIR/err"
+expect_rc "-c with an invalid file and -s" 0 "$ODRSCTL" -c "$DIR/bad.conf" -s "$SOCK" status
+check "-s: the configuration not even read" [ ! -s "$DIR/err" ]
 
 # Unreachable: 3.
 expect_rc "no socket" 3 "$ODRSCTL" -s "$DIR/nobody.sock" status
@@ -122,7 +143,7 @@ check "status --json is the status object" \
 expect_rc "list" 0 "${C[@]}" list
 check "list rows" same "$DIR/out" \
 "web1            198.18.0.10 52:54:00:12:00:10 hibernated n1 12 68000000 312
-database-server 198.18.0.11 52:54:00:12:00:11 running    n1 0  0        -"
+database-server 198.18.0.11 52:54:00:12:00:11 running    n1 0  -        -"
 expect_rc "list --json" 0 "${C[@]}" list --json
 check "list --json is the array" bash -c "head -c1 '$DIR/out' | grep -q '\['"
 
@@ -133,6 +154,30 @@ check "hibernate outcome" same "$DIR/out" "web1: hibernated (68000000 bytes, 210
 check "hibernate request" same "$DIR/requests" '{"cmd":"hibernate","vm":"web1","progress":false}'
 expect_rc "wake" 0 "${C[@]}" wake web1
 check "wake outcome" same "$DIR/out" "web1: running (312 ms)"
+
+# wake VM...: every request out before an answer is read, each outcome in
+# the order given, each failure named, exit 1 when any failed.
+: >"$DIR/requests"
+expect_rc "wake several" 0 "${C[@]}" wake slow partner
+check "wake several: outcomes in order" same "$DIR/out" "slow: running (900 ms)
+partner: running (312 ms)"
+: >"$DIR/requests"
+expect_rc "wake several, one unknown" 1 "${C[@]}" wake web1 missing db1
+check "wake several: the others woken" same "$DIR/out" "web1: running (312 ms)
+db1: running (312 ms)"
+check "wake several: the failure named" same "$DIR/err" "odrsctl: missing: no such VM: missing"
+check "wake several: one request each" same <(sort "$DIR/requests") \
+'{"cmd":"wake","vm":"db1","progress":false}
+{"cmd":"wake","vm":"missing","progress":false}
+{"cmd":"wake","vm":"web1","progress":false}'
+expect_rc "wake several, daemon unreachable" 3 "$ODRSCTL" -s "$DIR/nobody.sock" wake web1 db1
+
+# wake --all: the VMs list says are not running (web1 here), nothing else.
+: >"$DIR/requests"
+expect_rc "wake --all" 0 "${C[@]}" wake --all
+check "wake --all outcome" same "$DIR/out" "web1: running (312 ms)"
+check "wake --all requests" same "$DIR/requests" '{"cmd":"list"}
+{"cmd":"wake","vm":"web1","progress":false}'
 
 : >"$DIR/requests"
 expect_rc "pin" 0 "${C[@]}" pin web1

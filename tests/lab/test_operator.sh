@@ -144,6 +144,7 @@ read -r name ip mac state node idle bytes lastwake <"$OUT.ls"
 [ "$bytes" -gt 1000000 ] || fail "snapshot_bytes $bytes"
 [ "$bytes" = "$(stat -c %s "$LAB_SHARED/web1.odrs-save")" ] || fail "snapshot_bytes $bytes, image $(stat -c %s "$LAB_SHARED/web1.odrs-save")"
 [ "$lastwake" = - ] || fail "last_wake_ms of a VM never woken: '$lastwake', want -"
+[ "$idle" = - ] || fail "idle_s of a VM not running: '$idle', want -"
 ctl list --json >"$OUT.lj" || fail "list --json failed"
 jq -e 'type == "array" and length == 1' "$OUT.lj" >/dev/null || fail "list --json: $(cat "$OUT.lj")"
 row=$(jq -r '.[0] | [.name, .ip, .mac, .state, .node, .idle_s, .snapshot_bytes, .last_wake_ms]
@@ -170,6 +171,9 @@ grep -Eqx 'web1: running \([0-9]+ ms\)' "$OUT.wk" || fail "wake said: $(cat -A "
 [ "$(status_val restores)" = $((restores + 1)) ] || fail "restores did not move"
 [ "$(lab_vm_http c1 web1)" = "hello from web1" ] || fail "web1 does not answer after the wake"
 jq -e '.[0].last_wake_ms >= 0' <(ctl list --json) >/dev/null || fail "last_wake_ms not recorded"
+read -r _ _ _ _ _ idle bytes _ < <(ctl list)
+[ "$bytes" = - ] || fail "snapshot_bytes of a woken VM (no snapshot): '$bytes', want -"
+[[ $idle =~ ^[0-9]+$ ]] || fail "idle_s of a running VM: '$idle'"
 start=$(date +%s%N)
 expect_rc 0 ctl wake web1
 ms=$((($(date +%s%N) - start) / 1000000))

@@ -310,6 +310,8 @@ static void test_good_values(void **state)
 		"[cluster]\naccept_term = 2s\nlease_ttl = 1s\n",
 		"[vm x]\nip = 198.18.0.1\nmac = 02:00:00:00:00:01\n",
 		"[vm web-1.example_com]\nip = 10.0.0.1\n",
+		"[odrsd]\ncheck_interval = 1s\nprobe_timeout = 1s\n",
+		"[odrsd]\ncheck_interval = 1h\nprobe_timeout = 5m\n",
 		"",
 	};
 	size_t i;
@@ -356,6 +358,13 @@ static void test_bad_values(void **state)
 		{ "[odrsd]\nwake_timeout = 0\n", "wake_timeout: \"0\": expected a duration from 1s to 1h" },
 		{ "[odrsd]\nwake_timeout = 61m\n", "expected a duration from 1s to 1h" },
 		{ "[odrsd]\nwake_timeout = 60\n", "expected a duration like 500ms, 30s, 2m, 1h" },
+		/* The bounds odrs.conf(5) gives. */
+		{ "[odrsd]\ncheck_interval = 999ms\n",
+		  "check_interval: \"999ms\": expected a duration from 1s to 1h" },
+		{ "[odrsd]\ncheck_interval = 61m\n", "expected a duration from 1s to 1h" },
+		{ "[odrsd]\nprobe_timeout = 500ms\n",
+		  "probe_timeout: \"500ms\": expected a duration from 1s to 5m" },
+		{ "[odrsd]\nprobe_timeout = 301s\n", "expected a duration from 1s to 5m" },
 		{ "[policy]\nidle_timeout = 5x\n",
 		  "idle_timeout: \"5x\": expected a duration like 500ms, 30s, 2m, 1h" },
 		{ "[policy]\nidle_timeout = 999ms\n", "expected 0 (never) or a duration from 1s to 720h" },
@@ -367,8 +376,12 @@ static void test_bad_values(void **state)
 		{ "[policy]\nload_threshold = 1e2\n", "expected a number from 0 to 1000" },
 		{ "[policy]\nload_threshold = .\n", "expected a number from 0 to 1000" },
 		{ "[policy]\nprobe = icmp\n", "probe: \"icmp\": expected agent, ssh or none" },
-		{ "[policy]\nwake_on = arp icmp\n", "wake_on: \"icmp\": expected arp, syn, both" },
-		{ "[policy]\nwake_on = arp none\n", "wake_on: \"none\": expected arp, syn, both" },
+		/* "both" is no value: the message lists what may be written. */
+		{ "[policy]\nwake_on = arp icmp\n",
+		  "wake_on: \"icmp\": expected \"arp syn\", arp, syn or none" },
+		{ "[policy]\nwake_on = both\n", "wake_on: \"both\": expected \"arp syn\", arp, syn or none" },
+		{ "[policy]\nwake_on = arp none\n",
+		  "wake_on: \"none\": expected \"arp syn\", arp, syn or none" },
 		{ "[policy]\nwake_ports =\n", "wake_ports: \"\": expected \"any\" or port numbers" },
 		{ "[policy]\nwake_ports = 22 0\n",
 		  "wake_ports: \"0\": expected \"any\" or port numbers from 1 to 65535" },
@@ -492,6 +505,10 @@ static void test_duplicates(void **state)
 	assert_true(has_diag(&ds, 5, "duplicate key \"ip\" in [vm a] (first at line 2)"));
 }
 
+#define LONG_NAME                                                                                     \
+	"vm-0123456789-0123456789-0123456789-0123456789-0123456789-0123456789-0123456789-0123456789-" \
+	"0123456789-0123456789-0123456789-0123456789"
+
 static void test_structure(void **state)
 {
 	struct wk_config *cfg;
@@ -513,6 +530,19 @@ static void test_structure(void **state)
 	assert_true(has_diag(&ds, 2, "syntax error"));
 	assert_true(has_diag(&ds, 3, "syntax error"));
 	assert_true(has_diag(&ds, 4, "syntax error"));
+	/* A VM name the control protocol can carry: 127 characters, not 128. */
+	{
+		char text[300];
+
+		snprintf(text, sizeof(text), "[policy]\n[vm %.127s]\nip = 10.0.0.1\n", LONG_NAME);
+		assert_int_equal(load_text(text, &cfg, &ds), 0);
+		assert_int_equal(strlen(cfg->vms[0].name), WK_VM_NAME_MAX);
+		wk_config_free(cfg);
+		snprintf(text, sizeof(text), "[policy]\n[vm %.128s]\nip = 10.0.0.1\n", LONG_NAME);
+		assert_int_equal(load_text(text, &cfg, &ds), -EINVAL);
+		assert_int_equal(ds.n, 1);
+		assert_true(has_diag(&ds, 2, "at most 127 characters"));
+	}
 	/* A [vm] section with no keys at all still needs its ip. */
 	assert_int_equal(load_text("\n\n[vm empty]\n", &cfg, &ds), -EINVAL);
 	assert_int_equal(ds.n, 1);

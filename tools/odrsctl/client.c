@@ -12,7 +12,8 @@
 
 #include "odrsctl.h"
 
-struct conn {
+/* A request sent, its answer still to read. */
+struct ctl_pending {
 	const char *path;
 	FILE *in;
 	int fd;
@@ -38,10 +39,10 @@ static int send_all(int fd, const char *buf, size_t len)
 }
 
 /* Connect and send req. NULL after reporting why, with *rc the exit code. */
-static struct conn *conn_request(const char *path, json_t *req, int *rc)
+static struct ctl_pending *conn_request(const char *path, json_t *req, int *rc)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct conn *c;
+	struct ctl_pending *c;
 	char *text;
 	int err;
 
@@ -90,7 +91,7 @@ fail:
  * connection dropped (*rc = EXIT_UNREACHABLE) or the line is not a JSON
  * object (*rc = EXIT_FAILED).
  */
-static json_t *conn_next(struct conn *c, int *rc)
+static json_t *conn_next(struct ctl_pending *c, int *rc)
 {
 	json_error_t jerr;
 	ssize_t n;
@@ -118,7 +119,7 @@ static json_t *conn_next(struct conn *c, int *rc)
 	return ans;
 }
 
-static void conn_close(struct conn *c)
+static void conn_close(struct ctl_pending *c)
 {
 	if (!c)
 		return;
@@ -127,11 +128,10 @@ static void conn_close(struct conn *c)
 	free(c);
 }
 
-json_t *ctl_call(struct ctl *ctl, json_t *req, progress_fn progress, void *arg, int *rc)
+struct ctl_pending *ctl_send(struct ctl *ctl, json_t *req, int *rc)
 {
 	const char *path = ctl_socket_path(ctl);
-	struct conn *c;
-	json_t *ans = NULL, *err;
+	struct ctl_pending *c;
 
 	if (!req) {
 		fprintf(stderr, "odrsctl: %s\n", strerror(ENOMEM));
@@ -145,8 +145,13 @@ json_t *ctl_call(struct ctl *ctl, json_t *req, progress_fn progress, void *arg, 
 	}
 	c = conn_request(path, req, rc);
 	json_decref(req);
-	if (!c)
-		return NULL;
+	return c;
+}
+
+json_t *ctl_answer(struct ctl_pending *c, const char *label, progress_fn progress, void *arg, int *rc)
+{
+	json_t *ans, *err;
+
 	while ((ans = conn_next(c, rc)) && !json_object_get(ans, "ok")) {
 		/* Lines without "ok" are progress reports (or extensions we skip). */
 		if (progress && json_is_object(json_object_get(ans, "progress")))
@@ -156,7 +161,7 @@ json_t *ctl_call(struct ctl *ctl, json_t *req, progress_fn progress, void *arg, 
 	conn_close(c);
 	if (ans && !json_is_true(json_object_get(ans, "ok"))) {
 		err = json_object_get(ans, "error");
-		fprintf(stderr, "odrsctl: %s\n",
+		fprintf(stderr, "odrsctl: %s%s%s\n", label ? label : "", label ? ": " : "",
 			json_is_string(err) ? json_string_value(err)
 					    : "the daemon refused, giving no reason");
 		json_decref(ans);
@@ -164,4 +169,11 @@ json_t *ctl_call(struct ctl *ctl, json_t *req, progress_fn progress, void *arg, 
 		*rc = EXIT_FAILED;
 	}
 	return ans;
+}
+
+json_t *ctl_call(struct ctl *ctl, json_t *req, progress_fn progress, void *arg, int *rc)
+{
+	struct ctl_pending *p = ctl_send(ctl, req, rc);
+
+	return p ? ctl_answer(p, NULL, progress, arg, rc) : NULL;
 }

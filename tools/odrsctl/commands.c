@@ -219,25 +219,13 @@ static void clear_progress(struct progress_line *pl)
 	pl->len = 0;
 }
 
-/* hibernate VM, doze VM, wake VM: the request, progress on a terminal, the outcome. */
-static int vm_job(struct ctl *c, int argc, char **argv, const char *doing)
+/* `web1: running (312 ms)`: a hibernate's, doze's or wake's final answer, which it frees. */
+static void print_outcome(json_t *ans, const char *name)
 {
-	bool tty = isatty(STDOUT_FILENO);
-	struct progress_line pl = { .doing = doing };
-	json_t *ans, *v;
-	int i, rc = EXIT_DONE;
+	json_t *v = json_object_get(ans, "vm");
 	bool paren = false;
 
-	if ((i = parse_args(argc, argv, NULL, 1, 1)) < 0)
-		return EXIT_USAGE;
-	pl.vm = argv[i];
-	ans = ctl_call(c, json_pack("{s:s, s:s, s:b}", "cmd", argv[0], "vm", argv[i], "progress", tty),
-		       tty ? show_progress : NULL, &pl, &rc);
-	clear_progress(&pl);
-	if (!ans)
-		return rc;
-	v = json_object_get(ans, "vm");
-	printf("%s: ", json_is_string(v) ? json_string_value(v) : argv[i]);
+	printf("%s: ", json_is_string(v) ? json_string_value(v) : name);
 	print_scalar(stdout, json_object_get(ans, "state"));
 	if (json_is_integer(v = json_object_get(ans, "bytes"))) {
 		printf(" (%" JSON_INTEGER_FORMAT " bytes", json_integer_value(v));
@@ -249,22 +237,145 @@ static int vm_job(struct ctl *c, int argc, char **argv, const char *doing)
 	}
 	puts(paren ? ")" : "");
 	json_decref(ans);
+}
+
+/* hibernate VM, doze VM, wake VM: the request, progress on a terminal, the outcome. */
+static int vm_job(struct ctl *c, const char *verb, const char *vm, const char *doing)
+{
+	bool tty = isatty(STDOUT_FILENO);
+	struct progress_line pl = { .doing = doing, .vm = vm };
+	json_t *ans;
+	int rc = EXIT_DONE;
+
+	ans = ctl_call(c, json_pack("{s:s, s:s, s:b}", "cmd", verb, "vm", vm, "progress", tty),
+		       tty ? show_progress : NULL, &pl, &rc);
+	clear_progress(&pl);
+	if (!ans)
+		return rc;
+	print_outcome(ans, vm);
 	return EXIT_DONE;
 }
 
 int cmd_hibernate(struct ctl *c, int argc, char **argv)
 {
-	return vm_job(c, argc, argv, "saving");
+	int i = parse_args(argc, argv, NULL, 1, 1);
+
+	return i < 0 ? EXIT_USAGE : vm_job(c, argv[0], argv[i], "saving");
+}
+
+/*
+ * Wake several VMs at once: every request is sent before any answer is
+ * read, so the daemon restores them side by side (as wake_concurrency
+ * allows); each outcome or failure is printed, in the order given. The
+ * exit code is the worst one.
+ */
+static int wake_many(struct ctl *c, const char *const *vms, size_t n)
+{
+	struct ctl_pending **pending = calloc(n ? n : 1, sizeof(*pending));
+	int *rcs = calloc(n ? n : 1, sizeof(*rcs));
+	int rc = EXIT_DONE;
+	size_t i;
+	json_t *ans;
+
+	if (!pending || !rcs) {
+		fprintf(stderr, "odrsctl: %s\n", strerror(ENOMEM));
+		free(pending);
+		free(rcs);
+		return EXIT_FAILED;
+	}
+	for (i = 0; i < n; i++)
+		pending[i] = ctl_send(
+			c, json_pack("{s:s, s:s, s:b}", "cmd", "wake", "vm", vms[i], "progress", 0), &rcs[i]);
+	for (i = 0; i < n; i++) {
+		if (pending[i] && (ans = ctl_answer(pending[i], vms[i], NULL, NULL, &rcs[i])))
+			print_outcome(ans, vms[i]);
+		if (rcs[i] > rc)
+			rc = rcs[i];
+	}
+	free(pending);
+	free(rcs);
+	return rc;
+}
+
+/* The VMs of `list` not running: what wake --all wakes. NULL after reporting why. */
+static json_t *vms_not_running(struct ctl *c, int *rc)
+{
+	json_t *ans = ctl_call(c, json_pack("{s:s}", "cmd", "list"), NULL, NULL, rc), *vms, *vm, *names;
+	size_t i;
+
+	if (!ans)
+		return NULL;
+	if (!json_is_array(vms = json_object_get(ans, "vms"))) {
+		*rc = bad_answer(ans, "vms");
+		return NULL;
+	}
+	names = json_array();
+	json_array_foreach(vms, i, vm)
+	{
+		json_t *name = json_object_get(vm, "name"), *state = json_object_get(vm, "state");
+
+		if (json_is_string(name) &&
+		    !(json_is_string(state) && !strcmp(json_string_value(state), "running")))
+			json_array_append(names, name);
+	}
+	json_decref(ans);
+	return names;
 }
 
 int cmd_doze(struct ctl *c, int argc, char **argv)
 {
-	return vm_job(c, argc, argv, "dozing");
+	int i = parse_args(argc, argv, NULL, 1, 1);
+
+	return i < 0 ? EXIT_USAGE : vm_job(c, argv[0], argv[i], "dozing");
 }
 
 int cmd_wake(struct ctl *c, int argc, char **argv)
 {
-	return vm_job(c, argc, argv, "restoring");
+	static const struct option longopts[] = {
+		{ "all", no_argument, NULL, 'a' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char **vms;
+	json_t *names = NULL;
+	bool all = false;
+	size_t n, i;
+	int opt, rc = EXIT_DONE;
+
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+		if (opt != 'a') {
+			usage_error("wake: unknown option '%s'", argv[optind - 1]);
+			return EXIT_USAGE;
+		}
+		all = true;
+	}
+	if (all == (optind < argc)) {
+		usage_error("wake: %s", all ? "--all or VMs, not both" : "missing operand");
+		return EXIT_USAGE;
+	}
+	if (!all && argc - optind == 1)
+		return vm_job(c, "wake", argv[optind], "restoring");
+	/* The configuration's problems once, not once per VM. */
+	if (!ctl_socket_path(c))
+		return EXIT_USAGE;
+	if (all) {
+		if (!(names = vms_not_running(c, &rc)))
+			return rc;
+		n = json_array_size(names);
+	} else {
+		n = (size_t)(argc - optind);
+	}
+	if (!(vms = calloc(n ? n : 1, sizeof(*vms)))) {
+		fprintf(stderr, "odrsctl: %s\n", strerror(ENOMEM));
+		json_decref(names);
+		return EXIT_FAILED;
+	}
+	for (i = 0; i < n; i++)
+		vms[i] = all ? json_string_value(json_array_get(names, i)) : argv[optind + (int)i];
+	rc = wake_many(c, vms, n);
+	free(vms);
+	json_decref(names);
+	return rc;
 }
 
 /* pin VM, unpin VM */

@@ -4,8 +4,13 @@
  * Works on the file alone: no daemon needed.
  *
  * Following across rotation, without losing or repeating a line:
- *  - copytruncate: the file at our offset shrank, so it was truncated and
- *    what follows starts at 0;
+ *  - copytruncate: the file was truncated and what follows starts at 0.
+ *    Its size alone does not tell: the writer may have written as much
+ *    again by the time we look. So the bytes we last read just before our
+ *    offset, and the file's first bytes, must still be there; otherwise
+ *    (or when the file is shorter than our offset) it was truncated. Only a
+ *    rewrite identical in both places goes unnoticed, and event lines carry
+ *    a timestamp;
  *  - rename (logrotate's create, or odrsd making a new file): the path
  *    names another inode. odrsd keeps appending to the old file until it
  *    notices, so the old file is read until the new one has data (one
@@ -28,6 +33,8 @@
 
 #define FOLLOW_POLL_NS	 (200 * 1000 * 1000)
 #define FOLLOW_DEFAULT_N 10
+/* The bytes kept from a file's start and from just before the offset, to tell a truncation. */
+#define MARK_BYTES 64
 
 struct events {
 	const char *vm;	   /* --vm: only events with this vm */
@@ -48,7 +55,11 @@ struct reader {
 	off_t off; /* bytes read from fd */
 	char *buf; /* bytes read but not yet a complete line */
 	size_t len, cap;
-	unsigned long lineno; /* of the last complete line */
+	unsigned long lineno;  /* of the last complete line */
+	char head[MARK_BYTES]; /* the file's first head_len bytes */
+	size_t head_len;
+	char tail[MARK_BYTES]; /* the tail_len bytes before off */
+	size_t tail_len;
 };
 
 /* Fields of the events INTERFACE.md lists, in its order; the rest follow in the line's order. */
@@ -229,6 +240,27 @@ static int take_line(struct events *e, const struct reader *r, const char *line,
 	return err;
 }
 
+/* Keep the file's first bytes and the last ones read from chunk, read at offset at. */
+static void reader_mark(struct reader *r, const char *chunk, size_t n, off_t at)
+{
+	size_t keep;
+
+	if (at < MARK_BYTES) {
+		keep = n < MARK_BYTES - (size_t)at ? n : MARK_BYTES - (size_t)at;
+		memcpy(r->head + at, chunk, keep);
+		r->head_len = (size_t)at + keep;
+	}
+	if (n >= MARK_BYTES) {
+		memcpy(r->tail, chunk + n - MARK_BYTES, MARK_BYTES);
+		r->tail_len = MARK_BYTES;
+		return;
+	}
+	keep = r->tail_len + n > MARK_BYTES ? MARK_BYTES - n : r->tail_len;
+	memmove(r->tail, r->tail + r->tail_len - keep, keep);
+	memcpy(r->tail + keep, chunk, n);
+	r->tail_len = keep + n;
+}
+
 /* Read fd to its current end, taking every complete line. 0 or -errno. */
 static int reader_drain(struct reader *r, struct events *e)
 {
@@ -245,6 +277,7 @@ static int reader_drain(struct reader *r, struct events *e)
 			return -errno;
 		if (n == 0)
 			return 0;
+		reader_mark(r, chunk, (size_t)n, r->off);
 		r->off += n;
 		need = r->len + (size_t)n;
 		if (need > r->cap) {
@@ -297,6 +330,8 @@ static int reader_open(struct reader *r, const char *path)
 	r->off = 0;
 	r->len = 0;
 	r->lineno = 0;
+	r->head_len = 0;
+	r->tail_len = 0;
 	return 0;
 }
 
@@ -306,22 +341,49 @@ static int fail(const char *path, int err)
 	return EXIT_FAILED;
 }
 
-/* The log was truncated under us (copytruncate): what follows starts at 0. */
-static int check_truncated(struct reader *r, struct events *e)
+/* Whether fd still holds the len bytes of want at offset at. 1, 0 or -errno. */
+static int still_there(int fd, const char *want, size_t len, off_t at)
+{
+	char got[MARK_BYTES];
+	ssize_t n;
+
+	do
+		n = pread(fd, got, len, at);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return (size_t)n == len && memcmp(got, want, len) == 0;
+}
+
+/*
+ * The log was truncated under us (copytruncate), perhaps written again
+ * past our offset since: what follows starts at 0. Checked before reading
+ * on, so nothing after the old offset is taken for the old file's rest.
+ */
+static int check_truncated(struct reader *r)
 {
 	struct stat st;
+	int same = 1;
 
 	if (fstat(r->fd, &st) < 0)
 		return -errno;
-	if (!S_ISREG(st.st_mode) || st.st_size >= r->off)
+	if (!S_ISREG(st.st_mode))
 		return 0;
+	if (st.st_size >= r->off &&
+	    ((same = still_there(r->fd, r->tail, r->tail_len, r->off - (off_t)r->tail_len)) == 1) &&
+	    (same = still_there(r->fd, r->head, r->head_len, 0)) == 1)
+		return 0;
+	if (same < 0)
+		return same;
 	/* The partial line's rest went into the copy: it cannot be completed. */
 	r->len = 0;
 	r->lineno = 0;
 	r->off = 0;
+	r->head_len = 0;
+	r->tail_len = 0;
 	if (lseek(r->fd, 0, SEEK_SET) < 0)
 		return -errno;
-	return reader_drain(r, e);
+	return 0;
 }
 
 /*
@@ -375,7 +437,7 @@ static int follow(struct reader *r, struct events *e, const char *path)
 		if (fflush(stdout) == EOF)
 			return fail("stdout", -errno);
 		pause_poll();
-		if ((err = reader_drain(r, e)) < 0 || (err = check_truncated(r, e)) < 0 ||
+		if ((err = check_truncated(r)) < 0 || (err = reader_drain(r, e)) < 0 ||
 		    (err = check_renamed(r, e, path)) < 0)
 			return fail(r->path, err);
 	}

@@ -15,13 +15,14 @@
 
 static const char usage_text[] =
 	"usage: odrsctl [-s SOCKET] [-c FILE] COMMAND\n"
-	"       odrsctl -V | -h\n"
+	"       odrsctl -V | -h | --help\n"
 	"commands:\n"
 	"  status [--json]              the daemon's state and counters\n"
 	"  list [--json]                one row per VM\n"
 	"  hibernate VM                 save VM now; returns when hibernated\n"
 	"  doze VM                      pause VM, its memory to swap; returns when dozing\n"
-	"  wake VM                      restore VM now; returns when running\n"
+	"  wake VM... | wake --all      restore now (--all: every VM not running);\n"
+	"                               returns when all run, or reports each failure\n"
 	"  pin VM | unpin VM            exempt from / return to automatic hibernation\n"
 	"  events [-f] [-n N] [-l FILE] [--vm VM] [--event NAME] [--json]\n"
 	"                               print the wake-event log (no daemon needed)\n"
@@ -73,17 +74,25 @@ void print_scalar(FILE *f, const json_t *v)
 
 static void config_diag(void *ctx, const char *file, unsigned line, const char *msg)
 {
-	if (line)
-		fprintf(stderr, "%s:%u: %s\n", file, line, msg);
-	else
-		fprintf(stderr, "%s: %s\n", file, msg);
+	char text[1024];
+
+	wk_diag_format(text, sizeof(text), file, line, msg);
+	fprintf(stderr, "%s\n", text);
 }
 
-/* 0, or -1 after reporting a configuration that cannot be used. */
-static int load_config(struct ctl *c)
+/*
+ * Read the paths from the configuration. 0, or -1 after reporting an
+ * explicit -c FILE that cannot be read. A file that is invalid (or, without
+ * -c, unreadable) is reported and passed over for the built-in defaults:
+ * odrsctl needs only a path or two, and is what an operator reaches for
+ * while the configuration is being fixed. what and fallback name the
+ * default the caller will use, for the warning.
+ */
+static int load_config(struct ctl *c, const char *what, const char *fallback)
 {
 	const char *path = c->config_opt;
 	struct wk_config *cfg;
+	int r;
 
 	if (c->config_loaded)
 		return 0;
@@ -95,8 +104,14 @@ static int load_config(struct ctl *c)
 		}
 		path = DEFAULT_CONFIG;
 	}
-	if (wk_config_load(path, config_diag, NULL, &cfg) < 0)
-		return -1;
+	if ((r = wk_config_load(path, config_diag, NULL, &cfg)) < 0) {
+		if (r != -EINVAL && c->config_opt)
+			return -1;
+		fprintf(stderr, "odrsctl: warning: %s cannot be used; using the default %s %s\n", path, what,
+			fallback);
+		c->config_loaded = true;
+		return 0;
+	}
 	if (cfg->control_socket && !(c->control_socket = strdup(cfg->control_socket)))
 		goto nomem;
 	if (cfg->event_log && !(c->event_log = strdup(cfg->event_log)))
@@ -114,14 +129,14 @@ const char *ctl_socket_path(struct ctl *c)
 {
 	if (c->socket_opt)
 		return c->socket_opt;
-	if (load_config(c) < 0)
+	if (load_config(c, "socket", DEFAULT_SOCKET) < 0)
 		return NULL;
 	return c->control_socket ? c->control_socket : DEFAULT_SOCKET;
 }
 
 const char *ctl_event_log_path(struct ctl *c)
 {
-	if (load_config(c) < 0)
+	if (load_config(c, "event log", DEFAULT_EVENT_LOG) < 0)
 		return NULL;
 	return c->event_log ? c->event_log : DEFAULT_EVENT_LOG;
 }
@@ -142,8 +157,13 @@ int main(int argc, char **argv)
 	size_t i;
 	int opt, rc;
 
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+
 	/* '+': options after COMMAND belong to the verb. */
-	while ((opt = getopt(argc, argv, "+s:c:hV")) != -1) {
+	while ((opt = getopt_long(argc, argv, "+s:c:hV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			c.socket_opt = optarg;

@@ -29,8 +29,9 @@ struct ctl {
 
 /*
  * The socket or event log path to use: the option, else the configuration
- * (-c FILE, or DEFAULT_CONFIG when it exists), else the built-in default.
- * NULL after reporting a configuration error (exit EXIT_USAGE).
+ * (-c FILE, or DEFAULT_CONFIG when it exists), else the built-in default,
+ * also when the configuration is invalid (after a warning). NULL after
+ * reporting an explicit -c FILE that cannot be read (exit EXIT_USAGE).
  */
 const char *ctl_socket_path(struct ctl *c);
 const char *ctl_event_log_path(struct ctl *c);
@@ -46,6 +47,16 @@ typedef void (*progress_fn)(const json_t *progress, void *arg);
  * on stderr, with *rc set to the exit code.
  */
 json_t *ctl_call(struct ctl *c, json_t *req, progress_fn progress, void *arg, int *rc);
+/*
+ * The same in two steps, for requests that run at once (wake VM...):
+ * ctl_send connects and sends req (taking its reference), NULL after
+ * reporting why with *rc set; ctl_answer reads to the final answer and
+ * closes, as ctl_call does, its error prefixed with "label: " when label
+ * is not NULL.
+ */
+struct ctl_pending;
+struct ctl_pending *ctl_send(struct ctl *c, json_t *req, int *rc);
+json_t *ctl_answer(struct ctl_pending *p, const char *label, progress_fn progress, void *arg, int *rc);
 
 /* commands.c: the verbs that talk to the daemon. */
 int cmd_status(struct ctl *c, int argc, char **argv);
