@@ -23,7 +23,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <libvirt/libvirt-qemu.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 #include <libxml/parser.h>
@@ -39,13 +38,6 @@
 #define PROGRESS_INTERVAL_MS 200
 /* How often INSPECT looks whether the domain's libvirt job has ended. */
 #define JOB_POLL_MS 100
-/*
- * After a resume QEMU announces the guest's MAC (RARP) at once, as it does
- * after a restore: the bridge learned that MAC on odrsd's port while it
- * dozed, and a frame the guest never answers would not move it back.
- */
-#define ANNOUNCE_SELF \
-	"{\"execute\":\"announce-self\",\"arguments\":{\"initial\":1,\"max\":1,\"rounds\":1,\"step\":1}}"
 /* Where libvirtd's QEMU driver writes each running domain's QEMU pid. */
 #define QEMU_PID_DIR "/run/libvirt/qemu"
 /* QEMU's anonymous mappings this large hold guest RAM; the smaller ones are QEMU's own. */
@@ -845,7 +837,6 @@ out:
 static void do_resume(struct worker *w, struct virt_job *job, const struct snapfile *sf)
 {
 	uint64_t t0 = now_ms();
-	char *announced = NULL;
 	virDomainPtr dom;
 	bool failed;
 
@@ -857,8 +848,6 @@ static void do_resume(struct worker *w, struct virt_job *job, const struct snapf
 	}
 	if (virDomainResume(dom) < 0)
 		job_fail_virt(job, "resume %s", job->name);
-	else if (virDomainQemuMonitorCommand(dom, ANNOUNCE_SELF, &announced, 0) == 0)
-		free(announced); /* best effort: a held SYN's replay makes the guest speak anyway */
 	job->ms = now_ms() - t0;
 	if (virDomainIsActive(dom) == 1) {
 		job->state = VIRT_RUNNING;
