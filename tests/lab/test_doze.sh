@@ -9,6 +9,7 @@
 #  3. a client with an empty ARP cache reaches it with exactly one SYN on the wire
 #     (lab_client_first_syn_only): ARP answered and the SYN held while it dozes, the
 #     held SYN replayed after the resume; the wake's time (wake_done ms) is printed;
+#     woken by odrsctl wake, it takes a client's single SYN without any ARP;
 #  4. odrsd SIGKILLed while the VM dozes: restarted, it shows the VM dozing (the
 #     domain is paused, the state file says a doze paused it), and a client wakes it;
 #  5. sleep = doze_then_hibernate: a VM dozing for hibernate_after is hibernated (saved
@@ -109,6 +110,18 @@ odrs_event n1 syn_replayed web1 || fail "no syn_replayed event"
 ms=$(wake_done_from_doze n1 web1) || fail "no wake_done from doze"
 echo "wake from doze: $ms ms"
 [ "$(odrs_state n1 web1)" = running ] || fail "web1 is $(odrs_state n1 web1) after the wake"
+
+step "3b: woken without a frame from a client, then reached with one SYN and no ARP"
+# Nothing the client sends reaches the guest before its SYN, and nothing is held to
+# replay: the bridge must send the SYN to the resumed guest's tap.
+out=$(lab_odrsctl n1 doze web1) || fail "doze web1: $out"
+out=$(lab_odrsctl n1 wake web1) || fail "wake web1: $out"
+echo "$out"
+lab_router_client c1 198.18.0.10 52:54:00:12:00:10
+lab_client_first_syn_only c1
+body=$(lab_client_exec c1 curl -sS --max-time 10 http://198.18.0.10/) || fail "curl after a manual wake from a doze"
+[ "$body" = "hello from web1" ] || fail "body: $body"
+lab_client_exec c1 ip neigh del 198.18.0.10 dev eth0
 
 step "4: odrsd SIGKILLed while web1 dozes"
 out=$(lab_odrsctl n1 doze web1) || fail "doze web1 again: $out"
