@@ -282,8 +282,9 @@ static void apply_fields(struct odrsd *d, struct vm *vm, const struct vm_rule *r
 	if ((from == VM_HIBERNATING && r->to != VM_HIBERNATING && r->to != VM_HIBERNATED) ||
 	    (from == VM_DOZING_OFF && r->to != VM_DOZING_OFF && r->to != VM_DOZING))
 		vm->wake_wanted = false;
-	/* Paused by a doze, as a restart must know; a save or resume ends it. */
-	vm->dozed = r->to == VM_DOZING || (vm->dozed && (r->to == VM_HIBERNATING || r->to == VM_UNKNOWN));
+	/* Paused here by a doze, as a restart must know; a save or resume ends it. */
+	vm->dozed = (r->to == VM_DOZING && !(r->effects & VM_FX_FOLLOW)) ||
+		    (vm->dozed && (r->to == VM_HIBERNATING || r->to == VM_UNKNOWN));
 	if (r->to == VM_DOZING && from != VM_DOZING)
 		vm->dozed_at = d->life->ops->now(d);
 	if (r->effects & VM_FX_WANT)
@@ -322,12 +323,11 @@ static void apply_fields(struct odrsd *d, struct vm *vm, const struct vm_rule *r
 	case VM_EV_DOZE_FAILED_UP:
 		set_str(vm->tap, sizeof(vm->tap), job->tap); /* for the replay */
 		break;
+	case VM_EV_RESTORE_OK:
+		vm->snapshot_bytes = 0;
+		/* fall through */
 	case VM_EV_RESUME_OK:
 		vm->last_wake_ms = (int64_t)((d->life->ops->now(d) - vm->trigger_at) * 1000);
-		break;
-	case VM_EV_RESTORE_OK:
-		vm->last_wake_ms = (int64_t)((d->life->ops->now(d) - vm->trigger_at) * 1000);
-		vm->snapshot_bytes = 0;
 		break;
 	case VM_EV_REG_WAKE_HERE:
 		vm->trigger = p->trigger;

@@ -472,7 +472,7 @@ static void observe_neighbours(struct odrsd *d, struct vm *vm, const struct vm_c
 static void observe_persist(struct odrsd *d, struct vm *vm, const struct vm_change *c)
 {
 	if (c->in->ev == VM_EV_RESTORE_OK || c->in->ev == VM_EV_RESUME_OK ||
-	    (c->from == VM_DOZING) != (c->to == VM_DOZING))
+	    ((c->from == VM_DOZING) != (c->to == VM_DOZING) && vm_is_local(d, vm)))
 		state_save(d, vm);
 }
 

@@ -704,6 +704,12 @@ static void test_inspect_finds_dozing(void **state)
 	vm.job_busy = true;
 	vm_on_job_done(&d, &vm, &j);
 	assert_int_equal(vm.state, VM_RUNNING);
+	/* Dozing on another node, as the registry says: not paused here. */
+	reset(true, VM_RUNNING);
+	assert_true(vm_on_registry(&d, &vm, &(struct vm_proposal){ .state = VM_DOZING, .node = "n2" }));
+	assert_int_equal(vm.state, VM_DOZING);
+	assert_string_equal(vm.node, "n2");
+	assert_false(vm.dozed);
 	/* An inspect of a dozing VM keeps what it was for its result. */
 	reset(false, VM_DOZING);
 	vm.dozed = true;
