@@ -56,8 +56,9 @@ struct peer {
 struct cluster {
 	struct odrsd *d;
 	struct etcd *etcd;
-	bool ok;       /* the last request to etcd worked */
-	bool watching; /* our view follows the store */
+	bool ok;	/* the last request to etcd worked */
+	bool watching;	/* our view follows the store */
+	bool read_once; /* the store was read since start: the registry's word is known */
 	bool syncing, granting;
 	bool fenced;	   /* our lease may have run out: acting for nobody but ourselves */
 	int64_t lease;	   /* ours; 0 while none */
@@ -90,6 +91,11 @@ bool cluster_on(const struct odrsd *d)
 bool cluster_store_ok(const struct odrsd *d)
 {
 	return !d->cluster || (d->cluster->ok && d->cluster->watching && !d->cluster->fenced);
+}
+
+bool cluster_registry_read(const struct odrsd *d)
+{
+	return !d->cluster || d->cluster->read_once;
 }
 
 bool cluster_fenced(const struct odrsd *d)
@@ -725,6 +731,11 @@ static void sync_done(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs
 	}
 	for (size_t i = 0; i < n; i++)
 		apply(c, false, &kvs[i]);
+	c->read_once = true;
+	/* Waiting for this read (not defined here), and the registry did not place it: libvirt's word. */
+	for (size_t i = 0; i < d->nvms; i++)
+		if (d->vms[i]->state == VM_UNKNOWN && !d->vms[i]->job_busy)
+			vm_inspect(d, d->vms[i]);
 	if (!has_key(kvs, n, ACCEPT_KEY))
 		accept_apply(c, true, NULL);
 	for (size_t i = 0; i < ngone; i++)

@@ -19,6 +19,8 @@ void cluster_stop(struct odrsd *d);
 bool cluster_on(const struct odrsd *d);
 /* The last exchange with etcd worked (always true without a cluster). */
 bool cluster_store_ok(const struct odrsd *d);
+/* etcd was read once since start (always true without a cluster). */
+bool cluster_registry_read(const struct odrsd *d);
 /* Our lease may have run out (lease_ttl since the last acknowledged renewal): acting for nobody else. */
 bool cluster_fenced(const struct odrsd *d);
 /* node (not this one) has no live key in etcd, as far as this node follows the store. */

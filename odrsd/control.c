@@ -24,10 +24,13 @@
 
 struct conn;
 
-/* The request a connection waits on; linked into vm->waiters or d->accept_waiters. */
+/* The request a connection waits on; linked into vm->waiters, d->accept_waiters or d->state_waiters. */
 struct waiter {
 	struct conn *c;
-	struct vm *vm; /* waited for, or NULL (an accept-role move) */
+	struct vm *vm; /* waited for, or NULL (an accept-role move, a state write) */
+	struct waiter **list;
+	char state_of[128]; /* a state write: of this VM, */
+	int64_t ticket;	    /* up to this ticket of state_save() */
 	bool waiting;
 	const char *verb;
 	ev_timer progress; /* reports libvirt's progress while waiting */
@@ -263,6 +266,7 @@ static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)
 static void wait_for(struct conn *c, struct waiter **list, struct vm *vm, const char *verb, bool progress)
 {
 	c->w.vm = vm;
+	c->w.list = list;
 	c->w.waiting = true;
 	c->w.verb = verb;
 	c->w.next = *list;
@@ -307,14 +311,19 @@ static void cmd_doze(struct conn *c, const struct wk_ctl_request *req)
 static void cmd_pin(struct conn *c, const struct wk_ctl_request *req, bool pin)
 {
 	struct vm *vm = req_vm(c, req);
+	int64_t ticket;
 
 	if (!vm)
 		return;
 	vm->pinned = pin;
-	if (state_save(c->d, vm) < 0)
+	/* Answered once the pin is durable: it survives a crash right after. */
+	if ((ticket = state_save(c->d, vm)) < 0) {
 		reply_error(c, "cannot record the pin of %s in state_dir", vm->name);
-	else
-		reply(c, json_pack("{s:b}", "ok", 1));
+		return;
+	}
+	snprintf(c->w.state_of, sizeof(c->w.state_of), "%s", vm->name);
+	c->w.ticket = ticket;
+	wait_for(c, &c->d->state_waiters, NULL, pin ? "pin" : "unpin", false);
 }
 
 static void cmd_pin_on(struct conn *c, const struct wk_ctl_request *req)
@@ -436,7 +445,7 @@ static void unwait(struct conn *c)
 
 	if (!c->w.waiting)
 		return;
-	for (p = c->w.vm ? &c->w.vm->waiters : &c->d->accept_waiters; *p; p = &(*p)->next)
+	for (p = c->w.list; *p; p = &(*p)->next)
 		if (*p == &c->w) {
 			*p = c->w.next;
 			break;
@@ -503,6 +512,30 @@ void control_accept_done(struct odrsd *d, int err, const char *error)
 		unwait(c);
 		if (err)
 			reply_error(c, "%s", error);
+		else
+			reply(c, json_pack("{s:b}", "ok", 1));
+		conn_kick(c);
+	}
+}
+
+void control_state_saved(struct odrsd *d, const char *vm, int64_t ticket, int err)
+{
+	struct waiter **p = &d->state_waiters;
+	char why[256];
+
+	if (err)
+		snprintf(why, sizeof(why), "cannot record the pin of %s in state_dir: %s", vm,
+			 strerror(-err));
+	while (*p) {
+		struct conn *c = (*p)->c;
+
+		if (strcmp(c->w.state_of, vm) || c->w.ticket > ticket) {
+			p = &(*p)->next;
+			continue;
+		}
+		unwait(c); /* *p is the next one now */
+		if (err)
+			reply_error(c, "%s", why);
 		else
 			reply(c, json_pack("{s:b}", "ok", 1));
 		conn_kick(c);

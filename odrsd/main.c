@@ -451,6 +451,10 @@ static int start(struct odrsd *d)
 		return r;
 	}
 	/* Workers start after the drop: threads inherit the reduced capability set. */
+	if ((r = state_start(d)) < 0) {
+		log_err("state writer: %s", strerror(-r));
+		return r;
+	}
 	r = virt_open(&d->virt, d->loop, d->cfg->libvirt_uri, d->cfg->snapshot_dir, d->cfg->node,
 		      d->cfg->wake_concurrency, d->cfg->hibernate_concurrency, wake_job_done, d);
 	if (r < 0) {
@@ -599,6 +603,7 @@ int main(int argc, char **argv)
 	control_close(d);
 	virtev_stop(d);
 	virt_close(d->virt);
+	state_stop(d);
 	capture_stop(d);
 	evlog_close();
 	return 0;

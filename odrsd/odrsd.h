@@ -168,9 +168,11 @@ struct odrsd {
 	ev_signal sighup, sigterm, sigint;
 	struct counters n;
 
-	bool accept;		       /* this node holds the accept role (always, without a cluster) */
-	struct cluster *cluster;       /* NULL without a cluster backend */
-	struct waiter *accept_waiters; /* control clients waiting for an accept-role move */
+	bool accept;			   /* this node holds the accept role (always, without a cluster) */
+	struct cluster *cluster;	   /* NULL without a cluster backend */
+	struct waiter *accept_waiters;	   /* control clients waiting for an accept-role move */
+	struct waiter *state_waiters;	   /* control clients waiting for a VM's state to be written */
+	struct state_writer *state_writer; /* state.c: writes state_dir off the loop */
 	struct retrain retrain;
 	struct vm_life *life; /* vm.c: its effects and observers (wake.c fills them in) */
 };
@@ -227,10 +229,19 @@ int inject_tap_untagged(unsigned ifindex, uint16_t *vids, size_t max);
 /* control.c: completion of a VM operation a client waits for. */
 void control_vm_done(struct odrsd *d, struct vm *vm, int err, const char *error);
 void control_accept_done(struct odrsd *d, int err, const char *error);
+/* vm's state up to ticket is in state_dir (err 0) or could not be written. */
+void control_state_saved(struct odrsd *d, const char *vm, int64_t ticket, int err);
 
 /* state.c: what survives a restart besides libvirt and snapshot_dir. */
 void state_load(struct odrsd *d, struct vm *vm);
-int state_save(struct odrsd *d, const struct vm *vm);
+/* The writer thread: 0 or -errno. Stopping, it writes what is queued first. */
+int state_start(struct odrsd *d);
+void state_stop(struct odrsd *d);
+/*
+ * Queue vm's state for writing; a ticket (> 0), or -ENOMEM (logged). Once
+ * it is durable (or failed, logged), control_state_saved(d, name, ticket, err).
+ */
+int64_t state_save(struct odrsd *d, const struct vm *vm);
 
 /* main.c */
 int odrsd_reload(struct odrsd *d, char *err, size_t errlen);

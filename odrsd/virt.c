@@ -884,6 +884,7 @@ static void do_inspect(struct worker *w, struct virt_job *job, const struct snap
 		observe(w, job, sf);
 		return;
 	}
+	job->defined = dom != NULL;
 	if (dom && (r = wait_job_end(w, dom)) < 0) {
 		job_fail(job, r, "inspect %s: stopped while waiting for its job", job->name);
 		goto out;
@@ -1173,8 +1174,7 @@ void virt_submit(struct virt *v, struct virt_job *job)
 	job->error[0] = '\0';
 	job->state = VIRT_MISSING;
 	job->tap[0] = '\0';
-	job->has_mac = false;
-	job->paused = false;
+	job->has_mac = job->defined = job->paused = false;
 	memset(job->mac, 0, sizeof(job->mac));
 	job->bytes = job->ms = job->shrunk_bytes = job->shrink_ms = 0;
 	job->paged_out_bytes = job->resident_bytes = 0;

@@ -56,6 +56,7 @@ struct virt_job {
 	char tap[IF_NAMESIZE]; /* running: the tap of the interface with mac */
 	uint8_t mac[6];	       /* the domain's first interface MAC */
 	bool has_mac;
+	bool defined;		  /* inspect: the domain is defined on this node */
 	bool paused;		  /* VIRT_RUNNING, paused (an inspect's and a doze's result) */
 	uint64_t mem_bytes;	  /* the domain's memory (with its MAC, read from the domain) */
 	uint64_t bytes;		  /* size of the image (after a save, or when hibernated) */

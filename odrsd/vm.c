@@ -505,13 +505,20 @@ int vm_request_doze(struct odrsd *d, struct vm *vm, const char *reason, char *er
 	return request_sleep(d, vm, VM_EV_DOZE, reason, err, errlen);
 }
 
-/* VM_EV_COUNT: the registry was followed instead. */
+/* VM_EV_COUNT: the registry was followed instead, or will be (its first read). */
 static enum vm_event inspect_event(struct odrsd *d, struct vm *vm, const struct virt_job *job)
 {
 	if (job->err)
 		return job->err == -ENOTCONN ? VM_EV_LIBVIRT_GONE : VM_EV_INSPECT_FAILED;
 	/* In a cluster, a VM not running here is wherever the registry says. */
 	if (d->cluster && job->state != VIRT_RUNNING && vm->rev && d->life->ops->adopt(d, vm))
+		return VM_EV_COUNT;
+	/*
+	 * Not defined here, and the registry not read yet: it runs or sleeps as
+	 * another node left it (and only the registry has its MAC). It stays
+	 * unknown; the registry's first read decides, or inspects it again.
+	 */
+	if (d->cluster && !job->defined && !d->life->ops->registry_read(d))
 		return VM_EV_COUNT;
 	switch (job->state) {
 	case VIRT_RUNNING:

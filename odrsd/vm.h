@@ -151,6 +151,8 @@ struct vm_ops {
 	int (*claim)(struct odrsd *d, struct vm *vm, char *err, size_t errlen);
 	/* Whether the registry has a word on vm; it then calls vm_on_registry. */
 	bool (*adopt)(struct odrsd *d, struct vm *vm);
+	/* Whether the registry was read once since start: until then it may know what this node does not. */
+	bool (*registry_read)(const struct odrsd *d);
 	bool (*store_ok)(const struct odrsd *d);
 	/* Rate limits of automatic wakes; charges them when it says yes. */
 	bool (*may_wake)(struct odrsd *d, struct vm *vm, enum wk_trigger t);

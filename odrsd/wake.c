@@ -420,6 +420,7 @@ static const struct vm_ops daemon_ops = {
 	.submit = job_submit,
 	.claim = cluster_claim,
 	.adopt = adopt,
+	.registry_read = cluster_registry_read,
 	.store_ok = store_ok,
 	.may_wake = wake_allowed,
 	.now = clock_now,
@@ -613,8 +614,13 @@ void wake_job_done(struct virt_job *job, void *ctx)
 	struct vm *vm = job->owner;
 
 	if (job->op != VIRT_PROBE) {
+		bool removed = vm->removed; /* then vm_on_job_done frees it */
+
 		learn_mac(d, vm, job);
 		vm_on_job_done(d, vm, job);
+		if (!removed && job->op == VIRT_INSPECT && vm->state == VM_UNKNOWN && !vm->job_busy)
+			log_info("%s: not defined on this node; the registry's first read says where it is",
+				 vm->name);
 		return;
 	}
 	idle_probe_done(d, vm);

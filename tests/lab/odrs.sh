@@ -74,29 +74,40 @@ odrs_replayed_once() {
 }
 
 # A capture on a client's eth0: start it, then count what it saw (stopping it).
-# Immediate mode: a frame is written when it arrives, not when the kernel's
-# capture block fills or times out (1 s), so stopping right after the traffic
-# loses nothing.
+# The count is exact: before stopping, the client sends a marker (an ARP
+# request for ODRS_MARKER_IP, which nothing answers) and the count waits
+# until the capture has written it, so every frame the client sent before
+# is in the file too, however late the loaded machine schedules tcpdump (a
+# SIGINT drops what it has not read yet; immediate mode alone does not
+# help a tcpdump that is not running). The marker itself is never counted.
+ODRS_MARKER_IP=198.18.255.254
+ODRS_MARKER="arp and arp[24:4] = 0xc612fffe"
 odrs_capture_start() { # CLIENT FILTER
 	local f=$LAB_DIR/cap-$1
 	rm -f "$f.pcap" "$f.err"
+	printf '%s\n' "$2" > "$f.filter"
 	# Not through a function: $! must be tcpdump itself (ip netns exec execs it).
-	ip netns exec "$LAB_PREFIX-$1" tcpdump -i eth0 --immediate-mode -U -w "$f.pcap" "$2" 2> "$f.err" &
+	ip netns exec "$LAB_PREFIX-$1" tcpdump -i eth0 -U --immediate-mode -w "$f.pcap" "($2) or ($ODRS_MARKER)" 2> "$f.err" &
 	echo $! > "$f.pid"
 	lab_wait 10 grep -q listening "$f.err" || fail "tcpdump on $1 did not start: $(cat "$f.err")"
 }
 
-odrs_capture_count() { # CLIENT [FILTER]
-	local f=$LAB_DIR/cap-$1
+_odrs_capture_has() { tcpdump -nn -r "$1" "$2" 2> /dev/null | grep -q .; }
+
+odrs_capture_count() { # CLIENT [FILTER, default: the capture's]
+	local f=$LAB_DIR/cap-$1 pid
 	if [ -s "$f.pid" ]; then
-		# In immediate mode each frame is handed over as it arrives; this is only
-		# for tcpdump to be scheduled and read the last of them on a loaded machine.
-		sleep 0.2
-		kill -INT "$(cat "$f.pid")" 2>/dev/null
-		wait "$(cat "$f.pid")" 2>/dev/null
+		pid=$(cat "$f.pid")
+		lab_client_exec "$1" arping -q -c 1 -w 1 -i eth0 $ODRS_MARKER_IP > /dev/null 2>&1 &
+		lab_wait 10 _odrs_capture_has "$f.pcap" "$ODRS_MARKER" ||
+			echo "odrs_capture_count: the marker never reached the capture on $1" >&2
+		wait $!
+		# With the marker in the file, so is all before it: what comes after does not count.
+		kill -INT "$pid" 2> /dev/null
+		wait "$pid" 2> /dev/null # no child of a $(...) subshell: then tcpdump ends on its own
 		rm -f "$f.pid"
 	fi
-	tcpdump -nn -r "$f.pcap" ${2:+"$2"} 2>/dev/null | wc -l
+	tcpdump -nn -r "$f.pcap" "(${2:-$(cat "$f.filter")}) and not ($ODRS_MARKER)" 2> /dev/null | wc -l
 }
 
 # odrs_guest_sh NODE VM CMD: run CMD in the guest through its agent, print its output.

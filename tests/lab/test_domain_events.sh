@@ -43,12 +43,12 @@ for how in restore start; do
 	odrs_hibernate n1 web1
 	before=$(restores)
 	if [ "$how" = restore ]; then
-		lab_virsh n1 restore "$LAB_SHARED/web1.img" > /dev/null || fail "virsh restore"
+		lab_virsh n1 restore "$LAB_SHARED/web1.odrs-save" > /dev/null || fail "virsh restore"
 	else
 		lab_virsh n1 start web1 > /dev/null || fail "virsh start"
 	fi
 	odrs_wait_state n1 web1 running 5 || fail "web1 not followed as running after virsh $how"
-	[ ! -e "$LAB_SHARED/web1.img" ] || fail "web1.img still restorable after virsh $how"
+	[ ! -e "$LAB_SHARED/web1.odrs-save" ] || fail "web1.odrs-save still restorable after virsh $how"
 	out=$(lab_odrsctl n1 wake web1) || fail "wake: $out"
 	[ "$(restores)" = "$before" ] || fail "odrsctl wake restored web1 again after virsh $how"
 	[ "$(lab_virsh n1 list --name | grep -c '^web1$')" = 1 ] || fail "web1 listed twice"

@@ -64,7 +64,7 @@ cut() { # NODE add|del: drop the node's etcd traffic both ways
 hibernate() { # NODE
 	local out
 	out=$(lab_odrsctl "$1" hibernate web1) || fail "hibernate web1 on $1: $out"
-	[ -s "$LAB_SHARED/web1.img" ] || fail "no image of web1"
+	[ -s "$LAB_SHARED/web1.odrs-save" ] || fail "no image of web1"
 }
 
 step "the role on n3; web1 sleeps"

@@ -115,7 +115,7 @@ lab_odrsd_pid n1 >/dev/null || fail "odrsd died (a client hung up?): rc $(cat "$
 lab_odrsd_stop n1 || fail "odrsd stop: exit $?"
 
 # Ghosts: a and b hibernated (an image, no domain), c in error (nothing at all).
-mkdir -p "$LAB_SHARED" && echo x >"$LAB_SHARED/ga.img" && echo x >"$LAB_SHARED/gb.img"
+mkdir -p "$LAB_SHARED" && echo x >"$LAB_SHARED/ga.odrs-save" && echo x >"$LAB_SHARED/gb.odrs-save"
 IPA=198.18.0.41 IPB=198.18.0.42 IPC=198.18.0.43
 MACA=52:54:00:12:00:41 MACB=52:54:00:12:00:42 MACC=52:54:00:12:00:43
 conf=$(odrs_conf n1 "[policy]" "idle_timeout = 0" "wake_on = none" \

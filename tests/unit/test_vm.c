@@ -22,7 +22,7 @@ static struct {
 	unsigned submits[VIRT_RESUME + 1], claims, adopts, timer_on, timer_off, rechecks, replays, releases,
 		passes, destroys, refused_wakes;
 	int claim_result; /* what the fake claim returns */
-	bool store_ok, may_wake;
+	bool store_ok, may_wake, registry_read;
 	struct vm_proposal adopt_with; /* what the fake registry proposes on adopt (state 0: nothing) */
 	double now;
 	struct vm_change changes[MAX_CHANGES];
@@ -45,6 +45,10 @@ static bool fake_adopt(struct odrsd *d, struct vm *vm)
 {
 	fake.adopts++;
 	return fake.adopt_with.state != VM_UNKNOWN && vm_on_registry(d, vm, &fake.adopt_with);
+}
+static bool fake_registry_read(const struct odrsd *d)
+{
+	return fake.registry_read;
 }
 static bool fake_store_ok(const struct odrsd *d)
 {
@@ -92,6 +96,7 @@ static const struct vm_ops fake_ops = {
 	.submit = fake_submit,
 	.claim = fake_claim,
 	.adopt = fake_adopt,
+	.registry_read = fake_registry_read,
 	.store_ok = fake_store_ok,
 	.may_wake = fake_may_wake,
 	.now = fake_now,
@@ -124,7 +129,7 @@ static int cluster_marker; /* d.cluster only has to be non-NULL: vm.c never look
 static void reset(bool cluster, enum vm_state s)
 {
 	memset(&fake, 0, sizeof(fake));
-	fake.store_ok = fake.may_wake = true;
+	fake.store_ok = fake.may_wake = fake.registry_read = true;
 	fake.now = 100.;
 	memset(&d, 0, sizeof(d));
 	d.cfg = &cfg;
@@ -750,6 +755,72 @@ static void test_inspect(void **state)
 	assert_int_equal(vm.state, VM_HIBERNATED);
 }
 
+/* A cluster node just started: its registry not read yet, the VM not in it yet. */
+static void restarted_unread(void)
+{
+	reset(true, VM_UNKNOWN);
+	vm.rev = 0;
+	fake.registry_read = false;
+}
+
+/*
+ * A node restarts while the VM sleeps or runs elsewhere, its domain not
+ * defined here: whichever ends first, its inspect or the registry's first
+ * read, it ends where the registry says, never "no such domain" nor
+ * published as this node's inspect saw it (that would clear the registry's MAC).
+ */
+static void test_undefined_domain_follows_registry(void **state)
+{
+	static const struct vm_proposal asleep = {
+		.state = VM_HIBERNATED, .node = "", .bytes = 99, .last_wake_ms = -1
+	};
+	static const struct vm_proposal there = { .state = VM_RUNNING, .node = "n2", .last_wake_ms = -1 };
+	struct virt_job image = job_of(VIRT_INSPECT, 0, VIRT_HIBERNATED);
+	struct virt_job none = job_of(VIRT_INSPECT, 0, VIRT_MISSING);
+
+	/* The inspect first: nothing decided, nobody told, until the registry's read. */
+	restarted_unread();
+	vm.job_busy = true;
+	vm_on_job_done(&d, &vm, &image);
+	assert_int_equal(vm.state, VM_UNKNOWN);
+	assert_int_equal(fake.nchanges, 0);
+	assert_false(vm.job_busy);
+	vm.rev = 3;
+	assert_true(vm_on_registry(&d, &vm, &asleep));
+	assert_int_equal(vm.state, VM_HIBERNATED);
+	assert_int_equal(vm.snapshot_bytes, 99);
+	assert_int_equal(fake.nchanges, 1);
+	assert_false(fake.changes[0].effects & VM_FX_PUBLISH);
+	/* No image here: it runs on another node, not an error. */
+	restarted_unread();
+	vm_on_job_done(&d, &vm, &none);
+	assert_int_equal(vm.state, VM_UNKNOWN);
+	assert_true(vm_on_registry(&d, &vm, &there));
+	assert_int_equal(vm.state, VM_RUNNING);
+	assert_string_equal(vm.node, "n2");
+	assert_string_equal(vm.error, "");
+	/* The registry first (its word waits for the inspect's end), then the inspect. */
+	reset(true, VM_UNKNOWN);
+	fake.registry_read = true;
+	vm.job_busy = true;
+	assert_false(vm_on_registry(&d, &vm, &there));
+	fake.adopt_with = there;
+	vm_on_job_done(&d, &vm, &none);
+	assert_int_equal(vm.state, VM_RUNNING);
+	assert_string_equal(vm.node, "n2");
+	/* Read, and the registry has no word on it: what libvirt said. */
+	reset(true, VM_UNKNOWN);
+	vm.rev = 0;
+	vm_on_job_done(&d, &vm, &image);
+	assert_int_equal(vm.state, VM_HIBERNATED);
+	assert_true(fake.changes[0].effects & VM_FX_PUBLISH);
+	/* Defined here: libvirt's word at once, as before the registry's read. */
+	restarted_unread();
+	image.defined = true;
+	vm_on_job_done(&d, &vm, &image);
+	assert_int_equal(vm.state, VM_HIBERNATED);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -768,6 +839,7 @@ int main(void)
 		cmocka_unit_test(test_claim_refused_and_lost),
 		cmocka_unit_test(test_removed_during_job),
 		cmocka_unit_test(test_inspect),
+		cmocka_unit_test(test_undefined_domain_follows_registry),
 		cmocka_unit_test(test_doze_syn_resume),
 		cmocka_unit_test(test_doze_fails_running),
 		cmocka_unit_test(test_wake_while_dozing_off),
