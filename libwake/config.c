@@ -57,10 +57,11 @@ struct key {
 	bool zero_ok;
 	const char *const *words;
 	const char *(*check)(const char *value); /* NULL or what was expected */
+	size_t off_line;			 /* where the line that set it goes; 0: nowhere */
 };
 
 _Static_assert(sizeof(enum wk_probe) == sizeof(int) && sizeof(enum wk_backend) == sizeof(int) &&
-		       sizeof(enum wk_shrink) == sizeof(int),
+		       sizeof(enum wk_shrink) == sizeof(int) && sizeof(enum wk_sleep) == sizeof(int),
 	       "K_ENUM stores an int");
 
 static const char *check_node(const char *v)
@@ -129,6 +130,7 @@ bad:
 static const char *const probe_words[] = { "agent", "ssh", "none", NULL };
 static const char *const backend_words[] = { "none", "etcd", NULL };
 static const char *const shrink_words[] = { "none", "caches", "balloon", NULL };
+static const char *const sleep_words[] = { "hibernate", "doze", "doze_then_hibernate", NULL };
 
 #define CFG(f)	     offsetof(struct wk_config, f)
 #define POL(f)	     offsetof(struct wk_policy, f)
@@ -167,6 +169,9 @@ static const struct key policy_keys[] = {
 	{ KEY("dry_run", K_BOOL, POL(dry_run)) },
 	{ KEY("shrink", K_ENUM, POL(shrink)), .words = shrink_words },
 	{ KEY("wakes_per_hour", K_UINT, POL(wakes_per_hour)), .min = 0, .max = 1000000 },
+	/* Its line: whether the host can doze is odrsd's to check (wk_config_sleep_line). */
+	{ KEY("sleep", K_ENUM, POL(sleep)), .words = sleep_words, .off_line = POL(sleep_line) },
+	{ KEY("hibernate_after", K_DUR, POL(hibernate_after_ms)), .min = SEC, .max = 720 * HOUR },
 };
 
 static const struct key cluster_keys[] = {
@@ -813,6 +818,8 @@ static void set_defaults(struct loader *l, struct wk_config *cfg)
 	cfg->policy.replay_syn = true;
 	cfg->policy.dry_run = false;
 	cfg->policy.shrink = WK_SHRINK_NONE;
+	cfg->policy.sleep = WK_SLEEP_HIBERNATE;
+	cfg->policy.hibernate_after_ms = HOUR;
 	cfg->wakes_per_minute = 60;
 	cfg->backend = WK_BACKEND_NONE;
 	cfg->accept_term_ms = 60 * SEC;
@@ -1066,6 +1073,8 @@ static int on_pair(void *user, const char *section, const char *name, const char
 		report(l, line, "%s: %s", k->name, why);
 		return 1;
 	}
+	if (k->off_line)
+		*(unsigned *)(base + k->off_line) = line;
 	if (l->scratch)
 		return 1;
 	if (l->sect == S_GLOBAL)
@@ -1170,9 +1179,16 @@ static void inherit_policy(struct loader *l)
 
 	for (i = 0; i < l->cfg->nvms; i++)
 		for (k = 0; k < NKEYS(policy_keys); k++)
-			if (!(l->vmx[i].seen & 1ULL << (VM_POLICY_BIT + k)))
-				copy_field(l, &policy_keys[k], (char *)&l->cfg->vms[i].policy,
-					   (const char *)&l->cfg->policy);
+			if (!(l->vmx[i].seen & 1ULL << (VM_POLICY_BIT + k))) {
+				const struct key *key = &policy_keys[k];
+				char *dst = (char *)&l->cfg->vms[i].policy;
+				const char *src = (const char *)&l->cfg->policy;
+
+				copy_field(l, key, dst, src);
+				if (key->off_line)
+					*(unsigned *)(dst + key->off_line) =
+						*(const unsigned *)(src + key->off_line);
+			}
 }
 
 int wk_config_load(const char *path, wk_diag_fn diag, void *ctx, struct wk_config **out)

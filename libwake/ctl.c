@@ -13,7 +13,7 @@ _Static_assert(sizeof(((struct wk_ctl_request *)0)->vm) == WK_VM_NAME_MAX + 1,
 static const char *const cmd_names[] = {
 	[WK_CTL_STATUS] = "status", [WK_CTL_LIST] = "list",	[WK_CTL_HIBERNATE] = "hibernate",
 	[WK_CTL_WAKE] = "wake",	    [WK_CTL_PIN] = "pin",	[WK_CTL_UNPIN] = "unpin",
-	[WK_CTL_RELOAD] = "reload", [WK_CTL_ACCEPT] = "accept",
+	[WK_CTL_RELOAD] = "reload", [WK_CTL_ACCEPT] = "accept", [WK_CTL_DOZE] = "doze",
 };
 
 const char *wk_ctl_cmd_name(enum wk_ctl_cmd cmd)
@@ -23,7 +23,8 @@ const char *wk_ctl_cmd_name(enum wk_ctl_cmd cmd)
 
 static bool takes_vm(enum wk_ctl_cmd cmd)
 {
-	return cmd == WK_CTL_HIBERNATE || cmd == WK_CTL_WAKE || cmd == WK_CTL_PIN || cmd == WK_CTL_UNPIN;
+	return cmd == WK_CTL_HIBERNATE || cmd == WK_CTL_DOZE || cmd == WK_CTL_WAKE || cmd == WK_CTL_PIN ||
+	       cmd == WK_CTL_UNPIN;
 }
 
 /* A name odrs could have in its configuration: printable, no '/', no space. */

@@ -139,10 +139,10 @@ static bool vm_awaits_synack(const struct odrsd *d, const struct vm *vm)
 	return vm->held != NULL;
 }
 
-/* Only the accept node takes SYNs for sleeping VMs: the switches send them there. */
+/* The switches send a sleeping VM's SYNs to the accept node, a dozing VM's to its own. */
 static bool vm_accepts_syn(const struct odrsd *d, const struct vm *vm)
 {
-	return d->accept && vm_is_asleep(vm);
+	return vm_stood_in_here(d, vm);
 }
 
 /* How a clause names a VM's address. */

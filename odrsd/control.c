@@ -275,7 +275,8 @@ static void wait_for(struct conn *c, struct waiter **list, struct vm *vm, const 
 		ev_timer_start(c->d->loop, &c->w.progress);
 }
 
-static void cmd_vm_op(struct conn *c, const struct wk_ctl_request *req, bool wake)
+/* wake, hibernate, doze: answered at once when the VM is there already, else when its job ends. */
+static void cmd_vm_op(struct conn *c, const struct wk_ctl_request *req, enum vm_state done)
 {
 	struct vm *vm = req_vm(c, req);
 	char err[512] = "";
@@ -283,23 +284,28 @@ static void cmd_vm_op(struct conn *c, const struct wk_ctl_request *req, bool wak
 
 	if (!vm)
 		return;
-	r = wake ? vm_request_wake(c->d, vm, WK_TRIGGER_MANUAL, NULL, err, sizeof(err))
-		 : vm_request_hibernate(c->d, vm, "manual", err, sizeof(err));
+	r = done == VM_RUNNING	? vm_request_wake(c->d, vm, WK_TRIGGER_MANUAL, NULL, err, sizeof(err))
+	    : done == VM_DOZING ? vm_request_doze(c->d, vm, "manual", err, sizeof(err))
+				: vm_request_hibernate(c->d, vm, "manual", err, sizeof(err));
 	if (r < 0)
 		reply_error(c, "%s", err);
-	else if (vm->state == (wake ? VM_RUNNING : VM_HIBERNATED))
+	else if (vm->state == done)
 		control_vm_done_one(c, vm, 0, NULL);
 	else
-		wait_for(c, &vm->waiters, vm, wake ? "wake" : "hibernate", req->progress);
+		wait_for(c, &vm->waiters, vm, wk_ctl_cmd_name(req->cmd), req->progress);
 }
 
 static void cmd_wake(struct conn *c, const struct wk_ctl_request *req)
 {
-	cmd_vm_op(c, req, true);
+	cmd_vm_op(c, req, VM_RUNNING);
 }
 static void cmd_hibernate(struct conn *c, const struct wk_ctl_request *req)
 {
-	cmd_vm_op(c, req, false);
+	cmd_vm_op(c, req, VM_HIBERNATED);
+}
+static void cmd_doze(struct conn *c, const struct wk_ctl_request *req)
+{
+	cmd_vm_op(c, req, VM_DOZING);
 }
 
 static void cmd_pin(struct conn *c, const struct wk_ctl_request *req, bool pin)
@@ -361,7 +367,7 @@ static void cmd_accept(struct conn *c, const struct wk_ctl_request *req)
 static void (*const commands[])(struct conn *c, const struct wk_ctl_request *req) = {
 	[WK_CTL_STATUS] = cmd_status, [WK_CTL_LIST] = cmd_list,	    [WK_CTL_HIBERNATE] = cmd_hibernate,
 	[WK_CTL_WAKE] = cmd_wake,     [WK_CTL_PIN] = cmd_pin_on,    [WK_CTL_UNPIN] = cmd_pin_off,
-	[WK_CTL_RELOAD] = cmd_reload, [WK_CTL_ACCEPT] = cmd_accept,
+	[WK_CTL_RELOAD] = cmd_reload, [WK_CTL_ACCEPT] = cmd_accept, [WK_CTL_DOZE] = cmd_doze,
 };
 
 static void handle_line(struct conn *c, const char *line)
@@ -467,6 +473,11 @@ static void control_vm_done_one(struct conn *c, struct vm *vm, int err, const ch
 		reply(c,
 		      json_pack("{s:b, s:s, s:s, s:I, s:I}", "ok", 1, "vm", vm->name, "state", "hibernated",
 				"bytes", (json_int_t)vm->snapshot_bytes, "ms", (json_int_t)vm->job.ms));
+	else if (vm->state == VM_DOZING)
+		reply(c,
+		      json_pack("{s:b, s:s, s:s, s:I, s:I, s:I}", "ok", 1, "vm", vm->name, "state", "dozing",
+				"bytes_out", (json_int_t)vm->job.paged_out_bytes, "resident_bytes",
+				(json_int_t)vm->job.resident_bytes, "ms", (json_int_t)vm->job.ms));
 	else
 		reply(c, json_pack("{s:b, s:s, s:s, s:I}", "ok", 1, "vm", vm->name, "state",
 				   vm_state_name(vm->state), "ms",

@@ -93,8 +93,23 @@ static void idle_hibernate(struct odrsd *d, struct vm *vm)
 		idle_skip(vm, "dry_run", NULL);
 		return;
 	}
-	if (vm_request_hibernate(d, vm, "idle", err, sizeof(err)) < 0)
+	if ((vm->conf->policy.sleep == WK_SLEEP_HIBERNATE ? vm_request_hibernate : vm_request_doze)(
+		    d, vm, "idle", err, sizeof(err)) < 0)
 		log_warn("%s: idle, but %s", vm->name, err);
+}
+
+/* sleep = doze_then_hibernate: dozing for hibernate_after, its node's memory is freed. */
+static void hibernate_dozing(struct odrsd *d, struct vm *vm)
+{
+	const struct wk_policy *pol = vm->conf ? &vm->conf->policy : NULL;
+	char err[256];
+
+	if (vm->state != VM_DOZING || !pol || pol->sleep != WK_SLEEP_DOZE_THEN_HIBERNATE || vm->pinned ||
+	    pol->dry_run || vm->job_busy || !vm_is_local(d, vm) ||
+	    ev_now(d->loop) - vm->dozed_at < pol->hibernate_after_ms / 1000.)
+		return;
+	if (vm_request_hibernate(d, vm, "idle", err, sizeof(err)) < 0)
+		log_warn("%s: dozing for hibernate_after, but %s", vm->name, err);
 }
 
 void idle_probe_done(struct odrsd *d, struct vm *vm)
@@ -169,6 +184,7 @@ static void on_idle_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	capture_activity_flush(d);
 	for (size_t i = 0; i < d->nvms; i++) {
 		struct vm *vm = d->vms[i];
+		hibernate_dozing(d, vm);
 		vm->idle_pending = idle_candidate(d, vm);
 		any = any || vm->idle_pending;
 	}

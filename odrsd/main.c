@@ -52,6 +52,40 @@ static void diag_log(void *ctx, const char *file, unsigned line, const char *msg
 	log_err("%s", text);
 }
 
+static void diag_warn(void *ctx, const char *file, unsigned line, const char *msg)
+{
+	log_warn("%s:%u: %s", file, line, msg);
+}
+
+/*
+ * A doze pages out to swap: each sleep key that asks for one on a host
+ * without swap is reported, once per line. Returns how many.
+ */
+static unsigned check_doze_swap(const struct wk_config *cfg, wk_diag_fn diag, void *ctx)
+{
+	static const char *const sleep_name[] = {
+		[WK_SLEEP_DOZE] = "doze", [WK_SLEEP_DOZE_THEN_HIBERNATE] = "doze_then_hibernate"
+	};
+	unsigned n = 0;
+	char msg[128];
+
+	if (virt_swap_check() == 0)
+		return 0;
+	for (size_t i = 0; i <= cfg->nvms; i++) {
+		const struct wk_policy *p = i < cfg->nvms ? &cfg->vms[i].policy : &cfg->policy;
+
+		/* A [vm] section without its own sleep key repeats the [policy] line. */
+		if (p->sleep == WK_SLEEP_HIBERNATE ||
+		    (i < cfg->nvms && p->sleep_line == cfg->policy.sleep_line))
+			continue;
+		snprintf(msg, sizeof(msg), "sleep = %s needs swap, and the host has none (/proc/swaps)",
+			 sleep_name[p->sleep]);
+		diag(ctx, cfg->path, p->sleep_line, msg);
+		n++;
+	}
+	return n;
+}
+
 /* mkdir -p for the directory part of path (dir_only: path is itself the directory). */
 static int make_dirs(const char *path, bool dir_only)
 {
@@ -215,6 +249,7 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 	r = wk_config_load(d->config_path, diag_reload, &rd, &next);
 	if (r < 0)
 		return r;
+	check_doze_swap(next, diag_warn, NULL);
 	if (strcmp(next->control_socket, d->cfg->control_socket) ||
 	    next->wake_concurrency != d->cfg->wake_concurrency ||
 	    next->hibernate_concurrency != d->cfg->hibernate_concurrency ||
@@ -305,11 +340,17 @@ static void on_sigterm(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
-/* After the capture, injection and control handles are open, keep only what re-filtering needs. */
+/*
+ * After the capture, injection and control handles are open, keep only what
+ * re-filtering (NET_RAW, NET_ADMIN) and a doze's page-out (SYS_NICE for
+ * process_madvise, SYS_PTRACE to read QEMU's memory map and advise it:
+ * libvirt's QEMU is not dumpable, even run as root) need.
+ */
 static int drop_privileges(void)
 {
 	capng_clear(CAPNG_SELECT_BOTH);
-	capng_updatev(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED, CAP_NET_RAW, CAP_NET_ADMIN, -1);
+	capng_updatev(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED, CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_NICE,
+		      CAP_SYS_PTRACE, -1);
 	return capng_apply(CAPNG_SELECT_BOTH) < 0 ? -EPERM : 0;
 }
 
@@ -356,6 +397,8 @@ static int start(struct odrsd *d)
 	char foreign[256];
 	int r;
 
+	/* Its VMs still hibernate on request; each doze fails with this reason. */
+	check_doze_swap(d->cfg, diag_warn, NULL);
 	if ((r = make_dirs(d->cfg->state_dir, true)) < 0) {
 		log_err("state_dir %s: %s", d->cfg->state_dir, strerror(-r));
 		return r;
@@ -524,6 +567,9 @@ int main(int argc, char **argv)
 	if (wk_config_load(d->config_path, diag_stderr, NULL, &d->cfg) < 0)
 		return 2;
 	if (check_only) {
+		/* Not valid on this host, which cannot doze: the check fails as for a bad key. */
+		if (check_doze_swap(d->cfg, diag_stderr, NULL))
+			return 2;
 		printf("%s: configuration valid, %zu VMs\n", d->config_path, d->cfg->nvms);
 		return 0;
 	}

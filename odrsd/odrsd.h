@@ -19,6 +19,8 @@ enum vm_state {
 	VM_HIBERNATING,
 	VM_HIBERNATED,
 	VM_WAKING,
+	VM_DOZING_OFF, /* a doze job pauses it and pages its memory out */
+	VM_DOZING,     /* paused on its node, its memory in swap; a resume wakes it */
 	VM_ERROR,
 	VM_STATE_COUNT,
 };
@@ -56,7 +58,9 @@ struct vm {
 	bool wake_wanted;	      /* a trigger came while hibernating */
 	struct wk_rate wake_rate;     /* its automatic wakes (wakes_per_hour) */
 	bool wake_limited;	      /* wake_limited logged; cleared by the next wake */
-	const char *hibernate_reason; /* "idle" or "manual": a string literal */
+	const char *hibernate_reason; /* "idle" or "manual": a string literal (a doze's too) */
+	bool dozed;		      /* paused by a doze (state.c keeps it across a restart) */
+	ev_tstamp dozed_at;	      /* since when it dozes, as this odrsd knows */
 	enum wk_trigger trigger;
 	char client[64]; /* ip:port of the first SYN, or the ARP requester */
 	ev_tstamp trigger_at;

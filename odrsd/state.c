@@ -1,6 +1,7 @@
 /*
  * What odrsd knows about a VM that neither libvirt nor snapshot_dir says:
- * whether it is pinned and how long its last wake took. One JSON file per
+ * whether it is pinned, how long its last wake took, and whether a doze
+ * paused it (a paused domain is dozing only then). One JSON file per
  * VM in state_dir, replaced atomically and durably by a thread of its own:
  * the fsyncs never block the loop. Writes run in the order they were asked
  * for; one still queued for a VM is replaced by a later one for that VM
@@ -36,6 +37,8 @@ void state_load(struct odrsd *d, struct vm *vm)
 		vm->pinned = json_is_true(v);
 	if ((v = json_object_get(o, "last_wake_ms")) && json_is_integer(v))
 		vm->last_wake_ms = json_integer_value(v);
+	if ((v = json_object_get(o, "dozed")))
+		vm->dozed = json_is_true(v);
 	json_decref(o);
 }
 
@@ -201,8 +204,8 @@ void state_stop(struct odrsd *d)
 int64_t state_save(struct odrsd *d, const struct vm *vm)
 {
 	struct state_writer *w = d->state_writer;
-	json_t *o =
-		json_pack("{s:b, s:I}", "pinned", vm->pinned, "last_wake_ms", (json_int_t)vm->last_wake_ms);
+	json_t *o = json_pack("{s:b, s:I, s:b}", "pinned", vm->pinned, "last_wake_ms",
+			      (json_int_t)vm->last_wake_ms, "dozed", vm->dozed);
 	struct state_write *s = calloc(1, sizeof(*s)), **p;
 	int64_t ticket;
 

@@ -8,6 +8,7 @@
  * described once, in job->error, and the caller logs it.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -15,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +38,10 @@
 #define PROGRESS_INTERVAL_MS 200
 /* How often INSPECT looks whether the domain's libvirt job has ended. */
 #define JOB_POLL_MS 100
+/* Where libvirtd's QEMU driver writes each running domain's QEMU pid. */
+#define QEMU_PID_DIR "/run/libvirt/qemu"
+/* QEMU's anonymous mappings this large hold guest RAM; the smaller ones are QEMU's own. */
+#define GUEST_RAM_MAPPING_MIN (16ull << 20)
 
 struct virt_queue {
 	struct virt_job *head, *tail;
@@ -238,6 +246,13 @@ static virDomainPtr lookup(struct worker *w, struct virt_job *job, bool *failed)
 	return dom;
 }
 
+static bool is_paused(virDomainPtr dom)
+{
+	int state, reason;
+
+	return virDomainGetState(dom, &state, &reason, 0) == 0 && state == VIR_DOMAIN_PAUSED;
+}
+
 /*
  * job->state from what libvirt and snapshot_dir say now, changing nothing:
  * the state reported after a failed job.
@@ -248,6 +263,7 @@ static void observe(struct worker *w, struct virt_job *job, const struct snapfil
 
 	if (dom && virDomainIsActive(dom) == 1) {
 		job->state = VIRT_RUNNING;
+		job->paused = is_paused(dom);
 		read_nic(dom, 0, job);
 	} else {
 		if (file_size(sf->image, &job->bytes))
@@ -497,7 +513,8 @@ static void do_save(struct worker *w, struct virt_job *job, const struct snapfil
 	}
 	read_nic(dom, 0, job);
 	t0 = now_ms();
-	if (job->shrink != WK_SHRINK_NONE)
+	/* A dozing guest cannot answer its agent: it is saved as it is. */
+	if (job->shrink != WK_SHRINK_NONE && !is_paused(dom))
 		shrink(dom, job);
 	job->shrink_ms = now_ms() - t0;
 	virDomainGetState(dom, &state_before, &reason, 0);
@@ -652,6 +669,196 @@ out:
 		virDomainFree(dom);
 }
 
+int virt_swap_check(void)
+{
+	char line[512];
+	FILE *f = fopen("/proc/swaps", "re");
+	bool any = false;
+
+	if (!f)
+		return -errno;
+	/* The first line is the header; each further line is an active swap area. */
+	if (fgets(line, sizeof(line), f))
+		any = fgets(line, sizeof(line), f) != NULL;
+	fclose(f);
+	return any ? 0 : -ENOSPC;
+}
+
+/* QEMU's pid for domain name, from libvirtd's pid file; 0 or -errno. */
+static int qemu_pid(const char *name, pid_t *pid)
+{
+	char path[512], buf[32];
+	ssize_t n;
+	long v;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s.pid", QEMU_PID_DIR, name);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -EINVAL;
+	buf[n] = '\0';
+	if ((v = strtol(buf, NULL, 10)) <= 0)
+		return -EINVAL;
+	*pid = (pid_t)v;
+	return 0;
+}
+
+/* A process's /proc/PID/status value for key (VmRSS, VmSwap), in bytes, or 0. */
+static uint64_t proc_status_bytes(pid_t pid, const char *key)
+{
+	char path[64], buf[4096];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	return n > 0 ? meminfo_kib(buf, (size_t)n, key) * 1024 : 0;
+}
+
+/*
+ * Ask the kernel to page QEMU's guest RAM out (MADV_PAGEOUT over its large
+ * anonymous mappings, through a pidfd: CAP_SYS_NICE, and ptrace access to
+ * QEMU). 0 or -errno with job->error set.
+ */
+static int page_out(pid_t pid, struct virt_job *job)
+{
+	char path[64], line[1024];
+	unsigned long long lo, hi;
+	int pidfd, r = 0, advised = 0;
+	FILE *maps;
+
+	if ((pidfd = (int)syscall(SYS_pidfd_open, pid, 0)) < 0) {
+		r = -errno;
+		job_fail(job, r, "doze %s: pidfd of QEMU (pid %d): %s", job->name, (int)pid, strerror(-r));
+		return r;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	if (!(maps = fopen(path, "re"))) {
+		r = -errno;
+		job_fail(job, r, "doze %s: %s: %s", job->name, path, strerror(-r));
+		close(pidfd);
+		return r;
+	}
+	while (r == 0 && fgets(line, sizeof(line), maps)) {
+		char perms[8] = "";
+		int pathpos = 0;
+		struct iovec iov;
+
+		/* start-end perms offset dev inode [path]: guest RAM is anonymous and writable. */
+		if (sscanf(line, "%llx-%llx %7s %*s %*s %*s %n", &lo, &hi, perms, &pathpos) < 3 ||
+		    perms[1] != 'w' || hi - lo < GUEST_RAM_MAPPING_MIN ||
+		    (pathpos && line[pathpos] && line[pathpos] != '\n'))
+			continue;
+		iov.iov_base = (void *)(uintptr_t)lo;
+		iov.iov_len = (size_t)(hi - lo);
+		if (syscall(SYS_process_madvise, pidfd, &iov, 1, MADV_PAGEOUT, 0) < 0) {
+			r = -errno;
+			job_fail(job, r, "doze %s: paging out QEMU's memory (pid %d): %s", job->name,
+				 (int)pid, strerror(-r));
+		}
+		advised++;
+	}
+	fclose(maps);
+	close(pidfd);
+	if (r == 0 && !advised) {
+		r = -ENOENT;
+		job_fail(job, r, "doze %s: QEMU (pid %d) has no guest RAM mapping to page out", job->name,
+			 (int)pid);
+	}
+	return r;
+}
+
+/* A doze that could not page out leaves the domain as it found it: running. */
+static void doze_undo(virDomainPtr dom, struct virt_job *job)
+{
+	if (virDomainResume(dom) < 0)
+		snprintf(job->error + strlen(job->error), sizeof(job->error) - strlen(job->error),
+			 "; resuming it again failed: %s", virGetLastErrorMessage());
+	job->paused = is_paused(dom);
+}
+
+static void do_doze(struct worker *w, struct virt_job *job, const struct snapfile *sf)
+{
+	uint64_t t0 = now_ms(), rss_before;
+	virDomainPtr dom;
+	bool failed;
+	pid_t pid = 0;
+	int r;
+
+	if ((r = virt_swap_check()) < 0) {
+		job_fail(job, r, "doze %s: %s", job->name,
+			 r == -ENOSPC ? "sleep = doze needs swap, and the host has none (/proc/swaps)"
+				      : strerror(-r));
+		observe(w, job, sf);
+		return;
+	}
+	if (!(dom = lookup(w, job, &failed))) {
+		if (!failed)
+			job_fail(job, -ENOENT, "no domain %s", job->name);
+		observe(w, job, sf);
+		return;
+	}
+	if (virDomainIsActive(dom) != 1) {
+		job_fail(job, -EINVAL, "domain %s is not running", job->name);
+		observe(w, job, sf);
+		goto out;
+	}
+	read_nic(dom, 0, job);
+	job->state = VIRT_RUNNING;
+	if ((r = qemu_pid(job->name, &pid)) < 0) {
+		job_fail(job, r, "doze %s: QEMU's pid from %s/%s.pid: %s", job->name, QEMU_PID_DIR, job->name,
+			 strerror(-r));
+		goto out;
+	}
+	if (virDomainSuspend(dom) < 0) {
+		job_fail_virt(job, "doze %s: pause", job->name);
+		job->paused = is_paused(dom);
+		goto out;
+	}
+	job->paused = true;
+	rss_before = proc_status_bytes(pid, "VmRSS");
+	if (page_out(pid, job) < 0) {
+		doze_undo(dom, job);
+		goto out;
+	}
+	job->resident_bytes = proc_status_bytes(pid, "VmRSS");
+	job->paged_out_bytes = rss_before > job->resident_bytes ? rss_before - job->resident_bytes : 0;
+out:
+	job->ms = now_ms() - t0;
+	virDomainFree(dom);
+}
+
+static void do_resume(struct worker *w, struct virt_job *job, const struct snapfile *sf)
+{
+	uint64_t t0 = now_ms();
+	virDomainPtr dom;
+	bool failed;
+
+	if (!(dom = lookup(w, job, &failed))) {
+		if (!failed)
+			job_fail(job, -ENOENT, "no domain %s", job->name);
+		observe(w, job, sf);
+		return;
+	}
+	if (virDomainResume(dom) < 0)
+		job_fail_virt(job, "resume %s", job->name);
+	job->ms = now_ms() - t0;
+	if (virDomainIsActive(dom) == 1) {
+		job->state = VIRT_RUNNING;
+		job->paused = is_paused(dom);
+		read_nic(dom, 0, job);
+	} else {
+		observe(w, job, sf);
+	}
+	virDomainFree(dom);
+}
+
 /* Wait until no libvirt job (a save still running from before a crash) holds the domain. */
 static int wait_job_end(struct worker *w, virDomainPtr dom)
 {
@@ -696,6 +903,7 @@ static void do_inspect(struct worker *w, struct virt_job *job, const struct snap
 	}
 	if (running) {
 		job->state = VIRT_RUNNING;
+		job->paused = is_paused(dom);
 		read_nic(dom, 0, job);
 		goto out;
 	}
@@ -778,6 +986,12 @@ static void run_job(struct worker *w, struct virt_job *job)
 		break;
 	case VIRT_PROBE:
 		do_probe(w, job);
+		break;
+	case VIRT_DOZE:
+		do_doze(w, job, &sf);
+		break;
+	case VIRT_RESUME:
+		do_resume(w, job, &sf);
 		break;
 	}
 }
@@ -951,17 +1165,19 @@ int virt_open(struct virt **out, struct ev_loop *loop, const char *uri, const ch
 
 void virt_submit(struct virt *v, struct virt_job *job)
 {
-	struct virt_queue *q = job->op == VIRT_RESTORE ? &v->restores
-			       : job->op == VIRT_PROBE ? &v->probes
-						       : &v->saves;
+	/* A resume is a wake: it waits behind no save. */
+	struct virt_queue *q = job->op == VIRT_RESTORE || job->op == VIRT_RESUME ? &v->restores
+			       : job->op == VIRT_PROBE				 ? &v->probes
+										 : &v->saves;
 
 	job->err = 0;
 	job->error[0] = '\0';
 	job->state = VIRT_MISSING;
 	job->tap[0] = '\0';
-	job->has_mac = job->defined = false;
+	job->has_mac = job->defined = job->paused = false;
 	memset(job->mac, 0, sizeof(job->mac));
 	job->bytes = job->ms = job->shrunk_bytes = job->shrink_ms = 0;
+	job->paged_out_bytes = job->resident_bytes = 0;
 	job->output = NULL;
 	job->output_len = 0;
 	job->progress_done = job->progress_total = 0;

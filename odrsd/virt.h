@@ -27,11 +27,13 @@ enum virt_op {
 	VIRT_SAVE,    /* hibernate: save into snapshot_dir */
 	VIRT_RESTORE, /* wake: restore from snapshot_dir */
 	VIRT_PROBE,   /* run WK_PROBE_COMMAND in the guest (agent or ssh) */
+	VIRT_DOZE,    /* doze: pause the domain, page its memory out to swap */
+	VIRT_RESUME,  /* wake from a doze: resume the paused domain */
 };
 
 /* What a domain is, as far as libvirt and snapshot_dir say. */
 enum virt_state {
-	VIRT_RUNNING,	 /* active (running or paused) */
+	VIRT_RUNNING,	 /* active (running or paused: see paused) */
 	VIRT_HIBERNATED, /* inactive, NAME.odrs-save present */
 	VIRT_STOPPED,	 /* inactive, no image */
 	VIRT_MISSING,	 /* no such domain and no image */
@@ -54,13 +56,16 @@ struct virt_job {
 	char tap[IF_NAMESIZE]; /* running: the tap of the interface with mac */
 	uint8_t mac[6];	       /* the domain's first interface MAC */
 	bool has_mac;
-	bool defined;	       /* inspect: the domain is defined on this node */
-	uint64_t mem_bytes;    /* the domain's memory (with its MAC, read from the domain) */
-	uint64_t bytes;	       /* size of the image (after a save, or when hibernated) */
-	uint64_t ms;	       /* how long the libvirt call took (a save: with its shrink) */
-	uint64_t shrunk_bytes; /* guest memory a save's shrink step released */
-	uint64_t shrink_ms;    /* of a save's ms, the shrink step's */
-	char *output;	       /* VIRT_PROBE: what the command printed (malloc'd; caller frees) */
+	bool defined;		  /* inspect: the domain is defined on this node */
+	bool paused;		  /* VIRT_RUNNING, paused (an inspect's and a doze's result) */
+	uint64_t mem_bytes;	  /* the domain's memory (with its MAC, read from the domain) */
+	uint64_t bytes;		  /* size of the image (after a save, or when hibernated) */
+	uint64_t ms;		  /* how long the libvirt call took (a save: with its shrink) */
+	uint64_t shrunk_bytes;	  /* guest memory a save's shrink step released */
+	uint64_t shrink_ms;	  /* of a save's ms, the shrink step's */
+	uint64_t paged_out_bytes; /* VIRT_DOZE: how much QEMU's resident memory fell */
+	uint64_t resident_bytes;  /* VIRT_DOZE: QEMU's resident memory left */
+	char *output;		  /* VIRT_PROBE: what the command printed (malloc'd; caller frees) */
 	size_t output_len;
 	/*
 	 * Progress of a save or restore in bytes, updated by the worker while
@@ -78,6 +83,7 @@ typedef void (*virt_done_fn)(struct virt_job *job, void *ctx);
 /*
  * Start the workers: nrestore threads serve VIRT_RESTORE jobs (wake_concurrency),
  * nsave threads serve VIRT_SAVE and VIRT_INSPECT jobs (hibernate_concurrency),
+ * VIRT_RESUME jobs queue with the restores, VIRT_DOZE jobs with the saves;
  * one more thread serves VIRT_PROBE jobs, so a hung guest agent delays no save.
  * Jobs of one kind run in submission order. Returns 0 or -errno.
  */
@@ -88,6 +94,8 @@ void virt_submit(struct virt *v, struct virt_job *job);
 void virt_close(struct virt *v);
 /* At least ms between the starts of two restores (0: none, the default). */
 void virt_set_restore_spacing(struct virt *v, uint64_t ms);
+/* 0 when the host has a swap device a doze can page out to, else -ENOSPC. */
+int virt_swap_check(void);
 /* How many restores are waiting or running. */
 unsigned virt_restores_pending(const struct virt *v);
 

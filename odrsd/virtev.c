@@ -185,16 +185,19 @@ static const char *event_name(int type, int detail)
 static bool as_believed(const struct odrsd *d, const struct vm *vm, int type)
 {
 	bool runs_here = vm_is_local(d, vm) && vm->state == VM_RUNNING;
+	/* Paused by our doze: the suspend's event may come after the doze's end. */
+	bool dozes_here = vm_is_local(d, vm) && (vm->state == VM_DOZING_OFF || vm->state == VM_DOZING);
 
 	switch (type) {
-	case VIR_DOMAIN_EVENT_STARTED:
 	case VIR_DOMAIN_EVENT_SUSPENDED:
+		return runs_here || dozes_here;
+	case VIR_DOMAIN_EVENT_STARTED:
 	case VIR_DOMAIN_EVENT_RESUMED:
 	case VIR_DOMAIN_EVENT_PMSUSPENDED:
 		return runs_here;
 	case VIR_DOMAIN_EVENT_STOPPED:
 	case VIR_DOMAIN_EVENT_CRASHED:
-		return !runs_here;
+		return !runs_here && !dozes_here;
 	case VIR_DOMAIN_EVENT_SHUTDOWN:
 		return true; /* the guest is shutting down: stopped follows */
 	default:

@@ -36,22 +36,31 @@
 	[VM_EV_REG_RUNNING] = FOLLOW(VM_RUNNING, from_running),          \
 	[VM_EV_REG_HIBERNATING] = FOLLOW(VM_HIBERNATING, 0),             \
 	[VM_EV_REG_HIBERNATED] = FOLLOW(VM_HIBERNATED, from_hibernated), \
-	[VM_EV_REG_WAKING] = FOLLOW(VM_WAKING, 0)
+	[VM_EV_REG_WAKING] = FOLLOW(VM_WAKING, 0), [VM_EV_REG_DOZING] = FOLLOW(VM_DOZING, 0)
 /* It runs there now: the copies of its SYNs held here were replayed there, or are too late. */
 #define UP_THERE       (VM_FX_RELEASE | VM_FX_DONE)
 #define REG_ERROR_FAIL FOLLOW(VM_ERROR, VM_FX_FAIL)
 #define REG_WAKE_HERE  MOVE(VM_WAKING, VM_FX_RESTORE)
+/* The end of a resume: as a restore's, but it never left this node. */
+#define RESUME_ENDS                                                                             \
+	[VM_EV_RESUME_OK] = RESTORED,                                                           \
+	[VM_EV_RESUME_PAUSED] =                                                                 \
+		MOVE(VM_DOZING, VM_FX_STOP_TIMER | VM_FX_RELEASE | VM_FX_PUBLISH | VM_FX_FAIL), \
+	[VM_EV_RESUME_FAILED] = MOVE(VM_ERROR, RESTORE_FAIL)
 
 const struct vm_rule vm_rules[VM_STATE_COUNT][VM_EV_COUNT] = {
 	[VM_UNKNOWN] = {
 		[VM_EV_FOUND_RUNNING] = MOVE(VM_RUNNING, VM_FX_RUNS_HERE | VM_FX_PUBLISH),
 		[VM_EV_FOUND_HIBERNATED] = MOVE(VM_HIBERNATED, VM_FX_NOWHERE | VM_FX_PUBLISH),
+		/* Paused here by a doze before a restart: still asleep, on this node. */
+		[VM_EV_FOUND_DOZING] = MOVE(VM_DOZING, VM_FX_RUNS_HERE | VM_FX_PUBLISH),
 		[VM_EV_FOUND_STOPPED] = MOVE_WHY(VM_ERROR, 0, 0, "domain is shut off and has no snapshot"),
 		[VM_EV_FOUND_MISSING] = MOVE_WHY(VM_ERROR, 0, 0, "no such domain and no snapshot"),
 		[VM_EV_INSPECT_FAILED] = MOVE(VM_ERROR, 0),
 		[VM_EV_LIBVIRT_GONE] = MOVE(VM_ERROR, VM_FX_RECHECK),
 		[VM_EV_INSPECT] = INSPECT,
 		[VM_EV_HIBERNATE] = REFUSE(-EBUSY, "still being inspected"),
+		[VM_EV_DOZE] = REFUSE(-EBUSY, "still being inspected"),
 		[VM_EV_WAKE] = REFUSE(-EAGAIN, "still being inspected"),
 		[VM_EV_REG_WAKE_HERE] = REG_WAKE_HERE,
 		REG_FOLLOWS(UP_THERE, 0),
@@ -61,6 +70,7 @@ const struct vm_rule vm_rules[VM_STATE_COUNT][VM_EV_COUNT] = {
 	[VM_RUNNING] = {
 		[VM_EV_INSPECT] = INSPECT,
 		[VM_EV_HIBERNATE] = MOVE(VM_HIBERNATING, VM_FX_SAVE | VM_FX_PUBLISH),
+		[VM_EV_DOZE] = MOVE(VM_DOZING_OFF, VM_FX_DOZE | VM_FX_PUBLISH),
 		/* Running here, the registry says elsewhere: this node knows, it says so again. */
 		[VM_EV_REG_CONFLICT] = MOVE(VM_RUNNING, VM_FX_PUBLISH),
 		/* Running elsewhere (a VM running here is a conflict, above). */
@@ -74,6 +84,8 @@ const struct vm_rule vm_rules[VM_STATE_COUNT][VM_EV_COUNT] = {
 		/* It never stopped: it gets what arrived meanwhile. */
 		[VM_EV_SAVE_FAILED_UP] = MOVE(VM_RUNNING, VM_FX_REPLAY | VM_FX_PUBLISH | VM_FX_FAIL),
 		[VM_EV_SAVE_FAILED] = MOVE(VM_ERROR, VM_FX_RELEASE | VM_FX_PUBLISH | VM_FX_FAIL),
+		/* Saved from a doze: still paused, it dozes on; a wake kept meanwhile is moot. */
+		[VM_EV_SAVE_FAILED_DOZING] = MOVE(VM_DOZING, VM_FX_RELEASE | VM_FX_PUBLISH | VM_FX_FAIL),
 		/* The save finishes first; its end starts the wake. */
 		[VM_EV_WAKE] = MOVE(VM_HIBERNATING, VM_FX_WANT),
 		[VM_EV_REG_WAKE_HERE] = REG_WAKE_HERE,
@@ -105,6 +117,7 @@ const struct vm_rule vm_rules[VM_STATE_COUNT][VM_EV_COUNT] = {
 		[VM_EV_RESTORE_ASLEEP] = MOVE(VM_HIBERNATED, RESTORE_FAIL),
 		[VM_EV_RESTORE_FAILED] = MOVE(VM_ERROR, RESTORE_FAIL),
 		[VM_EV_RESTORE_GONE] = RESTORE_GONE,
+		RESUME_ENDS,
 		/* An end, never waking forever: the restore's late result still moves it. */
 		[VM_EV_WAKE_TIMEOUT] = MOVE_WHY(VM_ERROR, VM_FX_RELEASE | VM_FX_PUBLISH | VM_FX_FAIL, -ETIMEDOUT,
 						NULL),
@@ -114,18 +127,46 @@ const struct vm_rule vm_rules[VM_STATE_COUNT][VM_EV_COUNT] = {
 		[VM_EV_REG_HIBERNATED] = MOVE_WHY(VM_HIBERNATED, VM_FX_FOLLOW | VM_FX_RELEASE | VM_FX_FAIL, 0,
 						  "the wake failed on the node that took it"),
 		[VM_EV_REG_WAKING] = FOLLOW(VM_WAKING, 0),
+		/* Woken there, and dozing again already. */
+		[VM_EV_REG_DOZING] = FOLLOW(VM_DOZING, UP_THERE),
 		[VM_EV_REG_ERROR] = REG_ERROR_FAIL,
 		[VM_EV_REMOVED] = REMOVED(VM_WAKING),
+	},
+	[VM_DOZING_OFF] = {
+		[VM_EV_INSPECT] = INSPECT,
+		[VM_EV_HIBERNATE] = REFUSE(-EBUSY, "dozing off"),
+		[VM_EV_DOZE_OK] = MOVE(VM_DOZING, VM_FX_PUBLISH | VM_FX_DONE | VM_FX_WAKE_AFTER),
+		/* It never stopped: it gets what arrived meanwhile. */
+		[VM_EV_DOZE_FAILED_UP] = MOVE(VM_RUNNING, VM_FX_REPLAY | VM_FX_PUBLISH | VM_FX_FAIL),
+		[VM_EV_DOZE_FAILED] = MOVE(VM_ERROR, VM_FX_RELEASE | VM_FX_PUBLISH | VM_FX_FAIL),
+		/* The doze finishes first; its end starts the wake. */
+		[VM_EV_WAKE] = MOVE(VM_DOZING_OFF, VM_FX_WANT),
+		[VM_EV_REG_CONFLICT] = MOVE(VM_DOZING_OFF, VM_FX_PUBLISH),
+		[VM_EV_REMOVED] = REMOVED(VM_DOZING_OFF),
+	},
+	[VM_DOZING] = {
+		[VM_EV_INSPECT] = INSPECT,
+		/* A dozing VM is saved as it is, paused: hibernated, its node's memory is free. */
+		[VM_EV_HIBERNATE] = MOVE(VM_HIBERNATING, VM_FX_SAVE | VM_FX_PUBLISH),
+		/* Its node wakes it, without a claim: nothing else can. */
+		[VM_EV_WAKE] = MOVE(VM_WAKING, VM_FX_RESUME),
+		[VM_EV_REG_WAKE_HERE] = MOVE(VM_WAKING, VM_FX_RESUME),
+		[VM_EV_REG_CONFLICT] = MOVE(VM_DOZING, VM_FX_PUBLISH),
+		REG_FOLLOWS(UP_THERE, 0),
+		[VM_EV_REG_ERROR] = REG_ERROR_FAIL,
+		[VM_EV_REMOVED] = REMOVED(VM_DOZING),
 	},
 	[VM_ERROR] = {
 		[VM_EV_INSPECT] = INSPECT,
 		[VM_EV_HIBERNATE] = REFUSE(-EBUSY, NULL),
+		[VM_EV_DOZE] = REFUSE(-EBUSY, NULL),
 		[VM_EV_WAKE] = REFUSE(-EIO, NULL),
 		/* After wake_timeout: the restore ends after all. */
 		[VM_EV_RESTORE_OK] = RESTORED,
 		[VM_EV_RESTORE_ASLEEP] = MOVE(VM_HIBERNATED, RESTORE_FAIL),
 		[VM_EV_RESTORE_FAILED] = MOVE(VM_ERROR, RESTORE_FAIL),
 		[VM_EV_RESTORE_GONE] = RESTORE_GONE,
+		RESUME_ENDS,
 		[VM_EV_REG_WAKE_HERE] = REG_WAKE_HERE,
 		REG_FOLLOWS(UP_THERE, 0),
 		[VM_EV_REG_ERROR] = FOLLOW(VM_ERROR, 0),
@@ -137,7 +178,8 @@ const char *vm_state_name(enum vm_state s)
 {
 	static const char *const name[] = {
 		[VM_UNKNOWN] = "unknown",	[VM_RUNNING] = "running", [VM_HIBERNATING] = "hibernating",
-		[VM_HIBERNATED] = "hibernated", [VM_WAKING] = "waking",	  [VM_ERROR] = "error",
+		[VM_HIBERNATED] = "hibernated", [VM_WAKING] = "waking",	  [VM_DOZING_OFF] = "dozing_off",
+		[VM_DOZING] = "dozing",		[VM_ERROR] = "error",
 	};
 	return name[s];
 }
@@ -148,6 +190,7 @@ const char *vm_event_name(enum vm_event e)
 		[VM_EV_INSPECT] = "inspect",
 		[VM_EV_FOUND_RUNNING] = "found_running",
 		[VM_EV_FOUND_HIBERNATED] = "found_hibernated",
+		[VM_EV_FOUND_DOZING] = "found_dozing",
 		[VM_EV_FOUND_STOPPED] = "found_stopped",
 		[VM_EV_FOUND_MISSING] = "found_missing",
 		[VM_EV_INSPECT_FAILED] = "inspect_failed",
@@ -156,6 +199,11 @@ const char *vm_event_name(enum vm_event e)
 		[VM_EV_SAVE_OK] = "save_ok",
 		[VM_EV_SAVE_FAILED_UP] = "save_failed_up",
 		[VM_EV_SAVE_FAILED] = "save_failed",
+		[VM_EV_DOZE] = "doze",
+		[VM_EV_DOZE_OK] = "doze_ok",
+		[VM_EV_DOZE_FAILED_UP] = "doze_failed_up",
+		[VM_EV_DOZE_FAILED] = "doze_failed",
+		[VM_EV_SAVE_FAILED_DOZING] = "save_failed_dozing",
 		[VM_EV_WAKE] = "wake",
 		[VM_EV_CLAIM_HERE] = "claim_here",
 		[VM_EV_CLAIM_THERE] = "claim_there",
@@ -165,6 +213,9 @@ const char *vm_event_name(enum vm_event e)
 		[VM_EV_RESTORE_ASLEEP] = "restore_asleep",
 		[VM_EV_RESTORE_FAILED] = "restore_failed",
 		[VM_EV_RESTORE_GONE] = "restore_gone",
+		[VM_EV_RESUME_OK] = "resume_ok",
+		[VM_EV_RESUME_PAUSED] = "resume_paused",
+		[VM_EV_RESUME_FAILED] = "resume_failed",
 		[VM_EV_WAKE_TIMEOUT] = "wake_timeout",
 		[VM_EV_REG_WAKE_HERE] = "reg_wake_here",
 		[VM_EV_REG_CONFLICT] = "reg_conflict",
@@ -172,6 +223,7 @@ const char *vm_event_name(enum vm_event e)
 		[VM_EV_REG_HIBERNATING] = "reg_hibernating",
 		[VM_EV_REG_HIBERNATED] = "reg_hibernated",
 		[VM_EV_REG_WAKING] = "reg_waking",
+		[VM_EV_REG_DOZING] = "reg_dozing",
 		[VM_EV_REG_ERROR] = "reg_error",
 		[VM_EV_REMOVED] = "removed",
 	};
@@ -180,7 +232,15 @@ const char *vm_event_name(enum vm_event e)
 
 bool vm_is_asleep(const struct vm *vm)
 {
-	return vm->state == VM_HIBERNATING || vm->state == VM_HIBERNATED || vm->state == VM_WAKING;
+	return vm->state == VM_HIBERNATING || vm->state == VM_HIBERNATED || vm->state == VM_WAKING ||
+	       vm->state == VM_DOZING_OFF || vm->state == VM_DOZING;
+}
+
+bool vm_stood_in_here(const struct odrsd *d, const struct vm *vm)
+{
+	if (vm->state == VM_DOZING_OFF || vm->state == VM_DOZING)
+		return vm_is_local(d, vm);
+	return d->accept && vm_is_asleep(vm);
 }
 
 bool vm_is_local(const struct odrsd *d, const struct vm *vm)
@@ -218,9 +278,15 @@ static void apply_fields(struct odrsd *d, struct vm *vm, const struct vm_rule *r
 	if (r->to == VM_ERROR && (from != VM_ERROR || job))
 		/* The input's own reason first: an inspect may know why (another node's claim). */
 		set_str(vm->error, sizeof(vm->error), in->error ? in->error : r->why);
-	/* A wake kept for the end of a save is moot once it ends otherwise. */
-	if (from == VM_HIBERNATING && r->to != VM_HIBERNATING && r->to != VM_HIBERNATED)
+	/* A wake kept for the end of a save or doze is moot once it ends otherwise. */
+	if ((from == VM_HIBERNATING && r->to != VM_HIBERNATING && r->to != VM_HIBERNATED) ||
+	    (from == VM_DOZING_OFF && r->to != VM_DOZING_OFF && r->to != VM_DOZING))
 		vm->wake_wanted = false;
+	/* Paused here by a doze, as a restart must know; a save or resume ends it. */
+	vm->dozed = (r->to == VM_DOZING && !(r->effects & VM_FX_FOLLOW)) ||
+		    (vm->dozed && (r->to == VM_HIBERNATING || r->to == VM_UNKNOWN));
+	if (r->to == VM_DOZING && from != VM_DOZING)
+		vm->dozed_at = d->life->ops->now(d);
 	if (r->effects & VM_FX_WANT)
 		vm->wake_wanted = true;
 	if (r->effects & VM_FX_RUNS_HERE) {
@@ -233,7 +299,7 @@ static void apply_fields(struct odrsd *d, struct vm *vm, const struct vm_rule *r
 		vm->node[0] = 0;
 		vm->mem_bytes = 0;
 	}
-	if (r->effects & VM_FX_RESTORE) {
+	if (r->effects & (VM_FX_RESTORE | VM_FX_RESUME)) {
 		set_str(vm->node, sizeof(vm->node), d->cfg->node);
 		vm->replay_tries = 0;
 	}
@@ -254,11 +320,14 @@ static void apply_fields(struct odrsd *d, struct vm *vm, const struct vm_rule *r
 		vm->snapshot_bytes = job->bytes;
 		break;
 	case VM_EV_SAVE_FAILED_UP:
+	case VM_EV_DOZE_FAILED_UP:
 		set_str(vm->tap, sizeof(vm->tap), job->tap); /* for the replay */
 		break;
 	case VM_EV_RESTORE_OK:
-		vm->last_wake_ms = (int64_t)((d->life->ops->now(d) - vm->trigger_at) * 1000);
 		vm->snapshot_bytes = 0;
+		/* fall through */
+	case VM_EV_RESUME_OK:
+		vm->last_wake_ms = (int64_t)((d->life->ops->now(d) - vm->trigger_at) * 1000);
 		break;
 	case VM_EV_REG_WAKE_HERE:
 		vm->trigger = p->trigger;
@@ -309,8 +378,14 @@ static int run_effects(struct odrsd *d, struct vm *vm, unsigned fx, char *err, s
 		submit(d, vm, VIRT_INSPECT);
 	if (fx & VM_FX_SAVE)
 		submit(d, vm, VIRT_SAVE);
+	if (fx & VM_FX_DOZE)
+		submit(d, vm, VIRT_DOZE);
 	if (fx & VM_FX_RESTORE) {
 		submit(d, vm, VIRT_RESTORE);
+		ops->wake_timer(d, vm, true);
+	}
+	if (fx & VM_FX_RESUME) {
+		submit(d, vm, VIRT_RESUME);
 		ops->wake_timer(d, vm, true);
 	}
 	if (fx & VM_FX_CLAIM)
@@ -372,7 +447,12 @@ int vm_request_wake(struct odrsd *d, struct vm *vm, enum wk_trigger t, const cha
 		vm->trigger_at = d->life->ops->now(d);
 		set_str(vm->client, sizeof(vm->client), client);
 	}
-	if (r->effects & VM_FX_CLAIM) {
+	if ((r->effects & VM_FX_RESUME) && !vm_is_local(d, vm)) {
+		if (err)
+			snprintf(err, errlen, "%s dozes on %s: it wakes there", vm->name, vm->node);
+		return -EREMOTE;
+	}
+	if (r->effects & (VM_FX_CLAIM | VM_FX_RESUME)) {
 		if (vm->claiming)
 			return 0;
 		if (!d->life->ops->may_wake(d, vm, t)) {
@@ -386,9 +466,12 @@ int vm_request_wake(struct odrsd *d, struct vm *vm, enum wk_trigger t, const cha
 	return vm_fire(d, vm, &(struct vm_input){ .ev = VM_EV_WAKE }, err, errlen);
 }
 
-int vm_request_hibernate(struct odrsd *d, struct vm *vm, const char *reason, char *err, size_t errlen)
+/* Hibernate or doze: a VM goes to sleep only from this node, with the registry told. */
+static int request_sleep(struct odrsd *d, struct vm *vm, enum vm_event ev, const char *reason, char *err,
+			 size_t errlen)
 {
-	const struct vm_rule *r = &vm_rules[vm->state][VM_EV_HIBERNATE];
+	const struct vm_rule *r = &vm_rules[vm->state][ev];
+	const char *verb = ev == VM_EV_DOZE ? "doze" : "hibernate";
 
 	if (r->verdict == VM_MOVE) {
 		if (vm->job_busy) {
@@ -397,8 +480,7 @@ int vm_request_hibernate(struct odrsd *d, struct vm *vm, const char *reason, cha
 		}
 		if (!vm_is_local(d, vm)) {
 			if (err)
-				snprintf(err, errlen, "%s runs on %s: hibernate it there", vm->name,
-					 vm->node);
+				snprintf(err, errlen, "%s runs on %s: %s it there", vm->name, vm->node, verb);
 			return -EREMOTE;
 		}
 		/* Asleep with nobody told, it would never wake. */
@@ -410,7 +492,17 @@ int vm_request_hibernate(struct odrsd *d, struct vm *vm, const char *reason, cha
 		}
 		vm->hibernate_reason = reason;
 	}
-	return vm_fire(d, vm, &(struct vm_input){ .ev = VM_EV_HIBERNATE }, err, errlen);
+	return vm_fire(d, vm, &(struct vm_input){ .ev = ev }, err, errlen);
+}
+
+int vm_request_hibernate(struct odrsd *d, struct vm *vm, const char *reason, char *err, size_t errlen)
+{
+	return request_sleep(d, vm, VM_EV_HIBERNATE, reason, err, errlen);
+}
+
+int vm_request_doze(struct odrsd *d, struct vm *vm, const char *reason, char *err, size_t errlen)
+{
+	return request_sleep(d, vm, VM_EV_DOZE, reason, err, errlen);
 }
 
 /* VM_EV_COUNT: the registry was followed instead, or will be (its first read). */
@@ -430,7 +522,8 @@ static enum vm_event inspect_event(struct odrsd *d, struct vm *vm, const struct 
 		return VM_EV_COUNT;
 	switch (job->state) {
 	case VIRT_RUNNING:
-		return VM_EV_FOUND_RUNNING;
+		/* Paused otherwise (by an operator, or a libvirt job): it runs, as far as odrsd knows. */
+		return job->paused && vm->dozed ? VM_EV_FOUND_DOZING : VM_EV_FOUND_RUNNING;
 	case VIRT_HIBERNATED:
 		return VM_EV_FOUND_HIBERNATED;
 	case VIRT_STOPPED:
@@ -439,6 +532,15 @@ static enum vm_event inspect_event(struct odrsd *d, struct vm *vm, const struct 
 		break;
 	}
 	return VM_EV_FOUND_MISSING;
+}
+
+static enum vm_event resume_event(const struct virt_job *job)
+{
+	if (job->state == VIRT_RUNNING && !job->paused)
+		return VM_EV_RESUME_OK;
+	if (job->err == -ENOTCONN)
+		return VM_EV_RESTORE_GONE;
+	return job->state == VIRT_RUNNING ? VM_EV_RESUME_PAUSED : VM_EV_RESUME_FAILED;
 }
 
 static enum vm_event restore_event(const struct virt_job *job)
@@ -463,11 +565,20 @@ void vm_on_job_done(struct odrsd *d, struct vm *vm, const struct virt_job *job)
 		break;
 	case VIRT_SAVE:
 		in.ev = !job->err		     ? VM_EV_SAVE_OK
-			: job->state == VIRT_RUNNING ? VM_EV_SAVE_FAILED_UP
-						     : VM_EV_SAVE_FAILED;
+			: job->state != VIRT_RUNNING ? VM_EV_SAVE_FAILED
+			: job->paused		     ? VM_EV_SAVE_FAILED_DOZING
+						     : VM_EV_SAVE_FAILED_UP;
 		break;
 	case VIRT_RESTORE:
 		in.ev = restore_event(job);
+		break;
+	case VIRT_DOZE:
+		in.ev = !job->err				     ? VM_EV_DOZE_OK
+			: job->state == VIRT_RUNNING && !job->paused ? VM_EV_DOZE_FAILED_UP
+								     : VM_EV_DOZE_FAILED;
+		break;
+	case VIRT_RESUME:
+		in.ev = resume_event(job);
 		break;
 	case VIRT_PROBE:
 		return; /* idle.c's */
@@ -498,13 +609,16 @@ static enum vm_event registry_event(const struct odrsd *d, const struct vm *vm, 
 		[VM_HIBERNATING] = VM_EV_REG_HIBERNATING,
 		[VM_HIBERNATED] = VM_EV_REG_HIBERNATED,
 		[VM_WAKING] = VM_EV_REG_WAKING,
+		[VM_DOZING_OFF] = VM_EV_REG_DOZING,
+		[VM_DOZING] = VM_EV_REG_DOZING,
 		[VM_ERROR] = VM_EV_REG_ERROR,
 	};
 
 	/* Claimed for this node: restore it here. Anything else here we said ourselves. */
 	if (!strcmp(p->node, d->cfg->node))
 		return p->state == VM_WAKING ? VM_EV_REG_WAKE_HERE : VM_EV_COUNT;
-	if (vm->state == VM_RUNNING && vm_is_local(d, vm))
+	if ((vm->state == VM_RUNNING || vm->state == VM_DOZING_OFF || vm->state == VM_DOZING) &&
+	    vm_is_local(d, vm))
 		return VM_EV_REG_CONFLICT;
 	return elsewhere[p->state];
 }

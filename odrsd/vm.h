@@ -29,35 +29,45 @@
 #include "odrsd.h"
 
 enum vm_event {
-	VM_EV_INSPECT,		/* inspect again now (start-up, reload, libvirt event, recheck) */
-	VM_EV_FOUND_RUNNING,	/* inspect result: the domain runs here */
-	VM_EV_FOUND_HIBERNATED, /* inspect result: its image is in snapshot_dir */
-	VM_EV_FOUND_STOPPED,	/* inspect result: shut off, no image */
-	VM_EV_FOUND_MISSING,	/* inspect result: no domain, no image */
-	VM_EV_INSPECT_FAILED,	/* inspect result: libvirt said no */
-	VM_EV_LIBVIRT_GONE,	/* inspect result: libvirtd unreachable */
-	VM_EV_HIBERNATE,	/* hibernate requested (idle or manual) */
-	VM_EV_SAVE_OK,		/* the save wrote its image */
-	VM_EV_SAVE_FAILED_UP,	/* the save failed, the domain still runs */
-	VM_EV_SAVE_FAILED,	/* the save failed, the domain's state is unknown */
-	VM_EV_WAKE,		/* wake requested (a trigger) */
-	VM_EV_CLAIM_HERE,	/* the wake claim won, for this node (always so without a cluster) */
-	VM_EV_CLAIM_THERE,	/* the wake claim won, for another node */
-	VM_EV_CLAIM_LOST,	/* another node claimed it first */
-	VM_EV_CLAIM_REFUSED,	/* etcd did not answer the claim */
-	VM_EV_RESTORE_OK,	/* the restore runs the domain here */
-	VM_EV_RESTORE_ASLEEP,	/* the restore failed, its image is back */
-	VM_EV_RESTORE_FAILED,	/* the restore failed, neither running nor restorable */
-	VM_EV_RESTORE_GONE,	/* libvirtd went away during the restore */
-	VM_EV_WAKE_TIMEOUT,	/* wake_timeout passed, the restore still runs */
-	VM_EV_REG_WAKE_HERE,	/* registry: claimed for this node (by another node) */
-	VM_EV_REG_CONFLICT,	/* registry: elsewhere, but it runs here */
-	VM_EV_REG_RUNNING,	/* registry: running on another node */
-	VM_EV_REG_HIBERNATING,	/* registry: being saved by another node */
-	VM_EV_REG_HIBERNATED,	/* registry: asleep */
-	VM_EV_REG_WAKING,	/* registry: being restored by another node */
-	VM_EV_REG_ERROR,	/* registry: failed on another node */
-	VM_EV_REMOVED,		/* dropped from the configuration, and no job runs */
+	VM_EV_INSPECT,		  /* inspect again now (start-up, reload, libvirt event, recheck) */
+	VM_EV_FOUND_RUNNING,	  /* inspect result: the domain runs here */
+	VM_EV_FOUND_HIBERNATED,	  /* inspect result: its image is in snapshot_dir */
+	VM_EV_FOUND_DOZING,	  /* inspect result: paused here, and it was dozed */
+	VM_EV_FOUND_STOPPED,	  /* inspect result: shut off, no image */
+	VM_EV_FOUND_MISSING,	  /* inspect result: no domain, no image */
+	VM_EV_INSPECT_FAILED,	  /* inspect result: libvirt said no */
+	VM_EV_LIBVIRT_GONE,	  /* inspect result: libvirtd unreachable */
+	VM_EV_HIBERNATE,	  /* hibernate requested (idle or manual) */
+	VM_EV_SAVE_OK,		  /* the save wrote its image */
+	VM_EV_SAVE_FAILED_UP,	  /* the save failed, the domain still runs */
+	VM_EV_SAVE_FAILED,	  /* the save failed, the domain's state is unknown */
+	VM_EV_DOZE,		  /* doze requested (idle or manual) */
+	VM_EV_DOZE_OK,		  /* the doze paused it and paged its memory out */
+	VM_EV_DOZE_FAILED_UP,	  /* the doze failed, the domain still runs */
+	VM_EV_DOZE_FAILED,	  /* the doze failed, the domain is neither running nor dozed */
+	VM_EV_SAVE_FAILED_DOZING, /* the save of a dozing VM failed, the domain is still paused */
+	VM_EV_WAKE,		  /* wake requested (a trigger) */
+	VM_EV_CLAIM_HERE,	  /* the wake claim won, for this node (always so without a cluster) */
+	VM_EV_CLAIM_THERE,	  /* the wake claim won, for another node */
+	VM_EV_CLAIM_LOST,	  /* another node claimed it first */
+	VM_EV_CLAIM_REFUSED,	  /* etcd did not answer the claim */
+	VM_EV_RESTORE_OK,	  /* the restore runs the domain here */
+	VM_EV_RESTORE_ASLEEP,	  /* the restore failed, its image is back */
+	VM_EV_RESTORE_FAILED,	  /* the restore failed, neither running nor restorable */
+	VM_EV_RESTORE_GONE,	  /* libvirtd went away during the restore (or the resume) */
+	VM_EV_RESUME_OK,	  /* the resume runs the dozing domain again */
+	VM_EV_RESUME_PAUSED,	  /* the resume failed, the domain is still paused */
+	VM_EV_RESUME_FAILED,	  /* the resume failed, the domain is not there */
+	VM_EV_WAKE_TIMEOUT,	  /* wake_timeout passed, the restore still runs */
+	VM_EV_REG_WAKE_HERE,	  /* registry: claimed for this node (by another node) */
+	VM_EV_REG_CONFLICT,	  /* registry: elsewhere, but it runs here */
+	VM_EV_REG_RUNNING,	  /* registry: running on another node */
+	VM_EV_REG_HIBERNATING,	  /* registry: being saved by another node */
+	VM_EV_REG_HIBERNATED,	  /* registry: asleep */
+	VM_EV_REG_WAKING,	  /* registry: being restored by another node */
+	VM_EV_REG_DOZING,	  /* registry: dozing (or dozing off) on another node */
+	VM_EV_REG_ERROR,	  /* registry: failed on another node */
+	VM_EV_REMOVED,		  /* dropped from the configuration, and no job runs */
 	VM_EV_COUNT,
 };
 const char *vm_event_name(enum vm_event e);
@@ -83,6 +93,8 @@ enum vm_effect {
 	VM_FX_NOWHERE = 1u << 16,    /* it runs on no node, with no memory */
 	VM_FX_TARGET = 1u << 17,     /* the claim's target node restores it */
 	VM_FX_FREE = 1u << 18,	     /* free it (after the observers) */
+	VM_FX_DOZE = 1u << 19,	     /* submit a doze */
+	VM_FX_RESUME = 1u << 20,     /* this node resumes it: submit, start the wake timer */
 };
 
 enum vm_verdict {
@@ -175,7 +187,8 @@ void vm_inspect(struct odrsd *d, struct vm *vm); /* inspect again now (unless a 
 int vm_request_wake(struct odrsd *d, struct vm *vm, enum wk_trigger t, const char *client, char *err,
 		    size_t errlen);
 int vm_request_hibernate(struct odrsd *d, struct vm *vm, const char *reason, char *err, size_t errlen);
-/* An inspect, save or restore of vm ended (on the loop). */
+int vm_request_doze(struct odrsd *d, struct vm *vm, const char *reason, char *err, size_t errlen);
+/* An inspect, save, restore, doze or resume of vm ended (on the loop). */
 void vm_on_job_done(struct odrsd *d, struct vm *vm, const struct virt_job *job);
 enum vm_claim { VM_CLAIM_WON, VM_CLAIM_LOST, VM_CLAIM_REFUSED };
 /* A claim's answer: won for target, lost, or refused with err. */
@@ -189,6 +202,12 @@ void vm_free(struct odrsd *d, struct vm *vm);
 /* Questions. */
 const char *vm_state_name(enum vm_state s);
 bool vm_is_asleep(const struct vm *vm);
+/*
+ * Whether this node answers ARP and NDP and takes the SYNs for vm: the accept
+ * node for a VM asleep anywhere, but only its own node for a dozing one (its
+ * frames still reach that node; nothing retrains them).
+ */
+bool vm_stood_in_here(const struct odrsd *d, const struct vm *vm);
 /* Whether this node runs, saves or restores vm (always, without a cluster). */
 bool vm_is_local(const struct odrsd *d, const struct vm *vm);
 

@@ -111,7 +111,7 @@ static void wake_on_neighbour(struct odrsd *d, struct vm *vm, const struct wk_pk
 	char who[INET6_ADDRSTRLEN], ip[INET6_ADDRSTRLEN];
 	int len;
 
-	if (!d->accept || !vm_is_asleep(vm) || !vm->has_mac || q.announcement)
+	if (!vm_stood_in_here(d, vm) || !vm->has_mac || q.announcement)
 		return;
 	/* An NA's -EINVAL: duplicate address detection (from ::), which only the owner answers. */
 	len = q.v6 ? wk_na_build(&p->eth, &p->ip6, &p->ns, vm->mac, frame, sizeof(frame))
@@ -169,14 +169,15 @@ static void wake_on_syn(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, 
 	char client[64], ip[INET6_ADDRSTRLEN];
 
 	vm->last_activity = ev_now(d->loop);
-	if (!d->accept || !vm_is_asleep(vm) || !policy_may_wake(vm, WK_TRIGGER_SYN, p, p->tcp.dport))
+	if (!vm_stood_in_here(d, vm) || !policy_may_wake(vm, WK_TRIGGER_SYN, p, p->tcp.dport))
 		return;
 	addr_str(p->v6, p->v6 ? (const void *)p->ip6.src : &p->ip.src, ip);
 	snprintf(client, sizeof(client), p->v6 ? "[%s]:%u" : "%s:%u", ip, p->tcp.sport);
 	vm_request_wake(d, vm, WK_TRIGGER_SYN, client, NULL, 0);
 	/* Held only for a wake on its way: a refused one (a rate limit) keeps nothing. */
 	if (!vm->conf->policy.replay_syn ||
-	    !(vm->state == VM_WAKING || vm->state == VM_HIBERNATING || vm->claiming) ||
+	    !(vm->state == VM_WAKING || vm->state == VM_HIBERNATING || vm->state == VM_DOZING_OFF ||
+	      vm->claiming) ||
 	    !wake_hold_syn(d, vm, frame, len))
 		return;
 	evlog_emit("syn_held", vm->name, json_pack("{s:s, s:i}", "client", client, "port", p->tcp.dport));
@@ -453,21 +454,26 @@ static void observe_waiters(struct odrsd *d, struct vm *vm, const struct vm_chan
 		control_vm_done(d, vm, c->err, c->why);
 }
 
-/* It sleeps now: the switches must send its frames to the accept node. */
+/* It sleeps now: the switches must send its frames to the accept node (a dozing one's to its node). */
 static void observe_neighbours(struct odrsd *d, struct vm *vm, const struct vm_change *c)
 {
-	if (c->to != VM_HIBERNATED || c->from == VM_HIBERNATED)
+	if ((c->to != VM_HIBERNATED && c->to != VM_DOZING) || c->from == c->to)
 		return;
-	if (!cluster_on(d))
+	/* A dozing VM stays on its node: only the bridge here must send its frames to odrsd. */
+	if (c->to == VM_DOZING) {
+		if (vm_is_local(d, vm))
+			vm_announce(d, vm);
+	} else if (!cluster_on(d))
 		vm_announce(d, vm);
 	else if (d->accept)
 		retrain_vm(d, vm);
 }
 
-/* What survives a restart: its last wake time. */
+/* What survives a restart: its last wake time, and whether a doze paused it. */
 static void observe_persist(struct odrsd *d, struct vm *vm, const struct vm_change *c)
 {
-	if (c->in->ev == VM_EV_RESTORE_OK)
+	if (c->in->ev == VM_EV_RESTORE_OK || c->in->ev == VM_EV_RESUME_OK ||
+	    ((c->from == VM_DOZING) != (c->to == VM_DOZING) && vm_is_local(d, vm)))
 		state_save(d, vm);
 }
 
@@ -491,6 +497,7 @@ static void observe_events(struct odrsd *d, struct vm *vm, const struct vm_chang
 	switch (c->in->ev) {
 	case VM_EV_FOUND_RUNNING:
 	case VM_EV_FOUND_HIBERNATED:
+	case VM_EV_FOUND_DOZING:
 	case VM_EV_FOUND_STOPPED:
 	case VM_EV_FOUND_MISSING:
 	case VM_EV_INSPECT_FAILED:
@@ -512,11 +519,38 @@ static void observe_events(struct odrsd *d, struct vm *vm, const struct vm_chang
 				     (json_int_t)job->ms, "reason", vm->hibernate_reason, "shrunk_bytes",
 				     (json_int_t)job->shrunk_bytes, "shrink_ms", (json_int_t)job->shrink_ms));
 		break;
+	case VM_EV_DOZE:
+		evlog_emit("doze_start", vm->name, json_pack("{s:s}", "reason", vm->hibernate_reason));
+		break;
+	case VM_EV_DOZE_OK:
+		log_info("%s: dozing, %llu bytes paged out, %llu resident, in %llu ms", vm->name,
+			 (unsigned long long)job->paged_out_bytes, (unsigned long long)job->resident_bytes,
+			 (unsigned long long)job->ms);
+		evlog_emit("doze_done", vm->name,
+			   json_pack("{s:I, s:I, s:I, s:s}", "bytes_out", (json_int_t)job->paged_out_bytes,
+				     "resident_bytes", (json_int_t)job->resident_bytes, "ms",
+				     (json_int_t)job->ms, "reason", vm->hibernate_reason));
+		break;
+	case VM_EV_DOZE_FAILED_UP:
+	case VM_EV_DOZE_FAILED:
+		log_err("%s: doze failed, %s: %s", vm->name,
+			c->to == VM_RUNNING ? "still running" : "state unknown", job->error);
+		evlog_emit("doze_failed", vm->name, json_pack("{s:s}", "error", job->error));
+		break;
+	case VM_EV_WAKE:
+		/* A dozing VM's wake needs no claim: it starts here and now. */
+		if (c->effects & VM_FX_RESUME)
+			emit_wake_start(d, vm, d->cfg->node);
+		break;
 	case VM_EV_SAVE_FAILED_UP:
 	case VM_EV_SAVE_FAILED:
+	case VM_EV_SAVE_FAILED_DOZING:
 		d->n.save_failures++;
 		log_err("%s: hibernation failed, %s: %s", vm->name,
-			c->to == VM_RUNNING ? "still running" : "state unknown", job->error);
+			c->to == VM_RUNNING  ? "still running"
+			: c->to == VM_DOZING ? "still dozing"
+					     : "state unknown",
+			job->error);
 		evlog_emit("hibernate_failed", vm->name, json_pack("{s:s}", "error", job->error));
 		break;
 	case VM_EV_CLAIM_HERE:
@@ -527,17 +561,22 @@ static void observe_events(struct odrsd *d, struct vm *vm, const struct vm_chang
 		log_err("%s: wake not claimed: etcd: %s", vm->name, strerror(-c->in->err));
 		break;
 	case VM_EV_RESTORE_OK:
+	case VM_EV_RESUME_OK:
 		d->n.restores++;
 		evlog_emit("wake_done", vm->name,
-			   json_pack("{s:I, s:I, s:s, s:s}", "ms", (json_int_t)vm->last_wake_ms, "restore_ms",
-				     (json_int_t)job->ms, "trigger", wk_trigger_name(vm->trigger),
-				     "target_node", d->cfg->node));
-		log_info("%s: running on %s after %lld ms (%s)", vm->name, vm->tap,
-			 (long long)vm->last_wake_ms, wk_trigger_name(vm->trigger));
+			   json_pack("{s:I, s:I, s:s, s:s, s:s}", "ms", (json_int_t)vm->last_wake_ms,
+				     "restore_ms", (json_int_t)job->ms, "trigger",
+				     wk_trigger_name(vm->trigger), "target_node", d->cfg->node, "from",
+				     c->in->ev == VM_EV_RESUME_OK ? "doze" : "hibernate"));
+		log_info("%s: running on %s after %lld ms (%s, from %s)", vm->name, vm->tap,
+			 (long long)vm->last_wake_ms, wk_trigger_name(vm->trigger),
+			 c->in->ev == VM_EV_RESUME_OK ? "a doze" : "hibernation");
 		break;
 	case VM_EV_RESTORE_ASLEEP:
 	case VM_EV_RESTORE_FAILED:
 	case VM_EV_RESTORE_GONE:
+	case VM_EV_RESUME_PAUSED:
+	case VM_EV_RESUME_FAILED:
 		d->n.restore_failures++;
 		log_err("%s: wake failed: %s", vm->name, job->error);
 		evlog_emit("wake_failed", vm->name, json_pack("{s:s}", "error", job->error));

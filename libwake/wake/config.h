@@ -16,6 +16,8 @@
 enum wk_probe { WK_PROBE_AGENT = 0, WK_PROBE_SSH, WK_PROBE_NONE };
 enum wk_backend { WK_BACKEND_NONE = 0, WK_BACKEND_ETCD };
 enum wk_shrink { WK_SHRINK_NONE = 0, WK_SHRINK_CACHES, WK_SHRINK_BALLOON };
+/* How an idle VM sleeps: saved to snapshot_dir, or paused with its memory in swap. */
+enum wk_sleep { WK_SLEEP_HIBERNATE = 0, WK_SLEEP_DOZE, WK_SLEEP_DOZE_THEN_HIBERNATE };
 
 /* An address of either family: IPv6, with IPv4 as IPv4-mapped (::ffff:a.b.c.d). */
 struct wk_addr {
@@ -53,6 +55,9 @@ struct wk_policy {
 	bool dry_run;	 /* log what would be hibernated, do nothing */
 	enum wk_shrink shrink;
 	unsigned wakes_per_hour; /* automatic wakes of one VM; 0: no limit */
+	enum wk_sleep sleep;
+	uint64_t hibernate_after_ms; /* doze_then_hibernate: a dozing VM is hibernated after this */
+	unsigned sleep_line;	     /* of the sleep key that applies; 0: the default */
 };
 
 struct wk_vmconf {

@@ -18,15 +18,16 @@ enum wk_ctl_cmd {
 	WK_CTL_UNPIN,
 	WK_CTL_RELOAD,
 	WK_CTL_ACCEPT,
+	WK_CTL_DOZE,
 };
 
 #define WK_CTL_LINE_MAX 4096 /* a longer request is refused */
 
 struct wk_ctl_request {
 	enum wk_ctl_cmd cmd;
-	char vm[128];  /* hibernate, wake, pin, unpin: the VM */
+	char vm[128];  /* hibernate, doze, wake, pin, unpin: the VM */
 	char move[65]; /* accept: the node to hand the role to; "" to show */
-	bool progress; /* hibernate, wake: report progress while waiting */
+	bool progress; /* hibernate, doze, wake: report progress while waiting */
 };
 
 /*

@@ -12,7 +12,8 @@
 #     printing every line the daemon wrote exactly once, in order;
 #  7. the control socket is 0660 root:odrs, members of odrs (by a supplementary
 #     group) are served and other users get no answer; odrsd keeps only
-#     CAP_NET_RAW and CAP_NET_ADMIN, and writes nothing world-writable.
+#     CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_NICE and CAP_SYS_PTRACE (a doze's
+#     page-out), and writes nothing world-writable.
 # Exit 0 pass, 1 fail, 77 skip (not root).
 [ "$(id -u)" = 0 ] || { echo "needs root"; exit 77; }
 . "$(dirname "$0")/lab.sh"
@@ -93,10 +94,10 @@ grep -Eq "Broken pipe|Connection reset|connection closed before the answer" "$OU
 	fail "nobody through a 0666 socket: $(cat "$OUT.err")"
 expect_rc 0 ctl status
 caps=$(awk '/^CapEff|^CapPrm|^CapBnd/ { print $1 $2 }' "/proc/$(lab_odrsd_pid n1)/status")
-echo "$caps" | grep -qx "CapEff:0000000000003000" || fail "odrsd's effective capabilities: $caps"
-echo "$caps" | grep -qx "CapPrm:0000000000003000" || fail "odrsd's permitted capabilities: $caps"
+echo "$caps" | grep -qx "CapEff:0000000000883000" || fail "odrsd's effective capabilities: $caps"
+echo "$caps" | grep -qx "CapPrm:0000000000883000" || fail "odrsd's permitted capabilities: $caps"
 for task in /proc/"$(lab_odrsd_pid n1)"/task/*; do
-	[ "$(awk '/^CapEff/ { print $2 }' "$task/status")" = 0000000000003000 ] ||
+	[ "$(awk '/^CapEff/ { print $2 }' "$task/status")" = 0000000000883000 ] ||
 		fail "thread ${task##*/} has $(grep CapEff "$task/status")"
 done
 loose=$(find "$(lab_node_dir n1)/odrs" "$LAB_SHARED" -perm -o+w ! -type l 2>/dev/null)
@@ -191,7 +192,7 @@ expect_rc 2 ctl frobnicate
 step "6: events filters"
 expect_rc 0 ctl events -l "$LOG" --vm web1 --event wake_done
 [ "$(wc -l <"$OUT.out")" = 1 ] || fail "wake_done lines: $(cat "$OUT.out")"
-grep -Eq '^[0-9-]+T[0-9:.]+Z web1 wake_done ms=[0-9]+ restore_ms=[0-9]+ trigger=manual target_node=n1 node=n1$' "$OUT.out" ||
+grep -Eq '^[0-9-]+T[0-9:.]+Z web1 wake_done ms=[0-9]+ restore_ms=[0-9]+ trigger=manual target_node=n1 node=n1 from=hibernate$' "$OUT.out" ||
 	fail "wake_done line: $(cat "$OUT.out")"
 expect_rc 0 ctl events -l "$LOG" --vm web2
 [ ! -s "$OUT.out" ] || fail "events for web2: $(cat "$OUT.out")"

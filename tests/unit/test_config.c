@@ -633,6 +633,39 @@ static void test_vm_overrides(void **state)
 	wk_config_free(cfg);
 }
 
+/* sleep: how idle VMs sleep, with the line odrsd names when the host cannot doze. */
+static void test_sleep(void **state)
+{
+	struct wk_config *cfg;
+	struct diags ds;
+
+	assert_int_equal(load_text("[vm a]\nip = 10.0.0.1\n", &cfg, &ds), 0);
+	assert_int_equal(cfg->policy.sleep, WK_SLEEP_HIBERNATE);
+	assert_int_equal(cfg->policy.hibernate_after_ms, 3600000);
+	assert_int_equal(cfg->policy.sleep_line, 0);
+	assert_int_equal(cfg->vms[0].policy.sleep_line, 0);
+	wk_config_free(cfg);
+
+	/* Inherited with the [policy] line; a [vm] section's own key has its own. */
+	assert_int_equal(load_text("[policy]\nsleep = doze\nhibernate_after = 10m\n"
+				   "[vm a]\nip = 10.0.0.1\n"
+				   "[vm b]\nip = 10.0.0.2\nsleep = doze_then_hibernate\n",
+				   &cfg, &ds),
+			 0);
+	assert_int_equal(cfg->policy.sleep, WK_SLEEP_DOZE);
+	assert_int_equal(cfg->policy.sleep_line, 2);
+	assert_int_equal(cfg->vms[0].policy.sleep, WK_SLEEP_DOZE);
+	assert_int_equal(cfg->vms[0].policy.sleep_line, 2);
+	assert_int_equal(cfg->vms[0].policy.hibernate_after_ms, 600000);
+	assert_int_equal(cfg->vms[1].policy.sleep, WK_SLEEP_DOZE_THEN_HIBERNATE);
+	assert_int_equal(cfg->vms[1].policy.sleep_line, 8);
+	wk_config_free(cfg);
+
+	assert_int_equal(load_text("[policy]\nsleep = nap\nhibernate_after = 0\n", &cfg, &ds), -EINVAL);
+	assert_true(has_diag(&ds, 2, "sleep: \"nap\": expected hibernate, doze or doze_then_hibernate"));
+	assert_true(has_diag(&ds, 3, "hibernate_after"));
+}
+
 static void test_comments_and_layout(void **state)
 {
 	struct wk_config *cfg;
@@ -897,10 +930,10 @@ int main(void)
 		cmocka_unit_test(test_bad_5_7),		cmocka_unit_test(test_duplicates),
 		cmocka_unit_test(test_structure),	cmocka_unit_test(test_whole_config_checks),
 		cmocka_unit_test(test_vm_overrides),	cmocka_unit_test(test_comments_and_layout),
-		cmocka_unit_test(test_long_lines),	cmocka_unit_test(test_example_configs),
-		cmocka_unit_test(test_unreadable),	cmocka_unit_test(test_many_vms),
-		cmocka_unit_test(test_parse_duration),	cmocka_unit_test(test_parse_size),
-		cmocka_unit_test(test_parse_addresses),
+		cmocka_unit_test(test_sleep),		cmocka_unit_test(test_long_lines),
+		cmocka_unit_test(test_example_configs), cmocka_unit_test(test_unreadable),
+		cmocka_unit_test(test_many_vms),	cmocka_unit_test(test_parse_duration),
+		cmocka_unit_test(test_parse_size),	cmocka_unit_test(test_parse_addresses),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

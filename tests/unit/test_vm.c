@@ -19,7 +19,7 @@
 
 /* What the fakes saw. */
 static struct {
-	unsigned submits[VIRT_PROBE + 1], claims, adopts, timer_on, timer_off, rechecks, replays, releases,
+	unsigned submits[VIRT_RESUME + 1], claims, adopts, timer_on, timer_off, rechecks, replays, releases,
 		passes, destroys, refused_wakes;
 	int claim_result; /* what the fake claim returns */
 	bool store_ok, may_wake, registry_read;
@@ -157,7 +157,8 @@ static struct virt_job job_of(enum virt_op op, int err, enum virt_state st)
 
 static unsigned submitted(void)
 {
-	return fake.submits[VIRT_INSPECT] + fake.submits[VIRT_SAVE] + fake.submits[VIRT_RESTORE];
+	return fake.submits[VIRT_INSPECT] + fake.submits[VIRT_SAVE] + fake.submits[VIRT_RESTORE] +
+	       fake.submits[VIRT_DOZE] + fake.submits[VIRT_RESUME];
 }
 
 static unsigned ops_called(void)
@@ -177,6 +178,7 @@ static void test_names(void **state)
 	/* User-visible in odrsctl list, status and the etcd registry. */
 	assert_string_equal(vm_state_name(VM_HIBERNATED), "hibernated");
 	assert_string_equal(vm_state_name(VM_WAKING), "waking");
+	assert_string_equal(vm_state_name(VM_DOZING), "dozing");
 }
 
 /* Each allowed transition moves the state, tells every observer once, and runs its effects. */
@@ -209,7 +211,9 @@ static void test_every_allowed_transition(void **state)
 			assert_int_equal(fake.submits[VIRT_INSPECT], !!(fx & VM_FX_INSPECT));
 			assert_int_equal(fake.submits[VIRT_SAVE], !!(fx & VM_FX_SAVE));
 			assert_int_equal(fake.submits[VIRT_RESTORE], !!(fx & VM_FX_RESTORE));
-			assert_int_equal(fake.timer_on, !!(fx & VM_FX_RESTORE));
+			assert_int_equal(fake.submits[VIRT_DOZE], !!(fx & VM_FX_DOZE));
+			assert_int_equal(fake.submits[VIRT_RESUME], !!(fx & VM_FX_RESUME));
+			assert_int_equal(fake.timer_on, !!(fx & (VM_FX_RESTORE | VM_FX_RESUME)));
 			assert_int_equal(fake.timer_off, !!(fx & VM_FX_STOP_TIMER));
 			assert_int_equal(fake.claims, !!(fx & VM_FX_CLAIM));
 			assert_int_equal(fake.rechecks, !!(fx & VM_FX_RECHECK));
@@ -217,13 +221,14 @@ static void test_every_allowed_transition(void **state)
 			assert_int_equal(fake.replays, !!(fx & VM_FX_REPLAY));
 			assert_int_equal(fake.passes, !!(fx & VM_FX_PASS_SYNS));
 			assert_int_equal(fake.destroys, !!(fx & VM_FX_FREE));
-			assert_int_equal(vm.job_busy, !!(fx & (VM_FX_INSPECT | VM_FX_SAVE | VM_FX_RESTORE)));
+			assert_int_equal(vm.job_busy, !!(fx & (VM_FX_INSPECT | VM_FX_SAVE | VM_FX_RESTORE |
+							       VM_FX_DOZE | VM_FX_RESUME)));
 			assert_int_equal(vm.wake_wanted, !!(fx & VM_FX_WANT));
 			if (fx & VM_FX_FAIL) {
 				assert_true(fake.changes[0].err < 0);
 				assert_non_null(fake.changes[0].why);
 			}
-			if (fx & (VM_FX_RESTORE | VM_FX_RUNS_HERE))
+			if (fx & (VM_FX_RESTORE | VM_FX_RESUME | VM_FX_RUNS_HERE))
 				assert_string_equal(vm.node, "n1");
 			if (fx & (VM_FX_FOLLOW | VM_FX_TARGET))
 				assert_string_equal(vm.node, "n2");
@@ -259,8 +264,11 @@ static void test_every_refused_transition(void **state)
 			assert_int_equal(fake.nchanges, 0);
 			assert_int_equal(ops_called(), 0);
 		}
-	/* Hibernate while waking, being inspected or failed; wake while being inspected or failed. */
-	assert_int_equal(n, 5);
+	/*
+	 * Hibernate while waking, dozing off, being inspected or failed; doze while being
+	 * inspected or failed; wake while being inspected or failed.
+	 */
+	assert_int_equal(n, 8);
 	assert_int_equal(vm_rules[VM_WAKING][VM_EV_HIBERNATE].err, -EBUSY);
 }
 
@@ -536,6 +544,186 @@ static void test_removed_during_job(void **state)
 }
 
 /* Inspects: results, libvirtd away, and the registry's word in a cluster. */
+/* ---- doze ------------------------------------------------------------------------------- */
+
+static struct virt_job doze_job(int err, bool paused)
+{
+	struct virt_job j = job_of(VIRT_DOZE, err, VIRT_RUNNING);
+
+	j.paused = paused;
+	j.paged_out_bytes = 200 << 20;
+	j.resident_bytes = 30 << 20;
+	return j;
+}
+
+/* Dozed, a SYN resumes it here (no claim, even in a cluster), and the held SYN is replayed. */
+static void test_doze_syn_resume(void **state)
+{
+	struct virt_job j = doze_job(0, true);
+
+	reset(true, VM_RUNNING);
+	snprintf(vm.node, sizeof(vm.node), "n1");
+	assert_int_equal(vm_request_doze(&d, &vm, "idle", NULL, 0), 0);
+	assert_int_equal(vm.state, VM_DOZING_OFF);
+	assert_int_equal(fake.submits[VIRT_DOZE], 1);
+	assert_true(vm_is_asleep(&vm));
+	assert_true(fake.changes[0].effects & VM_FX_PUBLISH);
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(vm.state, VM_DOZING);
+	assert_true(vm.dozed);
+	assert_true(vm_is_asleep(&vm));
+	assert_string_equal(vm.node, "n1"); /* it stays on its node */
+	assert_true(fake.changes[1].effects & VM_FX_DONE);
+	assert_true(fake.changes[1].effects & VM_FX_PUBLISH);
+
+	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_SYN, "198.18.0.50:4000", NULL, 0), 0);
+	assert_int_equal(vm.state, VM_WAKING);
+	assert_int_equal(fake.claims, 0);
+	assert_int_equal(fake.submits[VIRT_RESUME], 1);
+	assert_int_equal(fake.submits[VIRT_RESTORE], 0);
+	assert_int_equal(fake.timer_on, 1);
+	assert_false(vm.dozed);
+	vm.held = &a_syn;
+	fake.now = 100.25;
+	j = job_of(VIRT_RESUME, 0, VIRT_RUNNING);
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(vm.state, VM_RUNNING);
+	assert_int_equal(fake.changes[fake.nchanges - 1].in->ev, VM_EV_RESUME_OK);
+	assert_int_equal(fake.replays, 1);
+	assert_int_equal(fake.timer_off, 1);
+	assert_int_equal(vm.last_wake_ms, 250);
+	assert_string_equal(vm.tap, "vnet7");
+	/* A wake is rate limited as a restore is. */
+	reset(false, VM_DOZING);
+	fake.may_wake = false;
+	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_SYN, NULL, NULL, 0), -EAGAIN);
+	assert_int_equal(vm.state, VM_DOZING);
+	/* Dozing on another node: only that node stands in for it, and can resume it. */
+	reset(true, VM_DOZING);
+	snprintf(vm.node, sizeof(vm.node), "n1");
+	assert_true(vm_stood_in_here(&d, &vm));
+	d.accept = true;
+	snprintf(vm.node, sizeof(vm.node), "n2");
+	assert_false(vm_stood_in_here(&d, &vm));
+	vm.state = VM_HIBERNATED;
+	assert_true(vm_stood_in_here(&d, &vm));
+	d.accept = false;
+	assert_false(vm_stood_in_here(&d, &vm));
+	vm.state = VM_DOZING;
+	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_SYN, NULL, NULL, 0), -EREMOTE);
+	assert_int_equal(submitted(), 0);
+}
+
+/* A doze that fails with the VM running (no swap) replays what arrived meanwhile. */
+static void test_doze_fails_running(void **state)
+{
+	struct virt_job j = doze_job(-ENOSPC, false);
+
+	reset(false, VM_RUNNING);
+	assert_int_equal(vm_request_doze(&d, &vm, "manual", NULL, 0), 0);
+	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_SYN, "198.18.0.50:4000", NULL, 0), 0);
+	assert_int_equal(vm.state, VM_DOZING_OFF);
+	assert_true(vm.wake_wanted);
+	vm.held = &a_syn;
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(vm.state, VM_RUNNING);
+	assert_false(vm.dozed);
+	assert_false(vm.wake_wanted);
+	assert_int_equal(fake.replays, 1);
+	assert_true(fake.changes[fake.nchanges - 1].effects & VM_FX_FAIL);
+	assert_int_equal(fake.changes[fake.nchanges - 1].err, -ENOSPC);
+	assert_int_equal(fake.submits[VIRT_RESUME], 0);
+	/* Paused and not paged out, or gone: nothing odrsd can say it is. */
+	reset(false, VM_RUNNING);
+	vm_request_doze(&d, &vm, "manual", NULL, 0);
+	j = doze_job(-EIO, true);
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(vm.state, VM_ERROR);
+}
+
+/* A wake during the doze: the doze finishes (its waiters told), then the resume starts. */
+static void test_wake_while_dozing_off(void **state)
+{
+	struct virt_job j = doze_job(0, true);
+
+	reset(false, VM_RUNNING);
+	assert_int_equal(vm_request_doze(&d, &vm, "idle", NULL, 0), 0);
+	assert_int_equal(vm_request_hibernate(&d, &vm, "manual", NULL, 0), -EBUSY);
+	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_ARP, "198.18.0.50", NULL, 0), 0);
+	assert_int_equal(fake.submits[VIRT_RESUME], 0);
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(fake.changes[2].to, VM_DOZING);
+	assert_true(fake.changes[2].effects & VM_FX_DONE);
+	assert_int_equal(vm.state, VM_WAKING);
+	assert_int_equal(fake.submits[VIRT_RESUME], 1);
+	assert_int_equal(vm.trigger, WK_TRIGGER_ARP);
+	assert_false(vm.wake_wanted);
+}
+
+/* Hibernation of a dozing VM saves it paused; a failed save leaves it dozing. */
+static void test_hibernate_while_dozing(void **state)
+{
+	struct virt_job j = job_of(VIRT_SAVE, -ENOSPC, VIRT_RUNNING);
+
+	reset(false, VM_DOZING);
+	vm.dozed = true;
+	assert_int_equal(vm_request_hibernate(&d, &vm, "idle", NULL, 0), 0);
+	assert_int_equal(vm.state, VM_HIBERNATING);
+	assert_int_equal(fake.submits[VIRT_SAVE], 1);
+	assert_true(vm.dozed);
+	j.paused = true;
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(vm.state, VM_DOZING);
+	assert_true(vm.dozed);
+	assert_true(fake.changes[1].effects & VM_FX_FAIL);
+	assert_int_equal(vm_request_hibernate(&d, &vm, "idle", NULL, 0), 0);
+	j = job_of(VIRT_SAVE, 0, VIRT_HIBERNATED);
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(vm.state, VM_HIBERNATED);
+	assert_false(vm.dozed);
+	/* A resume that fails leaves it dozing, its waiters told. */
+	reset(false, VM_DOZING);
+	vm_request_wake(&d, &vm, WK_TRIGGER_MANUAL, NULL, NULL, 0);
+	j = job_of(VIRT_RESUME, -EIO, VIRT_RUNNING);
+	j.paused = true;
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(vm.state, VM_DOZING);
+	assert_true(vm.dozed);
+	assert_true(fake.changes[fake.nchanges - 1].effects & VM_FX_FAIL);
+}
+
+/* After a restart: a paused domain is dozing only if a doze paused it. */
+static void test_inspect_finds_dozing(void **state)
+{
+	struct virt_job j = job_of(VIRT_INSPECT, 0, VIRT_RUNNING);
+
+	j.paused = true;
+	reset(false, VM_UNKNOWN);
+	vm.dozed = true;
+	vm.job_busy = true;
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(vm.state, VM_DOZING);
+	assert_true(vm.dozed);
+	assert_string_equal(vm.node, "n1");
+	reset(false, VM_UNKNOWN);
+	vm.job_busy = true;
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(vm.state, VM_RUNNING);
+	/* Dozing on another node, as the registry says: not paused here. */
+	reset(true, VM_RUNNING);
+	assert_true(vm_on_registry(&d, &vm, &(struct vm_proposal){ .state = VM_DOZING, .node = "n2" }));
+	assert_int_equal(vm.state, VM_DOZING);
+	assert_string_equal(vm.node, "n2");
+	assert_false(vm.dozed);
+	/* An inspect of a dozing VM keeps what it was for its result. */
+	reset(false, VM_DOZING);
+	vm.dozed = true;
+	vm_inspect(&d, &vm);
+	assert_int_equal(vm.state, VM_UNKNOWN);
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(vm.state, VM_DOZING);
+}
+
 static void test_inspect(void **state)
 {
 	struct virt_job j = job_of(VIRT_INSPECT, -ENOTCONN, VIRT_MISSING);
@@ -652,6 +840,11 @@ int main(void)
 		cmocka_unit_test(test_removed_during_job),
 		cmocka_unit_test(test_inspect),
 		cmocka_unit_test(test_undefined_domain_follows_registry),
+		cmocka_unit_test(test_doze_syn_resume),
+		cmocka_unit_test(test_doze_fails_running),
+		cmocka_unit_test(test_wake_while_dozing_off),
+		cmocka_unit_test(test_hibernate_while_dozing),
+		cmocka_unit_test(test_inspect_finds_dozing),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

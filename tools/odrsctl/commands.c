@@ -1,4 +1,4 @@
-/* The verbs that ask the daemon: status, list, hibernate, wake, pin, unpin, accept, reload. */
+/* The verbs that ask the daemon: status, list, hibernate, doze, wake, pin, unpin, accept, reload. */
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -219,7 +219,7 @@ static void clear_progress(struct progress_line *pl)
 	pl->len = 0;
 }
 
-/* `web1: running (312 ms)`: a hibernate's or wake's final answer, which it frees. */
+/* `web1: running (312 ms)`: a hibernate's, doze's or wake's final answer, which it frees. */
 static void print_outcome(json_t *ans, const char *name)
 {
 	json_t *v = json_object_get(ans, "vm");
@@ -239,7 +239,7 @@ static void print_outcome(json_t *ans, const char *name)
 	json_decref(ans);
 }
 
-/* hibernate VM, wake VM: the request, progress on a terminal, the outcome. */
+/* hibernate VM, doze VM, wake VM: the request, progress on a terminal, the outcome. */
 static int vm_job(struct ctl *c, const char *verb, const char *vm, const char *doing)
 {
 	bool tty = isatty(STDOUT_FILENO);
@@ -320,6 +320,13 @@ static json_t *vms_not_running(struct ctl *c, int *rc)
 	}
 	json_decref(ans);
 	return names;
+}
+
+int cmd_doze(struct ctl *c, int argc, char **argv)
+{
+	int i = parse_args(argc, argv, NULL, 1, 1);
+
+	return i < 0 ? EXIT_USAGE : vm_job(c, argv[0], argv[i], "dozing");
 }
 
 int cmd_wake(struct ctl *c, int argc, char **argv)

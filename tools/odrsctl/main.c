@@ -20,6 +20,7 @@ static const char usage_text[] =
 	"  status [--json]              the daemon's state and counters\n"
 	"  list [--json]                one row per VM\n"
 	"  hibernate VM                 save VM now; returns when hibernated\n"
+	"  doze VM                      pause VM, its memory to swap; returns when dozing\n"
 	"  wake VM... | wake --all      restore now (--all: every VM not running);\n"
 	"                               returns when all run, or reports each failure\n"
 	"  pin VM | unpin VM            exempt from / return to automatic hibernation\n"
@@ -147,6 +148,7 @@ static const struct verb {
 	{ "status", cmd_status }, { "list", cmd_list },	    { "hibernate", cmd_hibernate },
 	{ "wake", cmd_wake },	  { "pin", cmd_pin },	    { "unpin", cmd_unpin },
 	{ "events", cmd_events }, { "accept", cmd_accept }, { "reload", cmd_reload },
+	{ "doze", cmd_doze },
 };
 
 int main(int argc, char **argv)
