@@ -10,7 +10,7 @@ CLANG     ?= clang
 B         := build
 FUZZ_SECONDS ?= 60
 
-PKGS      := libpcap libnet libvirt libvirt-qemu libxml-2.0 jansson inih libsystemd libcap-ng libcurl
+PKGS      := libpcap libnet libvirt libvirt-qemu libxml-2.0 jansson inih libsystemd libcap-ng libcurl libmicrohttpd zlib
 WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 CFLAGS    ?= -O2 -g
 CPPFLAGS  += -D_GNU_SOURCE -D_DEFAULT_SOURCE -Ilibwake -DODRS_VERSION='"$(VERSION)"'
@@ -79,6 +79,14 @@ $(B)/tests/test_vm: tests/unit/test_vm.c $(B)/asan/odrsd/vm.o $(LIBWAKE_SRC:%.c=
 $(B)/tests/test_state: tests/unit/test_state.c $(B)/asan/odrsd/state.o $(LIBWAKE_SRC:%.c=$(B)/asan/%.o)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $^ $(PKG_LIBS) -lcmocka
+# The /metrics text alone: odrsd/metrics_text.c, with vm.c for the state names.
+$(B)/tests/test_metrics: tests/unit/test_metrics.c $(B)/asan/odrsd/metrics_text.o $(B)/asan/odrsd/vm.o $(LIBWAKE_SRC:%.c=$(B)/asan/%.o)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $^ $(PKG_LIBS) -lcmocka
+# odrsctl report alone: tools/odrsctl/report.c on fixture logs.
+$(B)/tests/test_report: tests/unit/test_report.c $(B)/asan/tools/odrsctl/report.o $(LIBWAKE_SRC:%.c=$(B)/asan/%.o)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Itools/odrsctl $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $^ $(PKG_LIBS) -lcmocka
 # The snapshot-file protocol is odrsd's, tested alone: it needs no libvirt.
 $(B)/tests/test_snapfile: $(B)/asan/odrsd/snapfile.o
 # Fuzzers: clang's libFuzzer over the same sources.

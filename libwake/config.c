@@ -101,6 +101,14 @@ static const char *check_uri(const char *v)
 		       : NULL;
 }
 
+static const char *check_listen(const char *v)
+{
+	struct wk_hostport hp;
+
+	return wk_parse_hostport(v, &hp) < 0 ? "expected ADDR:PORT like 198.18.1.1:9464 or [fd00::1]:9464"
+					     : NULL;
+}
+
 /* Comma-separated http:// or https:// endpoints, as etcd clients take them. */
 static const char *check_endpoints(const char *v)
 {
@@ -154,6 +162,7 @@ static const struct key odrsd_keys[] = {
 	{ KEY("wakes_per_minute", K_UINT, CFG(wakes_per_minute)), .min = 0, .max = 1000000 },
 	{ KEY("check_interval", K_DUR, CFG(check_interval_ms)), .min = SEC, .max = HOUR },
 	{ KEY("probe_timeout", K_DUR, CFG(probe_timeout_ms)), .min = SEC, .max = 5 * MIN },
+	{ KEY("metrics_listen", K_STR, CFG(metrics_listen)), .check = check_listen },
 };
 
 /* Also the keys a [vm NAME] section may override: offsets into struct wk_policy. */

@@ -1,5 +1,6 @@
 /*
- * Typed configuration values: durations, sizes, IPv4 and MAC addresses.
+ * Typed configuration values: durations, sizes, IPv4 and MAC addresses,
+ * listening addresses.
  * Strict on purpose: a value either means exactly one thing or is refused,
  * so a typo never turns into a surprising setting.
  */
@@ -138,5 +139,41 @@ int wk_parse_mac(const char *s, uint8_t mac[6])
 		s++;
 	}
 	memcpy(mac, m, sizeof(m));
+	return 0;
+}
+
+int wk_parse_hostport(const char *s, struct wk_hostport *hp)
+{
+	char host[INET6_ADDRSTRLEN];
+	const char *colon, *p;
+	struct wk_hostport out = { 0 };
+	uint64_t port;
+	size_t n;
+
+	if (s == NULL)
+		return -EINVAL;
+	if (s[0] == '[') {
+		if (!(p = strchr(s, ']')) || p[1] != ':')
+			return -EINVAL;
+		n = (size_t)(p - s - 1);
+		s++;
+		colon = p + 1;
+		out.v6 = true;
+	} else {
+		if (!(colon = strrchr(s, ':')))
+			return -EINVAL;
+		n = (size_t)(colon - s);
+	}
+	if (n == 0 || n >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, s, n);
+	host[n] = '\0';
+	if (inet_pton(out.v6 ? AF_INET6 : AF_INET, host, out.addr) != 1)
+		return -EINVAL;
+	p = colon + 1;
+	if (parse_digits(&p, &port) < 0 || *p != '\0' || port == 0 || port > 65535 || colon[1] == '0')
+		return -EINVAL;
+	out.port = (uint16_t)port;
+	*hp = out;
 	return 0;
 }

@@ -16,6 +16,7 @@
 #include "control.h"
 #include "evlog.h"
 #include "log.h"
+#include "metrics.h"
 #include "odrsd.h"
 #include "snapfile.h"
 
@@ -255,9 +256,11 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 	    next->hibernate_concurrency != d->cfg->hibernate_concurrency ||
 	    strcmp(next->libvirt_uri, d->cfg->libvirt_uri) || next->backend != d->cfg->backend ||
 	    strcmp(next->node, d->cfg->node) ||
-	    (next->etcd && d->cfg->etcd && strcmp(next->etcd, d->cfg->etcd)))
-		log_warn("reload: node, control_socket, libvirt_uri, the concurrency limits and the "
-			 "cluster backend and endpoints apply after a restart");
+	    (next->etcd && d->cfg->etcd && strcmp(next->etcd, d->cfg->etcd)) ||
+	    strcmp(next->metrics_listen ? next->metrics_listen : "",
+		   d->cfg->metrics_listen ? d->cfg->metrics_listen : ""))
+		log_warn("reload: node, control_socket, libvirt_uri, metrics_listen, the concurrency "
+			 "limits and the cluster backend and endpoints apply after a restart");
 	vms = calloc(next->nvms ? next->nvms : 1, sizeof(*vms));
 	added = calloc(next->nvms ? next->nvms : 1, sizeof(*added));
 	if (!vms || !added || vms_by_name(d, &byname) < 0) {
@@ -435,6 +438,8 @@ static int start(struct odrsd *d)
 		log_err("control socket %s: %s", d->cfg->control_socket, strerror(-r));
 		return r;
 	}
+	if ((r = metrics_open(d)) < 0)
+		return r;
 	if ((r = drop_privileges()) < 0) {
 		log_err("dropping capabilities failed");
 		return r;
@@ -455,6 +460,8 @@ static int start(struct odrsd *d)
 		log_err("state writer: %s", strerror(-r));
 		return r;
 	}
+	if ((r = metrics_start(d)) < 0)
+		return r;
 	r = virt_open(&d->virt, d->loop, d->cfg->libvirt_uri, d->cfg->snapshot_dir, d->cfg->node,
 		      d->cfg->wake_concurrency, d->cfg->hibernate_concurrency, wake_job_done, d);
 	if (r < 0) {
@@ -599,6 +606,7 @@ int main(int argc, char **argv)
 	sd_notify(0, "READY=1");
 	ev_run(d->loop, 0);
 	sd_notify(0, "STOPPING=1");
+	metrics_stop(d);
 	cluster_stop(d);
 	control_close(d);
 	virtev_stop(d);

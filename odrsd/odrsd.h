@@ -61,6 +61,7 @@ struct vm {
 	const char *hibernate_reason; /* "idle" or "manual": a string literal (a doze's too) */
 	bool dozed;		      /* paused by a doze (state.c keeps it across a restart) */
 	ev_tstamp dozed_at;	      /* since when it dozes, as this odrsd knows */
+	uint64_t paged_out_bytes;     /* by its last doze (odrs_memory_freed_bytes) */
 	enum wk_trigger trigger;
 	char client[64]; /* ip:port of the first SYN, or the ARP requester */
 	ev_tstamp trigger_at;

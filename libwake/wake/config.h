@@ -90,6 +90,7 @@ struct wk_config {
 	unsigned wakes_per_minute;  /* automatic wakes this node starts; 0: no limit */
 	uint64_t check_interval_ms; /* how often idleness is judged */
 	uint64_t probe_timeout_ms;  /* a guest probe taking longer has failed */
+	char *metrics_listen;	    /* ADDR:PORT of /metrics; NULL: off */
 	/* [policy] */
 	struct wk_policy policy;
 	/* [cluster] */
@@ -133,5 +134,14 @@ int wk_parse_duration(const char *s, uint64_t *ms); /* 500ms 30s 2m 1h; bare 0 *
 int wk_parse_size(const char *s, uint64_t *bytes);  /* 512 4K 64M 1G */
 int wk_parse_ipv4(const char *s, uint32_t *ip);
 int wk_parse_mac(const char *s, uint8_t mac[6]);
+
+/* A listening address: IPv4 (addr[0..3], network order) or IPv6, and a port. */
+struct wk_hostport {
+	bool v6;
+	uint8_t addr[16];
+	uint16_t port; /* host order, 1..65535 */
+};
+/* "198.18.1.1:9464" or "[fd00::1]:9464": 0 or -EINVAL. */
+int wk_parse_hostport(const char *s, struct wk_hostport *hp);
 
 #endif

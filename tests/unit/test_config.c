@@ -128,6 +128,7 @@ static void test_defaults(void **state)
 	assert_string_equal(cfg->control_socket, "/run/odrs/odrsd.sock");
 	assert_string_equal(cfg->event_log, "/var/log/odrs/events.jsonl");
 	assert_string_equal(cfg->state_dir, "/var/lib/odrs");
+	assert_null(cfg->metrics_listen); /* off */
 	assert_int_equal(cfg->wake_concurrency, 4);
 	assert_int_equal(cfg->hibernate_concurrency, 2);
 	assert_int_equal(cfg->syn_hold_per_vm, 8);
@@ -365,6 +366,9 @@ static void test_bad_values(void **state)
 		{ "[odrsd]\nprobe_timeout = 500ms\n",
 		  "probe_timeout: \"500ms\": expected a duration from 1s to 5m" },
 		{ "[odrsd]\nprobe_timeout = 301s\n", "expected a duration from 1s to 5m" },
+		{ "[odrsd]\nmetrics_listen = 9464\n",
+		  "metrics_listen: \"9464\": expected ADDR:PORT like 198.18.1.1:9464 or [fd00::1]:9464" },
+		{ "[odrsd]\nmetrics_listen = fd00::1:9464\n", "expected ADDR:PORT" },
 		{ "[policy]\nidle_timeout = 5x\n",
 		  "idle_timeout: \"5x\": expected a duration like 500ms, 30s, 2m, 1h" },
 		{ "[policy]\nidle_timeout = 999ms\n", "expected 0 (never) or a duration from 1s to 720h" },
@@ -922,6 +926,45 @@ static void test_parse_addresses(void **state)
 	}
 }
 
+static void test_parse_hostport(void **state)
+{
+	static const char *const bad[] = {
+		"",
+		"198.18.1.1",
+		"198.18.1.1:",
+		"198.18.1.1:0",
+		"198.18.1.1:65536",
+		"198.18.1.1:094",
+		"198.18.1.1:80 ",
+		":9464",
+		"localhost:9464",
+		"fd00::1:9464",
+		"[fd00::1]",
+		"[fd00::1]9464",
+		"[198.18.1.1]:80",
+		"[]:80",
+		"[fd00::1:80",
+		"198.18.1.1:-1",
+		"198.18.1.1:+80",
+		"198.18.1.1:80x",
+	};
+	struct wk_hostport hp;
+
+	assert_int_equal(wk_parse_hostport("198.18.1.1:9464", &hp), 0);
+	assert_false(hp.v6);
+	assert_memory_equal(hp.addr, "\xc6\x12\x01\x01", 4);
+	assert_int_equal(hp.port, 9464);
+	assert_int_equal(wk_parse_hostport("[fd00::1]:65535", &hp), 0);
+	assert_true(hp.v6);
+	assert_memory_equal(hp.addr, "\xfd\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01", 16);
+	assert_int_equal(hp.port, 65535);
+	assert_int_equal(wk_parse_hostport("0.0.0.0:1", &hp), 0);
+	assert_int_equal(hp.port, 1);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (wk_parse_hostport(bad[i], &hp) != -EINVAL)
+			fail_msg("\"%s\" accepted", bad[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -934,6 +977,7 @@ int main(void)
 		cmocka_unit_test(test_example_configs), cmocka_unit_test(test_unreadable),
 		cmocka_unit_test(test_many_vms),	cmocka_unit_test(test_parse_duration),
 		cmocka_unit_test(test_parse_size),	cmocka_unit_test(test_parse_addresses),
+		cmocka_unit_test(test_parse_hostport),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
