@@ -26,6 +26,8 @@ static const char usage_text[] =
 	"  pin VM | unpin VM            exempt from / return to automatic hibernation\n"
 	"  events [-f] [-n N] [-l FILE] [--vm VM] [--event NAME] [--json]\n"
 	"                               print the wake-event log (no daemon needed)\n"
+	"  report [--since T] [--until T] [--vm VM] [-l FILE] [--json]\n"
+	"                               per VM: time asleep, wakes, memory-hours freed\n"
 	"  accept [move NODE]           show the accept-role holder, or hand it to NODE\n"
 	"  reload                       re-read the daemon's configuration\n"
 	"exit: 0 done, 1 failed, 2 usage or configuration error, 3 daemon unreachable\n";
@@ -148,7 +150,7 @@ static const struct verb {
 	{ "status", cmd_status }, { "list", cmd_list },	    { "hibernate", cmd_hibernate },
 	{ "wake", cmd_wake },	  { "pin", cmd_pin },	    { "unpin", cmd_unpin },
 	{ "events", cmd_events }, { "accept", cmd_accept }, { "reload", cmd_reload },
-	{ "doze", cmd_doze },
+	{ "doze", cmd_doze },	  { "report", cmd_report },
 };
 
 int main(int argc, char **argv)

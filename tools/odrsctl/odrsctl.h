@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /* Exit codes, as INTERFACE.md promises them to scripts. */
@@ -71,6 +72,20 @@ int cmd_reload(struct ctl *c, int argc, char **argv);
 
 /* events.c: the wake-event log, read without the daemon. */
 int cmd_events(struct ctl *c, int argc, char **argv);
+
+/* report.c: what sleeping saved, from the wake-event log (no daemon needed). */
+struct report_opts {
+	const char *log;	    /* the event log; its rotations FILE.N[.gz] are read too */
+	const char *vm;		    /* only this VM, or NULL */
+	bool has_since;		    /* else the window starts at the first event */
+	int64_t since_ms, until_ms; /* the window, ms since the epoch */
+	bool json;
+};
+/* The report of o on out; an exit code (errors reported on stderr). */
+int report_write(const struct report_opts *o, FILE *out);
+/* 2026-11-23, 2026-11-23T09:00:00Z or 2026-11-23T09:00:00.123Z into ms since the epoch: 0 or -EINVAL. */
+int report_parse_time(const char *s, int64_t *ms);
+int cmd_report(struct ctl *c, int argc, char **argv);
 
 /* main.c */
 void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
