@@ -600,8 +600,8 @@ void wake_init(struct odrsd *d)
 	static struct vm_life life;
 	/* The waiters last: a waiter's answer may serve its client's next request. */
 	static const vm_observer_fn observers[] = {
-		observe_events,	 observe_neighbours, observe_persist,	     observe_registry,
-		observe_capture, observe_waiters,    metrics_observe_change,
+		observe_events,	 observe_neighbours,	 observe_persist, observe_registry,
+		observe_capture, metrics_observe_change, observe_waiters,
 	};
 
 	vm_life_init(d, &life, &daemon_ops);
