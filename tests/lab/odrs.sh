@@ -136,3 +136,23 @@ odrs_guest_sh() {
 odrs_events() {
 	odrs_evlog "$1" | grep "\"event\":\"$2\"" | grep -c "\"vm\":\"$3\""
 }
+
+# /metrics (metrics_listen): odrs_metrics_conf NODE prints the key for the
+# node's address; odrs_scrape NODE FILE scrapes into FILE and runs promtool
+# on it; odrs_metric FILE SERIES prints a series' value (status 1: absent);
+# odrs_metric_grew_by_one BEFORE AFTER SERIES fails unless it grew by one.
+ODRS_METRICS_PORT=9464
+odrs_metrics_conf() { echo "metrics_listen = $(lab_node_ip "$1"):$ODRS_METRICS_PORT"; }
+odrs_scrape() { # NODE FILE
+	local url="http://$(lab_node_ip "$1"):$ODRS_METRICS_PORT/metrics"
+	lab_node_exec "$1" curl -sS --fail --max-time 10 "$url" > "$2" || fail "scrape of $url failed"
+	promtool check metrics < "$2" || fail "promtool: $(promtool check metrics < "$2" 2>&1)"
+}
+odrs_metric() { # FILE SERIES
+	awk -v s="$2" '$1 == s { print $2; found = 1 } END { exit !found }' "$1"
+}
+odrs_metric_grew_by_one() { # BEFORE AFTER SERIES
+	local a b
+	a=$(odrs_metric "$1" "$3") && b=$(odrs_metric "$2" "$3") || fail "no $3 in $1 or $2"
+	[ "$((b - a))" = 1 ] || fail "$3 went from $a to $b, want one more"
+}

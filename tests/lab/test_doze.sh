@@ -5,11 +5,13 @@
 #     the reason, the VM still running;
 #  2. with swap (zram, set up here when the host has none, undone at exit), a 256 MiB
 #     guest that holds 160 MiB of data dozes: QEMU's resident memory falls by at least
-#     60 % of the guest's RAM, and the event log says how much went out;
+#     60 % of the guest's RAM, and the event log says how much went out, as
+#     odrs_memory_freed_bytes in /metrics does;
 #  3. a client with an empty ARP cache reaches it with exactly one SYN on the wire
 #     (lab_client_first_syn_only): ARP answered and the SYN held while it dozes, the
 #     held SYN replayed after the resume; the wake's time (wake_done ms) is printed;
 #     woken by odrsctl wake, it takes a client's single SYN without any ARP;
+#     odrs_wakes_total{from="doze"} of the wake's trigger grew by one;
 #  4. odrsd SIGKILLed while the VM dozes: restarted, it shows the VM dozing (the
 #     domain is paused, the state file says a doze paused it), and a client wakes it;
 #  5. sleep = doze_then_hibernate: a VM dozing for hibernate_after is hibernated (saved
@@ -67,7 +69,7 @@ trap 'lab_down; zram_down' EXIT
 lab_up 1 1 || fail "lab_up"
 lab_vm_start n1 web1 198.18.0.10 52:54:00:12:00:10 "$MEM_MIB" "$BALLAST_MIB" || fail "web1 start"
 lab_vm_wait_ready n1 web1 90 || fail "guest not ready"
-conf=$(odrs_conf n1 "[vm web1]" "ip = 198.18.0.10")
+conf=$(odrs_conf n1 "$(odrs_metrics_conf n1)" "[vm web1]" "ip = 198.18.0.10")
 lab_odrsd_start n1 "$conf" || fail "odrsd did not start"
 odrs_wait_state n1 web1 running || fail "web1 not seen running"
 
@@ -100,8 +102,12 @@ echo "QEMU VmRSS ${rss_before} KiB -> ${rss_after} KiB, VmSwap ${swap_after} KiB
 fell=$((rss_before - rss_after))
 [ "$fell" -ge $((MEM_MIB * 1024 * 60 / 100)) ] ||
 	fail "VmRSS fell by $fell KiB, want at least 60 % of $MEM_MIB MiB"
-grep '"event":"doze_done"' "$(lab_node_dir n1)/odrs/events.jsonl" | grep -q '"bytes_out":[1-9]' ||
-	fail "no doze_done with bytes_out"
+out=$(grep '"event":"doze_done"' "$(lab_node_dir n1)/odrs/events.jsonl" | tail -1 |
+	sed -n 's/.*"bytes_out":\([1-9][0-9]*\).*/\1/p')
+[ -n "$out" ] || fail "no doze_done with bytes_out"
+odrs_scrape n1 "$LAB_DIR/m-dozing"
+[ "$(odrs_metric "$LAB_DIR/m-dozing" odrs_memory_freed_bytes)" = "$out" ] ||
+	fail "odrs_memory_freed_bytes $(odrs_metric "$LAB_DIR/m-dozing" odrs_memory_freed_bytes), want bytes_out $out"
 
 step "3: one SYN from an empty ARP cache wakes it"
 reach_dozing c1 web1 198.18.0.10
@@ -109,6 +115,10 @@ odrs_event n1 arp_reply web1 || fail "no arp_reply event"
 odrs_event n1 syn_replayed web1 || fail "no syn_replayed event"
 ms=$(wake_done_from_doze n1 web1) || fail "no wake_done from doze"
 echo "wake from doze: $ms ms"
+odrs_scrape n1 "$LAB_DIR/m-woken"
+trigger=$(grep '"event":"wake_done"' "$(lab_node_dir n1)/odrs/events.jsonl" | tail -1 | grep -o '"trigger":"[a-z]*"' | cut -d'"' -f4)
+odrs_metric_grew_by_one "$LAB_DIR/m-dozing" "$LAB_DIR/m-woken" "odrs_wakes_total{trigger=\"$trigger\",from=\"doze\"}"
+[ "$(odrs_metric "$LAB_DIR/m-woken" odrs_memory_freed_bytes)" = 0 ] || fail "odrs_memory_freed_bytes not 0 once woken"
 [ "$(odrs_state n1 web1)" = running ] || fail "web1 is $(odrs_state n1 web1) after the wake"
 
 step "3b: woken without a frame from a client, then reached with one SYN and no ARP"

@@ -28,27 +28,12 @@ lab_vm_start n1 web1 198.18.0.10 52:54:00:12:00:10 || fail "web1 start"
 lab_vm_start n1 web2 198.18.0.11 52:54:00:12:00:11 || fail "web2 start"
 lab_vm_wait_ready n1 web1 && lab_vm_wait_ready n1 web2 || fail "guests not ready"
 
-METRICS=http://$(lab_node_ip n1):9464
-conf=$(odrs_conf n1 "metrics_listen = $(lab_node_ip n1):9464" "[vm web1]" "ip = 198.18.0.10" \
+conf=$(odrs_conf n1 "$(odrs_metrics_conf n1)" "[vm web1]" "ip = 198.18.0.10" \
 	"[vm web2]" "ip = 198.18.0.11" "wake_on = syn")
 lab_odrsd_start n1 "$conf" || fail "odrsd did not start"
 odrs_wait_state n1 web1 running && odrs_wait_state n1 web2 running || fail "VMs not seen running"
 step "the MAC of web1 was read from its domain"
 lab_odrsctl n1 list | grep -Eq '^web1 .* 52:54:00:12:00:10 +running ' || fail "list: $(lab_odrsctl n1 list)"
-
-# 7: a scrape into FILE, checked by promtool; metric FILE SERIES prints a series' value.
-scrape() { # FILE
-	lab_node_exec n1 curl -sS --fail --max-time 10 "$METRICS/metrics" > "$1" || fail "scrape of $METRICS failed"
-	promtool check metrics < "$1" || fail "promtool: $(promtool check metrics < "$1" 2>&1)"
-}
-metric() { # FILE SERIES
-	awk -v s="$2" '$1 == s { print $2; found = 1 } END { exit !found }' "$1"
-}
-grew_by_one() { # BEFORE AFTER SERIES
-	local a b
-	a=$(metric "$1" "$3") && b=$(metric "$2" "$3") || fail "no $3 in $1 or $2"
-	[ "$((b - a))" = 1 ] || fail "$3 went from $a to $b, want one more"
-}
 
 # 3: what the client's capture (SYNs and SYN-ACKs of web1) and odrsd's log since
 # the mark show for one connection to the sleeping web1.
@@ -69,15 +54,15 @@ one_syn_answered_once() { # CLIENT
 }
 
 step "1+3+4+7: empty ARP cache, HTTP; the metrics of the hibernation and the wake"
-scrape "$LAB_DIR/m0"
-[ "$(metric "$LAB_DIR/m0" odrs_accept_holder)" = 1 ] || fail "odrs_accept_holder is not 1 without a cluster"
-code=$(lab_node_exec n1 curl -s -o /dev/null -w '%{http_code}' "$METRICS/")
+odrs_scrape n1 "$LAB_DIR/m0"
+[ "$(odrs_metric "$LAB_DIR/m0" odrs_accept_holder)" = 1 ] || fail "odrs_accept_holder is not 1 without a cluster"
+code=$(lab_node_exec n1 curl -s -o /dev/null -w '%{http_code}' "http://$(lab_node_ip n1):$ODRS_METRICS_PORT/")
 [ "$code" = 404 ] || fail "GET / answered $code, want 404"
 odrs_hibernate n1 web1
-scrape "$LAB_DIR/m1"
-grew_by_one "$LAB_DIR/m0" "$LAB_DIR/m1" odrs_hibernate_duration_seconds_count
-[ "$(metric "$LAB_DIR/m1" 'odrs_vms{state="hibernated"}')" = 1 ] || fail "odrs_vms: $(grep odrs_vms "$LAB_DIR/m1")"
-[ "$(metric "$LAB_DIR/m1" odrs_memory_freed_bytes)" -gt 0 ] || fail "odrs_memory_freed_bytes is 0 with web1 hibernated"
+odrs_scrape n1 "$LAB_DIR/m1"
+odrs_metric_grew_by_one "$LAB_DIR/m0" "$LAB_DIR/m1" odrs_hibernate_duration_seconds_count
+[ "$(odrs_metric "$LAB_DIR/m1" 'odrs_vms{state="hibernated"}')" = 1 ] || fail "odrs_vms: $(grep odrs_vms "$LAB_DIR/m1")"
+[ "$(odrs_metric "$LAB_DIR/m1" odrs_memory_freed_bytes)" -gt 0 ] || fail "odrs_memory_freed_bytes is 0 with web1 hibernated"
 odrs_mark n1
 lab_client_exec c1 ip neigh flush all
 odrs_capture_start c1 "tcp[13] & 0x02 != 0 and host 198.18.0.10"
@@ -90,11 +75,11 @@ port=$(lab_fdb_port "$(lab_client_exec c1 cat /sys/class/net/eth0/address)")
 [ "$port" = sw-c1 ] || fail "client's MAC is on $port after the wake, want sw-c1"
 lab_virsh n1 domstate web1 | grep -q running || fail "web1 not running"
 [ ! -e "$LAB_SHARED/web1.odrs-save" ] || fail "image still restorable after the wake"
-scrape "$LAB_DIR/m2"
+odrs_scrape n1 "$LAB_DIR/m2"
 trigger=$(odrs_evlog n1 | grep '"event":"wake_done"' | grep -o '"trigger":"[a-z]*"' | cut -d'"' -f4)
-grew_by_one "$LAB_DIR/m1" "$LAB_DIR/m2" "odrs_wakes_total{trigger=\"$trigger\",from=\"hibernate\"}"
-grew_by_one "$LAB_DIR/m1" "$LAB_DIR/m2" odrs_wake_duration_seconds_count
-[ "$(metric "$LAB_DIR/m2" odrs_arp_replies_total)" -gt "$(metric "$LAB_DIR/m1" odrs_arp_replies_total)" ] ||
+odrs_metric_grew_by_one "$LAB_DIR/m1" "$LAB_DIR/m2" "odrs_wakes_total{trigger=\"$trigger\",from=\"hibernate\"}"
+odrs_metric_grew_by_one "$LAB_DIR/m1" "$LAB_DIR/m2" odrs_wake_duration_seconds_count
+[ "$(odrs_metric "$LAB_DIR/m2" odrs_arp_replies_total)" -gt "$(odrs_metric "$LAB_DIR/m1" odrs_arp_replies_total)" ] ||
 	fail "odrs_arp_replies_total did not grow with the ARP-triggered wake"
 
 step "1: empty ARP cache, echo"
