@@ -166,7 +166,7 @@ static void report_gone(struct odrsd *d, const char *name)
 {
 	struct vm *vm = vm_by_name(d, name);
 
-	if (!vm || wk_config_vm(d->cfg, name))
+	if (!vm || !discover_owns(d, vm))
 		return;
 	if (vm->state == VM_HIBERNATED || vm->state == VM_HIBERNATING) {
 		log_warn("%s: undefined, or its odrs metadata removed, while hibernated: no longer managed; "
@@ -236,6 +236,13 @@ static bool take(struct odrsd *d, struct discovery *s, const char *domain, const
 	}
 	evlog_emit("discovered", domain, json_pack("{s:s}", "metadata", xml));
 	return true;
+}
+
+bool discover_owns(const struct odrsd *d, const struct vm *vm)
+{
+	const struct discovery *s = d->discovery;
+
+	return s && vm->conf >= s->cur.vms && vm->conf < s->cur.vms + s->cur.n;
 }
 
 void discover_domain(struct odrsd *d, const char *domain, const char *xml)

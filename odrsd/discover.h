@@ -15,6 +15,7 @@
 #include <wake/config.h>
 
 struct odrsd;
+struct vm;
 
 /* The discovered VMs as one configuration has them: those no [vm] section names. */
 struct discovered {
@@ -27,6 +28,8 @@ struct discovered {
  * none or is no longer defined. The VM set follows.
  */
 void discover_domain(struct odrsd *d, const char *domain, const char *xml);
+/* Whether vm is managed for its metadata (no [vm] section names it). */
+bool discover_owns(const struct odrsd *d, const struct vm *vm);
 /* A listing of every domain starts (done false) or ended: the domains it did not name are gone. */
 void discover_listing(struct odrsd *d, bool done);
 

@@ -397,6 +397,10 @@ static void on_domain_event(struct odrsd *d, const struct domain_event *ev)
 	/* A job of ours on it reports what the domain is when it ends. */
 	if (!(vm = vm_by_name(d, ev->domain)) || vm->job_busy || as_believed(d, vm, ev->type))
 		return;
+	/* Defining runs or stops nothing: for a discovered VM, its metadata is read next. */
+	if ((ev->type == VIR_DOMAIN_EVENT_DEFINED || ev->type == VIR_DOMAIN_EVENT_UNDEFINED) &&
+	    discover_owns(d, vm))
+		return;
 	what = event_name(ev->type, ev->detail);
 	log_info("%s: libvirt says %s while odrsd has it %s; inspecting it again", vm->name, what,
 		 vm_state_name(vm->state));
