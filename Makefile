@@ -81,6 +81,8 @@ $(B)/tests/test_state: tests/unit/test_state.c $(B)/asan/odrsd/state.o $(LIBWAKE
 	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $^ $(PKG_LIBS) -lcmocka
 # The snapshot-file protocol is odrsd's, tested alone: it needs no libvirt.
 $(B)/tests/test_snapfile: $(B)/asan/odrsd/snapfile.o
+# A domain's odrs metadata as a VM's configuration: odrsd/metadata.c alone (libxml2, no libvirt).
+$(B)/tests/test_metadata: $(B)/asan/odrsd/metadata.o
 # Fuzzers: clang's libFuzzer over the same sources.
 $(B)/fuzz/%: tests/fuzz/%.c $(LIBWAKE_SRC)
 	@mkdir -p $(@D)
