@@ -178,9 +178,10 @@ static void read_queued(struct virtev *e)
 		struct domain_event *ev = NULL;
 		virErrorPtr err;
 
+		/* Without a connection nothing is known: the listing after the next one says. */
 		if (dom)
 			ev = read_metadata(dom);
-		else if ((err = virGetLastError()) && err->code == VIR_ERR_NO_DOMAIN)
+		else if (e->conn && (err = virGetLastError()) && err->code == VIR_ERR_NO_DOMAIN)
 			ev = event_new(r->domain, METADATA, 0, NULL);
 		if (dom)
 			virDomainFree(dom);

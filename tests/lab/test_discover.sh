@@ -100,4 +100,5 @@ odrs_wait_state n1 web1 hibernated 10 || fail "web1 not hibernated after its def
 body=$(lab_client_exec c1 curl -sS --max-time 20 http://198.18.0.10/) || fail "curl failed"
 [ "$body" = "hello from web1" ] || fail "body: $body"
 
+echo "took ${SECONDS} s"
 echo "PASS"
