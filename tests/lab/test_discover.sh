@@ -11,7 +11,8 @@
 #  4. a [vm] section of the same name wins (reload), a metadata change meanwhile
 #     changes nothing, and once the section is gone the metadata is followed;
 #  5. undefined while hibernated: no longer managed, its image kept and reported;
-#     defined again: managed, hibernated, and a connection wakes it.
+#     defined again: managed, hibernated, and a connection wakes it; neither
+#     event counts as a change behind odrsd's back (no domain_event, no inspect).
 # Exit 0 pass, 1 fail, 77 skip (not root).
 [ "$(id -u)" = 0 ] || { echo "needs root"; exit 77; }
 . "$(dirname "$0")/lab.sh"
@@ -97,6 +98,8 @@ odrs_evlog n1 | grep '"event":"undiscovered"' | grep -q '"image":' || fail "no u
 lab_virsh n1 define "$LAB_DIR/web1.xml" > /dev/null || fail "define"
 lab_wait 5 listed 198.18.0.10 || fail "web1 not managed after its define: $(lab_odrsctl n1 list)"
 odrs_wait_state n1 web1 hibernated 10 || fail "web1 not hibernated after its define"
+# Discovery follows them: neither the undefine nor the define is a change to inspect.
+! odrs_event n1 domain_event web1 || fail "the undefine or define made odrsd inspect web1: $(odrs_evlog n1 | grep domain_event)"
 body=$(lab_client_exec c1 curl -sS --max-time 20 http://198.18.0.10/) || fail "curl failed"
 [ "$body" = "hello from web1" ] || fail "body: $body"
 
