@@ -187,6 +187,26 @@ static void report_gone(struct odrsd *d, const char *name)
 	evlog_emit("undiscovered", name, json_pack("{s:s}", "state", vm_state_name(vm->state)));
 }
 
+/* Whether c's addresses are free, or domain's already: another VM's are refused as a file's are. */
+static bool address_free(struct odrsd *d, const char *domain, const struct wk_vmconf *c)
+{
+	const struct vm *other = wk_vmtable_by_ip(d->table, c->ip);
+	char ip[INET6_ADDRSTRLEN];
+
+	if (other && strcmp(other->name, domain)) {
+		inet_ntop(AF_INET, &c->ip, ip, sizeof(ip));
+		log_err("%s: ip %s is already used by %s", domain, ip, other->name);
+		return false;
+	}
+	other = c->has_ip6 ? wk_vmtable_by_ip6(d->table, c->ip6) : NULL;
+	if (other && strcmp(other->name, domain)) {
+		inet_ntop(AF_INET6, c->ip6, ip, sizeof(ip));
+		log_err("%s: ip6 %s is already used by %s", domain, ip, other->name);
+		return false;
+	}
+	return true;
+}
+
 /* Take what libvirt said of a domain; whether the managed VMs change. */
 static bool take(struct odrsd *d, struct discovery *s, const char *domain, const char *xml)
 {
@@ -206,9 +226,11 @@ static bool take(struct odrsd *d, struct discovery *s, const char *domain, const
 	}
 	if (f && !strcmp(f->xml, xml))
 		return false;
-	if (metadata_parse(d->cfg, domain, xml, diag_domain, NULL, &c) < 0) {
+	if (metadata_parse(d->cfg, domain, xml, diag_domain, NULL, &c) < 0 ||
+	    (!wk_config_vm(d->cfg, domain) && !address_free(d, domain, &c))) {
 		log_err("%s: odrs metadata refused; %s", domain,
 			f ? "its previous metadata stays in force" : "not managed");
+		wk_vmconf_clear(&c);
 		return false;
 	}
 	wk_vmconf_clear(&c);

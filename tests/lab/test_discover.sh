@@ -6,8 +6,9 @@
 #     the new IP is listed, and once hibernated odrsd answers ARP for the new IP
 #     only; changed back while it sleeps, a client's connection wakes it, by its
 #     SYN (the metadata's wake_on = syn: the client's ARP alone wakes nothing);
-#  3. metadata that does not parse is refused with the [vm] key table's message,
-#     prefixed with the domain's name, and the metadata before stays in force;
+#  3. metadata that does not parse, or names another VM's address, is refused
+#     with the [vm] key table's message, prefixed with the domain's name, and
+#     the metadata before stays in force;
 #  4. a [vm] section of the same name wins (reload), a metadata change meanwhile
 #     changes nothing, and once the section is gone the metadata is followed;
 #  5. undefined while hibernated: no longer managed, its image kept and reported;
@@ -37,7 +38,8 @@ lab_vm_start n1 web1 198.18.0.10 $MAC || fail "web1 start"
 meta --live --config '<vm ip="198.18.0.10" wake_on="syn" idle_timeout="0"/>'
 lab_vm_wait_ready n1 web1 || fail "guest not ready"
 
-discover=$(odrs_conf n1 "discover = libvirt")
+# ghost: a [vm] section whose address web1's metadata will try to take.
+discover=$(odrs_conf n1 "discover = libvirt" "[vm ghost]" "ip = 198.18.0.50")
 lab_odrsd_start n1 "$discover" || fail "odrsd did not start"
 
 step "1: the domain with metadata is managed, its MAC from the domain"
@@ -62,7 +64,7 @@ body=$(lab_client_exec c1 curl -sS --max-time 20 http://198.18.0.10/) || fail "c
 odrs_evlog n1 | grep '"event":"wake_start"' | grep -q '"trigger":"syn"' ||
 	fail "not woken by the SYN: $(odrs_evlog n1 | grep wake_start)"
 
-step "3: metadata that does not parse is refused; the metadata before stays"
+step "3: metadata that does not parse or takes an address is refused; the metadata before stays"
 odrs_mark n1
 meta --live --config '<vm ip="198.18.0.10" idle_timeout="5x"/>'
 lab_wait 5 eval "odrs_log n1 | grep -q 'web1: odrs metadata refused; its previous metadata stays'" ||
@@ -70,6 +72,12 @@ lab_wait 5 eval "odrs_log n1 | grep -q 'web1: odrs metadata refused; its previou
 odrs_log n1 | grep -q 'web1: idle_timeout: "5x": expected a duration' ||
 	fail "not the [vm] key table's message: $(odrs_log n1 | tail -5)"
 listed 198.18.0.10 || fail "web1 lost its metadata: $(lab_odrsctl n1 list)"
+odrs_mark n1
+meta --live --config '<vm ip="198.18.0.50" wake_on="syn" idle_timeout="0"/>'
+lab_wait 5 eval "odrs_log n1 | grep -q 'web1: odrs metadata refused; its previous metadata stays'" ||
+	fail "metadata taking [vm ghost]'s address not refused: $(odrs_log n1 | tail -5)"
+odrs_log n1 | grep -q 'web1: ip 198.18.0.50 is already used by ghost' || fail "why not said: $(odrs_log n1 | tail -5)"
+listed 198.18.0.10 || fail "web1 lost its metadata to a conflict: $(lab_odrsctl n1 list)"
 
 step "4: a [vm] section wins; the metadata is followed again without it"
 odrs_conf n1 "discover = libvirt" "[vm web1]" "ip = 198.18.0.30" > /dev/null
