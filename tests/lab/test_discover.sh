@@ -13,7 +13,9 @@
 #     changes nothing, and once the section is gone the metadata is followed;
 #  5. undefined while hibernated: no longer managed, its image kept and reported;
 #     defined again: managed, hibernated, and a connection wakes it; neither
-#     event counts as a change behind odrsd's back (no domain_event, no inspect).
+#     event counts as a change behind odrsd's back (no domain_event, no inspect);
+#  6. discover is applied by a reload: off at the start (the domain is not
+#     managed) and turned on before 1, turned off at the end.
 # Exit 0 pass, 1 fail, 77 skip (not root).
 [ "$(id -u)" = 0 ] || { echo "needs root"; exit 77; }
 . "$(dirname "$0")/lab.sh"
@@ -39,11 +41,15 @@ meta --live --config '<vm ip="198.18.0.10" wake_on="syn" idle_timeout="0"/>'
 lab_vm_wait_ready n1 web1 || fail "guest not ready"
 
 # ghost: a [vm] section whose address web1's metadata will try to take.
-discover=$(odrs_conf n1 "discover = libvirt" "[vm ghost]" "ip = 198.18.0.50")
-lab_odrsd_start n1 "$discover" || fail "odrsd did not start"
+conf=$(odrs_conf n1 "discover = none" "[vm ghost]" "ip = 198.18.0.50")
+lab_odrsd_start n1 "$conf" || fail "odrsd did not start"
+odrs_wait_state n1 ghost error || fail "ghost not inspected"
+not_listed || fail "web1 managed with discover = none: $(lab_odrsctl n1 list)"
 
-step "1: the domain with metadata is managed, its MAC from the domain"
-lab_wait 10 listed 198.18.0.10 || fail "web1 not discovered: $(lab_odrsctl n1 list)"
+step "1: discover turned on by a reload: the domain with metadata is managed, its MAC from the domain"
+odrs_conf n1 "discover = libvirt" "[vm ghost]" "ip = 198.18.0.50" > /dev/null
+out=$(lab_odrsctl n1 reload) || fail "reload: $out"
+lab_wait 5 listed 198.18.0.10 || fail "web1 not discovered: $(lab_odrsctl n1 list)"
 odrs_wait_state n1 web1 running || fail "web1 not seen running"
 lab_odrsctl n1 list | grep -Eq "^web1 +198.18.0.10 +$MAC +running " || fail "list: $(lab_odrsctl n1 list)"
 odrs_event n1 discovered web1 || fail "no discovered event"
@@ -110,6 +116,11 @@ odrs_wait_state n1 web1 hibernated 10 || fail "web1 not hibernated after its def
 ! odrs_event n1 domain_event web1 || fail "the undefine or define made odrsd inspect web1: $(odrs_evlog n1 | grep domain_event)"
 body=$(lab_client_exec c1 curl -sS --max-time 20 http://198.18.0.10/) || fail "curl failed"
 [ "$body" = "hello from web1" ] || fail "body: $body"
+
+step "6: discover turned off by a reload: no longer managed"
+odrs_conf n1 "discover = none" > /dev/null
+out=$(lab_odrsctl n1 reload) || fail "reload: $out"
+not_listed || fail "web1 still managed with discover = none: $(lab_odrsctl n1 list)"
 
 echo "took ${SECONDS} s"
 echo "PASS"
