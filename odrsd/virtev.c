@@ -207,7 +207,13 @@ static void read_all(struct virtev *e)
 	*last = ev;
 	last = &ev->next;
 	for (i = 0; i < n; i++) {
-		if (!(ev = read_metadata(doms[i])))
+		virErrorPtr err;
+
+		/* Undefined since it was listed: its event follows. */
+		if (!(ev = read_metadata(doms[i])) && (err = virGetLastError()) &&
+		    err->code == VIR_ERR_NO_DOMAIN)
+			continue;
+		if (!ev)
 			goto out;
 		*last = ev;
 		last = &ev->next;
