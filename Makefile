@@ -89,6 +89,8 @@ $(B)/tests/test_report: tests/unit/test_report.c $(B)/asan/tools/odrsctl/report.
 	$(CC) $(CPPFLAGS) -Itools/odrsctl $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $^ $(PKG_LIBS) -lcmocka
 # The snapshot-file protocol is odrsd's, tested alone: it needs no libvirt.
 $(B)/tests/test_snapfile: $(B)/asan/odrsd/snapfile.o
+# A domain's odrs metadata as a VM's configuration: odrsd/metadata.c alone (libxml2, no libvirt).
+$(B)/tests/test_metadata: $(B)/asan/odrsd/metadata.o
 # Fuzzers: clang's libFuzzer over the same sources.
 $(B)/fuzz/%: tests/fuzz/%.c $(LIBWAKE_SRC)
 	@mkdir -p $(@D)

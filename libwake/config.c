@@ -61,7 +61,8 @@ struct key {
 };
 
 _Static_assert(sizeof(enum wk_probe) == sizeof(int) && sizeof(enum wk_backend) == sizeof(int) &&
-		       sizeof(enum wk_shrink) == sizeof(int) && sizeof(enum wk_sleep) == sizeof(int),
+		       sizeof(enum wk_shrink) == sizeof(int) && sizeof(enum wk_sleep) == sizeof(int) &&
+		       sizeof(enum wk_discover) == sizeof(int),
 	       "K_ENUM stores an int");
 
 static const char *check_node(const char *v)
@@ -139,6 +140,7 @@ static const char *const probe_words[] = { "agent", "ssh", "none", NULL };
 static const char *const backend_words[] = { "none", "etcd", NULL };
 static const char *const shrink_words[] = { "none", "caches", "balloon", NULL };
 static const char *const sleep_words[] = { "hibernate", "doze", "doze_then_hibernate", NULL };
+static const char *const discover_words[] = { "none", "libvirt", NULL };
 
 #define CFG(f)	     offsetof(struct wk_config, f)
 #define POL(f)	     offsetof(struct wk_policy, f)
@@ -163,6 +165,7 @@ static const struct key odrsd_keys[] = {
 	{ KEY("check_interval", K_DUR, CFG(check_interval_ms)), .min = SEC, .max = HOUR },
 	{ KEY("probe_timeout", K_DUR, CFG(probe_timeout_ms)), .min = SEC, .max = 5 * MIN },
 	{ KEY("metrics_listen", K_STR, CFG(metrics_listen)), .check = check_listen },
+	{ KEY("discover", K_ENUM, CFG(discover)), .words = discover_words },
 };
 
 /* Also the keys a [vm NAME] section may override: offsets into struct wk_policy. */
@@ -769,7 +772,7 @@ static void policy_clear(struct wk_policy *p)
 		clear_field(&policy_keys[i], (char *)p);
 }
 
-static void vmconf_clear(struct wk_vmconf *vm)
+void wk_vmconf_clear(struct wk_vmconf *vm)
 {
 	free(vm->name);
 	policy_clear(&vm->policy);
@@ -786,7 +789,7 @@ static void config_clear(struct wk_config *cfg)
 		clear_field(&cluster_keys[i], (char *)cfg);
 	policy_clear(&cfg->policy);
 	for (i = 0; i < cfg->nvms; i++)
-		vmconf_clear(&cfg->vms[i]);
+		wk_vmconf_clear(&cfg->vms[i]);
 	free(cfg->vms);
 	free(cfg->path);
 	memset(cfg, 0, sizeof(*cfg));
@@ -884,7 +887,7 @@ static void add_vm(struct loader *l, const char *name, unsigned line)
 /* A [vm NAME] section that cannot be kept: its keys are checked, then dropped. */
 static void scratch_vm(struct loader *l)
 {
-	vmconf_clear(&l->scratch_vm);
+	wk_vmconf_clear(&l->scratch_vm);
 	l->sect = S_VM;
 	l->scratch = true;
 }
@@ -1241,7 +1244,7 @@ out:
 	free(l.buf);
 	free(l.vmx);
 	config_clear(&l.scratch_cfg);
-	vmconf_clear(&l.scratch_vm);
+	wk_vmconf_clear(&l.scratch_vm);
 	if (rc < 0) {
 		wk_config_free(l.cfg);
 		return rc;
@@ -1264,4 +1267,44 @@ const struct wk_vmconf *wk_config_vm(const struct wk_config *cfg, const char *na
 		if (strcmp(cfg->vms[i].name, name) == 0)
 			return &cfg->vms[i];
 	return NULL;
+}
+
+int wk_vmconf_parse(const struct wk_config *cfg, const char *name, const char *const *keys,
+		    const char *const *values, size_t n, wk_diag_fn diag, void *ctx, struct wk_vmconf *out)
+{
+	/* A file of one [vm] section, with cfg's [policy]: copied from by inherit_policy, never freed. */
+	struct wk_config one = { .policy = cfg->policy, .vms = out, .nvms = 1 };
+	struct vm_extra x = { 0 };
+	struct loader l = {
+		.cfg = &one,
+		.file = name,
+		.diag = diag,
+		.ctx = ctx,
+		.sect = S_VM,
+		.vmx = &x,
+		.vmcap = 1,
+	};
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(l.label, sizeof(l.label), "its odrs metadata");
+	if (!valid_vm_name(name)) {
+		report(&l, 0, "expected a domain name without spaces or '/', of at most %d characters",
+		       WK_VM_NAME_MAX);
+		return -EINVAL;
+	}
+	if ((out->name = dup_str(&l, name)) == NULL)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		on_pair(&l, NULL, keys[i], values[i]);
+	/* Seen: a bad ip was reported as bad. */
+	if (!(l.seen & 1ULL << VM_IP))
+		report(&l, 0, "missing ip=\"ADDRESS\" (required)");
+	if (!l.oom && l.nproblems == 0)
+		inherit_policy(&l);
+	if (l.oom || l.nproblems > 0) {
+		wk_vmconf_clear(out);
+		return l.oom ? -ENOMEM : -EINVAL;
+	}
+	return 0;
 }

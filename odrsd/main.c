@@ -1,4 +1,5 @@
 /* odrsd: start-up, privileges, signals, reload. */
+#include <arpa/inet.h>
 #include <cap-ng.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "discover.h"
 #include "evlog.h"
 #include "log.h"
 #include "metrics.h"
@@ -173,24 +175,40 @@ static struct vm *vm_take(struct hsearch_data *h, const char *name)
 	return vm;
 }
 
-/*
- * The table the new configuration describes: the kept VMs (cur[i] for
- * next->vms[i], NULL for a new one) under their new addresses, and the new
- * VMs made into it (added[i]). Nothing running changes; on failure all is
- * undone.
- */
-static struct wk_vmtable *table_build(struct odrsd *d, const struct wk_config *next, struct vm **cur,
-				      bool *added, char *err, size_t errlen)
+/* What a reload or a discovery applies: cfg's [vm] sections, then the discovered domains. */
+struct vm_set {
+	const struct wk_config *cfg;
+	const struct wk_vmconf *found;
+	size_t nfound;
+};
+
+static size_t set_size(const struct vm_set *s)
 {
-	struct wk_vmtable *t = wk_vmtable_new(next->nvms), *running = d->table;
-	size_t made = 0;
+	return s->cfg->nvms + s->nfound;
+}
+
+static const struct wk_vmconf *set_conf(const struct vm_set *s, size_t i)
+{
+	return i < s->cfg->nvms ? &s->cfg->vms[i] : &s->found[i - s->cfg->nvms];
+}
+
+/*
+ * The table the set describes: the kept VMs (cur[i] for set_conf(i), NULL
+ * for a new one) under their new addresses, and the new VMs made into it
+ * (added[i]). Nothing running changes; on failure all is undone.
+ */
+static struct wk_vmtable *table_build(struct odrsd *d, const struct vm_set *set, struct vm **cur, bool *added,
+				      char *err, size_t errlen)
+{
+	size_t n = set_size(set), made = 0;
+	struct wk_vmtable *t = wk_vmtable_new(n), *running = d->table;
 
 	if (!t) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	for (size_t i = 0; i < next->nvms; i++) {
-		const struct wk_vmconf *c = &next->vms[i];
+	for (size_t i = 0; i < n; i++) {
+		const struct wk_vmconf *c = set_conf(set, i);
 		struct vm *vm = cur[i];
 		/* A MAC the file no longer names stays: it was read from the domain. */
 		const uint8_t *mac = c->has_mac ? c->mac : vm && vm->has_mac ? vm->mac : NULL;
@@ -206,14 +224,14 @@ static struct wk_vmtable *table_build(struct odrsd *d, const struct wk_config *n
 	}
 	/* vm_new indexes a new VM in d->table: the new table for now. */
 	d->table = t;
-	for (; made < next->nvms; made++) {
+	for (; made < n; made++) {
 		if (cur[made])
 			continue;
-		if (!(cur[made] = vm_new(d, &next->vms[made]))) {
+		if (!(cur[made] = vm_new(d, set_conf(set, made)))) {
 			snprintf(err, errlen,
 				 "%s: cannot add (out of memory, or its MAC is another VM's); "
 				 "the running configuration is kept",
-				 next->vms[made].name);
+				 set_conf(set, made)->name);
 			goto undo;
 		}
 		added[made] = true;
@@ -232,14 +250,82 @@ undo:
 	return NULL;
 }
 
-/* Parse, validate, swap. VMs keep their state, held SYNs and running jobs. */
-int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
+int odrsd_vms_apply(struct odrsd *d, const struct wk_config *cfg, const struct wk_vmconf *found,
+		    size_t nfound, const char *why, char *err, size_t errlen)
 {
-	struct wk_config *next;
+	struct vm_set set = { cfg, found, nfound };
+	size_t n = set_size(&set);
 	struct wk_vmtable *table;
 	struct hsearch_data byname;
 	struct vm **vms;
 	bool *added;
+
+	vms = calloc(n ? n : 1, sizeof(*vms));
+	added = calloc(n ? n : 1, sizeof(*added));
+	if (!vms || !added || vms_by_name(d, &byname) < 0) {
+		free(vms);
+		free(added);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		vms[i] = vm_take(&byname, set_conf(&set, i)->name);
+	if (!(table = table_build(d, &set, vms, added, err, errlen))) {
+		hdestroy_r(&byname);
+		free(vms);
+		free(added);
+		return -EEXIST;
+	}
+	/* Committed: from here on nothing fails. */
+	for (size_t i = 0; i < d->nvms; i++) {
+		struct vm *vm = vm_take(&byname, d->vms[i]->name);
+
+		if (!vm)
+			continue;
+		log_info("%s: %s no longer managed", why, vm->name);
+		vm->conf = NULL;
+		vm_free(d, vm);
+	}
+	hdestroy_r(&byname);
+	wk_vmtable_free(d->table);
+	d->table = table;
+	for (size_t i = 0; i < n; i++) {
+		const struct wk_vmconf *c = set_conf(&set, i);
+		struct vm *vm = vms[i];
+
+		vm->conf = c;
+		if (added[i]) {
+			log_info("%s: %s now managed", why, vm->name);
+			vm_inspect(d, vm);
+			continue;
+		}
+		if (vm->ip != c->ip) {
+			char ip[INET_ADDRSTRLEN];
+
+			inet_ntop(AF_INET, &c->ip, ip, sizeof(ip));
+			log_info("%s: %s now at %s", why, vm->name, ip);
+		}
+		vm->ip = c->ip;
+		if (c->has_mac) {
+			memcpy(vm->mac, c->mac, WK_ETH_ALEN);
+			vm->has_mac = true;
+		}
+		vm->has_ip6 = c->has_ip6;
+		memcpy(vm->ip6, c->ip6, 16);
+	}
+	free(added);
+	free(d->vms);
+	d->vms = vms;
+	d->nvms = n;
+	capture_filter_changed(d);
+	return 0;
+}
+
+/* Parse, validate, swap. VMs keep their state, held SYNs and running jobs. */
+int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
+{
+	struct wk_config *next;
+	struct discovered found;
 	struct reload_diag rd = { err, errlen, 0 };
 	int r;
 
@@ -261,68 +347,27 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 		   d->cfg->metrics_listen ? d->cfg->metrics_listen : ""))
 		log_warn("reload: node, control_socket, libvirt_uri, metrics_listen, the concurrency "
 			 "limits and the cluster backend and endpoints apply after a restart");
-	vms = calloc(next->nvms ? next->nvms : 1, sizeof(*vms));
-	added = calloc(next->nvms ? next->nvms : 1, sizeof(*added));
-	if (!vms || !added || vms_by_name(d, &byname) < 0) {
-		free(vms);
-		free(added);
+	if (discover_build(d, next, &found) < 0) {
 		wk_config_free(next);
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	for (size_t i = 0; i < next->nvms; i++)
-		vms[i] = vm_take(&byname, next->vms[i].name);
-	if (!(table = table_build(d, next, vms, added, err, errlen))) {
+	if ((r = odrsd_vms_apply(d, next, found.vms, found.n, "reload", err, errlen)) < 0) {
 		log_err("reload refused: %s", err);
-		hdestroy_r(&byname);
-		free(vms);
-		free(added);
+		discover_abandon(&found);
 		wk_config_free(next);
-		return -EEXIST;
+		return r;
 	}
-	/* Committed: from here on nothing fails. */
-	for (size_t i = 0; i < d->nvms; i++) {
-		struct vm *vm = vm_take(&byname, d->vms[i]->name);
-
-		if (!vm)
-			continue;
-		log_info("reload: %s no longer managed", vm->name);
-		vm->conf = NULL;
-		vm_free(d, vm);
-	}
-	hdestroy_r(&byname);
-	wk_vmtable_free(d->table);
-	d->table = table;
-	for (size_t i = 0; i < next->nvms; i++) {
-		const struct wk_vmconf *c = &next->vms[i];
-		struct vm *vm = vms[i];
-
-		vm->conf = c;
-		if (added[i]) {
-			log_info("reload: %s now managed", vm->name);
-			vm_inspect(d, vm);
-			continue;
-		}
-		vm->ip = c->ip;
-		if (c->has_mac) {
-			memcpy(vm->mac, c->mac, WK_ETH_ALEN);
-			vm->has_mac = true;
-		}
-		vm->has_ip6 = c->has_ip6;
-		memcpy(vm->ip6, c->ip6, 16);
-	}
-	free(added);
-	free(d->vms);
-	d->vms = vms;
-	d->nvms = next->nvms;
+	discover_commit(d, &found);
 	if (strcmp(next->interface, d->cfg->interface))
 		capture_interface_changed(d);
+	if (next->discover != d->cfg->discover)
+		virtev_discover(d, next->discover == WK_DISCOVER_LIBVIRT);
 	wk_config_free(d->cfg);
 	d->cfg = next;
 	d->ifindex = if_nametoindex(d->cfg->interface);
 	if ((r = evlog_open(d->cfg->event_log, d->cfg->node)) < 0)
 		log_err("event log %s: %s", d->cfg->event_log, strerror(-r));
-	capture_filter_changed(d);
 	idle_interval_changed(d);
 	virt_set_restore_spacing(d->virt, d->cfg->wake_spacing_ms);
 	d->n.reloads++;

@@ -175,7 +175,8 @@ struct odrsd {
 	struct waiter *state_waiters;	   /* control clients waiting for a VM's state to be written */
 	struct state_writer *state_writer; /* state.c: writes state_dir off the loop */
 	struct retrain retrain;
-	struct vm_life *life; /* vm.c: its effects and observers (wake.c fills them in) */
+	struct vm_life *life;	     /* vm.c: its effects and observers (wake.c fills them in) */
+	struct discovery *discovery; /* discover.c: the domains found with odrs metadata */
 };
 
 /* capture.c */
@@ -215,6 +216,8 @@ bool vm_idle_confirming(const struct odrsd *d, const struct vm *vm);
 /* virtev.c: follow libvirt's domain lifecycle events; a VM changed behind odrsd's back is inspected. */
 int virtev_start(struct odrsd *d);
 void virtev_stop(struct odrsd *d);
+/* discover = libvirt turned on (every domain's metadata is read again) or off. */
+void virtev_discover(struct odrsd *d, bool on);
 
 /* inject.c */
 int inject_open(void);
@@ -246,6 +249,14 @@ int64_t state_save(struct odrsd *d, const struct vm *vm);
 
 /* main.c */
 int odrsd_reload(struct odrsd *d, char *err, size_t errlen);
+/*
+ * The one path by which VMs are added, re-addressed and dropped: manage
+ * what cfg's [vm] sections and the nfound discovered VMs in found (none of
+ * them named by a section) describe, why ("reload", "discover") in the log.
+ * 0, or -errno with err set and nothing changed.
+ */
+int odrsd_vms_apply(struct odrsd *d, const struct wk_config *cfg, const struct wk_vmconf *found,
+		    size_t nfound, const char *why, char *err, size_t errlen);
 
 #include "vm.h"
 

@@ -7,6 +7,11 @@
  * ours runs on it, into a state other than the one odrsd believes, is
  * inspected again (vm_inspect). The thread reconnects when libvirtd goes
  * away; once back, the VMs running here are inspected, for what was missed.
+ *
+ * With discover = libvirt the thread also reads domains' odrs metadata
+ * (discover.h), outside libvirt's callbacks: every persistent domain's at
+ * each connection (a listing, so the loop drops the domains gone meanwhile),
+ * and one domain's after it is defined, undefined or its metadata changes.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -15,9 +20,12 @@
 #include <string.h>
 
 #include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
 
+#include "discover.h"
 #include "evlog.h"
 #include "log.h"
+#include "metadata.h"
 #include "odrsd.h"
 
 #define TICK_MS	       500  /* the thread looks at its stop flag this often */
@@ -25,12 +33,23 @@
 #define KEEPALIVE_S    2    /* libvirtd unanswered for 2 s x 3: the connection is gone */
 #define KEEPALIVE_MISS 3
 
-/* What the thread saw: a domain's event, or the connection lost or back (domain ""). */
-enum { LINK_LOST = -1, LINK_BACK = -2 };
+/*
+ * What the thread saw: a domain's event, or the connection lost or back
+ * (domain ""), or a domain's metadata read (xml, NULL for none), or a
+ * listing of them beginning (detail 0) or complete (1).
+ */
+enum { LINK_LOST = -1, LINK_BACK = -2, METADATA = -3, LISTING = -4 };
 struct domain_event {
 	struct domain_event *next;
 	char domain[128];
 	int type, detail;
+	char *xml;
+};
+
+/* A domain whose metadata the thread reads once libvirt's callbacks are done. */
+struct to_read {
+	struct to_read *next;
+	char domain[128];
 };
 
 struct virtev {
@@ -41,26 +60,70 @@ struct virtev {
 	pthread_mutex_t lock; /* events, stop */
 	struct domain_event *events, **tail;
 	bool stop;
+	bool discover, relist; /* set by the loop (atomics): read metadata; list again */
 	/* The thread's own. */
 	virConnectPtr conn;
-	int callback;
+	int callback, metadata_callback;
 	bool closed; /* libvirt closed conn */
+	struct to_read *reads, **reads_tail;
 };
 
-static void push(struct virtev *e, const char *domain, int type, int detail)
+static struct domain_event *event_new(const char *domain, int type, int detail, char *xml)
 {
 	struct domain_event *ev = calloc(1, sizeof(*ev));
 
-	if (!ev)
-		return;
+	if (!ev) {
+		free(xml);
+		return NULL;
+	}
 	snprintf(ev->domain, sizeof(ev->domain), "%s", domain);
 	ev->type = type;
 	ev->detail = detail;
+	ev->xml = xml;
+	return ev;
+}
+
+static void event_free(struct domain_event *ev)
+{
+	free(ev->xml);
+	free(ev);
+}
+
+/* Hand the events first..*last (linked) to the loop, at once. */
+static void push_all(struct virtev *e, struct domain_event *first, struct domain_event **last)
+{
+	if (!first)
+		return;
 	pthread_mutex_lock(&e->lock);
-	*e->tail = ev;
-	e->tail = &ev->next;
+	*e->tail = first;
+	e->tail = last;
 	pthread_mutex_unlock(&e->lock);
 	ev_async_send(e->d->loop, &e->async);
+}
+
+static void push(struct virtev *e, const char *domain, int type, int detail)
+{
+	struct domain_event *ev = event_new(domain, type, detail, NULL);
+
+	if (ev)
+		push_all(e, ev, &ev->next);
+}
+
+static bool discovering(struct virtev *e)
+{
+	return __atomic_load_n(&e->discover, __ATOMIC_RELAXED);
+}
+
+static void read_later(struct virtev *e, virDomainPtr dom)
+{
+	const char *name = virDomainGetName(dom);
+	struct to_read *r;
+
+	if (!name || !discovering(e) || !(r = calloc(1, sizeof(*r))))
+		return;
+	snprintf(r->domain, sizeof(r->domain), "%s", name);
+	*e->reads_tail = r;
+	e->reads_tail = &r->next;
 }
 
 static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *opaque)
@@ -69,7 +132,105 @@ static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int det
 
 	if (name)
 		push(opaque, name, event, detail);
+	if (event == VIR_DOMAIN_EVENT_DEFINED || event == VIR_DOMAIN_EVENT_UNDEFINED)
+		read_later(opaque, dom);
 	return 0;
+}
+
+static void on_metadata(virConnectPtr conn, virDomainPtr dom, int type, const char *nsuri, void *opaque)
+{
+	if (type == VIR_DOMAIN_METADATA_ELEMENT && nsuri && !strcmp(nsuri, METADATA_NS))
+		read_later(opaque, dom);
+}
+
+/*
+ * dom's metadata event: its element, or none (not defined, no metadata).
+ * NULL when libvirt could not say (the listing after a reconnection will).
+ */
+static struct domain_event *read_metadata(virDomainPtr dom)
+{
+	const char *name = virDomainGetName(dom);
+	virErrorPtr err;
+	char *xml;
+	int persistent;
+
+	if (!name)
+		return NULL;
+	/* Undefined but still running (transient): no longer discovered. */
+	if ((persistent = virDomainIsPersistent(dom)) < 0)
+		return NULL;
+	if (!persistent)
+		return event_new(name, METADATA, 0, NULL);
+	if (!(xml = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS,
+					 VIR_DOMAIN_AFFECT_CURRENT)) &&
+	    (!(err = virGetLastError()) || err->code != VIR_ERR_NO_DOMAIN_METADATA))
+		return NULL;
+	return event_new(name, METADATA, 0, xml);
+}
+
+/* The domains queued by callbacks: each one's metadata, or none once it is undefined. */
+static void read_queued(struct virtev *e)
+{
+	struct to_read *r;
+
+	while ((r = e->reads)) {
+		virDomainPtr dom = e->conn ? virDomainLookupByName(e->conn, r->domain) : NULL;
+		struct domain_event *ev = NULL;
+		virErrorPtr err;
+
+		/* Without a connection nothing is known: the listing after the next one says. */
+		if (dom)
+			ev = read_metadata(dom);
+		else if (e->conn && (err = virGetLastError()) && err->code == VIR_ERR_NO_DOMAIN)
+			ev = event_new(r->domain, METADATA, 0, NULL);
+		if (dom)
+			virDomainFree(dom);
+		if (ev)
+			push_all(e, ev, &ev->next);
+		e->reads = r->next;
+		free(r);
+	}
+	e->reads_tail = &e->reads;
+}
+
+/* Every persistent domain's metadata, handed over as one listing, or nothing if libvirt failed. */
+static void read_all(struct virtev *e)
+{
+	struct domain_event *first = NULL, **last = &first, *ev;
+	virDomainPtr *doms = NULL;
+	int n, i;
+
+	if ((n = virConnectListAllDomains(e->conn, &doms, VIR_CONNECT_LIST_DOMAINS_PERSISTENT)) < 0)
+		return;
+	if (!(ev = event_new("", LISTING, 0, NULL)))
+		goto out;
+	*last = ev;
+	last = &ev->next;
+	for (i = 0; i < n; i++) {
+		virErrorPtr err;
+
+		/* Undefined since it was listed: its event follows. */
+		if (!(ev = read_metadata(doms[i])) && (err = virGetLastError()) &&
+		    err->code == VIR_ERR_NO_DOMAIN)
+			continue;
+		if (!ev)
+			goto out;
+		*last = ev;
+		last = &ev->next;
+	}
+	if (!(ev = event_new("", LISTING, 1, NULL)))
+		goto out;
+	*last = ev;
+	push_all(e, first, &ev->next);
+	first = NULL;
+out:
+	while ((ev = first)) {
+		first = ev->next;
+		event_free(ev);
+	}
+	for (i = 0; i < n; i++)
+		virDomainFree(doms[i]);
+	free(doms);
 }
 
 static void on_close(virConnectPtr conn, int reason, void *opaque)
@@ -95,10 +256,12 @@ static void disconnect(struct virtev *e)
 {
 	if (e->callback >= 0)
 		virConnectDomainEventDeregisterAny(e->conn, e->callback);
+	if (e->metadata_callback >= 0)
+		virConnectDomainEventDeregisterAny(e->conn, e->metadata_callback);
 	virConnectUnregisterCloseCallback(e->conn, on_close);
 	virConnectClose(e->conn);
 	e->conn = NULL;
-	e->callback = -1;
+	e->callback = e->metadata_callback = -1;
 	e->closed = false;
 }
 
@@ -110,7 +273,10 @@ static bool connect_events(struct virtev *e)
 	virConnectSetKeepAlive(e->conn, KEEPALIVE_S, KEEPALIVE_MISS);
 	e->callback = virConnectDomainEventRegisterAny(e->conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
 						       VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), e, NULL);
-	if (e->callback < 0) {
+	e->metadata_callback =
+		virConnectDomainEventRegisterAny(e->conn, NULL, VIR_DOMAIN_EVENT_ID_METADATA_CHANGE,
+						 VIR_DOMAIN_EVENT_CALLBACK(on_metadata), e, NULL);
+	if (e->callback < 0 || e->metadata_callback < 0) {
 		disconnect(e);
 		return false;
 	}
@@ -131,10 +297,15 @@ static void *run(void *arg)
 				if (was_up)
 					push(e, "", LINK_BACK, 0);
 				was_up = true;
+				/* After registering: a change from now on is an event too. */
+				__atomic_store_n(&e->relist, discovering(e), __ATOMIC_RELAXED);
 			}
 		}
+		if (e->conn && __atomic_exchange_n(&e->relist, false, __ATOMIC_RELAXED) && discovering(e))
+			read_all(e);
 		if (virEventRunDefaultImpl() < 0 || !e->conn)
 			waited += TICK_MS;
+		read_queued(e);
 		if (e->conn && (e->closed || virConnectIsAlive(e->conn) != 1)) {
 			disconnect(e);
 			push(e, "", LINK_LOST, 0);
@@ -214,6 +385,14 @@ static void on_domain_event(struct odrsd *d, const struct domain_event *ev)
 		log_warn("libvirt %s: domain events lost; reconnecting", d->cfg->libvirt_uri);
 		return;
 	}
+	if (ev->type == METADATA) {
+		discover_domain(d, ev->domain, ev->xml);
+		return;
+	}
+	if (ev->type == LISTING) {
+		discover_listing(d, ev->detail == 1);
+		return;
+	}
 	if (ev->type == LINK_BACK) {
 		log_info("libvirt %s: following domain events again", d->cfg->libvirt_uri);
 		for (size_t i = 0; i < d->nvms; i++)
@@ -224,6 +403,10 @@ static void on_domain_event(struct odrsd *d, const struct domain_event *ev)
 	}
 	/* A job of ours on it reports what the domain is when it ends. */
 	if (!(vm = vm_by_name(d, ev->domain)) || vm->job_busy || as_believed(d, vm, ev->type))
+		return;
+	/* Defining runs or stops nothing: for a discovered VM, its metadata is read next. */
+	if ((ev->type == VIR_DOMAIN_EVENT_DEFINED || ev->type == VIR_DOMAIN_EVENT_UNDEFINED) &&
+	    discover_owns(d, vm))
 		return;
 	what = event_name(ev->type, ev->detail);
 	log_info("%s: libvirt says %s while odrsd has it %s; inspecting it again", vm->name, what,
@@ -246,7 +429,7 @@ static void on_async(struct ev_loop *loop, ev_async *w, int revents)
 	for (; ev; ev = next) {
 		next = ev->next;
 		on_domain_event(e->d, ev);
-		free(ev);
+		event_free(ev);
 	}
 }
 
@@ -265,7 +448,9 @@ int virtev_start(struct odrsd *d)
 	}
 	e->d = d;
 	e->tail = &e->events;
-	e->callback = -1;
+	e->reads_tail = &e->reads;
+	e->callback = e->metadata_callback = -1;
+	e->discover = d->cfg->discover == WK_DISCOVER_LIBVIRT;
 	pthread_mutex_init(&e->lock, NULL);
 	ev_async_init(&e->async, on_async);
 	e->async.data = e;
@@ -300,10 +485,26 @@ void virtev_stop(struct odrsd *d)
 	ev_async_stop(d->loop, &e->async);
 	while ((ev = e->events)) {
 		e->events = ev->next;
-		free(ev);
+		event_free(ev);
+	}
+	while (e->reads) {
+		struct to_read *r = e->reads;
+
+		e->reads = r->next;
+		free(r);
 	}
 	pthread_mutex_destroy(&e->lock);
 	free(e->uri);
 	free(e);
 	d->virtev = NULL;
+}
+
+void virtev_discover(struct odrsd *d, bool on)
+{
+	struct virtev *e = d->virtev;
+
+	if (!e)
+		return;
+	__atomic_store_n(&e->discover, on, __ATOMIC_RELAXED);
+	__atomic_store_n(&e->relist, on, __ATOMIC_RELAXED);
 }

@@ -18,6 +18,8 @@ enum wk_backend { WK_BACKEND_NONE = 0, WK_BACKEND_ETCD };
 enum wk_shrink { WK_SHRINK_NONE = 0, WK_SHRINK_CACHES, WK_SHRINK_BALLOON };
 /* How an idle VM sleeps: saved to snapshot_dir, or paused with its memory in swap. */
 enum wk_sleep { WK_SLEEP_HIBERNATE = 0, WK_SLEEP_DOZE, WK_SLEEP_DOZE_THEN_HIBERNATE };
+/* Where VMs come from besides [vm] sections: libvirt domains carrying odrs metadata. */
+enum wk_discover { WK_DISCOVER_NONE = 0, WK_DISCOVER_LIBVIRT };
 
 /* An address of either family: IPv6, with IPv4 as IPv4-mapped (::ffff:a.b.c.d). */
 struct wk_addr {
@@ -91,6 +93,7 @@ struct wk_config {
 	uint64_t check_interval_ms; /* how often idleness is judged */
 	uint64_t probe_timeout_ms;  /* a guest probe taking longer has failed */
 	char *metrics_listen;	    /* ADDR:PORT of /metrics; NULL: off */
+	enum wk_discover discover;
 	/* [policy] */
 	struct wk_policy policy;
 	/* [cluster] */
@@ -128,6 +131,19 @@ int wk_diag_format(char *buf, size_t len, const char *file, unsigned line, const
 int wk_config_load(const char *path, wk_diag_fn diag, void *ctx, struct wk_config **out);
 void wk_config_free(struct wk_config *cfg);
 const struct wk_vmconf *wk_config_vm(const struct wk_config *cfg, const char *name);
+
+/*
+ * A VM described outside the file (discover = libvirt: a domain's odrs
+ * metadata): the n pairs keys[i] = values[i] are the keys of a [vm NAME]
+ * section, checked by the same table; the policy keys not given come from
+ * cfg's [policy]. Returns 0 and *out (free it with wk_vmconf_clear), or
+ * -EINVAL after reporting every problem through diag as a [vm] section's
+ * would read, with file = name and line 0, or -ENOMEM.
+ */
+int wk_vmconf_parse(const struct wk_config *cfg, const char *name, const char *const *keys,
+		    const char *const *values, size_t n, wk_diag_fn diag, void *ctx, struct wk_vmconf *out);
+/* Free what a wk_vmconf_parse() result holds, and zero it. */
+void wk_vmconf_clear(struct wk_vmconf *vm);
 
 /* Typed values, shared with odrsctl: 0 or -EINVAL. */
 int wk_parse_duration(const char *s, uint64_t *ms); /* 500ms 30s 2m 1h; bare 0 */

@@ -288,6 +288,8 @@ static void test_good_values(void **state)
 		"[odrsd]\ninterface = enp0s31f6.100\n",
 		"[odrsd]\nsnapshot_dir = /srv/odrs/snap dir with spaces\n",
 		"[odrsd]\nlibvirt_uri = test:///default\n",
+		"[odrsd]\ndiscover = libvirt\n",
+		"[odrsd]\ndiscover = none\n",
 		"[policy]\nidle_timeout = 0\n",
 		"[policy]\nidle_timeout = 0s\n",
 		"[policy]\nidle_timeout = 1s\n",
@@ -339,6 +341,7 @@ static void test_bad_values(void **state)
 		{ "[odrsd]\nsnapshot_dir = srv/snap\n",
 		  "snapshot_dir: \"srv/snap\": expected an absolute path" },
 		{ "[odrsd]\nlibvirt_uri = qemu\n", "expected a libvirt URI" },
+		{ "[odrsd]\ndiscover = yes\n", "discover: \"yes\": expected none or libvirt" },
 		{ "[odrsd]\ncontrol_socket = run/odrsd.sock\n", "expected an absolute path of at most 107" },
 		{ "[odrsd]\ncontrol_socket = "
 		  "/run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
