@@ -121,7 +121,10 @@ deb:
 	rm -rf $(B)/deb && mkdir -p $(B)/deb/odrs-$(VERSION)
 	git ls-files -z --cached --others --exclude-standard | \
 		tar --null -T - --ignore-failed-read -cf - | tar -xf - -C $(B)/deb/odrs-$(VERSION)
-	cd $(B)/deb/odrs-$(VERSION) && dpkg-buildpackage -b -us -uc >../build.log 2>&1 || \
+	# Without MAKEFLAGS: this make's command-line variables (B= above all,
+	# which debian/rules' "make clean" would remove) must not reach the copy's.
+	cd $(B)/deb/odrs-$(VERSION) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+		dpkg-buildpackage -b -us -uc >../build.log 2>&1 || \
 		{ tail -n 30 ../build.log; exit 1; }
 	mv $(B)/deb/*.deb $(B)/
 	@ls $(B)/*_$(VERSION)_*.deb
