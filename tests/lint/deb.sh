@@ -57,7 +57,8 @@ mkdir -p /srv/odrs/snap && echo image >/srv/odrs/snap/web1.odrs-save
 dpkg -i "$tmp/b/odrs_${version}_amd64.deb" "$tmp/b/libwake-dev_${version}_amd64.deb" >"$tmp/dpkg.log" 2>&1 ||
 	fail "dpkg -i: $(cat "$tmp/dpkg.log")"
 for f in /usr/sbin/odrsd /usr/bin/odrsctl /etc/odrs/odrs.conf /etc/logrotate.d/odrs \
-	/lib/systemd/system/odrsd.service /usr/include/wake.h /usr/include/wake/config.h; do
+	/lib/systemd/system/odrsd.service /usr/share/doc/odrs/examples/odrsd-probe-ssh.conf \
+	/usr/include/wake.h /usr/include/wake/config.h; do
 	[ -f "$f" ] || fail "not installed: $f"
 done
 for d in /var/lib/odrs /var/log/odrs; do [ -d "$d" ] || fail "no directory $d"; done
