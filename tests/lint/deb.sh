@@ -3,7 +3,8 @@
 # error or warning; dpkg installs them; the installed odrsd accepts the
 # installed /etc/odrs/odrs.conf; every file is where odrsd(8), odrs.conf(5),
 # libwake(3) and the unit say; systemd-analyze verify passes on the
-# installed unit; remove keeps the conffile, purge leaves nothing (a listing
+# installed unit; an upgrade keeps an edited conffile, the state and the log;
+# remove keeps the conffile, purge leaves nothing (a listing
 # of /etc, /usr and /var compared) and never touches the snapshot directory.
 # dpkg runs in a mount namespace of its own, over overlays of /etc, /usr,
 # /var and /srv: the machine's packages, and its dpkg lock, are not touched.
@@ -89,6 +90,10 @@ out=$(logrotate -d -s "$tmp/logrotate.state" /etc/logrotate.d/odrs 2>&1 | grep -
 echo 4242 >/var/lib/odrs/odrsd.lock && echo '{}' >/var/lib/odrs/web1.json
 echo '{"event":"wake_done"}' >/var/log/odrs/events.jsonl
 echo '# edited' >>/etc/odrs/odrs.conf
+# An upgrade (the same version again): the edit and odrsd's files are kept, without a question.
+dpkg -i "$tmp/b/odrs_${version}_amd64.deb" </dev/null >>"$tmp/dpkg.log" 2>&1 || fail "dpkg -i again: $(tail -n 20 "$tmp/dpkg.log")"
+tail -n 1 /etc/odrs/odrs.conf | grep -qx '# edited' || fail "the upgrade replaced the edited conffile"
+[ -s /var/log/odrs/events.jsonl ] && [ -s /var/lib/odrs/web1.json ] || fail "the upgrade lost the event log or the state"
 dpkg -r odrs libwake-dev >>"$tmp/dpkg.log" 2>&1 || fail "dpkg -r: $(tail -n 20 "$tmp/dpkg.log")"
 [ ! -e /usr/sbin/odrsd ] && [ ! -e /usr/include/wake.h ] || fail "dpkg -r left the programs or headers"
 tail -n 1 /etc/odrs/odrs.conf | grep -qx '# edited' || fail "dpkg -r did not keep the edited conffile"
