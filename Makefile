@@ -61,6 +61,10 @@ $(B)/virt_drive: tests/virt/virt_drive.c $(VIRT_DRIVE_OBJ) $(B)/libwake.a
 # odrsd/etcd.c against a real etcd, under ASan and UBSan: the driver of tests/lab/test_etcd.sh.
 $(B)/etcd_drive: tests/etcd/etcd_drive.c $(B)/asan/odrsd/etcd.o
 	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $< $(B)/asan/odrsd/etcd.o $(PKG_LIBS)
+# systemd's RestrictAddressFamilies= for tests/lab/unit-sandbox.sh: libc only.
+$(B)/restrict_af: tests/lab/restrict_af.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $<
 # The traffic generator of bench/activity.sh: libc only.
 $(B)/flood: bench/flood.c
 	@mkdir -p $(@D)

@@ -2,12 +2,13 @@
 # odrsd under the confinement of examples/odrsd.service (tests/lab/unit-sandbox.sh
 # applies its capability bounding set, NoNewPrivileges, ProtectSystem=strict with the
 # writable paths, ProtectHome, PrivateTmp, ProtectKernelTunables and
-# ProtectControlGroups) does all its work:
-#  1. negative control: with CAP_NET_RAW left out of the bounding set it cannot
-#     start (its packet socket is refused), so the sandbox does bound it;
+# ProtectControlGroups, and RestrictAddressFamilies) does all its work:
+#  1. negative controls: with CAP_NET_RAW left out of the bounding set, or AF_PACKET
+#     out of the address families, it cannot start (its packet socket is refused),
+#     so the sandbox does bound it;
 #  2. it starts, gives its control socket to group odrs (CAP_CHOWN), and keeps
 #     exactly CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_NICE and CAP_SYS_PTRACE, no new
-#     privileges;
+#     privileges, under the seccomp filter;
 #  3. hibernates a VM (libvirt's socket, renames in snapshot_dir) and a client's
 #     single SYN restores it (capture, ARP reply, SYN replayed into the tap; its
 #     state file written);
@@ -33,6 +34,7 @@ zram_down() {
 }
 trap 'lab_down; zram_down' EXIT
 zram_up || { echo "no swap and no zram: skip"; exit 77; }
+make -s -C "$LAB_ROOT" build/restrict_af >/dev/null || fail "cannot build build/restrict_af"
 
 reach() { # CLIENT VM IP FROM: one SYN from an empty ARP cache wakes VM, from FROM (hibernate, doze)
 	local body
@@ -54,10 +56,14 @@ conf=$(odrs_conf n1 "[vm web1]" "ip = 198.18.0.10")
 mkdir -p "$d/odrs/state"
 export LAB_ODRSD=$LAB_ROOT/tests/lab/unit-sandbox.sh SANDBOX_RW="$d/odrs $LAB_SHARED"
 
-step "1: without CAP_NET_RAW in the bounding set, odrsd cannot start"
+step "1: without CAP_NET_RAW in the bounding set, or AF_PACKET, odrsd cannot start"
 SANDBOX_CAPS="CAP_NET_ADMIN CAP_SYS_NICE CAP_SYS_PTRACE CAP_CHOWN" lab_odrsd_start n1 "$conf" 2>/dev/null &&
 	fail "odrsd started without CAP_NET_RAW"
-grep -q 'Operation not permitted' "$d/odrsd.log" || fail "no EPERM in the log: $(tail -n 5 "$d/odrsd.log")"
+grep -q 'packet socket: Operation not permitted' "$d/odrsd.log" || fail "no EPERM in the log: $(tail -n 5 "$d/odrsd.log")"
+SANDBOX_AF="AF_UNIX AF_INET AF_INET6 AF_NETLINK" lab_odrsd_start n1 "$conf" 2>/dev/null &&
+	fail "odrsd started without AF_PACKET"
+grep -q 'packet socket: Address family not supported' "$d/odrsd.log" ||
+	fail "no EAFNOSUPPORT in the log: $(tail -n 5 "$d/odrsd.log")"
 
 step "2: under the unit's bounding set it serves; the socket is group odrs'"
 { cat /etc/group; echo "odrs:x:4242:"; } >"$d/group"
@@ -65,10 +71,11 @@ SANDBOX_GROUP=$d/group lab_odrsd_start n1 "$conf" || fail "odrsd under the unit'
 odrs_wait_state n1 web1 running || fail "web1 not seen running"
 pid=$(lab_odrsd_pid n1) || fail "no odrsd pid"
 [ "$(cat "/proc/$pid/comm")" = odrsd ] || fail "pid $pid is $(cat "/proc/$pid/comm"), not odrsd"
-grep -E '^(CapEff|CapBnd|NoNewPrivs)' "/proc/$pid/status"
+grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' "/proc/$pid/status"
 # CAP_NET_ADMIN 12, CAP_NET_RAW 13, CAP_SYS_PTRACE 19, CAP_SYS_NICE 23.
 grep -q '^CapEff:[[:space:]]*0000000000883000$' "/proc/$pid/status" || fail "odrsd's effective capabilities"
 grep -q '^NoNewPrivs:[[:space:]]*1$' "/proc/$pid/status" || fail "odrsd may gain privileges"
+grep -q '^Seccomp:[[:space:]]*2$' "/proc/$pid/status" || fail "odrsd runs without the address-family filter"
 [ "$(stat -c %g:%a "$d/odrs/odrsd.sock")" = 4242:660 ] ||
 	fail "control socket $(stat -c %g:%a "$d/odrs/odrsd.sock"), want group 4242, mode 660"
 

@@ -10,9 +10,12 @@
 #   ProtectHome=yes          /root, /home and /run/user empty and inaccessible
 #   PrivateTmp=yes           /tmp and /var/tmp fresh
 #   ProtectKernelTunables=, ProtectControlGroups=   /proc/sys and /sys read-only
-# Not reproduced: the seccomp ones (RestrictAddressFamilies=, RestrictRealtime=,
-# RestrictSUIDSGID=, LockPersonality=) and ProtectKernelModules=.
-# SANDBOX_CAPS replaces the unit's bounding set (a test's negative control);
+#   RestrictAddressFamilies= build/restrict_af: a seccomp filter on socket(2)
+# Not reproduced: the other seccomp ones (RestrictRealtime=, RestrictSUIDSGID=,
+# LockPersonality=: odrsd makes none of the calls they refuse) and
+# ProtectKernelModules= (CAP_SYS_MODULE is out of the bounding set anyway).
+# SANDBOX_CAPS and SANDBOX_AF replace the unit's bounding set and address
+# families (a test's negative controls);
 # SANDBOX_GROUP is bound over /etc/group (a group odrs for the socket's chown).
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -61,6 +64,12 @@ bounding=-all
 for c in $caps; do c=${c#CAP_}; bounding+=,+${c,,}; done
 opts=(--bounding-set="$bounding")
 [ "$(directive NoNewPrivileges)" = yes ] && opts+=(--no-new-privs)
+seccomp=()
+af=${SANDBOX_AF-$(directive RestrictAddressFamilies)}
+if [ -n "$af" ]; then
+	[ -x "$root/build/restrict_af" ] || die "no build/restrict_af (make build/restrict_af)"
+	seccomp=("$root/build/restrict_af" "${af// /,}")
+fi
 # shellcheck disable=SC2206 # a command line, split like the unit's ExecStart=
 cmd=(${SANDBOX_CMD:-$root/build/odrsd})
-exec setpriv "${opts[@]}" -- "${cmd[@]}" "$@"
+exec "${seccomp[@]}" setpriv "${opts[@]}" -- "${cmd[@]}" "$@"
