@@ -10,9 +10,12 @@
 #   ProtectHome=yes          /root, /home and /run/user empty and inaccessible
 #   PrivateTmp=yes           /tmp and /var/tmp fresh
 #   ProtectKernelTunables=, ProtectControlGroups=   /proc/sys and /sys read-only
+#   ProtectKernelLogs=yes    /proc/kmsg and /dev/kmsg inaccessible
+#   ProtectHostname=yes      a UTS namespace of its own
 #   RestrictAddressFamilies= build/restrict_af: a seccomp filter on socket(2)
-# Not reproduced: the other seccomp ones (RestrictRealtime=, RestrictSUIDSGID=,
-# LockPersonality=: odrsd makes none of the calls they refuse) and
+# Not reproduced: the other seccomp filters (RestrictRealtime=, RestrictSUIDSGID=,
+# LockPersonality=, and those of ProtectKernelLogs= and ProtectHostname= against
+# syslog(2) and sethostname(2): odrsd makes none of the calls they refuse) and
 # ProtectKernelModules= (CAP_SYS_MODULE is out of the bounding set anyway).
 # SANDBOX_CAPS and SANDBOX_AF replace the unit's bounding set and address
 # families (a test's negative controls);
@@ -24,7 +27,9 @@ directive() { sed -n "s/^$1=//p" "$unit" | tail -n 1; }
 die() { echo "unit-sandbox: $*" >&2; exit 1; }
 
 if [ "${1:-}" != --inside ]; then
-	exec unshare -m --propagation private "$0" --inside "$@"
+	uts=()
+	[ "$(directive ProtectHostname)" = yes ] && uts=(--uts)
+	exec unshare -m --propagation private "${uts[@]}" "$0" --inside "$@"
 fi
 shift
 rw=(${SANDBOX_RW:-})
@@ -37,6 +42,16 @@ if [ "$(directive ProtectHome)" = yes ]; then
 	for d in /root /home /run/user; do
 		[ -d "$d" ] && { mount -t tmpfs -o mode=000 tmpfs "$d" || die "ProtectHome: $d"; }
 	done
+fi
+if [ "$(directive ProtectKernelLogs)" = yes ]; then
+	# Bound over them, a mode 000 file (its name removed at once): nothing but
+	# CAP_DAC_OVERRIDE, which the bounding set leaves out, opens it.
+	blank=$(mktemp) && chmod 000 "$blank" || die "ProtectKernelLogs"
+	for f in /proc/kmsg /dev/kmsg; do
+		[ -e "$f" ] || continue
+		mount --bind "$blank" "$f" || { rm -f "$blank"; die "ProtectKernelLogs: $f"; }
+	done
+	rm -f "$blank"
 fi
 [ -n "${SANDBOX_GROUP:-}" ] && { mount --bind "$SANDBOX_GROUP" /etc/group || die "SANDBOX_GROUP"; }
 for p in "${rw[@]}"; do mount --bind "$p" "$p" || die "bind $p"; done
