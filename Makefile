@@ -5,6 +5,8 @@
 
 VERSION   := 0.1.0
 PREFIX    ?= /usr/local
+# Where make install puts libwake.a, libwake.so and pkgconfig/libwake.pc.
+LIBDIR    ?= $(PREFIX)/lib
 DESTDIR   ?=
 CLANG     ?= clang
 B         := build
@@ -35,7 +37,7 @@ SAN         := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitiz
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 FUZZ_BIN    := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
 
-.PHONY: all deps install uninstall check unit fuzz lint lab-check demo bench clean
+.PHONY: all deps install uninstall deb check unit fuzz lint lab-check demo bench clean
 all: $(B)/libwake.a $(B)/libwake.so $(B)/libwake.pc $(B)/odrsd $(B)/odrsctl
 
 $(B)/obj/%.o: %.c
@@ -45,13 +47,13 @@ $(B)/obj/%.o: %.c
 $(B)/libwake.a: $(LIBWAKE_OBJ)
 	rm -f $@ && ar rcs $@ $^
 $(B)/libwake.so: $(LIBWAKE_OBJ)
-	$(CC) -shared -Wl,-soname,libwake.so.0 -o $@ $^ -lnet -linih -ljansson
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libwake.so.0 -o $@ $^ -lnet -linih -ljansson
 $(B)/libwake.pc: libwake/libwake.pc.in
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 $(B)/odrsd: $(ODRSD_OBJ) $(B)/libwake.a
-	$(CC) $(CFLAGS) -o $@ $(ODRSD_OBJ) $(B)/libwake.a $(PKG_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(ODRSD_OBJ) $(B)/libwake.a $(PKG_LIBS)
 $(B)/odrsctl: $(ODRSCTL_OBJ) $(B)/libwake.a
-	$(CC) $(CFLAGS) -o $@ $(ODRSCTL_OBJ) $(B)/libwake.a $(PKG_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(ODRSCTL_OBJ) $(B)/libwake.a $(PKG_LIBS)
 # One odrsd/virt.c job against a real libvirtd: the driver of tests/virt/test_virt.sh.
 VIRT_DRIVE_OBJ := $(B)/obj/odrsd/virt.o $(B)/obj/odrsd/guest.o $(B)/obj/odrsd/snapfile.o
 $(B)/virt_drive: tests/virt/virt_drive.c $(VIRT_DRIVE_OBJ) $(B)/libwake.a
@@ -59,6 +61,10 @@ $(B)/virt_drive: tests/virt/virt_drive.c $(VIRT_DRIVE_OBJ) $(B)/libwake.a
 # odrsd/etcd.c against a real etcd, under ASan and UBSan: the driver of tests/lab/test_etcd.sh.
 $(B)/etcd_drive: tests/etcd/etcd_drive.c $(B)/asan/odrsd/etcd.o
 	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $< $(B)/asan/odrsd/etcd.o $(PKG_LIBS)
+# systemd's RestrictAddressFamilies= for tests/lab/unit-sandbox.sh: libc only.
+$(B)/restrict_af: tests/lab/restrict_af.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $<
 # The traffic generator of bench/activity.sh: libc only.
 $(B)/flood: bench/flood.c
 	@mkdir -p $(@D)
@@ -100,28 +106,42 @@ deps:
 	tools/deps.sh
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig \
 		$(DESTDIR)$(PREFIX)/include/wake $(DESTDIR)$(PREFIX)/share/man/man3 \
 		$(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 0755 $(B)/odrsd $(DESTDIR)$(PREFIX)/sbin/odrsd
 	install -m 0755 $(B)/odrsctl $(DESTDIR)$(PREFIX)/bin/odrsctl
-	install -m 0644 $(B)/libwake.a $(DESTDIR)$(PREFIX)/lib/libwake.a
-	install -m 0755 $(B)/libwake.so $(DESTDIR)$(PREFIX)/lib/libwake.so.0
-	ln -sf libwake.so.0 $(DESTDIR)$(PREFIX)/lib/libwake.so
+	install -m 0644 $(B)/libwake.a $(DESTDIR)$(LIBDIR)/libwake.a
+	install -m 0755 $(B)/libwake.so $(DESTDIR)$(LIBDIR)/libwake.so.0
+	ln -sf libwake.so.0 $(DESTDIR)$(LIBDIR)/libwake.so
 	# Made here, not in $(B): the .pc names the PREFIX of this install, whatever the build saw.
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' libwake/libwake.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/libwake.pc
-	chmod 0644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/libwake.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@VERSION@|$(VERSION)|' libwake/libwake.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/libwake.pc
+	chmod 0644 $(DESTDIR)$(LIBDIR)/pkgconfig/libwake.pc
 	install -m 0644 libwake/wake.h $(DESTDIR)$(PREFIX)/include/wake.h
 	install -m 0644 libwake/wake/*.h $(DESTDIR)$(PREFIX)/include/wake/
 	for m in $(MAN_PAGES); do s=$${m##*.}; install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/sbin/odrsd $(DESTDIR)$(PREFIX)/bin/odrsctl \
-		$(DESTDIR)$(PREFIX)/lib/libwake.a $(DESTDIR)$(PREFIX)/lib/libwake.so \
-		$(DESTDIR)$(PREFIX)/lib/libwake.so.0 $(DESTDIR)$(PREFIX)/lib/pkgconfig/libwake.pc \
+		$(DESTDIR)$(LIBDIR)/libwake.a $(DESTDIR)$(LIBDIR)/libwake.so \
+		$(DESTDIR)$(LIBDIR)/libwake.so.0 $(DESTDIR)$(LIBDIR)/pkgconfig/libwake.pc \
 		$(DESTDIR)$(PREFIX)/include/wake.h
 	rm -rf $(DESTDIR)$(PREFIX)/include/wake
 	for m in $(MAN_PAGES); do s=$${m##*.}; rm -f $(DESTDIR)$(PREFIX)/share/man/man$$s/$${m##*/}; done
+
+# The Debian packages, built by debian/rules in a copy of the tree's files
+# (tracked and new, not ignored ones): the tree's own $(B) is not touched.
+deb:
+	rm -rf $(B)/deb && mkdir -p $(B)/deb/odrs-$(VERSION)
+	git ls-files -z --cached --others --exclude-standard | \
+		tar --null -T - --ignore-failed-read -cf - | tar -xf - -C $(B)/deb/odrs-$(VERSION)
+	# Without MAKEFLAGS: this make's command-line variables (B= above all,
+	# which debian/rules' "make clean" would remove) must not reach the copy's.
+	cd $(B)/deb/odrs-$(VERSION) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+		dpkg-buildpackage -b -us -uc >../build.log 2>&1 || \
+		{ tail -n 30 ../build.log; exit 1; }
+	mv $(B)/deb/*.deb $(B)/
+	@ls $(B)/*_$(VERSION)_*.deb
 
 unit: $(UNIT_BIN)
 	tests/check.sh unit
@@ -149,4 +169,5 @@ bench: deps $(B)/flood
 clean:
 	rm -rf $(B)
 
--include $(shell find $(B) -name '*.d' 2>/dev/null)
+# Not build/deb: it holds a copy of the tree, and directories such as logrotate.d.
+-include $(shell find $(B) -path $(B)/deb -prune -o -name '*.d' -type f -print 2>/dev/null)

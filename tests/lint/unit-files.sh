@@ -1,5 +1,6 @@
 #!/bin/bash
-# examples/odrsd.service passes systemd-analyze verify, reloads through
+# examples/odrsd.service passes systemd-analyze verify, alone and with the
+# drop-in examples/odrsd-probe-ssh.conf, reloads through
 # odrsctl and waits for the snapshot_dir's mount; examples/odrs.logrotate
 # passes logrotate's own check and has a maxsize. Exit 0 clean, 1 not.
 cd "$(dirname "$0")/../.." || exit 1
@@ -22,6 +23,12 @@ if command -v systemd-analyze >/dev/null; then
 	grep -q '^RequiresMountsFor=' examples/odrsd.service || { echo "lint-unit: no RequiresMountsFor= (the snapshot_dir)"; fail=1; }
 	out=$(MANPATH=$tmp/man systemd-analyze verify "$tmp/odrsd.service" 2>&1)
 	[ -z "$out" ] || { printf 'examples/odrsd.service: %s\n' "$out"; fail=1; }
+	# The drop-in odrs.conf(5) gives for probe = ssh, over the same unit.
+	mkdir -p "$tmp/units/odrsd.service.d"
+	cp "$tmp/odrsd.service" "$tmp/units/"
+	cp examples/odrsd-probe-ssh.conf "$tmp/units/odrsd.service.d/"
+	out=$(MANPATH=$tmp/man SYSTEMD_UNIT_PATH=$tmp/units: systemd-analyze verify "$tmp/units/odrsd.service" 2>&1)
+	[ -z "$out" ] || { printf 'examples/odrsd-probe-ssh.conf: %s\n' "$out"; fail=1; }
 else
 	echo "lint-unit: systemd-analyze is missing"; fail=1
 fi
