@@ -46,7 +46,9 @@ struct vm {
 	uint8_t ip6[16]; /* when has_ip6 */
 	bool has_ip6;
 	enum vm_state state;
+	double state_since; /* when it entered state (ops->now) */
 	char error[256];
+	unsigned error_rechecks; /* rechecks in a row that found it in error: the backoff */
 	char tap[IF_NAMESIZE];
 	bool pinned;
 	bool removed; /* dropped from the config; freed once idle */
@@ -70,7 +72,7 @@ struct vm {
 	ev_tstamp replayed_at;
 	ev_timer replay_timer; /* re-inject until the SYN-ACK comes */
 	ev_timer wake_timer;   /* wake_timeout */
-	ev_timer recheck;      /* libvirtd was unreachable: inspect again */
+	ev_timer recheck;      /* in error: inspect again (vm_recheck_delay) */
 
 	struct virt_job job;
 	bool job_busy;

@@ -366,17 +366,18 @@ static void wake_timer(struct odrsd *d, struct vm *vm, bool on)
 	ev_timer_start(d->loop, &vm->wake_timer);
 }
 
-#define RECHECK_DELAY 2.0 /* seconds between inspects while libvirtd is unreachable */
-
 static void on_recheck(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	vm_inspect(ev_userdata(loop), w->data);
+	vm_recheck(ev_userdata(loop), w->data);
 }
 
 static void recheck_later(struct odrsd *d, struct vm *vm)
 {
+	double delay = vm_recheck_delay(vm);
+
+	log_info("%s: in error (%s); checking again in %.0f s", vm->name, vm->error, delay);
 	ev_timer_stop(d->loop, &vm->recheck);
-	ev_timer_set(&vm->recheck, RECHECK_DELAY, 0.);
+	ev_timer_set(&vm->recheck, delay, 0.);
 	ev_timer_start(d->loop, &vm->recheck);
 }
 
@@ -502,9 +503,10 @@ static void observe_events(struct odrsd *d, struct vm *vm, const struct vm_chang
 	case VM_EV_FOUND_MISSING:
 	case VM_EV_INSPECT_FAILED:
 	case VM_EV_LIBVIRT_GONE:
-		if (c->to == VM_ERROR)
+		/* Found in error again by a recheck: recheck_later says so. */
+		if (c->to == VM_ERROR && c->from != VM_ERROR)
 			log_err("%s: %s", vm->name, vm->error);
-		else
+		else if (c->to != VM_ERROR)
 			log_info("%s: %s", vm->name, vm_state_name(c->to));
 		break;
 	case VM_EV_HIBERNATE:
@@ -642,6 +644,7 @@ struct vm *vm_new(struct odrsd *d, const struct wk_vmconf *c)
 	vm->has_ip6 = c->has_ip6;
 	memcpy(vm->ip6, c->ip6, 16);
 	vm->last_wake_ms = -1;
+	vm->state_since = ev_time();
 	ev_init(&vm->replay_timer, on_replay_timer);
 	vm->replay_timer.data = vm;
 	ev_init(&vm->wake_timer, on_wake_timeout);
