@@ -165,6 +165,7 @@ static const struct key policy_keys[] = {
 	{ KEY("wake_on", K_WAKE_ON, POL(wake_on)) },
 	{ KEY("wake_ports", K_PORTS, POL(wake_ports)), .off_n = POL(nwake_ports) },
 	{ KEY("ignore_sources", K_IPS, POL(ignore_sources)), .off_n = POL(nignore_sources) },
+	{ KEY("routers", K_IPS, POL(routers)), .off_n = POL(nrouters) },
 	{ KEY("replay_syn", K_BOOL, POL(replay_syn)) },
 	{ KEY("dry_run", K_BOOL, POL(dry_run)) },
 	{ KEY("shrink", K_ENUM, POL(shrink)), .words = shrink_words },

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "evlog.h"
 #include "log.h"
 #include "odrsd.h"
 
@@ -148,6 +149,45 @@ static void reply_error(struct conn *c, const char *fmt, const char *arg)
 }
 
 /*
+ * Why the VM is as it is (odrsctl show): since when, its error, the last
+ * reason it stayed up, the last trigger refused, how it sleeps.
+ */
+static void vm_explain(struct odrsd *d, const struct vm *vm, json_t *o)
+{
+	const struct wk_policy *pol = vm->conf ? &vm->conf->policy : NULL;
+	static const char *const sleep_name[] = {
+		[WK_SLEEP_HIBERNATE] = "hibernate",
+		[WK_SLEEP_DOZE] = "doze",
+		[WK_SLEEP_DOZE_THEN_HIBERNATE] = "doze_then_hibernate",
+	};
+	json_t *up = json_null(), *refused = json_null();
+
+	json_object_set_new(o, "since", evlog_time(vm->state_since));
+	json_object_set_new(o, "error", vm->state == VM_ERROR ? json_string(vm->error) : json_null());
+	json_object_set_new(
+		o, "recheck_in_s",
+		vm->state == VM_ERROR && ev_is_active(&vm->recheck)
+			? json_integer(
+				  (json_int_t)(ev_timer_remaining(d->loop, (ev_timer *)&vm->recheck) + 0.5))
+			: json_null());
+	if (vm->stayed_up)
+		up = json_pack("{s:s, s:s, s:o}", "reason", vm->stayed_up, "detail", vm->stayed_up_detail,
+			       "at", evlog_time(vm->stayed_up_at));
+	json_object_set_new(o, "stayed_up", up);
+	if (vm->refused_why)
+		refused = json_pack("{s:s, s:s, s:s, s:o}", "trigger", wk_trigger_name(vm->refused_trigger),
+				    "why", vm->refused_why, "from", vm->refused_from, "at",
+				    evlog_time(vm->refused_at));
+	json_object_set_new(o, "refused", refused);
+	json_object_set_new(o, "sleep", pol ? json_string(sleep_name[pol->sleep]) : json_null());
+	json_object_set_new(o, "hibernate_reason",
+			    vm_is_asleep(vm) && vm->hibernate_reason ? json_string(vm->hibernate_reason)
+								     : json_null());
+	json_object_set_new(o, "dozing_since",
+			    vm->state == VM_DOZING ? evlog_time(vm->dozed_at) : json_null());
+}
+
+/*
  * What is not known or does not apply (a MAC not yet read, idleness of a
  * VM not running, the snapshot of a VM that has none, the last wake of a
  * VM never woken) is null: odrsctl shows "-".
@@ -165,13 +205,16 @@ static json_t *vm_json(struct odrsd *d, const struct vm *vm)
 	/* In a cluster, where the registry says it is; nowhere while it sleeps. */
 	const char *node = !cluster_on(d) ? d->cfg->node : vm->node[0] ? vm->node : NULL;
 
-	return json_pack("{s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:b, s:b}", "name", vm->name, "ip", ip,
-			 "mac", vm->has_mac ? json_string(mac) : json_null(), "state",
-			 vm_state_name(vm->state), "node", node ? json_string(node) : json_null(), "idle_s",
-			 idle, "snapshot_bytes",
-			 vm->snapshot_bytes ? json_integer((json_int_t)vm->snapshot_bytes) : json_null(),
-			 "last_wake_ms", vm->last_wake_ms < 0 ? json_null() : json_integer(vm->last_wake_ms),
-			 "pinned", vm->pinned, "node_lost", vm_node_lost(d, vm));
+	json_t *o = json_pack(
+		"{s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:b, s:b}", "name", vm->name, "ip", ip, "mac",
+		vm->has_mac ? json_string(mac) : json_null(), "state", vm_state_name(vm->state), "node",
+		node ? json_string(node) : json_null(), "idle_s", idle, "snapshot_bytes",
+		vm->snapshot_bytes ? json_integer((json_int_t)vm->snapshot_bytes) : json_null(),
+		"last_wake_ms", vm->last_wake_ms < 0 ? json_null() : json_integer(vm->last_wake_ms), "pinned",
+		vm->pinned, "node_lost", vm_node_lost(d, vm));
+
+	vm_explain(d, vm, o);
+	return o;
 }
 
 /* The nodes gone from etcd that the registry still has VMs running or waking on. */

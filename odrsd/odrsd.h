@@ -79,9 +79,18 @@ struct vm {
 	ev_tstamp job_started;
 	struct waiter *waiters;
 
+	/* The last trigger its policy or a rate limit refused (wake.c), for odrsctl show. */
+	const char *refused_why; /* the key that refused it (a literal); NULL: none yet */
+	enum wk_trigger refused_trigger;
+	char refused_from[64]; /* its sender: ip, or ip:port for a SYN */
+	ev_tstamp refused_at;
+
 	/* Idleness (idle.c). */
 	bool idle_pending;     /* looked idle at the last check: confirm */
 	const char *idle_skip; /* the last idle_skip reason logged */
+	const char *stayed_up; /* why the last check kept it up (a literal); NULL: none yet */
+	char stayed_up_detail[256];
+	ev_tstamp stayed_up_at;
 	struct virt_job probe; /* asks the guest for its load and processes */
 	bool probing;
 

@@ -67,14 +67,30 @@ void vm_announce(struct odrsd *d, const struct vm *vm)
 		log_warn("%s: announcing its MAC failed", vm->name);
 }
 
-/* The one place a frame's sender meets the VM's wake policy, whatever its family. */
-static bool policy_may_wake(const struct vm *vm, enum wk_trigger t, const struct wk_pkt *p, uint16_t port)
+/* The last trigger refused for vm and why (why: a literal), for odrsctl show. */
+static void note_refused(struct odrsd *d, struct vm *vm, enum wk_trigger t, const char *why, const char *from)
+{
+	vm->refused_why = why;
+	vm->refused_trigger = t;
+	snprintf(vm->refused_from, sizeof(vm->refused_from), "%s", from ? from : "");
+	vm->refused_at = ev_now(d->loop);
+}
+
+/*
+ * The one place a frame's sender meets the VM's wake policy, whatever its
+ * family; a refusal is noted with from (the sender, as the events name it).
+ */
+static bool policy_may_wake(struct odrsd *d, struct vm *vm, enum wk_trigger t, const struct wk_pkt *p,
+			    uint16_t port, const char *from)
 {
 	struct wk_addr src = p->kind == WK_PKT_ARP ? wk_addr_v4(p->arp.spa)
 			     : p->v6		   ? wk_addr_v6(p->ip6.src)
 						   : wk_addr_v4(p->ip.src);
+	const char *why = wk_policy_refusal(&vm->conf->policy, t, &src, port);
 
-	return wk_policy_may_wake(&vm->conf->policy, t, &src, port);
+	if (why)
+		note_refused(d, vm, t, why, from);
+	return !why;
 }
 
 /* Who asks for a sleeping VM's address, ARP or IPv6 Neighbor Solicitation alike. */
@@ -126,7 +142,7 @@ static void wake_on_neighbour(struct odrsd *d, struct vm *vm, const struct wk_pk
 	addr_str(q.v6, q.requester, who);
 	evlog_emit(q.v6 ? "ndp_reply" : "arp_reply", vm->name,
 		   json_pack("{s:s, s:s}", "ip", addr_str(q.v6, q.target, ip), "requester", who));
-	if (!q.probe && policy_may_wake(vm, WK_TRIGGER_ARP, p, 0))
+	if (!q.probe && policy_may_wake(d, vm, WK_TRIGGER_ARP, p, 0, who))
 		vm_request_wake(d, vm, WK_TRIGGER_ARP, who, NULL, 0);
 }
 
@@ -169,10 +185,12 @@ static void wake_on_syn(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, 
 	char client[64], ip[INET6_ADDRSTRLEN];
 
 	vm->last_activity = ev_now(d->loop);
-	if (!vm_stood_in_here(d, vm) || !policy_may_wake(vm, WK_TRIGGER_SYN, p, p->tcp.dport))
+	if (!vm_stood_in_here(d, vm))
 		return;
 	addr_str(p->v6, p->v6 ? (const void *)p->ip6.src : &p->ip.src, ip);
 	snprintf(client, sizeof(client), p->v6 ? "[%s]:%u" : "%s:%u", ip, p->tcp.sport);
+	if (!policy_may_wake(d, vm, WK_TRIGGER_SYN, p, p->tcp.dport, client))
+		return;
 	vm_request_wake(d, vm, WK_TRIGGER_SYN, client, NULL, 0);
 	/* Held only for a wake on its way: a refused one (a rate limit) keeps nothing. */
 	if (!vm->conf->policy.replay_syn ||
@@ -324,6 +342,7 @@ static bool wake_allowed(struct odrsd *d, struct vm *vm, enum wk_trigger t)
 	mine = vm->wake_rate;
 	limit = wk_rate_take(&mine, per_hour / 3600., per_hour, now) ? "node" : "vm";
 	d->n.wakes_limited++;
+	note_refused(d, vm, t, !strcmp(limit, "vm") ? "wakes_per_hour" : "wakes_per_minute", vm->client);
 	/* Nobody will replay them: the client retries once the limit allows. */
 	wake_release_syns(d, vm);
 	if (!vm->wake_limited) {

@@ -51,6 +51,8 @@ struct wk_policy {
 	size_t nwake_ports;
 	struct wk_addr *ignore_sources; /* IPv4 and IPv6 senders */
 	size_t nignore_sources;
+	struct wk_addr *routers; /* their ARP is answered, a SYN wakes (routed traffic) */
+	size_t nrouters;
 	bool replay_syn; /* replay held SYNs (no: let the client retransmit) */
 	bool dry_run;	 /* log what would be hibernated, do nothing */
 	enum wk_shrink shrink;
