@@ -154,6 +154,7 @@ static const struct key odrsd_keys[] = {
 	{ KEY("wakes_per_minute", K_UINT, CFG(wakes_per_minute)), .min = 0, .max = 1000000 },
 	{ KEY("check_interval", K_DUR, CFG(check_interval_ms)), .min = SEC, .max = HOUR },
 	{ KEY("probe_timeout", K_DUR, CFG(probe_timeout_ms)), .min = SEC, .max = 5 * MIN },
+	{ KEY("wake_on_stop", K_BOOL, CFG(wake_on_stop)) },
 };
 
 /* Also the keys a [vm NAME] section may override: offsets into struct wk_policy. */

@@ -51,9 +51,10 @@ struct conn {
 	size_t used;
 	char *out; /* out[off..len) is unsent */
 	size_t off, len, cap;
-	bool eof;      /* the client sent all it will */
-	bool refusing; /* a line too long: its answer goes out, nothing more is read */
-	bool dead;     /* hung up or dropped: closed at the next event */
+	bool eof;	   /* the client sent all it will */
+	bool refusing;	   /* a line too long: its answer goes out, nothing more is read */
+	bool dead;	   /* hung up or dropped: closed at the next event */
+	struct ucred peer; /* who connected: the events of what it asks name it */
 	struct waiter w;
 };
 
@@ -283,6 +284,13 @@ static void cmd_list(struct conn *c, const struct wk_ctl_request *req)
 	reply(c, json_pack("{s:b, s:o}", "ok", 1, "vms", a));
 }
 
+/* Who asked, as the events name a control client: {"by":"control","uid","pid"}. */
+static json_t *asked_by(const struct conn *c)
+{
+	return json_pack("{s:s, s:i, s:i}", "by", "control", "uid", (int)c->peer.uid, "pid",
+			 (int)c->peer.pid);
+}
+
 static struct vm *req_vm(struct conn *c, const struct wk_ctl_request *req)
 {
 	struct vm *vm = vm_by_name(c->d, req->vm);
@@ -359,6 +367,7 @@ static void cmd_pin(struct conn *c, const struct wk_ctl_request *req, bool pin)
 	if (!vm)
 		return;
 	vm->pinned = pin;
+	evlog_emit(pin ? "pin" : "unpin", vm->name, asked_by(c));
 	/* Answered once the pin is durable: it survives a crash right after. */
 	if ((ticket = state_save(c->d, vm)) < 0) {
 		reply_error(c, "cannot record the pin of %s in state_dir", vm->name);
@@ -378,14 +387,18 @@ static void cmd_pin_off(struct conn *c, const struct wk_ctl_request *req)
 	cmd_pin(c, req, false);
 }
 
+/* The daemon's verdict: applied, with what changed and what waits for a restart; or why not. */
 static void cmd_reload(struct conn *c, const struct wk_ctl_request *req)
 {
 	char err[4096] = "";
+	json_t *verdict = NULL;
 
-	if (odrsd_reload(c->d, err, sizeof(err)) < 0)
+	if (odrsd_reload(c->d, asked_by(c), &verdict, err, sizeof(err)) < 0) {
 		reply_error(c, "%s", err);
-	else
-		reply(c, json_pack("{s:b}", "ok", 1));
+		return;
+	}
+	json_object_set_new(verdict, "ok", json_true());
+	reply(c, verdict);
 }
 
 static void cmd_accept(struct conn *c, const struct wk_ctl_request *req)
@@ -606,33 +619,34 @@ out:
 	return in;
 }
 
-/* Root, our own user, or a member of group odrs (the socket's mode says the same). */
-static bool peer_allowed(int fd)
+/* Root, our own user, or a member of group odrs (the socket's mode says the same); who, in cred. */
+static bool peer_allowed(int fd, struct ucred *cred)
 {
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
+	socklen_t len = sizeof(*cred);
 	struct group *g;
 
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &len) < 0)
 		return false;
-	if (cred.uid == 0 || cred.uid == geteuid())
+	if (cred->uid == 0 || cred->uid == geteuid())
 		return true;
 	g = getgrnam("odrs");
-	return g && (cred.gid == g->gr_gid || peer_in_group(fd, g->gr_gid));
+	return g && (cred->gid == g->gr_gid || peer_in_group(fd, g->gr_gid));
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct odrsd *d = w->data;
 	struct conn *c;
+	struct ucred peer;
 	int fd = accept4(d->control_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
 	if (fd < 0)
 		return;
-	if (!peer_allowed(fd) || !(c = calloc(1, sizeof(*c)))) {
+	if (!peer_allowed(fd, &peer) || !(c = calloc(1, sizeof(*c)))) {
 		close(fd);
 		return;
 	}
+	c->peer = peer;
 	c->d = d;
 	c->fd = fd;
 	c->w.c = c;

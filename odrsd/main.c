@@ -231,9 +231,70 @@ undo:
 	return NULL;
 }
 
-/* Parse, validate, swap. VMs keep their state, held SYNs and running jobs. */
-int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
+/* The keys a running odrsd took at start: a reload that changes them is applied without them. */
+static const struct {
+	const char *key;
+	size_t off;
+	bool text; /* a char *, else an unsigned (or an enum) */
+} restart_keys[] = {
+	{ "node", offsetof(struct wk_config, node), true },
+	{ "snapshot_dir", offsetof(struct wk_config, snapshot_dir), true },
+	{ "libvirt_uri", offsetof(struct wk_config, libvirt_uri), true },
+	{ "control_socket", offsetof(struct wk_config, control_socket), true },
+	{ "state_dir", offsetof(struct wk_config, state_dir), true },
+	{ "wake_concurrency", offsetof(struct wk_config, wake_concurrency), false },
+	{ "hibernate_concurrency", offsetof(struct wk_config, hibernate_concurrency), false },
+	{ "backend", offsetof(struct wk_config, backend), false },
+	{ "etcd", offsetof(struct wk_config, etcd), true },
+};
+
+/* The restart_keys that next changes, as a JSON array, each logged. */
+static json_t *restart_needed(const struct wk_config *cur, const struct wk_config *next)
 {
+	json_t *keys = json_array();
+
+	for (size_t i = 0; i < sizeof(restart_keys) / sizeof(restart_keys[0]); i++) {
+		const char *a = (const char *)cur + restart_keys[i].off,
+			   *b = (const char *)next + restart_keys[i].off;
+		bool changed;
+
+		if (restart_keys[i].text) {
+			const char *x = *(char *const *)a, *y = *(char *const *)b;
+			changed = (x == NULL) != (y == NULL) || (x && strcmp(x, y));
+		} else {
+			changed = *(const unsigned *)a != *(const unsigned *)b;
+		}
+		if (!changed)
+			continue;
+		json_array_append_new(keys, json_string(restart_keys[i].key));
+		log_warn("reload: %s changed; it applies after a restart", restart_keys[i].key);
+	}
+	return keys;
+}
+
+/* The reload event: ok, who asked (by's members, its reference taken), then fields (taken too). */
+static void reload_event(bool ok, json_t *by, json_t *fields)
+{
+	json_t *ev = json_pack("{s:b}", "ok", ok);
+
+	json_object_update(ev, by);
+	json_object_update(ev, fields);
+	json_decref(by);
+	json_decref(fields);
+	evlog_emit("reload", NULL, ev);
+}
+
+/* A reload refused: the event says why, and who asked. */
+static int reload_refused(json_t *by, const char *err, int r)
+{
+	reload_event(false, by, json_pack("{s:s}", "error", err));
+	return r;
+}
+
+/* Parse, validate, swap. VMs keep their state, held SYNs and running jobs. */
+int odrsd_reload(struct odrsd *d, json_t *by, json_t **verdict, char *err, size_t errlen)
+{
+	json_t *added_names, *removed_names, *restart, *v;
 	struct wk_config *next;
 	struct wk_vmtable *table;
 	struct hsearch_data byname;
@@ -248,16 +309,8 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 		rd.used = errlen - 1;
 	r = wk_config_load(d->config_path, diag_reload, &rd, &next);
 	if (r < 0)
-		return r;
+		return reload_refused(by, err, r);
 	check_doze_swap(next, diag_warn, NULL);
-	if (strcmp(next->control_socket, d->cfg->control_socket) ||
-	    next->wake_concurrency != d->cfg->wake_concurrency ||
-	    next->hibernate_concurrency != d->cfg->hibernate_concurrency ||
-	    strcmp(next->libvirt_uri, d->cfg->libvirt_uri) || next->backend != d->cfg->backend ||
-	    strcmp(next->node, d->cfg->node) ||
-	    (next->etcd && d->cfg->etcd && strcmp(next->etcd, d->cfg->etcd)))
-		log_warn("reload: node, control_socket, libvirt_uri, the concurrency limits and the "
-			 "cluster backend and endpoints apply after a restart");
 	vms = calloc(next->nvms ? next->nvms : 1, sizeof(*vms));
 	added = calloc(next->nvms ? next->nvms : 1, sizeof(*added));
 	if (!vms || !added || vms_by_name(d, &byname) < 0) {
@@ -265,7 +318,7 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 		free(added);
 		wk_config_free(next);
 		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
+		return reload_refused(by, err, -ENOMEM);
 	}
 	for (size_t i = 0; i < next->nvms; i++)
 		vms[i] = vm_take(&byname, next->vms[i].name);
@@ -275,15 +328,19 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 		free(vms);
 		free(added);
 		wk_config_free(next);
-		return -EEXIST;
+		return reload_refused(by, err, -EEXIST);
 	}
 	/* Committed: from here on nothing fails. */
+	restart = restart_needed(d->cfg, next);
+	added_names = json_array();
+	removed_names = json_array();
 	for (size_t i = 0; i < d->nvms; i++) {
 		struct vm *vm = vm_take(&byname, d->vms[i]->name);
 
 		if (!vm)
 			continue;
 		log_info("reload: %s no longer managed", vm->name);
+		json_array_append_new(removed_names, json_string(vm->name));
 		vm->conf = NULL;
 		vm_free(d, vm);
 	}
@@ -297,6 +354,7 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 		vm->conf = c;
 		if (added[i]) {
 			log_info("reload: %s now managed", vm->name);
+			json_array_append_new(added_names, json_string(vm->name));
 			vm_inspect(d, vm);
 			continue;
 		}
@@ -324,6 +382,13 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 	virt_set_restore_spacing(d->virt, d->cfg->wake_spacing_ms);
 	d->n.reloads++;
 	log_info("reload: %s applied, %zu VMs", d->config_path, d->nvms);
+	v = json_pack("{s:I, s:o, s:o, s:o}", "vms", (json_int_t)d->nvms, "added", added_names, "removed",
+		      removed_names, "restart_needed", restart);
+	reload_event(true, by, json_incref(v));
+	if (verdict)
+		*verdict = v;
+	else
+		json_decref(v);
 	return 0;
 }
 
@@ -331,13 +396,73 @@ static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	char err[4096];
 
-	odrsd_reload(w->data, err, sizeof(err));
+	odrsd_reload(w->data, json_pack("{s:s}", "by", "SIGHUP"), NULL, err, sizeof(err));
+}
+
+/* Asleep, and nobody would wake it once this odrsd is gone: no other node stands in for it. */
+static bool wakes_only_here(const struct odrsd *d, const struct vm *vm)
+{
+	return (vm->state == VM_HIBERNATED && !cluster_on(d)) ||
+	       (vm->state == VM_DOZING && vm_is_local(d, vm));
+}
+
+static void stopped(struct odrsd *d, const char *signal, int asked)
+{
+	json_t *f = json_pack("{s:s}", "signal", signal);
+	size_t asleep = 0;
+
+	if (asked >= 0) {
+		for (size_t i = 0; i < d->nvms; i++)
+			asleep += vm_is_asleep(d->vms[i]) && (!cluster_on(d) || vm_is_local(d, d->vms[i]));
+		json_object_set_new(f, "woken", json_integer(asked));
+		json_object_set_new(f, "still_asleep", json_integer((json_int_t)asleep));
+		log_info("stopping: %d VMs asked to wake, %zu still asleep", asked, asleep);
+	}
+	evlog_emit("stop", NULL, f);
+	ev_break(d->loop, EVBREAK_ALL);
+}
+
+/* wake_on_stop: the wakes asked for at the stop are over (or wake_timeout passed): stop now. */
+static void on_stop_wait(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct odrsd *d = w->data;
+	bool waking = false;
+
+	for (size_t i = 0; i < d->nvms && !waking; i++)
+		waking = d->vms[i]->state == VM_WAKING && vm_is_local(d, d->vms[i]);
+	if (waking && ev_now(loop) < d->stop_deadline)
+		return;
+	ev_timer_stop(loop, w);
+	stopped(d, d->stop_signal, (int)d->stop_woken);
 }
 
 static void on_sigterm(struct ev_loop *loop, ev_signal *w, int revents)
 {
-	log_info("signal %d: stopping; no VM changes state", w->signum);
-	ev_break(loop, EVBREAK_ALL);
+	struct odrsd *d = w->data;
+	char err[256];
+
+	snprintf(d->stop_signal, sizeof(d->stop_signal), "SIG%s", sigabbrev_np(w->signum));
+	/* A second signal while the wakes run: stop at once. */
+	if (!d->cfg->wake_on_stop || ev_is_active(&d->stop_wait)) {
+		log_info("signal %d: stopping; no VM changes state", w->signum);
+		stopped(d, d->stop_signal, ev_is_active(&d->stop_wait) ? (int)d->stop_woken : -1);
+		return;
+	}
+	d->stop_woken = 0;
+	for (size_t i = 0; i < d->nvms; i++) {
+		if (!wakes_only_here(d, d->vms[i]))
+			continue;
+		if (vm_request_wake(d, d->vms[i], WK_TRIGGER_MANUAL, NULL, err, sizeof(err)) < 0)
+			log_warn("stopping: %s", err);
+		else
+			d->stop_woken++;
+	}
+	log_info("signal %d: waking %u VMs before stopping (wake_on_stop), for at most %.0f s", w->signum,
+		 d->stop_woken, d->cfg->wake_timeout_ms / 1000.);
+	d->stop_deadline = ev_now(loop) + d->cfg->wake_timeout_ms / 1000.;
+	ev_timer_init(&d->stop_wait, on_stop_wait, 0., 0.2);
+	d->stop_wait.data = d;
+	ev_timer_start(loop, &d->stop_wait);
 }
 
 /*
@@ -590,6 +715,8 @@ int main(int argc, char **argv)
 	ev_signal_init(&d->sigterm, on_sigterm, SIGTERM);
 	ev_signal_init(&d->sigint, on_sigterm, SIGINT);
 	d->sighup.data = d;
+	d->sigterm.data = d;
+	d->sigint.data = d;
 	ev_signal_start(d->loop, &d->sighup);
 	ev_signal_start(d->loop, &d->sigterm);
 	ev_signal_start(d->loop, &d->sigint);
@@ -597,6 +724,9 @@ int main(int argc, char **argv)
 	if (report >= 0)
 		detach_end(report, d);
 	sd_notify(0, "READY=1");
+	evlog_emit("start", NULL,
+		   json_pack("{s:s, s:s, s:I, s:i}", "version", ODRS_VERSION, "config", d->config_path, "vms",
+			     (json_int_t)d->nvms, "pid", (int)getpid()));
 	ev_run(d->loop, 0);
 	sd_notify(0, "STOPPING=1");
 	cluster_stop(d);

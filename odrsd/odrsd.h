@@ -177,6 +177,11 @@ struct odrsd {
 	ev_timer idle_timer;   /* one for all VMs: check_interval */
 	ev_timer idle_confirm; /* ACTIVITY_DELAY_MS after the confirm capture opened */
 	ev_signal sighup, sigterm, sigint;
+	/* Stopping with wake_on_stop: the wakes asked for, until they end or stop_deadline. */
+	ev_timer stop_wait;
+	char stop_signal[16]; /* SIGTERM, SIGINT */
+	unsigned stop_woken;
+	ev_tstamp stop_deadline;
 	struct counters n;
 
 	bool accept;			   /* this node holds the accept role (always, without a cluster) */
@@ -255,7 +260,13 @@ void state_stop(struct odrsd *d);
 int64_t state_save(struct odrsd *d, const struct vm *vm);
 
 /* main.c */
-int odrsd_reload(struct odrsd *d, char *err, size_t errlen);
+/*
+ * Re-read the configuration: 0, or -errno with the problems in err. by (an
+ * object, its reference taken): who asked, its members put in the reload
+ * event. Applied, *verdict (when verdict is not NULL) gets {vms, added,
+ * removed, restart_needed}.
+ */
+int odrsd_reload(struct odrsd *d, json_t *by, json_t **verdict, char *err, size_t errlen);
 
 #include "vm.h"
 

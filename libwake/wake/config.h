@@ -92,6 +92,7 @@ struct wk_config {
 	unsigned wakes_per_minute;  /* automatic wakes this node starts; 0: no limit */
 	uint64_t check_interval_ms; /* how often idleness is judged */
 	uint64_t probe_timeout_ms;  /* a guest probe taking longer has failed */
+	bool wake_on_stop;	    /* stopping, wake the VMs only this node would wake */
 	/* [policy] */
 	struct wk_policy policy;
 	/* [cluster] */

@@ -530,6 +530,23 @@ int cmd_accept(struct ctl *c, int argc, char **argv)
 	return EXIT_DONE;
 }
 
+/* "what: a b c" for a non-empty array of names. */
+static void print_names(const char *what, const json_t *names)
+{
+	const json_t *v;
+	size_t i;
+
+	if (!json_array_size(names))
+		return;
+	printf("%s:", what);
+	json_array_foreach(names, i, v)
+	{
+		putchar(' ');
+		print_scalar(stdout, v);
+	}
+	putchar('\n');
+}
+
 int cmd_reload(struct ctl *c, int argc, char **argv)
 {
 	json_t *ans;
@@ -539,7 +556,14 @@ int cmd_reload(struct ctl *c, int argc, char **argv)
 		return EXIT_USAGE;
 	if (!(ans = ctl_call(c, json_pack("{s:s}", "cmd", "reload"), NULL, NULL, &rc)))
 		return rc;
-	puts("reloaded");
+	/* An older daemon says only ok. */
+	printf("reloaded");
+	if (json_is_integer(json_object_get(ans, "vms")))
+		printf(": %" JSON_INTEGER_FORMAT " VMs", json_integer_value(json_object_get(ans, "vms")));
+	putchar('\n');
+	print_names("added", json_object_get(ans, "added"));
+	print_names("removed", json_object_get(ans, "removed"));
+	print_names("not applied until a restart", json_object_get(ans, "restart_needed"));
 	json_decref(ans);
 	return EXIT_DONE;
 }
