@@ -549,7 +549,7 @@ static void print_names(const char *what, const json_t *names)
 
 int cmd_reload(struct ctl *c, int argc, char **argv)
 {
-	json_t *ans;
+	json_t *ans, *v;
 	int rc = EXIT_DONE;
 
 	if (parse_args(argc, argv, NULL, 0, 0) < 0)
@@ -558,8 +558,9 @@ int cmd_reload(struct ctl *c, int argc, char **argv)
 		return rc;
 	/* An older daemon says only ok. */
 	printf("reloaded");
-	if (json_is_integer(json_object_get(ans, "vms")))
-		printf(": %" JSON_INTEGER_FORMAT " VMs", json_integer_value(json_object_get(ans, "vms")));
+	if (json_is_integer(v = json_object_get(ans, "vms")))
+		printf(": %" JSON_INTEGER_FORMAT " VM%s", json_integer_value(v),
+		       json_integer_value(v) == 1 ? "" : "s");
 	putchar('\n');
 	print_names("added", json_object_get(ans, "added"));
 	print_names("removed", json_object_get(ans, "removed"));
