@@ -459,6 +459,7 @@ static void on_sigterm(struct ev_loop *loop, ev_signal *w, int revents)
 	}
 	log_info("signal %d: waking %u VMs before stopping (wake_on_stop), for at most %.0f s", w->signum,
 		 d->stop_woken, d->cfg->wake_timeout_ms / 1000.);
+	sd_notifyf(0, "STOPPING=1\nSTATUS=waking %u VMs before stopping", d->stop_woken);
 	d->stop_deadline = ev_now(loop) + d->cfg->wake_timeout_ms / 1000.;
 	ev_timer_init(&d->stop_wait, on_stop_wait, 0., 0.2);
 	d->stop_wait.data = d;
