@@ -449,6 +449,8 @@ static void on_sigterm(struct ev_loop *loop, ev_signal *w, int revents)
 		return;
 	}
 	d->stop_woken = 0;
+	/* Nothing goes back to sleep while it stops. */
+	ev_timer_stop(loop, &d->idle_timer);
 	for (size_t i = 0; i < d->nvms; i++) {
 		if (!wakes_only_here(d, d->vms[i]))
 			continue;
