@@ -81,18 +81,12 @@ static void stayed_up(struct odrsd *d, struct vm *vm, const char *reason, const 
 /* Say why an idle VM stays up: shown always, logged once per reason until it is busy again. */
 static void idle_skip(struct odrsd *d, struct vm *vm, const char *reason, json_t *fields)
 {
-	const char *key;
-	json_t *v;
-	char *detail = NULL;
+	/* Its one detail (the load, the process, the error), as text. */
+	json_t *v = json_object_iter_value(json_object_iter(fields));
+	char *number = v && !json_is_string(v) ? json_dumps(v, JSON_ENCODE_ANY) : NULL;
 
-	/* Its one detail (load, process, error), as text. */
-	json_object_foreach(fields, key, v) if (!detail) detail = json_dumps(v, JSON_ENCODE_ANY);
-	if (detail && detail[0] == '"') {
-		memmove(detail, detail + 1, strlen(detail));
-		detail[strlen(detail) - 1] = 0;
-	}
-	stayed_up(d, vm, reason, detail);
-	free(detail);
+	stayed_up(d, vm, reason, json_is_string(v) ? json_string_value(v) : number);
+	free(number);
 	if (vm->idle_skip && !strcmp(vm->idle_skip, reason)) {
 		json_decref(fields);
 		return;
