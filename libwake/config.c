@@ -166,6 +166,7 @@ static const struct key odrsd_keys[] = {
 	{ KEY("probe_timeout", K_DUR, CFG(probe_timeout_ms)), .min = SEC, .max = 5 * MIN },
 	{ KEY("metrics_listen", K_STR, CFG(metrics_listen)), .check = check_listen },
 	{ KEY("discover", K_ENUM, CFG(discover)), .words = discover_words },
+	{ KEY("wake_on_stop", K_BOOL, CFG(wake_on_stop)) },
 };
 
 /* Also the keys a [vm NAME] section may override: offsets into struct wk_policy. */
@@ -177,6 +178,7 @@ static const struct key policy_keys[] = {
 	{ KEY("wake_on", K_WAKE_ON, POL(wake_on)) },
 	{ KEY("wake_ports", K_PORTS, POL(wake_ports)), .off_n = POL(nwake_ports) },
 	{ KEY("ignore_sources", K_IPS, POL(ignore_sources)), .off_n = POL(nignore_sources) },
+	{ KEY("routers", K_IPS, POL(routers)), .off_n = POL(nrouters) },
 	{ KEY("replay_syn", K_BOOL, POL(replay_syn)) },
 	{ KEY("dry_run", K_BOOL, POL(dry_run)) },
 	{ KEY("shrink", K_ENUM, POL(shrink)), .words = shrink_words },

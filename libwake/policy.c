@@ -54,16 +54,20 @@ static bool unspecified(const struct wk_addr *a)
 	return !memcmp(a, &any, sizeof(*a)) || !memcmp(a, &any4, sizeof(*a));
 }
 
-bool wk_policy_ignores(const struct wk_policy *p, const struct wk_addr *src)
+/* Whether a, a sender (NULL or unspecified: none), is among list[0..n). */
+static bool listed(const struct wk_addr *list, size_t n, const struct wk_addr *a)
 {
-	size_t i;
-
-	if (src == NULL || unspecified(src))
+	if (a == NULL || unspecified(a))
 		return false;
-	for (i = 0; i < p->nignore_sources; i++)
-		if (!memcmp(&p->ignore_sources[i], src, sizeof(*src)))
+	for (size_t i = 0; i < n; i++)
+		if (!memcmp(&list[i], a, sizeof(*a)))
 			return true;
 	return false;
+}
+
+bool wk_policy_ignores(const struct wk_policy *p, const struct wk_addr *src)
+{
+	return listed(p->ignore_sources, p->nignore_sources, src);
 }
 
 static bool port_allowed(const struct wk_policy *p, uint16_t port)
@@ -78,19 +82,39 @@ static bool port_allowed(const struct wk_policy *p, uint16_t port)
 	return false;
 }
 
-bool wk_policy_may_wake(const struct wk_policy *p, enum wk_trigger t, const struct wk_addr *src,
-			uint16_t port)
+const char *wk_policy_refusal(const struct wk_policy *p, enum wk_trigger t, const struct wk_addr *src,
+			      uint16_t port)
 {
 	switch (t) {
 	case WK_TRIGGER_MANUAL:
 		/* An operator's odrsctl wake is never filtered. */
-		return true;
+		return NULL;
 	case WK_TRIGGER_ARP:
-		return (p->wake_on & WK_WAKE_ARP) && !wk_policy_ignores(p, src);
+		if (!(p->wake_on & WK_WAKE_ARP))
+			return "wake_on";
+		if (wk_policy_ignores(p, src))
+			return "ignore_sources";
+		/* A router ARPs for whatever is routed to the VM, scans too: its SYN says more. */
+		if (listed(p->routers, p->nrouters, src))
+			return "routers";
+		return NULL;
 	case WK_TRIGGER_SYN:
-		return (p->wake_on & WK_WAKE_SYN) && port_allowed(p, port) && !wk_policy_ignores(p, src);
+		/* With routers named, a SYN is what wakes for them, whatever wake_on says. */
+		if (!(p->wake_on & WK_WAKE_SYN) && !p->nrouters)
+			return "wake_on";
+		if (!port_allowed(p, port))
+			return "wake_ports";
+		if (wk_policy_ignores(p, src))
+			return "ignore_sources";
+		return NULL;
 	}
-	return false;
+	return "wake_on";
+}
+
+bool wk_policy_may_wake(const struct wk_policy *p, enum wk_trigger t, const struct wk_addr *src,
+			uint16_t port)
+{
+	return wk_policy_refusal(p, t, src, port) == NULL;
 }
 
 const char *wk_idle_verdict_name(enum wk_idle_verdict v)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "evlog.h"
 #include "log.h"
 #include "odrsd.h"
 
@@ -50,9 +51,10 @@ struct conn {
 	size_t used;
 	char *out; /* out[off..len) is unsent */
 	size_t off, len, cap;
-	bool eof;      /* the client sent all it will */
-	bool refusing; /* a line too long: its answer goes out, nothing more is read */
-	bool dead;     /* hung up or dropped: closed at the next event */
+	bool eof;	   /* the client sent all it will */
+	bool refusing;	   /* a line too long: its answer goes out, nothing more is read */
+	bool dead;	   /* hung up or dropped: closed at the next event */
+	struct ucred peer; /* who connected: the events of what it asks name it */
 	struct waiter w;
 };
 
@@ -148,6 +150,45 @@ static void reply_error(struct conn *c, const char *fmt, const char *arg)
 }
 
 /*
+ * Why the VM is as it is (odrsctl show): since when, its error, the last
+ * reason it stayed up, the last trigger refused, how it sleeps.
+ */
+static void vm_explain(struct odrsd *d, const struct vm *vm, json_t *o)
+{
+	const struct wk_policy *pol = vm->conf ? &vm->conf->policy : NULL;
+	static const char *const sleep_name[] = {
+		[WK_SLEEP_HIBERNATE] = "hibernate",
+		[WK_SLEEP_DOZE] = "doze",
+		[WK_SLEEP_DOZE_THEN_HIBERNATE] = "doze_then_hibernate",
+	};
+	json_t *up = json_null(), *refused = json_null();
+
+	json_object_set_new(o, "since", evlog_time(vm->state_since));
+	json_object_set_new(o, "error", vm->state == VM_ERROR ? json_string(vm->error) : json_null());
+	json_object_set_new(
+		o, "recheck_in_s",
+		vm->state == VM_ERROR && ev_is_active(&vm->recheck)
+			? json_integer(
+				  (json_int_t)(ev_timer_remaining(d->loop, (ev_timer *)&vm->recheck) + 0.5))
+			: json_null());
+	if (vm->stayed_up)
+		up = json_pack("{s:s, s:s, s:o}", "reason", vm->stayed_up, "detail", vm->stayed_up_detail,
+			       "at", evlog_time(vm->stayed_up_at));
+	json_object_set_new(o, "stayed_up", up);
+	if (vm->refused_why)
+		refused = json_pack("{s:s, s:s, s:s, s:o}", "trigger", wk_trigger_name(vm->refused_trigger),
+				    "why", vm->refused_why, "from", vm->refused_from, "at",
+				    evlog_time(vm->refused_at));
+	json_object_set_new(o, "refused", refused);
+	json_object_set_new(o, "sleep", pol ? json_string(sleep_name[pol->sleep]) : json_null());
+	json_object_set_new(o, "hibernate_reason",
+			    vm_is_asleep(vm) && vm->hibernate_reason ? json_string(vm->hibernate_reason)
+								     : json_null());
+	json_object_set_new(o, "dozing_since",
+			    vm->state == VM_DOZING ? evlog_time(vm->dozed_at) : json_null());
+}
+
+/*
  * What is not known or does not apply (a MAC not yet read, idleness of a
  * VM not running, the snapshot of a VM that has none, the last wake of a
  * VM never woken) is null: odrsctl shows "-".
@@ -165,13 +206,16 @@ static json_t *vm_json(struct odrsd *d, const struct vm *vm)
 	/* In a cluster, where the registry says it is; nowhere while it sleeps. */
 	const char *node = !cluster_on(d) ? d->cfg->node : vm->node[0] ? vm->node : NULL;
 
-	return json_pack("{s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:b, s:b}", "name", vm->name, "ip", ip,
-			 "mac", vm->has_mac ? json_string(mac) : json_null(), "state",
-			 vm_state_name(vm->state), "node", node ? json_string(node) : json_null(), "idle_s",
-			 idle, "snapshot_bytes",
-			 vm->snapshot_bytes ? json_integer((json_int_t)vm->snapshot_bytes) : json_null(),
-			 "last_wake_ms", vm->last_wake_ms < 0 ? json_null() : json_integer(vm->last_wake_ms),
-			 "pinned", vm->pinned, "node_lost", vm_node_lost(d, vm));
+	json_t *o = json_pack(
+		"{s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:b, s:b}", "name", vm->name, "ip", ip, "mac",
+		vm->has_mac ? json_string(mac) : json_null(), "state", vm_state_name(vm->state), "node",
+		node ? json_string(node) : json_null(), "idle_s", idle, "snapshot_bytes",
+		vm->snapshot_bytes ? json_integer((json_int_t)vm->snapshot_bytes) : json_null(),
+		"last_wake_ms", vm->last_wake_ms < 0 ? json_null() : json_integer(vm->last_wake_ms), "pinned",
+		vm->pinned, "node_lost", vm_node_lost(d, vm));
+
+	vm_explain(d, vm, o);
+	return o;
 }
 
 /* The nodes gone from etcd that the registry still has VMs running or waking on. */
@@ -238,6 +282,13 @@ static void cmd_list(struct conn *c, const struct wk_ctl_request *req)
 	for (size_t i = 0; i < c->d->nvms; i++)
 		json_array_append_new(a, vm_json(c->d, c->d->vms[i]));
 	reply(c, json_pack("{s:b, s:o}", "ok", 1, "vms", a));
+}
+
+/* Who asked, as the events name a control client: {"by":"control","uid","pid"}. */
+static json_t *asked_by(const struct conn *c)
+{
+	return json_pack("{s:s, s:i, s:i}", "by", "control", "uid", (int)c->peer.uid, "pid",
+			 (int)c->peer.pid);
 }
 
 static struct vm *req_vm(struct conn *c, const struct wk_ctl_request *req)
@@ -316,6 +367,7 @@ static void cmd_pin(struct conn *c, const struct wk_ctl_request *req, bool pin)
 	if (!vm)
 		return;
 	vm->pinned = pin;
+	evlog_emit(pin ? "pin" : "unpin", vm->name, asked_by(c));
 	/* Answered once the pin is durable: it survives a crash right after. */
 	if ((ticket = state_save(c->d, vm)) < 0) {
 		reply_error(c, "cannot record the pin of %s in state_dir", vm->name);
@@ -335,14 +387,18 @@ static void cmd_pin_off(struct conn *c, const struct wk_ctl_request *req)
 	cmd_pin(c, req, false);
 }
 
+/* The daemon's verdict: applied, with what changed and what waits for a restart; or why not. */
 static void cmd_reload(struct conn *c, const struct wk_ctl_request *req)
 {
 	char err[4096] = "";
+	json_t *verdict = NULL;
 
-	if (odrsd_reload(c->d, err, sizeof(err)) < 0)
+	if (odrsd_reload(c->d, asked_by(c), &verdict, err, sizeof(err)) < 0) {
 		reply_error(c, "%s", err);
-	else
-		reply(c, json_pack("{s:b}", "ok", 1));
+		return;
+	}
+	json_object_set_new(verdict, "ok", json_true());
+	reply(c, verdict);
 }
 
 static void cmd_accept(struct conn *c, const struct wk_ctl_request *req)
@@ -563,33 +619,34 @@ out:
 	return in;
 }
 
-/* Root, our own user, or a member of group odrs (the socket's mode says the same). */
-static bool peer_allowed(int fd)
+/* Root, our own user, or a member of group odrs (the socket's mode says the same); who, in cred. */
+static bool peer_allowed(int fd, struct ucred *cred)
 {
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
+	socklen_t len = sizeof(*cred);
 	struct group *g;
 
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &len) < 0)
 		return false;
-	if (cred.uid == 0 || cred.uid == geteuid())
+	if (cred->uid == 0 || cred->uid == geteuid())
 		return true;
 	g = getgrnam("odrs");
-	return g && (cred.gid == g->gr_gid || peer_in_group(fd, g->gr_gid));
+	return g && (cred->gid == g->gr_gid || peer_in_group(fd, g->gr_gid));
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct odrsd *d = w->data;
 	struct conn *c;
+	struct ucred peer;
 	int fd = accept4(d->control_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
 	if (fd < 0)
 		return;
-	if (!peer_allowed(fd) || !(c = calloc(1, sizeof(*c)))) {
+	if (!peer_allowed(fd, &peer) || !(c = calloc(1, sizeof(*c)))) {
 		close(fd);
 		return;
 	}
+	c->peer = peer;
 	c->d = d;
 	c->fd = fd;
 	c->w.c = c;

@@ -150,7 +150,7 @@ static void apply(struct odrsd *d)
 		log_err("discover: out of memory; the managed VMs stay as they are");
 		return;
 	}
-	if (odrsd_vms_apply(d, d->cfg, set.vms, set.n, "discover", err, sizeof(err)) < 0) {
+	if (odrsd_vms_apply(d, d->cfg, set.vms, set.n, "discover", NULL, NULL, err, sizeof(err)) < 0) {
 		log_err("discover: %s", err);
 		discover_abandon(&set);
 		return;

@@ -71,19 +71,26 @@ static void evlog_follow_rotation(void)
 	}
 }
 
+json_t *evlog_time(double t)
+{
+	time_t sec = (time_t)t;
+	struct tm tm;
+	char ts[40], date[24];
+
+	gmtime_r(&sec, &tm);
+	strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(ts, sizeof(ts), "%s.%03dZ", date, (int)((t - (double)sec) * 1000));
+	return json_string(ts);
+}
+
 void evlog_emit(const char *event, const char *vm, json_t *fields)
 {
 	struct timespec now;
-	struct tm tm;
-	char ts[40], date[24];
 	json_t *o = json_object();
 	char *line;
 
 	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
-	strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(ts, sizeof(ts), "%s.%03dZ", date, (int)(now.tv_nsec / 1000000));
-	json_object_set_new(o, "ts", json_string(ts));
+	json_object_set_new(o, "ts", evlog_time((double)now.tv_sec + now.tv_nsec / 1e9));
 	json_object_set_new(o, "event", json_string(event));
 	json_object_set_new(o, "node", json_string(ev.node ? ev.node : ""));
 	if (vm)

@@ -9,4 +9,6 @@ void evlog_close(void);
  * NULL) is a jansson object whose reference is stolen. vm may be NULL.
  */
 void evlog_emit(const char *event, const char *vm, json_t *fields);
+/* A time (seconds since the epoch, as ev_time()) as the log's "ts" writes it: RFC 3339, UTC, ms. */
+json_t *evlog_time(double t);
 #endif

@@ -70,9 +70,23 @@ static bool idle_for(struct odrsd *d, const struct vm *vm)
 	return ev_now(d->loop) - vm->last_activity >= vm->conf->policy.idle_timeout_ms / 1000.;
 }
 
-/* Say why an idle VM stays up, once per reason until it is busy again. */
-static void idle_skip(struct vm *vm, const char *reason, json_t *fields)
+/* Why the last check kept vm up, for odrsctl show: reason a literal, detail its value. */
+static void stayed_up(struct odrsd *d, struct vm *vm, const char *reason, const char *detail)
 {
+	vm->stayed_up = reason;
+	snprintf(vm->stayed_up_detail, sizeof(vm->stayed_up_detail), "%s", detail ? detail : "");
+	vm->stayed_up_at = ev_now(d->loop);
+}
+
+/* Say why an idle VM stays up: shown always, logged once per reason until it is busy again. */
+static void idle_skip(struct odrsd *d, struct vm *vm, const char *reason, json_t *fields)
+{
+	/* Its one detail (the load, the process, the error), as text. */
+	json_t *v = json_object_iter_value(json_object_iter(fields));
+	char *number = v && !json_is_string(v) ? json_dumps(v, JSON_ENCODE_ANY) : NULL;
+
+	stayed_up(d, vm, reason, json_is_string(v) ? json_string_value(v) : number);
+	free(number);
 	if (vm->idle_skip && !strcmp(vm->idle_skip, reason)) {
 		json_decref(fields);
 		return;
@@ -90,12 +104,14 @@ static void idle_hibernate(struct odrsd *d, struct vm *vm)
 	char err[256];
 
 	if (vm->conf->policy.dry_run) {
-		idle_skip(vm, "dry_run", NULL);
+		idle_skip(d, vm, "dry_run", NULL);
 		return;
 	}
 	if ((vm->conf->policy.sleep == WK_SLEEP_HIBERNATE ? vm_request_hibernate : vm_request_doze)(
-		    d, vm, "idle", err, sizeof(err)) < 0)
+		    d, vm, "idle", err, sizeof(err)) < 0) {
 		log_warn("%s: idle, but %s", vm->name, err);
+		stayed_up(d, vm, "refused", err);
+	}
 }
 
 /* sleep = doze_then_hibernate: dozing for hibernate_after, its node's memory is freed. */
@@ -124,21 +140,31 @@ void idle_probe_done(struct odrsd *d, struct vm *vm)
 	if (vm->removed || !vm->conf || vm->state != VM_RUNNING || !idle_for(d, vm)) {
 		/* It was busy, or changed, while the guest answered. */
 	} else if (job->err) {
-		idle_skip(vm, "probe_failed", json_pack("{s:s}", "error", job->error));
+		idle_skip(d, vm, "probe_failed", json_pack("{s:s}", "error", job->error));
 	} else {
 		v = wk_idle_judge(&vm->conf->policy, job->output, job->output_len, &load, &process);
 		if (v == WK_IDLE)
 			idle_hibernate(d, vm);
 		else if (v == WK_BUSY_LOAD)
-			idle_skip(vm, "load", json_pack("{s:f}", "load", load));
+			idle_skip(d, vm, "load", json_pack("{s:f}", "load", load));
 		else if (v == WK_BUSY_PROCESS)
-			idle_skip(vm, "process", json_pack("{s:s}", "process", process));
+			idle_skip(d, vm, "process", json_pack("{s:s}", "process", process));
 		else
-			idle_skip(vm, "probe_failed", json_pack("{s:s}", "error", "unreadable probe output"));
+			idle_skip(d, vm, "probe_failed",
+				  json_pack("{s:s}", "error", "unreadable probe output"));
 	}
 	free(job->output);
 	job->output = NULL;
 	idle_confirm_done(d);
+}
+
+/* Its TCP within idle_timeout: up for that, since how long. */
+static void traffic_seen(struct odrsd *d, struct vm *vm)
+{
+	char detail[64];
+
+	snprintf(detail, sizeof(detail), "last TCP %.0f s ago", ev_now(d->loop) - vm->last_activity);
+	stayed_up(d, vm, "traffic", detail);
 }
 
 static bool idle_candidate(struct odrsd *d, const struct vm *vm)
@@ -152,7 +178,7 @@ static void idle_act(struct odrsd *d, struct vm *vm)
 	const struct wk_policy *pol = &vm->conf->policy;
 
 	if (vm->pinned) {
-		idle_skip(vm, "pinned", NULL);
+		idle_skip(d, vm, "pinned", NULL);
 		return;
 	}
 	if (pol->probe == WK_PROBE_NONE) {
@@ -187,6 +213,8 @@ static void on_idle_timer(struct ev_loop *loop, ev_timer *w, int revents)
 		hibernate_dozing(d, vm);
 		vm->idle_pending = idle_candidate(d, vm);
 		any = any || vm->idle_pending;
+		if (vm_watch_activity(d, vm) && !idle_for(d, vm))
+			traffic_seen(d, vm);
 	}
 	if (!any)
 		return;
@@ -210,6 +238,8 @@ static void on_idle_confirm(struct ev_loop *loop, ev_timer *w, int revents)
 		struct vm *vm = d->vms[i];
 		if (vm->idle_pending && idle_candidate(d, vm))
 			idle_act(d, vm);
+		else if (vm->idle_pending && vm_watch_activity(d, vm) && !idle_for(d, vm))
+			traffic_seen(d, vm); /* while it was confirmed */
 		vm->idle_pending = false;
 	}
 	idle_confirm_done(d);

@@ -250,8 +250,70 @@ undo:
 	return NULL;
 }
 
+/* The keys a running odrsd took at start: a reload that changes them is applied without them. */
+static const struct {
+	const char *key;
+	size_t off;
+	bool text; /* a char *, else an unsigned (or an enum) */
+} restart_keys[] = {
+	{ "node", offsetof(struct wk_config, node), true },
+	{ "snapshot_dir", offsetof(struct wk_config, snapshot_dir), true },
+	{ "libvirt_uri", offsetof(struct wk_config, libvirt_uri), true },
+	{ "control_socket", offsetof(struct wk_config, control_socket), true },
+	{ "state_dir", offsetof(struct wk_config, state_dir), true },
+	{ "wake_concurrency", offsetof(struct wk_config, wake_concurrency), false },
+	{ "hibernate_concurrency", offsetof(struct wk_config, hibernate_concurrency), false },
+	{ "backend", offsetof(struct wk_config, backend), false },
+	{ "etcd", offsetof(struct wk_config, etcd), true },
+	{ "metrics_listen", offsetof(struct wk_config, metrics_listen), true },
+};
+
+/* The restart_keys that next changes, as a JSON array, each logged. */
+static json_t *restart_needed(const struct wk_config *cur, const struct wk_config *next)
+{
+	json_t *keys = json_array();
+
+	for (size_t i = 0; i < sizeof(restart_keys) / sizeof(restart_keys[0]); i++) {
+		const char *a = (const char *)cur + restart_keys[i].off,
+			   *b = (const char *)next + restart_keys[i].off;
+		bool changed;
+
+		if (restart_keys[i].text) {
+			const char *x = *(char *const *)a, *y = *(char *const *)b;
+			changed = (x == NULL) != (y == NULL) || (x && strcmp(x, y));
+		} else {
+			changed = *(const unsigned *)a != *(const unsigned *)b;
+		}
+		if (!changed)
+			continue;
+		json_array_append_new(keys, json_string(restart_keys[i].key));
+		log_warn("reload: %s changed; it applies after a restart", restart_keys[i].key);
+	}
+	return keys;
+}
+
+/* The reload event: ok, who asked (by's members, its reference taken), then fields (taken too). */
+static void reload_event(bool ok, json_t *by, json_t *fields)
+{
+	json_t *ev = json_pack("{s:b}", "ok", ok);
+
+	json_object_update(ev, by);
+	json_object_update(ev, fields);
+	json_decref(by);
+	json_decref(fields);
+	evlog_emit("reload", NULL, ev);
+}
+
+/* A reload refused: the event says why, and who asked. */
+static int reload_refused(json_t *by, const char *err, int r)
+{
+	reload_event(false, by, json_pack("{s:s}", "error", err));
+	return r;
+}
+
 int odrsd_vms_apply(struct odrsd *d, const struct wk_config *cfg, const struct wk_vmconf *found,
-		    size_t nfound, const char *why, char *err, size_t errlen)
+		    size_t nfound, const char *why, json_t *added_names, json_t *removed_names, char *err,
+		    size_t errlen)
 {
 	struct vm_set set = { cfg, found, nfound };
 	size_t n = set_size(&set);
@@ -283,6 +345,8 @@ int odrsd_vms_apply(struct odrsd *d, const struct wk_config *cfg, const struct w
 		if (!vm)
 			continue;
 		log_info("%s: %s no longer managed", why, vm->name);
+		if (removed_names)
+			json_array_append_new(removed_names, json_string(vm->name));
 		vm->conf = NULL;
 		vm_free(d, vm);
 	}
@@ -296,6 +360,8 @@ int odrsd_vms_apply(struct odrsd *d, const struct wk_config *cfg, const struct w
 		vm->conf = c;
 		if (added[i]) {
 			log_info("%s: %s now managed", why, vm->name);
+			if (added_names)
+				json_array_append_new(added_names, json_string(vm->name));
 			vm_inspect(d, vm);
 			continue;
 		}
@@ -322,8 +388,9 @@ int odrsd_vms_apply(struct odrsd *d, const struct wk_config *cfg, const struct w
 }
 
 /* Parse, validate, swap. VMs keep their state, held SYNs and running jobs. */
-int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
+int odrsd_reload(struct odrsd *d, json_t *by, json_t **verdict, char *err, size_t errlen)
 {
+	json_t *added_names, *removed_names, *restart, *v;
 	struct wk_config *next;
 	struct discovered found;
 	struct reload_diag rd = { err, errlen, 0 };
@@ -335,30 +402,26 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 		rd.used = errlen - 1;
 	r = wk_config_load(d->config_path, diag_reload, &rd, &next);
 	if (r < 0)
-		return r;
+		return reload_refused(by, err, r);
 	check_doze_swap(next, diag_warn, NULL);
-	if (strcmp(next->control_socket, d->cfg->control_socket) ||
-	    next->wake_concurrency != d->cfg->wake_concurrency ||
-	    next->hibernate_concurrency != d->cfg->hibernate_concurrency ||
-	    strcmp(next->libvirt_uri, d->cfg->libvirt_uri) || next->backend != d->cfg->backend ||
-	    strcmp(next->node, d->cfg->node) ||
-	    (next->etcd && d->cfg->etcd && strcmp(next->etcd, d->cfg->etcd)) ||
-	    strcmp(next->metrics_listen ? next->metrics_listen : "",
-		   d->cfg->metrics_listen ? d->cfg->metrics_listen : ""))
-		log_warn("reload: node, control_socket, libvirt_uri, metrics_listen, the concurrency "
-			 "limits and the cluster backend and endpoints apply after a restart");
 	if (discover_build(d, next, &found) < 0) {
 		wk_config_free(next);
 		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
+		return reload_refused(by, err, -ENOMEM);
 	}
-	if ((r = odrsd_vms_apply(d, next, found.vms, found.n, "reload", err, errlen)) < 0) {
+	added_names = json_array();
+	removed_names = json_array();
+	if ((r = odrsd_vms_apply(d, next, found.vms, found.n, "reload", added_names, removed_names, err,
+				 errlen)) < 0) {
 		log_err("reload refused: %s", err);
+		json_decref(added_names);
+		json_decref(removed_names);
 		discover_abandon(&found);
 		wk_config_free(next);
-		return r;
+		return reload_refused(by, err, r);
 	}
 	discover_commit(d, &found);
+	restart = restart_needed(d->cfg, next);
 	if (strcmp(next->interface, d->cfg->interface))
 		capture_interface_changed(d);
 	if (next->discover != d->cfg->discover)
@@ -372,6 +435,13 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 	virt_set_restore_spacing(d->virt, d->cfg->wake_spacing_ms);
 	d->n.reloads++;
 	log_info("reload: %s applied, %zu VMs", d->config_path, d->nvms);
+	v = json_pack("{s:I, s:o, s:o, s:o}", "vms", (json_int_t)d->nvms, "added", added_names, "removed",
+		      removed_names, "restart_needed", restart);
+	reload_event(true, by, json_incref(v));
+	if (verdict)
+		*verdict = v;
+	else
+		json_decref(v);
 	return 0;
 }
 
@@ -379,13 +449,76 @@ static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	char err[4096];
 
-	odrsd_reload(w->data, err, sizeof(err));
+	odrsd_reload(w->data, json_pack("{s:s}", "by", "SIGHUP"), NULL, err, sizeof(err));
+}
+
+/* Asleep, and nobody would wake it once this odrsd is gone: no other node stands in for it. */
+static bool wakes_only_here(const struct odrsd *d, const struct vm *vm)
+{
+	return (vm->state == VM_HIBERNATED && !cluster_on(d)) ||
+	       (vm->state == VM_DOZING && vm_is_local(d, vm));
+}
+
+static void stopped(struct odrsd *d, const char *signal, int asked)
+{
+	json_t *f = json_pack("{s:s}", "signal", signal);
+	size_t asleep = 0;
+
+	if (asked >= 0) {
+		for (size_t i = 0; i < d->nvms; i++)
+			asleep += vm_is_asleep(d->vms[i]) && (!cluster_on(d) || vm_is_local(d, d->vms[i]));
+		json_object_set_new(f, "woken", json_integer(asked));
+		json_object_set_new(f, "still_asleep", json_integer((json_int_t)asleep));
+		log_info("stopping: %d VMs asked to wake, %zu still asleep", asked, asleep);
+	}
+	evlog_emit("stop", NULL, f);
+	ev_break(d->loop, EVBREAK_ALL);
+}
+
+/* wake_on_stop: the wakes asked for at the stop are over (or wake_timeout passed): stop now. */
+static void on_stop_wait(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct odrsd *d = w->data;
+	bool waking = false;
+
+	for (size_t i = 0; i < d->nvms && !waking; i++)
+		waking = d->vms[i]->state == VM_WAKING && vm_is_local(d, d->vms[i]);
+	if (waking && ev_now(loop) < d->stop_deadline)
+		return;
+	ev_timer_stop(loop, w);
+	stopped(d, d->stop_signal, (int)d->stop_woken);
 }
 
 static void on_sigterm(struct ev_loop *loop, ev_signal *w, int revents)
 {
-	log_info("signal %d: stopping; no VM changes state", w->signum);
-	ev_break(loop, EVBREAK_ALL);
+	struct odrsd *d = w->data;
+	char err[256];
+
+	snprintf(d->stop_signal, sizeof(d->stop_signal), "SIG%s", sigabbrev_np(w->signum));
+	/* A second signal while the wakes run: stop at once. */
+	if (!d->cfg->wake_on_stop || ev_is_active(&d->stop_wait)) {
+		log_info("signal %d: stopping; no VM changes state", w->signum);
+		stopped(d, d->stop_signal, ev_is_active(&d->stop_wait) ? (int)d->stop_woken : -1);
+		return;
+	}
+	d->stop_woken = 0;
+	/* Nothing goes back to sleep while it stops. */
+	ev_timer_stop(loop, &d->idle_timer);
+	for (size_t i = 0; i < d->nvms; i++) {
+		if (!wakes_only_here(d, d->vms[i]))
+			continue;
+		if (vm_request_wake(d, d->vms[i], WK_TRIGGER_MANUAL, NULL, err, sizeof(err)) < 0)
+			log_warn("stopping: %s", err);
+		else
+			d->stop_woken++;
+	}
+	log_info("signal %d: waking %u VMs before stopping (wake_on_stop), for at most %.0f s", w->signum,
+		 d->stop_woken, d->cfg->wake_timeout_ms / 1000.);
+	sd_notifyf(0, "STOPPING=1\nSTATUS=waking %u VMs before stopping", d->stop_woken);
+	d->stop_deadline = ev_now(loop) + d->cfg->wake_timeout_ms / 1000.;
+	ev_timer_init(&d->stop_wait, on_stop_wait, 0., 0.2);
+	d->stop_wait.data = d;
+	ev_timer_start(loop, &d->stop_wait);
 }
 
 /*
@@ -642,6 +775,8 @@ int main(int argc, char **argv)
 	ev_signal_init(&d->sigterm, on_sigterm, SIGTERM);
 	ev_signal_init(&d->sigint, on_sigterm, SIGINT);
 	d->sighup.data = d;
+	d->sigterm.data = d;
+	d->sigint.data = d;
 	ev_signal_start(d->loop, &d->sighup);
 	ev_signal_start(d->loop, &d->sigterm);
 	ev_signal_start(d->loop, &d->sigint);
@@ -649,6 +784,9 @@ int main(int argc, char **argv)
 	if (report >= 0)
 		detach_end(report, d);
 	sd_notify(0, "READY=1");
+	evlog_emit("start", NULL,
+		   json_pack("{s:s, s:s, s:I, s:i}", "version", ODRS_VERSION, "config", d->config_path, "vms",
+			     (json_int_t)d->nvms, "pid", (int)getpid()));
 	ev_run(d->loop, 0);
 	sd_notify(0, "STOPPING=1");
 	metrics_stop(d);

@@ -46,7 +46,9 @@ struct vm {
 	uint8_t ip6[16]; /* when has_ip6 */
 	bool has_ip6;
 	enum vm_state state;
+	double state_since; /* when it entered state (ops->now) */
 	char error[256];
+	unsigned error_rechecks; /* rechecks in a row that found it in error: the backoff */
 	char tap[IF_NAMESIZE];
 	bool pinned;
 	bool removed; /* dropped from the config; freed once idle */
@@ -71,16 +73,25 @@ struct vm {
 	ev_tstamp replayed_at;
 	ev_timer replay_timer; /* re-inject until the SYN-ACK comes */
 	ev_timer wake_timer;   /* wake_timeout */
-	ev_timer recheck;      /* libvirtd was unreachable: inspect again */
+	ev_timer recheck;      /* in error: inspect again (vm_recheck_delay) */
 
 	struct virt_job job;
 	bool job_busy;
 	ev_tstamp job_started;
 	struct waiter *waiters;
 
+	/* The last trigger its policy or a rate limit refused (wake.c), for odrsctl show. */
+	const char *refused_why; /* the key that refused it (a literal); NULL: none yet */
+	enum wk_trigger refused_trigger;
+	char refused_from[64]; /* its sender: ip, or ip:port for a SYN */
+	ev_tstamp refused_at;
+
 	/* Idleness (idle.c). */
 	bool idle_pending;     /* looked idle at the last check: confirm */
 	const char *idle_skip; /* the last idle_skip reason logged */
+	const char *stayed_up; /* why the last check kept it up (a literal); NULL: none yet */
+	char stayed_up_detail[256];
+	ev_tstamp stayed_up_at;
 	struct virt_job probe; /* asks the guest for its load and processes */
 	bool probing;
 
@@ -167,6 +178,11 @@ struct odrsd {
 	ev_timer idle_timer;   /* one for all VMs: check_interval */
 	ev_timer idle_confirm; /* ACTIVITY_DELAY_MS after the confirm capture opened */
 	ev_signal sighup, sigterm, sigint;
+	/* Stopping with wake_on_stop: the wakes asked for, until they end or stop_deadline. */
+	ev_timer stop_wait;
+	char stop_signal[16]; /* SIGTERM, SIGINT */
+	unsigned stop_woken;
+	ev_tstamp stop_deadline;
 	struct counters n;
 
 	bool accept;			   /* this node holds the accept role (always, without a cluster) */
@@ -248,15 +264,23 @@ void state_stop(struct odrsd *d);
 int64_t state_save(struct odrsd *d, const struct vm *vm);
 
 /* main.c */
-int odrsd_reload(struct odrsd *d, char *err, size_t errlen);
 /*
  * The one path by which VMs are added, re-addressed and dropped: manage
  * what cfg's [vm] sections and the nfound discovered VMs in found (none of
- * them named by a section) describe, why ("reload", "discover") in the log.
- * 0, or -errno with err set and nothing changed.
+ * them named by a section) describe, why ("reload", "discover") in the log;
+ * the names added and removed appended to added_names and removed_names
+ * (JSON arrays, or NULL). 0, or -errno with err set and nothing changed.
  */
 int odrsd_vms_apply(struct odrsd *d, const struct wk_config *cfg, const struct wk_vmconf *found,
-		    size_t nfound, const char *why, char *err, size_t errlen);
+		    size_t nfound, const char *why, json_t *added_names, json_t *removed_names, char *err,
+		    size_t errlen);
+/*
+ * Re-read the configuration: 0, or -errno with the problems in err. by (an
+ * object, its reference taken): who asked, its members put in the reload
+ * event. Applied, *verdict (when verdict is not NULL) gets {vms, added,
+ * removed, restart_needed}.
+ */
+int odrsd_reload(struct odrsd *d, json_t *by, json_t **verdict, char *err, size_t errlen);
 
 #include "vm.h"
 

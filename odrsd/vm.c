@@ -19,6 +19,22 @@
 
 /* Inspected here: a job result or the registry decides what it is. */
 #define INSPECT MOVE(VM_UNKNOWN, VM_FX_INSPECT)
+/*
+ * What an inspect finds, from unknown or (a recheck's) from error. Found in
+ * error, it is inspected again later (vm_recheck_delay): an image put back,
+ * a failure of libvirt that passes, a domain defined meanwhile.
+ */
+#define ERROR_AGAIN(reason) MOVE_WHY(VM_ERROR, VM_FX_RECHECK, 0, reason)
+#define INSPECT_RESULTS                                                                                           \
+	[VM_EV_FOUND_RUNNING] = MOVE(VM_RUNNING, VM_FX_RUNS_HERE | VM_FX_PUBLISH),                                \
+	[VM_EV_FOUND_HIBERNATED] = MOVE(                                                                          \
+		VM_HIBERNATED,                                                                                    \
+		VM_FX_NOWHERE |                                                                                   \
+			VM_FX_PUBLISH), /* Paused here by a doze before a restart: still asleep, on this node. */ \
+		[VM_EV_FOUND_DOZING] = MOVE(VM_DOZING, VM_FX_RUNS_HERE | VM_FX_PUBLISH),                          \
+	[VM_EV_FOUND_STOPPED] = ERROR_AGAIN("domain is shut off and has no snapshot"),                            \
+	[VM_EV_FOUND_MISSING] = ERROR_AGAIN("no such domain and no snapshot"),                                    \
+	[VM_EV_INSPECT_FAILED] = ERROR_AGAIN(NULL), [VM_EV_LIBVIRT_GONE] = ERROR_AGAIN(NULL)
 /* Dropped from the configuration: its waiters are told, then it is freed. */
 #define REMOVED(state)                                                                       \
 	MOVE_WHY(state, VM_FX_RELEASE | VM_FX_STOP_TIMER | VM_FX_FAIL | VM_FX_FREE, -ENOENT, \
@@ -27,6 +43,8 @@
 #define RESTORED \
 	MOVE(VM_RUNNING, VM_FX_STOP_TIMER | VM_FX_RUNS_HERE | VM_FX_REPLAY | VM_FX_PUBLISH | VM_FX_DONE)
 #define RESTORE_FAIL (VM_FX_STOP_TIMER | VM_FX_NOWHERE | VM_FX_RELEASE | VM_FX_PUBLISH | VM_FX_FAIL)
+/* Neither running nor restorable: inspected again later, as any VM in error. */
+#define RESTORE_BROKEN MOVE(VM_ERROR, RESTORE_FAIL | VM_FX_RECHECK)
 #define RESTORE_GONE                                        \
 	MOVE_WHY(VM_ERROR, RESTORE_FAIL | VM_FX_RECHECK, 0, \
 		 "libvirtd went away during the restore; checking again")
@@ -46,18 +64,11 @@
 	[VM_EV_RESUME_OK] = RESTORED,                                                           \
 	[VM_EV_RESUME_PAUSED] =                                                                 \
 		MOVE(VM_DOZING, VM_FX_STOP_TIMER | VM_FX_RELEASE | VM_FX_PUBLISH | VM_FX_FAIL), \
-	[VM_EV_RESUME_FAILED] = MOVE(VM_ERROR, RESTORE_FAIL)
+	[VM_EV_RESUME_FAILED] = RESTORE_BROKEN
 
 const struct vm_rule vm_rules[VM_STATE_COUNT][VM_EV_COUNT] = {
 	[VM_UNKNOWN] = {
-		[VM_EV_FOUND_RUNNING] = MOVE(VM_RUNNING, VM_FX_RUNS_HERE | VM_FX_PUBLISH),
-		[VM_EV_FOUND_HIBERNATED] = MOVE(VM_HIBERNATED, VM_FX_NOWHERE | VM_FX_PUBLISH),
-		/* Paused here by a doze before a restart: still asleep, on this node. */
-		[VM_EV_FOUND_DOZING] = MOVE(VM_DOZING, VM_FX_RUNS_HERE | VM_FX_PUBLISH),
-		[VM_EV_FOUND_STOPPED] = MOVE_WHY(VM_ERROR, 0, 0, "domain is shut off and has no snapshot"),
-		[VM_EV_FOUND_MISSING] = MOVE_WHY(VM_ERROR, 0, 0, "no such domain and no snapshot"),
-		[VM_EV_INSPECT_FAILED] = MOVE(VM_ERROR, 0),
-		[VM_EV_LIBVIRT_GONE] = MOVE(VM_ERROR, VM_FX_RECHECK),
+		INSPECT_RESULTS,
 		[VM_EV_INSPECT] = INSPECT,
 		[VM_EV_HIBERNATE] = REFUSE(-EBUSY, "still being inspected"),
 		[VM_EV_DOZE] = REFUSE(-EBUSY, "still being inspected"),
@@ -83,7 +94,7 @@ const struct vm_rule vm_rules[VM_STATE_COUNT][VM_EV_COUNT] = {
 		[VM_EV_SAVE_OK] = MOVE(VM_HIBERNATED, VM_FX_NOWHERE | VM_FX_PUBLISH | VM_FX_DONE | VM_FX_WAKE_AFTER),
 		/* It never stopped: it gets what arrived meanwhile. */
 		[VM_EV_SAVE_FAILED_UP] = MOVE(VM_RUNNING, VM_FX_REPLAY | VM_FX_PUBLISH | VM_FX_FAIL),
-		[VM_EV_SAVE_FAILED] = MOVE(VM_ERROR, VM_FX_RELEASE | VM_FX_PUBLISH | VM_FX_FAIL),
+		[VM_EV_SAVE_FAILED] = MOVE(VM_ERROR, VM_FX_RELEASE | VM_FX_PUBLISH | VM_FX_FAIL | VM_FX_RECHECK),
 		/* Saved from a doze: still paused, it dozes on; a wake kept meanwhile is moot. */
 		[VM_EV_SAVE_FAILED_DOZING] = MOVE(VM_DOZING, VM_FX_RELEASE | VM_FX_PUBLISH | VM_FX_FAIL),
 		/* The save finishes first; its end starts the wake. */
@@ -115,7 +126,7 @@ const struct vm_rule vm_rules[VM_STATE_COUNT][VM_EV_COUNT] = {
 		[VM_EV_CLAIM_THERE] = MOVE(VM_WAKING, VM_FX_PASS_SYNS),
 		[VM_EV_RESTORE_OK] = RESTORED,
 		[VM_EV_RESTORE_ASLEEP] = MOVE(VM_HIBERNATED, RESTORE_FAIL),
-		[VM_EV_RESTORE_FAILED] = MOVE(VM_ERROR, RESTORE_FAIL),
+		[VM_EV_RESTORE_FAILED] = RESTORE_BROKEN,
 		[VM_EV_RESTORE_GONE] = RESTORE_GONE,
 		RESUME_ENDS,
 		/* An end, never waking forever: the restore's late result still moves it. */
@@ -138,7 +149,7 @@ const struct vm_rule vm_rules[VM_STATE_COUNT][VM_EV_COUNT] = {
 		[VM_EV_DOZE_OK] = MOVE(VM_DOZING, VM_FX_PUBLISH | VM_FX_DONE | VM_FX_WAKE_AFTER),
 		/* It never stopped: it gets what arrived meanwhile. */
 		[VM_EV_DOZE_FAILED_UP] = MOVE(VM_RUNNING, VM_FX_REPLAY | VM_FX_PUBLISH | VM_FX_FAIL),
-		[VM_EV_DOZE_FAILED] = MOVE(VM_ERROR, VM_FX_RELEASE | VM_FX_PUBLISH | VM_FX_FAIL),
+		[VM_EV_DOZE_FAILED] = MOVE(VM_ERROR, VM_FX_RELEASE | VM_FX_PUBLISH | VM_FX_FAIL | VM_FX_RECHECK),
 		/* The doze finishes first; its end starts the wake. */
 		[VM_EV_WAKE] = MOVE(VM_DOZING_OFF, VM_FX_WANT),
 		[VM_EV_REG_CONFLICT] = MOVE(VM_DOZING_OFF, VM_FX_PUBLISH),
@@ -158,13 +169,16 @@ const struct vm_rule vm_rules[VM_STATE_COUNT][VM_EV_COUNT] = {
 	},
 	[VM_ERROR] = {
 		[VM_EV_INSPECT] = INSPECT,
+		/* It stays in error, its reason shown, until the inspect says otherwise. */
+		[VM_EV_RECHECK] = MOVE(VM_ERROR, VM_FX_INSPECT),
+		INSPECT_RESULTS,
 		[VM_EV_HIBERNATE] = REFUSE(-EBUSY, NULL),
 		[VM_EV_DOZE] = REFUSE(-EBUSY, NULL),
 		[VM_EV_WAKE] = REFUSE(-EIO, NULL),
 		/* After wake_timeout: the restore ends after all. */
 		[VM_EV_RESTORE_OK] = RESTORED,
 		[VM_EV_RESTORE_ASLEEP] = MOVE(VM_HIBERNATED, RESTORE_FAIL),
-		[VM_EV_RESTORE_FAILED] = MOVE(VM_ERROR, RESTORE_FAIL),
+		[VM_EV_RESTORE_FAILED] = RESTORE_BROKEN,
 		[VM_EV_RESTORE_GONE] = RESTORE_GONE,
 		RESUME_ENDS,
 		[VM_EV_REG_WAKE_HERE] = REG_WAKE_HERE,
@@ -188,6 +202,7 @@ const char *vm_event_name(enum vm_event e)
 {
 	static const char *const name[] = {
 		[VM_EV_INSPECT] = "inspect",
+		[VM_EV_RECHECK] = "recheck",
 		[VM_EV_FOUND_RUNNING] = "found_running",
 		[VM_EV_FOUND_HIBERNATED] = "found_hibernated",
 		[VM_EV_FOUND_DOZING] = "found_dozing",
@@ -275,6 +290,12 @@ static void apply_fields(struct odrsd *d, struct vm *vm, const struct vm_rule *r
 	const struct virt_job *job = in->job;
 	const struct vm_proposal *p = in->reg;
 
+	if (r->to != from)
+		vm->state_since = d->life->ops->now(d);
+	if (in->ev == VM_EV_RECHECK)
+		vm->error_rechecks++;
+	else if (r->to != VM_ERROR)
+		vm->error_rechecks = 0;
 	if (r->to == VM_ERROR && (from != VM_ERROR || job))
 		/* The input's own reason first: an inspect may know why (another node's claim). */
 		set_str(vm->error, sizeof(vm->error), in->error ? in->error : r->why);
@@ -435,6 +456,21 @@ void vm_inspect(struct odrsd *d, struct vm *vm)
 {
 	if (!vm->job_busy)
 		fire_event(d, vm, VM_EV_INSPECT);
+}
+
+void vm_recheck(struct odrsd *d, struct vm *vm)
+{
+	if (!vm->job_busy)
+		fire_event(d, vm, VM_EV_RECHECK);
+}
+
+double vm_recheck_delay(const struct vm *vm)
+{
+	double s = VM_RECHECK_FIRST_S;
+
+	for (unsigned i = 0; i < vm->error_rechecks && s < VM_RECHECK_MAX_S; i++)
+		s *= 2;
+	return s < VM_RECHECK_MAX_S ? s : VM_RECHECK_MAX_S;
 }
 
 int vm_request_wake(struct odrsd *d, struct vm *vm, enum wk_trigger t, const char *client, char *err,

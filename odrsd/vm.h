@@ -29,7 +29,8 @@
 #include "odrsd.h"
 
 enum vm_event {
-	VM_EV_INSPECT,		  /* inspect again now (start-up, reload, libvirt event, recheck) */
+	VM_EV_INSPECT,		  /* inspect again now (start-up, reload, libvirt event) */
+	VM_EV_RECHECK,		  /* in error: inspect again, staying in error until the result */
 	VM_EV_FOUND_RUNNING,	  /* inspect result: the domain runs here */
 	VM_EV_FOUND_HIBERNATED,	  /* inspect result: its image is in snapshot_dir */
 	VM_EV_FOUND_DOZING,	  /* inspect result: paused here, and it was dozed */
@@ -184,6 +185,8 @@ int vm_fire(struct odrsd *d, struct vm *vm, const struct vm_input *in, char *err
 
 /* Inputs. */
 void vm_inspect(struct odrsd *d, struct vm *vm); /* inspect again now (unless a job runs) */
+/* Its recheck time came (VM_FX_RECHECK): inspect it again unless a job runs or it left error. */
+void vm_recheck(struct odrsd *d, struct vm *vm);
 int vm_request_wake(struct odrsd *d, struct vm *vm, enum wk_trigger t, const char *client, char *err,
 		    size_t errlen);
 int vm_request_hibernate(struct odrsd *d, struct vm *vm, const char *reason, char *err, size_t errlen);
@@ -200,6 +203,14 @@ void vm_on_wake_timeout(struct odrsd *d, struct vm *vm);
 void vm_free(struct odrsd *d, struct vm *vm);
 
 /* Questions. */
+/*
+ * A VM in error is inspected again this long after it got there: 2 s, then
+ * twice as long after each recheck that finds it in error again, at most
+ * 5 minutes (odrsd(8)).
+ */
+#define VM_RECHECK_FIRST_S 2.0
+#define VM_RECHECK_MAX_S   300.0
+double vm_recheck_delay(const struct vm *vm);
 const char *vm_state_name(enum vm_state s);
 bool vm_is_asleep(const struct vm *vm);
 /*

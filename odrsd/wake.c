@@ -68,14 +68,30 @@ void vm_announce(struct odrsd *d, const struct vm *vm)
 		log_warn("%s: announcing its MAC failed", vm->name);
 }
 
-/* The one place a frame's sender meets the VM's wake policy, whatever its family. */
-static bool policy_may_wake(const struct vm *vm, enum wk_trigger t, const struct wk_pkt *p, uint16_t port)
+/* The last trigger refused for vm and why (why: a literal), for odrsctl show. */
+static void note_refused(struct odrsd *d, struct vm *vm, enum wk_trigger t, const char *why, const char *from)
+{
+	vm->refused_why = why;
+	vm->refused_trigger = t;
+	snprintf(vm->refused_from, sizeof(vm->refused_from), "%s", from ? from : "");
+	vm->refused_at = ev_now(d->loop);
+}
+
+/*
+ * The one place a frame's sender meets the VM's wake policy, whatever its
+ * family; a refusal is noted with from (the sender, as the events name it).
+ */
+static bool policy_may_wake(struct odrsd *d, struct vm *vm, enum wk_trigger t, const struct wk_pkt *p,
+			    uint16_t port, const char *from)
 {
 	struct wk_addr src = p->kind == WK_PKT_ARP ? wk_addr_v4(p->arp.spa)
 			     : p->v6		   ? wk_addr_v6(p->ip6.src)
 						   : wk_addr_v4(p->ip.src);
+	const char *why = wk_policy_refusal(&vm->conf->policy, t, &src, port);
 
-	return wk_policy_may_wake(&vm->conf->policy, t, &src, port);
+	if (why)
+		note_refused(d, vm, t, why, from);
+	return !why;
 }
 
 /* Who asks for a sleeping VM's address, ARP or IPv6 Neighbor Solicitation alike. */
@@ -127,7 +143,7 @@ static void wake_on_neighbour(struct odrsd *d, struct vm *vm, const struct wk_pk
 	addr_str(q.v6, q.requester, who);
 	evlog_emit(q.v6 ? "ndp_reply" : "arp_reply", vm->name,
 		   json_pack("{s:s, s:s}", "ip", addr_str(q.v6, q.target, ip), "requester", who));
-	if (!q.probe && policy_may_wake(vm, WK_TRIGGER_ARP, p, 0))
+	if (!q.probe && policy_may_wake(d, vm, WK_TRIGGER_ARP, p, 0, who))
 		vm_request_wake(d, vm, WK_TRIGGER_ARP, who, NULL, 0);
 }
 
@@ -170,10 +186,12 @@ static void wake_on_syn(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, 
 	char client[64], ip[INET6_ADDRSTRLEN];
 
 	vm->last_activity = ev_now(d->loop);
-	if (!vm_stood_in_here(d, vm) || !policy_may_wake(vm, WK_TRIGGER_SYN, p, p->tcp.dport))
+	if (!vm_stood_in_here(d, vm))
 		return;
 	addr_str(p->v6, p->v6 ? (const void *)p->ip6.src : &p->ip.src, ip);
 	snprintf(client, sizeof(client), p->v6 ? "[%s]:%u" : "%s:%u", ip, p->tcp.sport);
+	if (!policy_may_wake(d, vm, WK_TRIGGER_SYN, p, p->tcp.dport, client))
+		return;
 	vm_request_wake(d, vm, WK_TRIGGER_SYN, client, NULL, 0);
 	/* Held only for a wake on its way: a refused one (a rate limit) keeps nothing. */
 	if (!vm->conf->policy.replay_syn ||
@@ -325,6 +343,7 @@ static bool wake_allowed(struct odrsd *d, struct vm *vm, enum wk_trigger t)
 	mine = vm->wake_rate;
 	limit = wk_rate_take(&mine, per_hour / 3600., per_hour, now) ? "node" : "vm";
 	d->n.wakes_limited++;
+	note_refused(d, vm, t, !strcmp(limit, "vm") ? "wakes_per_hour" : "wakes_per_minute", vm->client);
 	/* Nobody will replay them: the client retries once the limit allows. */
 	wake_release_syns(d, vm);
 	if (!vm->wake_limited) {
@@ -367,17 +386,18 @@ static void wake_timer(struct odrsd *d, struct vm *vm, bool on)
 	ev_timer_start(d->loop, &vm->wake_timer);
 }
 
-#define RECHECK_DELAY 2.0 /* seconds between inspects while libvirtd is unreachable */
-
 static void on_recheck(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	vm_inspect(ev_userdata(loop), w->data);
+	vm_recheck(ev_userdata(loop), w->data);
 }
 
 static void recheck_later(struct odrsd *d, struct vm *vm)
 {
+	double delay = vm_recheck_delay(vm);
+
+	log_info("%s: in error (%s); checking again in %.0f s", vm->name, vm->error, delay);
 	ev_timer_stop(d->loop, &vm->recheck);
-	ev_timer_set(&vm->recheck, RECHECK_DELAY, 0.);
+	ev_timer_set(&vm->recheck, delay, 0.);
 	ev_timer_start(d->loop, &vm->recheck);
 }
 
@@ -503,9 +523,10 @@ static void observe_events(struct odrsd *d, struct vm *vm, const struct vm_chang
 	case VM_EV_FOUND_MISSING:
 	case VM_EV_INSPECT_FAILED:
 	case VM_EV_LIBVIRT_GONE:
-		if (c->to == VM_ERROR)
+		/* Found in error again by a recheck: recheck_later says so. */
+		if (c->to == VM_ERROR && c->from != VM_ERROR)
 			log_err("%s: %s", vm->name, vm->error);
-		else
+		else if (c->to != VM_ERROR)
 			log_info("%s: %s", vm->name, vm_state_name(c->to));
 		break;
 	case VM_EV_HIBERNATE:
@@ -643,6 +664,7 @@ struct vm *vm_new(struct odrsd *d, const struct wk_vmconf *c)
 	vm->has_ip6 = c->has_ip6;
 	memcpy(vm->ip6, c->ip6, 16);
 	vm->last_wake_ms = -1;
+	vm->state_since = ev_time();
 	ev_init(&vm->replay_timer, on_replay_timer);
 	vm->replay_timer.data = vm;
 	ev_init(&vm->wake_timer, on_wake_timeout);

@@ -53,6 +53,8 @@ struct wk_policy {
 	size_t nwake_ports;
 	struct wk_addr *ignore_sources; /* IPv4 and IPv6 senders */
 	size_t nignore_sources;
+	struct wk_addr *routers; /* their ARP is answered, a SYN wakes (routed traffic) */
+	size_t nrouters;
 	bool replay_syn; /* replay held SYNs (no: let the client retransmit) */
 	bool dry_run;	 /* log what would be hibernated, do nothing */
 	enum wk_shrink shrink;
@@ -94,6 +96,7 @@ struct wk_config {
 	uint64_t probe_timeout_ms;  /* a guest probe taking longer has failed */
 	char *metrics_listen;	    /* ADDR:PORT of /metrics; NULL: off */
 	enum wk_discover discover;
+	bool wake_on_stop; /* stopping, wake the VMs only this node would wake */
 	/* [policy] */
 	struct wk_policy policy;
 	/* [cluster] */

@@ -18,6 +18,14 @@ enum wk_trigger wk_trigger_from_name(const char *name);
  */
 bool wk_policy_may_wake(const struct wk_policy *p, enum wk_trigger t, const struct wk_addr *src,
 			uint16_t port);
+/*
+ * Why such a packet may not wake the VM: NULL when it may, else the key that
+ * refuses it: "wake_on" (its kind is not in wake_on), "wake_ports" (a SYN to
+ * another port), "ignore_sources", or "routers" (an ARP from a router: answered,
+ * but only a SYN from behind it wakes, even when wake_on lacks syn).
+ */
+const char *wk_policy_refusal(const struct wk_policy *p, enum wk_trigger t, const struct wk_addr *src,
+			      uint16_t port);
 /* Is src listed in ignore_sources (its ARP is neither answered as a wake nor counted)? */
 bool wk_policy_ignores(const struct wk_policy *p, const struct wk_addr *src);
 

@@ -8,6 +8,8 @@
 #  - a VM running a protected process stays up (idle_skip process);
 #  - a VM whose agent does not answer stays up (idle_skip probe_failed);
 #  - a pinned VM stays up (idle_skip pinned);
+#  - odrsctl show gives each one's reason (traffic, load, process,
+#    probe_failed, pinned) with its detail;
 #  - an access (a lone SYN) shortly before the idle deadline counts, even when
 #    another VM's hibernation comes right after it (it used to swap the
 #    activity capture and lose the frames of its unfinished block): ROUNDS
@@ -84,10 +86,17 @@ odrs_evlog n1 | grep '"event":"hibernate_start"' | grep -q '"reason":"idle"' || 
 odrs_wait_state n1 idle1 hibernated 30 || fail "idle1 not hibernated"
 
 step "the others stay up while the client talks (24 s, several idle timeouts)"
+# odrsctl show says why each stays up: the checks' last reason, with its detail.
+shows() { lab_odrsctl n1 show "$1" | grep -Eq "^stayed_up: $2"; }
+lab_wait $((2 * CHECK + 2)) shows busy1 "traffic: last TCP [0-9]+ s ago, at " ||
+	fail "show busy1 while its client talks: $(lab_odrsctl n1 show busy1 | grep stayed_up)"
 LATE=$((IDLE + 3 * CHECK + PROBE))
 skip_within $LATE load1 load
 skip_within $LATE guard1 process
 skip_within $LATE mute1 probe_failed
+shows load1 "load: [0-9.]+, at " || fail "show load1: $(lab_odrsctl n1 show load1 | grep stayed_up)"
+shows guard1 "process: (cron|httpd), at " || fail "show guard1: $(lab_odrsctl n1 show guard1 | grep stayed_up)"
+shows mute1 "probe_failed: .+, at " || fail "show mute1: $(lab_odrsctl n1 show mute1 | grep stayed_up)"
 wait $talker
 running busy1 load1 guard1 mute1 syn1
 never_hibernated busy1 load1 guard1 mute1 syn1
@@ -95,6 +104,7 @@ never_hibernated busy1 load1 guard1 mute1 syn1
 step "a pinned VM stays up once its client is gone"
 lab_odrsctl n1 pin busy1 > /dev/null || fail "pin"
 skip_within $LATE busy1 pinned
+shows busy1 "pinned, at " || fail "show busy1 pinned: $(lab_odrsctl n1 show busy1 | grep stayed_up)"
 running busy1
 never_hibernated busy1
 

@@ -1,6 +1,6 @@
 #!/bin/bash
 # odrsctl against a fake daemon (socat and a canned responder): exit codes
-# 0/1/2/3, the request lines it sends, and what status, list, hibernate,
+# 0/1/2/3, the request lines it sends, and what status, list, show, hibernate,
 # wake (one VM, several, --all), pin, accept and reload print, through a
 # pipe and on a terminal.
 # Needs no root and no VM. ODRSCTL overrides the binary (default build/odrsctl).
@@ -49,7 +49,7 @@ case $req in
 *'"cmd":"status"'*)
 	echo '{"ok":true,"status":{"node":"n1","accept":"n2","vms":3,"sleeping":1,"uptime":123,"version":"0.1.0","counters":{"frames":10,"malformed":0,"arp_replies":2,"restores":1}}}' ;;
 *'"cmd":"list"'*)
-	echo '{"ok":true,"vms":[{"name":"web1","ip":"198.18.0.10","mac":"52:54:00:12:00:10","state":"hibernated","node":"n1","idle_s":12,"snapshot_bytes":68000000,"last_wake_ms":312,"pinned":false},{"name":"database-server","ip":"198.18.0.11","mac":"52:54:00:12:00:11","state":"running","node":"n1","idle_s":0,"snapshot_bytes":null,"last_wake_ms":null,"pinned":true}]}' ;;
+	echo '{"ok":true,"vms":[{"name":"web1","ip":"198.18.0.10","mac":"52:54:00:12:00:10","state":"hibernated","node":"n1","idle_s":12,"snapshot_bytes":68000000,"last_wake_ms":312,"pinned":false},{"name":"database-server","ip":"198.18.0.11","mac":"52:54:00:12:00:11","state":"running","node":"n1","idle_s":0,"snapshot_bytes":null,"last_wake_ms":null,"pinned":true,"since":"2026-11-23T09:00:00.000Z","error":null,"recheck_in_s":null,"stayed_up":{"reason":"load","detail":"1.5","at":"2026-11-23T09:01:00.000Z"},"refused":{"trigger":"arp","why":"routers","from":"198.18.0.1","at":"2026-11-23T09:02:00.000Z"},"sleep":"hibernate","hibernate_reason":null,"dozing_since":null,"newer":7}]}' ;;
 *'"vm":"missing"'*)
 	echo '{"ok":false,"error":"no such VM: missing"}' ;;
 *'"vm":"dropped"'*)
@@ -76,7 +76,9 @@ case $req in
 	echo '{"ok":true}' ;;
 *'"cmd":"accept"'*)
 	echo '{"ok":true,"accept":"n2","term":7}' ;;
-*'"cmd":"pin"'*|*'"cmd":"unpin"'*|*'"cmd":"reload"'*)
+*'"cmd":"reload"'*)
+	echo '{"ok":true,"vms":3,"added":["web3"],"removed":[],"restart_needed":["node","etcd"]}' ;;
+*'"cmd":"pin"'*|*'"cmd":"unpin"'*)
 	echo '{"ok":true}' ;;
 *)
 	echo '{"ok":false,"error":"unknown command"}' ;;
@@ -147,6 +149,30 @@ database-server 198.18.0.11 52:54:00:12:00:11 running    n1 0  -        -"
 expect_rc "list --json" 0 "${C[@]}" list --json
 check "list --json is the array" bash -c "head -c1 '$DIR/out' | grep -q '\['"
 
+# show: one VM's list entry, why it is as it is first, what does not apply left out.
+expect_rc "show" 0 "${C[@]}" show database-server
+check "show lines" same "$DIR/out" "name: database-server
+state: running
+since: 2026-11-23T09:00:00.000Z
+node: n1
+ip: 198.18.0.11
+mac: 52:54:00:12:00:11
+pinned: true
+idle_s: 0
+stayed_up: load: 1.5, at 2026-11-23T09:01:00.000Z
+refused: arp from 198.18.0.1 by routers, at 2026-11-23T09:02:00.000Z
+sleep: hibernate
+snapshot_bytes: -
+last_wake_ms: -
+newer: 7"
+expect_rc "show, an older daemon's entry" 0 "${C[@]}" show web1
+check "show: unknown as -" grep -qx "stayed_up: -" "$DIR/out"
+expect_rc "show --json" 0 "${C[@]}" show --json database-server
+check "show --json is the object" bash -c "tr -d ' \n' <'$DIR/out' | grep -q '^{\"name\":\"database-server\".*\"why\":\"routers\"'"
+expect_rc "show of an unknown VM" 1 "${C[@]}" show nosuch
+check "show: unknown VM named" same "$DIR/err" "odrsctl: unknown VM: nosuch"
+expect_rc "show without VM" 2 "${C[@]}" show
+
 # hibernate and wake through a pipe: no progress asked, the outcome only.
 : >"$DIR/requests"
 expect_rc "hibernate" 0 "${C[@]}" hibernate web1
@@ -183,6 +209,9 @@ check "wake --all requests" same "$DIR/requests" '{"cmd":"list"}
 expect_rc "pin" 0 "${C[@]}" pin web1
 expect_rc "unpin" 0 "${C[@]}" unpin web1
 expect_rc "reload" 0 "${C[@]}" reload
+check "reload: the daemon's verdict" same "$DIR/out" "reloaded: 3 VMs
+added: web3
+not applied until a restart: node etcd"
 expect_rc "accept" 0 "${C[@]}" accept
 check "accept shows the holder" same "$DIR/out" "accept: n2
 term: 7"

@@ -248,7 +248,8 @@ lab_odrsctl n1 list | grep -Eq '^web2 +198\.18\.0\.11 +52:54:00:12:00:11 +runnin
 step "4: odrsctl reload removes a VM and applies a policy change"
 write_conf "[policy]" "idle_timeout = 0" "[vm web1]" "ip = 198.18.0.10" "wake_on = arp syn"
 expect_rc 0 ctl reload
-[ "$(cat "$OUT.out")" = reloaded ] || fail "reload said: $(cat "$OUT.out")"
+[ "$(cat "$OUT.out")" = "reloaded: 1 VM
+removed: web2" ] || fail "reload said: $(cat "$OUT.out")"
 ctl list | grep -q '^web2 ' && fail "web2 still listed after its removal"
 [ "$(status_val vms)" = 1 ] || fail "vms: $(status_val vms)"
 # wake_on now has arp: the ARP request that woke nothing before wakes web1.

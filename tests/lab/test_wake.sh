@@ -16,6 +16,9 @@
 #  5. while VM A restores, ARP requests for sleeping VM B are answered at once:
 #     within 100 ms, where a loop blocked by the ~1 s restore would take ~1000
 #     (latency itself is measured by bench/datapath.sh, not here).
+#  7. routers: with wake_on = arp, a router's ARP (c2's, as a gateway ARPs for
+#     whatever it routes there) is answered and wakes nothing, and show says
+#     why; the SYN it forwards wakes the VM; another sender's ARP still wakes it.
 # Exit 0 pass, 1 fail, 77 skip (not root).
 [ "$(id -u)" = 0 ] || { echo "needs root"; exit 77; }
 . "$(dirname "$0")/lab.sh"
@@ -127,5 +130,32 @@ max=$(echo "$times" | sort -g | tail -1)
 echo "ARP reply time for web2 during web1's restore: max ${max} ms"
 awk -v m="$max" 'BEGIN { exit !(m < 100) }' || fail "an ARP reply took $max ms: the loop waited for the restore"
 lab_odrsctl n1 list | grep -Eq '^web2 .* hibernated ' || fail "ARP woke web2 (wake_on = syn)"
+
+step "7: routers: the router's ARP is answered and wakes nothing; the SYN it forwards wakes"
+router=$(lab_client_ip c2)
+odrs_conf n1 "[vm web1]" "ip = 198.18.0.10" \
+	"[vm web2]" "ip = 198.18.0.11" "wake_on = arp" "routers = $router" >/dev/null
+out=$(lab_odrsctl n1 reload) || fail "reload: $out"
+odrs_mark n1
+lab_client_exec c2 ip neigh flush all
+lab_client_exec c2 arping -i eth0 -c 3 -w 4 198.18.0.11 > "$LAB_DIR/arping7.out" 2>&1
+grep -qi "52:54:00:12:00:11" "$LAB_DIR/arping7.out" || fail "the router's ARP not answered: $(cat "$LAB_DIR/arping7.out")"
+# The wake is decided as the reply is sent: by now web2 would be waking.
+lab_odrsctl n1 list | grep -Eq '^web2 .* hibernated ' || fail "the router's ARP woke web2"
+odrs_event n1 wake_start web2 && fail "wake_start for web2 after the router's ARP"
+lab_odrsctl n1 show web2 | grep -q "^refused: arp from $router by routers, at " ||
+	fail "show web2: $(lab_odrsctl n1 show web2)"
+body=$(lab_client_exec c2 curl -sS --max-time 20 http://198.18.0.11/) || fail "curl through the router failed"
+[ "$body" = "hello from web2" ] || fail "body: $body"
+odrs_evlog n1 | grep '"event":"wake_start"' | grep '"vm":"web2"' | grep -q '"trigger":"syn"' ||
+	fail "web2 not woken by the SYN: $(odrs_evlog n1 | grep wake_start)"
+
+step "7: another sender's ARP still wakes web2"
+odrs_hibernate n1 web2
+odrs_mark n1
+lab_client_exec c1 arping -i eth0 -c 1 -w 2 198.18.0.11 > /dev/null 2>&1
+odrs_wait_state n1 web2 running 30 || fail "c1's ARP did not wake web2"
+odrs_evlog n1 | grep '"event":"wake_start"' | grep '"vm":"web2"' | grep -q '"trigger":"arp"' ||
+	fail "web2 not woken by c1's ARP: $(odrs_evlog n1 | grep wake_start)"
 
 echo "PASS"

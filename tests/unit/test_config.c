@@ -638,6 +638,21 @@ static void test_vm_overrides(void **state)
 	assert_int_equal(cfg->vms[0].policy.wake_on, 0);
 	assert_int_equal(cfg->policy.nprotect, 1);
 	wk_config_free(cfg);
+
+	/* routers: addresses of both families, in [policy] or a [vm] section. */
+	assert_int_equal(load_text("[policy]\nrouters = 10.0.0.254 fd00::1\n"
+				   "[vm a]\nip = 10.0.0.1\n[vm b]\nip = 10.0.0.2\nrouters = 10.0.0.253\n",
+				   &cfg, &ds),
+			 0);
+	assert_int_equal(cfg->policy.nrouters, 2);
+	assert_int_equal(cfg->vms[0].policy.nrouters, 2);
+	assert_int_equal(cfg->vms[1].policy.nrouters, 1);
+	{
+		struct wk_addr want = wk_addr_v4(ip("10.0.0.253"));
+
+		assert_memory_equal(&cfg->vms[1].policy.routers[0], &want, sizeof(want));
+	}
+	wk_config_free(cfg);
 }
 
 /* sleep: how idle VMs sleep, with the line odrsd names when the host cannot doze. */

@@ -67,6 +67,44 @@ static void test_wake_ports(void **state)
 	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_SYN, &client, 65535));
 }
 
+/*
+ * routers: a router's ARP (for whatever is routed to the VM) is refused as
+ * a wake, a SYN from behind it wakes even with wake_on = arp; anyone else's
+ * ARP still wakes. Each refusal names the key that refuses it.
+ */
+static void test_routers(void **state)
+{
+	struct wk_addr routers[] = { addr("198.18.0.1"), addr("fd00::1") };
+	struct wk_policy p = { .wake_on = WK_WAKE_ARP, .routers = routers, .nrouters = 2 };
+	struct wk_addr gw = addr("198.18.0.1"), gw6 = addr("fd00::1"), host = addr("198.18.0.50"),
+		       far = addr("203.0.113.9"), any4 = addr("0.0.0.0");
+
+	assert_string_equal(wk_policy_refusal(&p, WK_TRIGGER_ARP, &gw, 0), "routers");
+	assert_string_equal(wk_policy_refusal(&p, WK_TRIGGER_ARP, &gw6, 0), "routers");
+	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_ARP, &gw, 0));
+	assert_null(wk_policy_refusal(&p, WK_TRIGGER_ARP, &host, 0));
+	/* The SYN routed through it carries its client's address, and wakes. */
+	assert_null(wk_policy_refusal(&p, WK_TRIGGER_SYN, &far, 22));
+	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_SYN, &far, 22));
+	/* An address probe names no sender: not a router. */
+	assert_null(wk_policy_refusal(&p, WK_TRIGGER_ARP, &any4, 0));
+	/* Without routers, wake_on = arp refuses every SYN. */
+	p.nrouters = 0;
+	assert_string_equal(wk_policy_refusal(&p, WK_TRIGGER_SYN, &far, 22), "wake_on");
+	assert_null(wk_policy_refusal(&p, WK_TRIGGER_ARP, &gw, 0));
+	/* The other keys, by name; ignore_sources before routers. */
+	p.nrouters = 2;
+	p.ignore_sources = routers;
+	p.nignore_sources = 1;
+	assert_string_equal(wk_policy_refusal(&p, WK_TRIGGER_ARP, &gw, 0), "ignore_sources");
+	p.wake_on = WK_WAKE_SYN;
+	assert_string_equal(wk_policy_refusal(&p, WK_TRIGGER_ARP, &host, 0), "wake_on");
+	p.wake_ports = (uint16_t[]){ 443 };
+	p.nwake_ports = 1;
+	assert_string_equal(wk_policy_refusal(&p, WK_TRIGGER_SYN, &far, 22), "wake_ports");
+	assert_null(wk_policy_refusal(&p, WK_TRIGGER_MANUAL, &gw, 0));
+}
+
 static void test_ignore_sources(void **state)
 {
 	struct wk_addr ignored[] = { addr("198.18.0.1"), addr("198.18.0.2"), addr("fd00::1") };
@@ -182,9 +220,13 @@ static void test_rate(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_trigger_names), cmocka_unit_test(test_wake_on),
-		cmocka_unit_test(test_wake_ports),    cmocka_unit_test(test_ignore_sources),
-		cmocka_unit_test(test_idle_judge),    cmocka_unit_test(test_idle_judge_bad_probe),
+		cmocka_unit_test(test_trigger_names),
+		cmocka_unit_test(test_wake_on),
+		cmocka_unit_test(test_wake_ports),
+		cmocka_unit_test(test_ignore_sources),
+		cmocka_unit_test(test_routers),
+		cmocka_unit_test(test_idle_judge),
+		cmocka_unit_test(test_idle_judge_bad_probe),
 		cmocka_unit_test(test_rate),
 	};
 

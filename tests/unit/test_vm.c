@@ -296,16 +296,35 @@ static void test_every_ignored_event(void **state)
 		assert_int_equal(vm_rules[s][VM_EV_CLAIM_LOST].verdict, VM_IGNORE);
 }
 
-/* No state but unknown runs an inspect's result; removal keeps the state it finds. */
+/*
+ * No state but unknown and error (a recheck's) runs an inspect's result, and
+ * both alike; removal keeps the state it finds; only error is rechecked.
+ */
 static void test_table_shape(void **state)
 {
 	for (enum vm_state s = 0; s < VM_STATE_COUNT; s++) {
 		assert_int_equal(vm_rules[s][VM_EV_INSPECT].verdict, VM_MOVE);
 		assert_int_equal(vm_rules[s][VM_EV_REMOVED].verdict, VM_MOVE);
 		assert_int_equal(vm_rules[s][VM_EV_REMOVED].to, s);
-		for (enum vm_event e = VM_EV_FOUND_RUNNING; e <= VM_EV_LIBVIRT_GONE && s != VM_UNKNOWN; e++)
-			assert_int_equal(vm_rules[s][e].verdict, VM_IGNORE);
+		assert_int_equal(vm_rules[s][VM_EV_RECHECK].verdict, s == VM_ERROR ? VM_MOVE : VM_IGNORE);
+		for (enum vm_event e = VM_EV_FOUND_RUNNING; e <= VM_EV_LIBVIRT_GONE; e++)
+			if (s == VM_ERROR)
+				assert_memory_equal(&vm_rules[s][e], &vm_rules[VM_UNKNOWN][e],
+						    sizeof(struct vm_rule));
+			else if (s != VM_UNKNOWN)
+				assert_int_equal(vm_rules[s][e].verdict, VM_IGNORE);
 	}
+	/* Every local way into error is rechecked, but a restore still running (its end decides) and removal. */
+	for (enum vm_state s = 0; s < VM_STATE_COUNT; s++)
+		for (enum vm_event e = 0; e < VM_EV_COUNT; e++) {
+			const struct vm_rule *r = &vm_rules[s][e];
+
+			if (r->verdict != VM_MOVE || r->to != VM_ERROR || (r->effects & VM_FX_FOLLOW) ||
+			    e == VM_EV_WAKE_TIMEOUT || e == VM_EV_REMOVED ||
+			    (s == VM_ERROR && e == VM_EV_RECHECK))
+				continue;
+			assert_true(r->effects & VM_FX_RECHECK);
+		}
 }
 
 /* ---- the inputs, and the races --------------------------------------------------------- */
@@ -755,6 +774,59 @@ static void test_inspect(void **state)
 	assert_int_equal(vm.state, VM_HIBERNATED);
 }
 
+/*
+ * A VM in error is inspected again, with a backoff, and stays in error (its
+ * reason and since when shown) until an inspect finds it otherwise.
+ */
+static void test_error_recheck(void **state)
+{
+	struct virt_job stopped = job_of(VIRT_INSPECT, 0, VIRT_STOPPED),
+			image = job_of(VIRT_INSPECT, 0, VIRT_HIBERNATED);
+	double delays[12];
+
+	reset(false, VM_UNKNOWN);
+	vm.job_busy = true;
+	vm_on_job_done(&d, &vm, &stopped);
+	assert_int_equal(vm.state, VM_ERROR);
+	assert_int_equal(fake.rechecks, 1);
+	assert_true(vm.state_since == 100.);
+	for (unsigned i = 0; i < 12; i++) {
+		fake.nchanges = 0;
+		delays[i] = vm_recheck_delay(&vm);
+		fake.now += delays[i];
+		vm_recheck(&d, &vm);
+		assert_int_equal(vm.state, VM_ERROR);
+		assert_int_equal(fake.submits[VIRT_INSPECT], i + 1);
+		vm_recheck(&d, &vm); /* its inspect runs: nothing more */
+		assert_int_equal(fake.submits[VIRT_INSPECT], i + 1);
+		vm_on_job_done(&d, &vm, &stopped);
+		assert_int_equal(vm.state, VM_ERROR);
+		assert_int_equal(fake.rechecks, i + 2);
+	}
+	assert_true(delays[0] == VM_RECHECK_FIRST_S);
+	assert_true(delays[1] == 2 * VM_RECHECK_FIRST_S);
+	assert_true(delays[11] == VM_RECHECK_MAX_S);
+	/* In error since the first time, not since the last recheck. */
+	assert_true(vm.state_since == 100.);
+	assert_string_equal(vm.error, "domain is shut off and has no snapshot");
+	/* Its image is back: hibernated, and the backoff starts over next time. */
+	vm_recheck(&d, &vm);
+	vm_on_job_done(&d, &vm, &image);
+	assert_int_equal(vm.state, VM_HIBERNATED);
+	assert_true(vm.state_since == fake.now);
+	assert_true(vm_recheck_delay(&vm) == VM_RECHECK_FIRST_S);
+	/* Left error otherwise meanwhile: a late recheck does nothing. */
+	vm_recheck(&d, &vm);
+	assert_int_equal(vm.state, VM_HIBERNATED);
+	assert_int_equal(fake.submits[VIRT_INSPECT], 13);
+	/* A restore that fails for good is rechecked too. */
+	reset(false, VM_WAKING);
+	image = job_of(VIRT_RESTORE, -EIO, VIRT_MISSING);
+	vm_on_job_done(&d, &vm, &image);
+	assert_int_equal(vm.state, VM_ERROR);
+	assert_int_equal(fake.rechecks, 1);
+}
+
 /* A cluster node just started: its registry not read yet, the VM not in it yet. */
 static void restarted_unread(void)
 {
@@ -839,6 +911,7 @@ int main(void)
 		cmocka_unit_test(test_claim_refused_and_lost),
 		cmocka_unit_test(test_removed_during_job),
 		cmocka_unit_test(test_inspect),
+		cmocka_unit_test(test_error_recheck),
 		cmocka_unit_test(test_undefined_domain_follows_registry),
 		cmocka_unit_test(test_doze_syn_resume),
 		cmocka_unit_test(test_doze_fails_running),

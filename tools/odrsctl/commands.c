@@ -1,4 +1,4 @@
-/* The verbs that ask the daemon: status, list, hibernate, doze, wake, pin, unpin, accept, reload. */
+/* The verbs that ask the daemon: status, list, show, hibernate, doze, wake, pin, unpin, accept, reload. */
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -239,6 +239,103 @@ static void print_outcome(json_t *ans, const char *name)
 	json_decref(ans);
 }
 
+/* A nested object of show: "reason (detail), at TIME", or "-". */
+static void print_why(const json_t *o, const char *what, const char *detail, const char *sep)
+{
+	const json_t *d = json_object_get(o, detail);
+
+	if (!json_is_object(o)) {
+		putchar('-');
+		return;
+	}
+	print_scalar(stdout, json_object_get(o, what));
+	if (json_is_string(d) && json_string_length(d)) {
+		fputs(sep, stdout);
+		print_scalar(stdout, d);
+	}
+	fputs(", at ", stdout);
+	print_scalar(stdout, json_object_get(o, "at"));
+}
+
+/* show VM: one VM's row of list, with why it is as it is; keys a newer daemon adds follow. */
+int cmd_show(struct ctl *c, int argc, char **argv)
+{
+	static const char *const first[] = {
+		"name",		"state",
+		"since",	"error",
+		"recheck_in_s", "node",
+		"ip",		"mac",
+		"pinned",	"idle_s",
+		"stayed_up",	"refused",
+		"sleep",	"hibernate_reason",
+		"dozing_since", "snapshot_bytes",
+		"last_wake_ms",
+	};
+	bool json = false;
+	json_t *ans, *vms, *vm = NULL, *v, *r;
+	const char *key;
+	size_t i, k;
+	int at, rc = EXIT_DONE;
+
+	if ((at = parse_args(argc, argv, &json, 1, 1)) < 0)
+		return EXIT_USAGE;
+	if (!(ans = ctl_call(c, json_pack("{s:s}", "cmd", "list"), NULL, NULL, &rc)))
+		return rc;
+	if (!json_is_array(vms = json_object_get(ans, "vms")))
+		return bad_answer(ans, "vms");
+	json_array_foreach(vms, i, v) if (json_is_string(json_object_get(v, "name")) &&
+					  !strcmp(json_string_value(json_object_get(v, "name")), argv[at]))
+		vm = v;
+	if (!vm) {
+		fprintf(stderr, "odrsctl: unknown VM: %s\n", argv[at]);
+		json_decref(ans);
+		return EXIT_FAILED;
+	}
+	if (json) {
+		print_json(vm);
+		json_decref(ans);
+		return EXIT_DONE;
+	}
+	for (k = 0; k < sizeof(first) / sizeof(first[0]); k++) {
+		v = json_object_get(vm, first[k]);
+		/* What does not apply to its state is left out; the rest is "-" when unknown. */
+		if (json_is_null(v) &&
+		    (!strcmp(first[k], "error") || !strcmp(first[k], "recheck_in_s") ||
+		     !strcmp(first[k], "hibernate_reason") || !strcmp(first[k], "dozing_since")))
+			continue;
+		printf("%s: ", first[k]);
+		if (!strcmp(first[k], "stayed_up")) {
+			print_why(v, "reason", "detail", ": ");
+		} else if (!strcmp(first[k], "refused")) {
+			if (json_is_object(v)) {
+				print_scalar(stdout, json_object_get(v, "trigger"));
+				if (json_string_length(r = json_object_get(v, "from"))) {
+					fputs(" from ", stdout);
+					print_scalar(stdout, r);
+				}
+				fputs(" by ", stdout);
+			}
+			print_why(v, "why", "", "");
+		} else {
+			print_scalar(stdout, v);
+		}
+		putchar('\n');
+	}
+	json_object_foreach(vm, key, v)
+	{
+		for (k = 0; k < sizeof(first) / sizeof(first[0]); k++)
+			if (!strcmp(key, first[k]))
+				break;
+		if (k < sizeof(first) / sizeof(first[0]))
+			continue;
+		printf("%s: ", key);
+		print_scalar(stdout, v);
+		putchar('\n');
+	}
+	json_decref(ans);
+	return EXIT_DONE;
+}
+
 /* hibernate VM, doze VM, wake VM: the request, progress on a terminal, the outcome. */
 static int vm_job(struct ctl *c, const char *verb, const char *vm, const char *doing)
 {
@@ -433,16 +530,41 @@ int cmd_accept(struct ctl *c, int argc, char **argv)
 	return EXIT_DONE;
 }
 
+/* "what: a b c" for a non-empty array of names. */
+static void print_names(const char *what, const json_t *names)
+{
+	const json_t *v;
+	size_t i;
+
+	if (!json_array_size(names))
+		return;
+	printf("%s:", what);
+	json_array_foreach(names, i, v)
+	{
+		putchar(' ');
+		print_scalar(stdout, v);
+	}
+	putchar('\n');
+}
+
 int cmd_reload(struct ctl *c, int argc, char **argv)
 {
-	json_t *ans;
+	json_t *ans, *v;
 	int rc = EXIT_DONE;
 
 	if (parse_args(argc, argv, NULL, 0, 0) < 0)
 		return EXIT_USAGE;
 	if (!(ans = ctl_call(c, json_pack("{s:s}", "cmd", "reload"), NULL, NULL, &rc)))
 		return rc;
-	puts("reloaded");
+	/* An older daemon says only ok. */
+	printf("reloaded");
+	if (json_is_integer(v = json_object_get(ans, "vms")))
+		printf(": %" JSON_INTEGER_FORMAT " VM%s", json_integer_value(v),
+		       json_integer_value(v) == 1 ? "" : "s");
+	putchar('\n');
+	print_names("added", json_object_get(ans, "added"));
+	print_names("removed", json_object_get(ans, "removed"));
+	print_names("not applied until a restart", json_object_get(ans, "restart_needed"));
 	json_decref(ans);
 	return EXIT_DONE;
 }

@@ -19,6 +19,8 @@ static const char usage_text[] =
 	"commands:\n"
 	"  status [--json]              the daemon's state and counters\n"
 	"  list [--json]                one row per VM\n"
+	"  show [--json] VM             one VM: its state, since when, its error, why it\n"
+	"                               stayed up, the last wake refused and why\n"
 	"  hibernate VM                 save VM now; returns when hibernated\n"
 	"  doze VM                      pause VM, its memory to swap; returns when dozing\n"
 	"  wake VM... | wake --all      restore now (--all: every VM not running);\n"
@@ -150,7 +152,7 @@ static const struct verb {
 	{ "status", cmd_status }, { "list", cmd_list },	    { "hibernate", cmd_hibernate },
 	{ "wake", cmd_wake },	  { "pin", cmd_pin },	    { "unpin", cmd_unpin },
 	{ "events", cmd_events }, { "accept", cmd_accept }, { "reload", cmd_reload },
-	{ "doze", cmd_doze },	  { "report", cmd_report },
+	{ "doze", cmd_doze },	  { "report", cmd_report }, { "show", cmd_show },
 };
 
 int main(int argc, char **argv)

@@ -62,6 +62,7 @@ json_t *ctl_answer(struct ctl_pending *p, const char *label, progress_fn progres
 /* commands.c: the verbs that talk to the daemon. */
 int cmd_status(struct ctl *c, int argc, char **argv);
 int cmd_list(struct ctl *c, int argc, char **argv);
+int cmd_show(struct ctl *c, int argc, char **argv);
 int cmd_hibernate(struct ctl *c, int argc, char **argv);
 int cmd_doze(struct ctl *c, int argc, char **argv);
 int cmd_wake(struct ctl *c, int argc, char **argv);
