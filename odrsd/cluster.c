@@ -493,20 +493,23 @@ static json_t *vm_value(const struct odrsd *d, const struct vm *vm, const char *
 	return o;
 }
 
-void cluster_publish(struct odrsd *d, struct vm *vm)
+/* vm's registry key; true when the node's score may have changed with it. */
+static bool vm_publish(struct cluster *c, struct vm *vm)
 {
-	struct cluster *c = d->cluster;
 	char key[192], syn[192];
 
-	if (!c || vm->state == VM_UNKNOWN)
-		return;
 	snprintf(key, sizeof(key), VM_PFX "%s", vm->name);
 	snprintf(syn, sizeof(syn), SYN_PFX "%s", vm->name);
 	/* Running: the SYNs passed for its wake are replayed, or too late. */
-	put(c, key, dump(vm_value(d, vm, vm_state_name(vm->state), vm->node)), 0,
+	put(c, key, dump(vm_value(c->d, vm, vm_state_name(vm->state), vm->node)), 0,
 	    vm->state == VM_RUNNING ? syn : NULL, NULL, NULL);
-	if (vm->state == VM_RUNNING || vm->state == VM_HIBERNATED)
-		node_publish(c);
+	return vm->state == VM_RUNNING || vm->state == VM_HIBERNATED;
+}
+
+void cluster_publish(struct odrsd *d, struct vm *vm)
+{
+	if (d->cluster && vm->state != VM_UNKNOWN && vm_publish(d->cluster, vm))
+		node_publish(d->cluster);
 }
 
 static json_t *syns_value(const struct vm *vm)
@@ -694,24 +697,25 @@ static void on_watch_end(void *ctx, int err)
 	ev_timer_start(c->d->loop, &c->resync);
 }
 
-static bool has_key(const struct etcd_kv *kvs, size_t n, const char *key)
-{
-	for (size_t i = 0; i < n; i++)
-		if (!strcmp(kvs[i].key, key))
-			return true;
-	return false;
-}
-
 static void sync_done(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs, size_t n)
 {
 	struct cluster *c = ctx;
 	struct odrsd *d = c->d;
 	struct peer *gone;
+	struct wk_names *keys;
 	size_t ngone;
 	char key[192];
+	bool rescore = false;
 
 	c->syncing = false;
 	note(c, err, "read");
+	if (!err && !(keys = wk_names_new(n)))
+		err = -ENOMEM;
+	for (size_t i = 0; !err && i < n; i++)
+		if (wk_names_add(keys, kvs[i].key, (void *)&kvs[i]) == -ENOMEM) {
+			wk_names_free(keys);
+			err = -ENOMEM;
+		}
 	if (err) {
 		ev_timer_start(d->loop, &c->resync);
 		return;
@@ -723,7 +727,7 @@ static void sync_done(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs
 	c->npeers = 0;
 	for (size_t i = 0; i < d->nvms; i++) {
 		snprintf(key, sizeof(key), VM_PFX "%s", d->vms[i]->name);
-		if (!has_key(kvs, n, key) && d->vms[i]->reg) {
+		if (!wk_names_find(keys, key) && d->vms[i]->reg) {
 			json_decref(d->vms[i]->reg);
 			d->vms[i]->reg = NULL;
 			d->vms[i]->rev = 0;
@@ -736,8 +740,9 @@ static void sync_done(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs
 	for (size_t i = 0; i < d->nvms; i++)
 		if (d->vms[i]->state == VM_UNKNOWN && !d->vms[i]->job_busy)
 			vm_inspect(d, d->vms[i]);
-	if (!has_key(kvs, n, ACCEPT_KEY))
+	if (!wk_names_find(keys, ACCEPT_KEY))
 		accept_apply(c, true, NULL);
+	wk_names_free(keys);
 	for (size_t i = 0; i < ngone; i++)
 		if (!peer_find(c, gone[i].node))
 			node_gone(c, gone[i].node);
@@ -749,10 +754,13 @@ static void sync_done(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs
 	c->watching = true;
 	log_info("cluster: following etcd from revision %lld; %zu nodes, accept role: %s", (long long)rev,
 		 c->npeers, c->holder[0] ? c->holder : "free");
-	/* Our own VMs, as inspected, for whoever missed them. */
+	/* Our own VMs, as inspected, for whoever missed them; the score once for all. */
 	for (size_t i = 0; i < d->nvms; i++)
-		if (vm_is_local(d, d->vms[i]) && !d->vms[i]->job_busy && d->vms[i]->state != VM_ERROR)
-			cluster_publish(d, d->vms[i]);
+		if (vm_is_local(d, d->vms[i]) && !d->vms[i]->job_busy && d->vms[i]->state != VM_ERROR &&
+		    d->vms[i]->state != VM_UNKNOWN)
+			rescore |= vm_publish(c, d->vms[i]);
+	if (rescore)
+		node_publish(c);
 }
 
 static void sync_start(struct cluster *c)

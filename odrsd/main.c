@@ -107,6 +107,19 @@ static int make_dirs(const char *path, bool dir_only)
 	return 0;
 }
 
+/* vms by name, for vm_by_name; NULL when out of memory. */
+static struct wk_names *names_build(struct vm **vms, size_t n)
+{
+	struct wk_names *byname = wk_names_new(n);
+
+	for (size_t i = 0; byname && i < n; i++)
+		if (wk_names_add(byname, vms[i]->name, vms[i]) < 0) {
+			wk_names_free(byname);
+			byname = NULL;
+		}
+	return byname;
+}
+
 static int vms_build(struct odrsd *d)
 {
 	d->vms = calloc(d->cfg->nvms ? d->cfg->nvms : 1, sizeof(*d->vms));
@@ -117,7 +130,7 @@ static int vms_build(struct odrsd *d)
 			return -ENOMEM;
 		d->nvms++;
 	}
-	return 0;
+	return (d->byname = names_build(d->vms, d->nvms)) ? 0 : -ENOMEM;
 }
 
 /* A refused reload tells its caller why: the problems, one a line, as far as they fit. */
@@ -175,11 +188,11 @@ static struct vm *vm_take(struct hsearch_data *h, const char *name)
 /*
  * The table the new configuration describes: the kept VMs (cur[i] for
  * next->vms[i], NULL for a new one) under their new addresses, and the new
- * VMs made into it (added[i]). Nothing running changes; on failure all is
- * undone.
+ * VMs made into it (added[i]); their name index in *byname. Nothing running
+ * changes; on failure all is undone.
  */
 static struct wk_vmtable *table_build(struct odrsd *d, const struct wk_config *next, struct vm **cur,
-				      bool *added, char *err, size_t errlen)
+				      bool *added, struct wk_names **byname, char *err, size_t errlen)
 {
 	struct wk_vmtable *t = wk_vmtable_new(next->nvms), *running = d->table;
 	size_t made = 0;
@@ -218,6 +231,10 @@ static struct wk_vmtable *table_build(struct odrsd *d, const struct wk_config *n
 		added[made] = true;
 	}
 	d->table = running;
+	if (!(*byname = names_build(cur, next->nvms))) {
+		snprintf(err, errlen, "out of memory; the running configuration is kept");
+		goto undo;
+	}
 	return t;
 undo:
 	d->table = running;
@@ -236,7 +253,8 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 {
 	struct wk_config *next;
 	struct wk_vmtable *table;
-	struct hsearch_data byname;
+	struct wk_names *byname;
+	struct hsearch_data running;
 	struct vm **vms;
 	bool *added;
 	struct reload_diag rd = { err, errlen, 0 };
@@ -260,7 +278,7 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 			 "cluster backend and endpoints apply after a restart");
 	vms = calloc(next->nvms ? next->nvms : 1, sizeof(*vms));
 	added = calloc(next->nvms ? next->nvms : 1, sizeof(*added));
-	if (!vms || !added || vms_by_name(d, &byname) < 0) {
+	if (!vms || !added || vms_by_name(d, &running) < 0) {
 		free(vms);
 		free(added);
 		wk_config_free(next);
@@ -268,10 +286,10 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < next->nvms; i++)
-		vms[i] = vm_take(&byname, next->vms[i].name);
-	if (!(table = table_build(d, next, vms, added, err, errlen))) {
+		vms[i] = vm_take(&running, next->vms[i].name);
+	if (!(table = table_build(d, next, vms, added, &byname, err, errlen))) {
 		log_err("reload refused: %s", err);
-		hdestroy_r(&byname);
+		hdestroy_r(&running);
 		free(vms);
 		free(added);
 		wk_config_free(next);
@@ -279,7 +297,7 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 	}
 	/* Committed: from here on nothing fails. */
 	for (size_t i = 0; i < d->nvms; i++) {
-		struct vm *vm = vm_take(&byname, d->vms[i]->name);
+		struct vm *vm = vm_take(&running, d->vms[i]->name);
 
 		if (!vm)
 			continue;
@@ -287,9 +305,11 @@ int odrsd_reload(struct odrsd *d, char *err, size_t errlen)
 		vm->conf = NULL;
 		vm_free(d, vm);
 	}
-	hdestroy_r(&byname);
+	hdestroy_r(&running);
 	wk_vmtable_free(d->table);
 	d->table = table;
+	wk_names_free(d->byname);
+	d->byname = byname;
 	for (size_t i = 0; i < next->nvms; i++) {
 		const struct wk_vmconf *c = &next->vms[i];
 		struct vm *vm = vms[i];

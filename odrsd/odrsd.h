@@ -78,9 +78,9 @@ struct vm {
 	struct waiter *waiters;
 
 	/* Idleness (idle.c). */
-	bool idle_pending;     /* looked idle at the last check: confirm */
-	const char *idle_skip; /* the last idle_skip reason logged */
-	struct virt_job probe; /* asks the guest for its load and processes */
+	bool idle_pending;	/* looked idle at the last check: confirm */
+	const char *idle_skip;	/* the last idle_skip reason logged */
+	struct virt_job *probe; /* asks the guest for its load and processes; while probing */
 	bool probing;
 
 	/* Cluster mode (cluster.c). */
@@ -147,6 +147,7 @@ struct odrsd {
 
 	struct vm **vms;
 	size_t nvms;
+	struct wk_names *byname; /* vms by name (vm_by_name); rebuilt with vms */
 	struct wk_vmtable *table;
 	unsigned nheld_total;
 	struct wk_rate wake_rate; /* automatic wakes on this node (wakes_per_minute) */

@@ -663,8 +663,5 @@ struct vm *vm_new(struct odrsd *d, const struct wk_vmconf *c)
 
 struct vm *vm_by_name(struct odrsd *d, const char *name)
 {
-	for (size_t i = 0; i < d->nvms; i++)
-		if (!strcmp(d->vms[i]->name, name))
-			return d->vms[i];
-	return NULL;
+	return wk_names_find(d->byname, name);
 }
