@@ -46,6 +46,8 @@
 #define ELECTION_STEP	0.3 /* seconds between the ranks that try for a free role */
 #define RESYNC_DELAY	1.0
 #define FENCE_MARGIN	0.5 /* seconds before lease_ttl runs out; at most a tenth of it */
+/* A VM's change republishes the node's score this much later: one sum over all VMs per burst. */
+#define RESCORE_DELAY 0.1
 
 struct peer {
 	char node[64];
@@ -68,6 +70,7 @@ struct cluster {
 	ev_timer resync;   /* after a failure: read it all again, watch again */
 	ev_timer election; /* the role is free: try after our rank's delay */
 	ev_timer term;	   /* we hold the role: hand it on after accept_term */
+	ev_timer rescore;  /* a VM changed how loaded we are: publish the score (RESCORE_DELAY) */
 	struct peer *peers;
 	size_t npeers;
 	char holder[64]; /* of the accept role; "" none */
@@ -506,10 +509,22 @@ static bool vm_publish(struct cluster *c, struct vm *vm)
 	return vm->state == VM_RUNNING || vm->state == VM_HIBERNATED;
 }
 
+/* The score soon, once for every VM that changes meanwhile (start-up's inspects: 100,000). */
+static void rescore_soon(struct cluster *c)
+{
+	if (!ev_is_active(&c->rescore))
+		ev_timer_start(c->d->loop, &c->rescore);
+}
+
+static void on_rescore(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	node_publish(w->data);
+}
+
 void cluster_publish(struct odrsd *d, struct vm *vm)
 {
 	if (d->cluster && vm->state != VM_UNKNOWN && vm_publish(d->cluster, vm))
-		node_publish(d->cluster);
+		rescore_soon(d->cluster);
 }
 
 static json_t *syns_value(const struct vm *vm)
@@ -705,7 +720,7 @@ static void sync_done(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs
 	struct wk_names *keys;
 	size_t ngone;
 	char key[192];
-	bool rescore = false;
+	bool rescore = false; /* a VM published moves the score */
 
 	c->syncing = false;
 	note(c, err, "read");
@@ -760,7 +775,7 @@ static void sync_done(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs
 		    d->vms[i]->state != VM_UNKNOWN)
 			rescore |= vm_publish(c, d->vms[i]);
 	if (rescore)
-		node_publish(c);
+		rescore_soon(c);
 }
 
 static void sync_start(struct cluster *c)
@@ -952,7 +967,8 @@ int cluster_start(struct odrsd *d)
 	ev_timer_init(&c->election, on_election, 0., 0.);
 	ev_timer_init(&c->term, on_term, 0., 0.);
 	ev_timer_init(&c->fence, on_fence, 0., 0.);
-	c->beat.data = c->resync.data = c->election.data = c->term.data = c->fence.data = c;
+	ev_timer_init(&c->rescore, on_rescore, RESCORE_DELAY, 0.);
+	c->beat.data = c->resync.data = c->election.data = c->term.data = c->fence.data = c->rescore.data = c;
 	d->cluster = c;
 	ev_timer_start(d->loop, &c->beat);
 	lease_grant(c);
@@ -974,6 +990,7 @@ void cluster_stop(struct odrsd *d)
 	if (!c)
 		return;
 	ev_timer_stop(d->loop, &c->beat);
+	ev_timer_stop(d->loop, &c->rescore);
 	etcd_watch_cancel(c->etcd);
 	c->watching = false;
 	if (c->lease && etcd_lease_revoke(c->etcd, c->lease, revoke_done, &revoked) == 0)
