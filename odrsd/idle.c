@@ -170,7 +170,7 @@ static void idle_act(struct odrsd *d, struct vm *vm)
 	vm->probe->probe = pol->probe;
 	vm->probe->ip = vm->ip;
 	vm->probe->timeout_ms = (unsigned)d->cfg->probe_timeout_ms;
-	snprintf(vm->probe->name, sizeof(vm->probe->name), "%s", vm->name);
+	vm->probe->name = vm->name;
 	vm->probing = true;
 	virt_submit(d->virt, vm->probe);
 }
