@@ -253,23 +253,11 @@ kv() { sed -n "s/.*\<$1=\([0-9.]*\).*/\1/p" <<<"$2"; } # KEY "k=v ..." -> v
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
-# vm_sections N: N [vm sI] sections, sI at 198.18.16.0 + I, MAC 52:54:01 + I.
-vm_sections() {
-	awk -v n="$1" 'BEGIN {
-		for (i = 1; i <= n; i++) {
-			a = 16 * 256 + i
-			printf "[vm s%d]\nip = 198.%d.%d.%d\nmac = 52:54:01:%02x:%02x:%02x\n", i,
-				18 + int(a / 65536), int(a / 256) % 256, a % 256,
-				int(i / 65536) % 256, int(i / 256) % 256, i % 256
-		}
-	}'
-}
-
 # start_odrsd N: odrsd with N sleeping VMs; times its start (START_* below).
 start_odrsd() {
 	local n=$1 conf sock t0 c0 c1
 	conf=$(odrs_conf n1 "[policy]" "idle_timeout = 0" "probe = none" "wake_on = syn") || fail "conf"
-	vm_sections "$n" >> "$conf"
+	odrs_vm_sections "$n" >> "$conf"
 	sock=$(lab_node_dir n1)/odrs/odrsd.sock
 	t0=$(now)
 	# It waits 10 s for the socket; a large table can take longer to load.
@@ -496,8 +484,7 @@ step "raising lab '$LAB_PREFIX' (1 node, 2 clients), $MAXN snapshot files"
 lab_up 1 2 > /dev/null || fail "lab_up"
 build_arpflood || fail "could not build the ARP generator"
 ip netns exec "$LAB_PREFIX-sw" bridge fdb add "$FAKE_MAC" dev sw-n1 master static || fail "static fdb entry"
-awk -v n="$MAXN" 'BEGIN { for (i = 1; i <= n; i++) print "s" i ".odrs-save" }' |
-	(cd "$LAB_SHARED" && xargs touch) || fail "snapshot files"
+odrs_snapshot_files "$MAXN" || fail "snapshot files"
 SRC_MAC=$(ip -n "$LAB_PREFIX-c1" -br link show eth0 | awk '{ print $3 }')
 SRC_IP=$(lab_client_ip c1)
 echo "vms,series,rate,achieved_pps,sent_pps,odrsd_cpu_pct,system_cpu_pct,flood_cpu_pct,frames_to_userspace,frames_reached,requests,replies,p50_ms,p99_ms,max_ms,arping_p50_ms,arping_p99_ms,round" > "$CSV"

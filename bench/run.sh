@@ -15,6 +15,7 @@
 #               1k-100k sleeping VMs in the table
 #   burst.sh    8/16/32 VMs woken at once vs wake_concurrency and wake_spacing
 #   retrain.sh  retraining the switches for 1,000 sleeping VMs on a role move
+#   scale.sh    start, reload, list and memory with 1k-100k VMs
 # Needs root. Whatever happens, the lab is torn down on exit.
 [ "$(id -u)" = 0 ] || { echo "make bench needs root (sudo make bench)"; exit 1; }
 export LAB_PREFIX=${LAB_PREFIX:-odrsbench}
@@ -29,7 +30,7 @@ trap lab_down EXIT
 	{ echo "no $LAB_ODRSD or $LAB_ODRSCTL: run make all first"; exit 1; }
 
 status=0
-for b in access shrink activity access_size memsaved datapath burst retrain; do
+for b in access shrink activity access_size memsaved datapath burst retrain scale; do
 	echo "=== bench/$b.sh"
 	"$BENCH_DIR/$b.sh" || { echo "=== bench/$b.sh FAILED"; status=1; }
 done

@@ -258,6 +258,7 @@ struct loader {
 	unsigned global_keyline[NGLOBAL][64];
 	struct vm_extra *vmx; /* parallel to cfg->vms */
 	size_t vmcap;
+	struct wk_names *vm_names; /* [vm] names -> their index in cfg->vms, plus 1 */
 	struct wk_config scratch_cfg;
 	struct wk_vmconf scratch_vm;
 };
@@ -896,7 +897,7 @@ static void scratch_vm(struct loader *l)
 
 static void enter_section(struct loader *l, const char *name, unsigned line)
 {
-	size_t i;
+	uintptr_t first;
 	int g;
 
 	l->seen = 0;
@@ -930,15 +931,16 @@ static void enter_section(struct loader *l, const char *name, unsigned line)
 			return;
 		}
 		snprintf(l->label, sizeof(l->label), "[vm %s]", vm);
-		for (i = 0; i < l->cfg->nvms; i++) {
-			if (strcmp(l->cfg->vms[i].name, vm) == 0) {
-				report(l, line, "duplicate section %s (first at line %u)", l->label,
-				       l->cfg->vms[i].line);
-				scratch_vm(l);
-				return;
-			}
+		if ((first = (uintptr_t)wk_names_find(l->vm_names, vm)) != 0) {
+			report(l, line, "duplicate section %s (first at line %u)", l->label,
+			       l->cfg->vms[first - 1].line);
+			scratch_vm(l);
+			return;
 		}
 		add_vm(l, vm, line);
+		if (!l->oom &&
+		    wk_names_add(l->vm_names, l->cfg->vms[l->vm].name, (void *)(uintptr_t)(l->vm + 1)) < 0)
+			l->oom = true;
 		if (l->oom)
 			scratch_vm(l);
 		return;
@@ -1221,6 +1223,8 @@ int wk_config_load(const char *path, wk_diag_fn diag, void *ctx, struct wk_confi
 		return -ENOMEM;
 	}
 	l.cfg->path = dup_str(&l, path);
+	if (!(l.vm_names = wk_names_new(0)))
+		l.oom = true;
 	set_defaults(&l, l.cfg);
 	syntax = ini_parse_stream(read_line, &l, on_pair, &l);
 	if (l.read_errno != 0) {
@@ -1245,6 +1249,7 @@ out:
 	fclose(l.fp);
 	free(l.buf);
 	free(l.vmx);
+	wk_names_free(l.vm_names);
 	config_clear(&l.scratch_cfg);
 	wk_vmconf_clear(&l.scratch_vm);
 	if (rc < 0) {

@@ -46,6 +46,8 @@
 #define ELECTION_STEP	0.3 /* seconds between the ranks that try for a free role */
 #define RESYNC_DELAY	1.0
 #define FENCE_MARGIN	0.5 /* seconds before lease_ttl runs out; at most a tenth of it */
+/* A VM's change republishes the node's score this much later: one sum over all VMs per burst. */
+#define RESCORE_DELAY 0.1
 
 struct peer {
 	char node[64];
@@ -68,6 +70,7 @@ struct cluster {
 	ev_timer resync;   /* after a failure: read it all again, watch again */
 	ev_timer election; /* the role is free: try after our rank's delay */
 	ev_timer term;	   /* we hold the role: hand it on after accept_term */
+	ev_timer rescore;  /* a VM changed how loaded we are: publish the score (RESCORE_DELAY) */
 	struct peer *peers;
 	size_t npeers;
 	char holder[64]; /* of the accept role; "" none */
@@ -493,20 +496,35 @@ static json_t *vm_value(const struct odrsd *d, const struct vm *vm, const char *
 	return o;
 }
 
-void cluster_publish(struct odrsd *d, struct vm *vm)
+/* vm's registry key; true when the node's score may have changed with it. */
+static bool vm_publish(struct cluster *c, struct vm *vm)
 {
-	struct cluster *c = d->cluster;
 	char key[192], syn[192];
 
-	if (!c || vm->state == VM_UNKNOWN)
-		return;
 	snprintf(key, sizeof(key), VM_PFX "%s", vm->name);
 	snprintf(syn, sizeof(syn), SYN_PFX "%s", vm->name);
 	/* Running: the SYNs passed for its wake are replayed, or too late. */
-	put(c, key, dump(vm_value(d, vm, vm_state_name(vm->state), vm->node)), 0,
+	put(c, key, dump(vm_value(c->d, vm, vm_state_name(vm->state), vm->node)), 0,
 	    vm->state == VM_RUNNING ? syn : NULL, NULL, NULL);
-	if (vm->state == VM_RUNNING || vm->state == VM_HIBERNATED)
-		node_publish(c);
+	return vm->state == VM_RUNNING || vm->state == VM_HIBERNATED;
+}
+
+/* The score soon, once for every VM that changes meanwhile (start-up's inspects: 100,000). */
+static void rescore_soon(struct cluster *c)
+{
+	if (!ev_is_active(&c->rescore))
+		ev_timer_start(c->d->loop, &c->rescore);
+}
+
+static void on_rescore(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	node_publish(w->data);
+}
+
+void cluster_publish(struct odrsd *d, struct vm *vm)
+{
+	if (d->cluster && vm->state != VM_UNKNOWN && vm_publish(d->cluster, vm))
+		rescore_soon(d->cluster);
 }
 
 static json_t *syns_value(const struct vm *vm)
@@ -694,24 +712,25 @@ static void on_watch_end(void *ctx, int err)
 	ev_timer_start(c->d->loop, &c->resync);
 }
 
-static bool has_key(const struct etcd_kv *kvs, size_t n, const char *key)
-{
-	for (size_t i = 0; i < n; i++)
-		if (!strcmp(kvs[i].key, key))
-			return true;
-	return false;
-}
-
 static void sync_done(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs, size_t n)
 {
 	struct cluster *c = ctx;
 	struct odrsd *d = c->d;
 	struct peer *gone;
+	struct wk_names *keys;
 	size_t ngone;
 	char key[192];
+	bool rescore = false; /* a VM published moves the score */
 
 	c->syncing = false;
 	note(c, err, "read");
+	if (!err && !(keys = wk_names_new(n)))
+		err = -ENOMEM;
+	for (size_t i = 0; !err && i < n; i++)
+		if (wk_names_add(keys, kvs[i].key, (void *)&kvs[i]) == -ENOMEM) {
+			wk_names_free(keys);
+			err = -ENOMEM;
+		}
 	if (err) {
 		ev_timer_start(d->loop, &c->resync);
 		return;
@@ -723,7 +742,7 @@ static void sync_done(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs
 	c->npeers = 0;
 	for (size_t i = 0; i < d->nvms; i++) {
 		snprintf(key, sizeof(key), VM_PFX "%s", d->vms[i]->name);
-		if (!has_key(kvs, n, key) && d->vms[i]->reg) {
+		if (!wk_names_find(keys, key) && d->vms[i]->reg) {
 			json_decref(d->vms[i]->reg);
 			d->vms[i]->reg = NULL;
 			d->vms[i]->rev = 0;
@@ -736,8 +755,9 @@ static void sync_done(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs
 	for (size_t i = 0; i < d->nvms; i++)
 		if (d->vms[i]->state == VM_UNKNOWN && !d->vms[i]->job_busy)
 			vm_inspect(d, d->vms[i]);
-	if (!has_key(kvs, n, ACCEPT_KEY))
+	if (!wk_names_find(keys, ACCEPT_KEY))
 		accept_apply(c, true, NULL);
+	wk_names_free(keys);
 	for (size_t i = 0; i < ngone; i++)
 		if (!peer_find(c, gone[i].node))
 			node_gone(c, gone[i].node);
@@ -749,10 +769,13 @@ static void sync_done(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs
 	c->watching = true;
 	log_info("cluster: following etcd from revision %lld; %zu nodes, accept role: %s", (long long)rev,
 		 c->npeers, c->holder[0] ? c->holder : "free");
-	/* Our own VMs, as inspected, for whoever missed them. */
+	/* Our own VMs, as inspected, for whoever missed them; the score once for all. */
 	for (size_t i = 0; i < d->nvms; i++)
-		if (vm_is_local(d, d->vms[i]) && !d->vms[i]->job_busy && d->vms[i]->state != VM_ERROR)
-			cluster_publish(d, d->vms[i]);
+		if (vm_is_local(d, d->vms[i]) && !d->vms[i]->job_busy && d->vms[i]->state != VM_ERROR &&
+		    d->vms[i]->state != VM_UNKNOWN)
+			rescore |= vm_publish(c, d->vms[i]);
+	if (rescore)
+		rescore_soon(c);
 }
 
 static void sync_start(struct cluster *c)
@@ -944,7 +967,8 @@ int cluster_start(struct odrsd *d)
 	ev_timer_init(&c->election, on_election, 0., 0.);
 	ev_timer_init(&c->term, on_term, 0., 0.);
 	ev_timer_init(&c->fence, on_fence, 0., 0.);
-	c->beat.data = c->resync.data = c->election.data = c->term.data = c->fence.data = c;
+	ev_timer_init(&c->rescore, on_rescore, RESCORE_DELAY, 0.);
+	c->beat.data = c->resync.data = c->election.data = c->term.data = c->fence.data = c->rescore.data = c;
 	d->cluster = c;
 	ev_timer_start(d->loop, &c->beat);
 	lease_grant(c);
@@ -966,6 +990,7 @@ void cluster_stop(struct odrsd *d)
 	if (!c)
 		return;
 	ev_timer_stop(d->loop, &c->beat);
+	ev_timer_stop(d->loop, &c->rescore);
 	etcd_watch_cancel(c->etcd);
 	c->watching = false;
 	if (c->lease && etcd_lease_revoke(c->etcd, c->lease, revoke_done, &revoked) == 0)

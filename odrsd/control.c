@@ -22,6 +22,8 @@
 #define OUT_MAX (64u << 20)
 /* Above this much unsent, the next request waits (a client that pipelines but never reads). */
 #define OUT_PAUSE (1u << 20)
+/* A list answer is made as it drains: this much unsent at most, so a loop turn stays short. */
+#define LIST_CHUNK (64u << 10)
 
 struct conn;
 
@@ -55,6 +57,8 @@ struct conn {
 	bool refusing;	   /* a line too long: its answer goes out, nothing more is read */
 	bool dead;	   /* hung up or dropped: closed at the next event */
 	struct ucred peer; /* who connected: the events of what it asks name it */
+	bool listing;	   /* a list answer is being made: d->vms[list_next] is its next row */
+	size_t list_next;
 	struct waiter w;
 };
 
@@ -94,51 +98,55 @@ static void conn_flush(struct conn *c)
 	conn_kick(c);
 }
 
-static void reply(struct conn *c, json_t *o)
+/* Queue n bytes of s, then end the line if eol; false when the client is (now) dropped. */
+static bool out_append(struct conn *c, const char *s, size_t n, bool eol)
 {
-	char *s = json_dumps(o, JSON_COMPACT);
-	size_t n;
+	size_t need = n + eol;
 
-	json_decref(o);
-	if (!s || c->dead) {
-		free(s);
-		return;
-	}
-	n = strlen(s);
-	if (c->len - c->off + n + 1 > OUT_MAX) {
+	if (c->dead)
+		return false;
+	if (c->len - c->off + need > OUT_MAX) {
 		log_warn("control: dropping a client that does not read its answers (%zu bytes unsent)",
 			 c->len - c->off);
 		c->dead = true;
 		conn_kick(c);
-		free(s);
-		return;
+		return false;
 	}
-	if (c->len + n + 1 > c->cap && c->off) {
+	if (c->len + need > c->cap && c->off) {
 		memmove(c->out, c->out + c->off, c->len - c->off);
 		c->len -= c->off;
 		c->off = 0;
 	}
-	if (c->len + n + 1 > c->cap) {
+	if (c->len + need > c->cap) {
 		size_t cap = c->cap ? c->cap : 4096;
 		char *out;
 
-		while (cap < c->len + n + 1)
+		while (cap < c->len + need)
 			cap *= 2;
 		if (!(out = realloc(c->out, cap))) {
 			log_warn("control: out of memory for an answer; client dropped");
 			c->dead = true;
 			conn_kick(c);
-			free(s);
-			return;
+			return false;
 		}
 		c->out = out;
 		c->cap = cap;
 	}
 	memcpy(c->out + c->len, s, n);
-	c->out[c->len + n] = '\n';
-	c->len += n + 1;
+	if (eol)
+		c->out[c->len + n] = '\n';
+	c->len += need;
+	return true;
+}
+
+static void reply(struct conn *c, json_t *o)
+{
+	char *s = json_dumps(o, JSON_COMPACT);
+
+	json_decref(o);
+	if (s && out_append(c, s, strlen(s), true))
+		conn_flush(c);
 	free(s);
-	conn_flush(c);
 }
 
 static void reply_error(struct conn *c, const char *fmt, const char *arg)
@@ -275,13 +283,56 @@ static void cmd_status(struct conn *c, const struct wk_ctl_request *req)
 	reply(c, o);
 }
 
+/*
+ * The next rows of a list answer, up to LIST_CHUNK unsent; the rest once
+ * that has drained (conn_flush kicks conn_process). The answer is still one
+ * line, {"ok":true,"vms":[..]}, but 100,000 rows are never all in memory and
+ * no loop turn makes more than a chunk. Rows are taken by position in
+ * d->vms: across a reload in the middle a VM may be missed or come twice.
+ */
+static void list_fill(struct conn *c)
+{
+	struct odrsd *d = c->d;
+
+	while (c->listing && c->len - c->off < LIST_CHUNK) {
+		json_t *o;
+		char *row;
+		bool ok;
+
+		if (c->list_next >= d->nvms) {
+			c->listing = false;
+			if (!out_append(c, "]}", 2, true))
+				return;
+			break;
+		}
+		o = vm_json(d, d->vms[c->list_next]);
+		row = json_dumps(o, JSON_COMPACT);
+		json_decref(o);
+		if (!row) {
+			log_warn("control: out of memory for a list answer; client dropped");
+			c->dead = true;
+			conn_kick(c);
+			return;
+		}
+		ok = (c->list_next == 0 || out_append(c, ",", 1, false)) &&
+		     out_append(c, row, strlen(row), false);
+		free(row);
+		if (!ok)
+			return;
+		c->list_next++;
+	}
+	conn_flush(c);
+}
+
 static void cmd_list(struct conn *c, const struct wk_ctl_request *req)
 {
-	json_t *a = json_array();
+	static const char head[] = "{\"ok\":true,\"vms\":[";
 
-	for (size_t i = 0; i < c->d->nvms; i++)
-		json_array_append_new(a, vm_json(c->d, c->d->vms[i]));
-	reply(c, json_pack("{s:b, s:o}", "ok", 1, "vms", a));
+	if (!out_append(c, head, sizeof(head) - 1, false))
+		return;
+	c->listing = true;
+	c->list_next = 0;
+	list_fill(c);
 }
 
 /* Who asked, as the events name a control client: {"by":"control","uid","pid"}. */
@@ -442,7 +493,9 @@ static void conn_process(struct conn *c)
 {
 	char *nl;
 
-	while (!c->dead && !c->refusing && !c->w.waiting && c->len - c->off <= OUT_PAUSE &&
+	if (c->listing && !c->dead)
+		list_fill(c);
+	while (!c->dead && !c->refusing && !c->listing && !c->w.waiting && c->len - c->off <= OUT_PAUSE &&
 	       (nl = memchr(c->buf, '\n', c->used))) {
 		*nl = 0;
 		handle_line(c, c->buf);
@@ -480,7 +533,7 @@ static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)
 	 */
 	if (c->refusing && c->off == c->len)
 		shutdown(c->fd, SHUT_WR);
-	if (c->dead || (c->eof && !c->w.waiting && c->off == c->len)) {
+	if (c->dead || (c->eof && !c->w.waiting && !c->listing && c->off == c->len)) {
 		conn_close(c);
 		return;
 	}

@@ -130,7 +130,7 @@ static void hibernate_dozing(struct odrsd *d, struct vm *vm)
 
 void idle_probe_done(struct odrsd *d, struct vm *vm)
 {
-	struct virt_job *job = &vm->probe;
+	struct virt_job *job = vm->probe;
 	enum wk_idle_verdict v;
 	const char *process;
 	double load;
@@ -154,7 +154,8 @@ void idle_probe_done(struct odrsd *d, struct vm *vm)
 				  json_pack("{s:s}", "error", "unreadable probe output"));
 	}
 	free(job->output);
-	job->output = NULL;
+	free(job);
+	vm->probe = NULL;
 	idle_confirm_done(d);
 }
 
@@ -185,15 +186,19 @@ static void idle_act(struct odrsd *d, struct vm *vm)
 		idle_hibernate(d, vm);
 		return;
 	}
-	memset(&vm->probe, 0, sizeof(vm->probe));
-	vm->probe.op = VIRT_PROBE;
-	vm->probe.owner = vm;
-	vm->probe.probe = pol->probe;
-	vm->probe.ip = vm->ip;
-	vm->probe.timeout_ms = (unsigned)d->cfg->probe_timeout_ms;
-	snprintf(vm->probe.name, sizeof(vm->probe.name), "%s", vm->name);
+	/* Made for each probe: a sleeping VM (most of them) carries none. */
+	if (!(vm->probe = calloc(1, sizeof(*vm->probe)))) {
+		idle_skip(d, vm, "probe_failed", json_pack("{s:s}", "error", strerror(ENOMEM)));
+		return;
+	}
+	vm->probe->op = VIRT_PROBE;
+	vm->probe->owner = vm;
+	vm->probe->probe = pol->probe;
+	vm->probe->ip = vm->ip;
+	vm->probe->timeout_ms = (unsigned)d->cfg->probe_timeout_ms;
+	vm->probe->name = vm->name;
 	vm->probing = true;
-	virt_submit(d->virt, &vm->probe);
+	virt_submit(d->virt, vm->probe);
 }
 
 /*

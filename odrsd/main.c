@@ -110,6 +110,19 @@ static int make_dirs(const char *path, bool dir_only)
 	return 0;
 }
 
+/* vms by name, for vm_by_name; NULL when out of memory. */
+static struct wk_names *names_build(struct vm **vms, size_t n)
+{
+	struct wk_names *byname = wk_names_new(n);
+
+	for (size_t i = 0; byname && i < n; i++)
+		if (wk_names_add(byname, vms[i]->name, vms[i]) < 0) {
+			wk_names_free(byname);
+			byname = NULL;
+		}
+	return byname;
+}
+
 static int vms_build(struct odrsd *d)
 {
 	d->vms = calloc(d->cfg->nvms ? d->cfg->nvms : 1, sizeof(*d->vms));
@@ -120,7 +133,7 @@ static int vms_build(struct odrsd *d)
 			return -ENOMEM;
 		d->nvms++;
 	}
-	return 0;
+	return (d->byname = names_build(d->vms, d->nvms)) ? 0 : -ENOMEM;
 }
 
 /* A refused reload tells its caller why: the problems, one a line, as far as they fit. */
@@ -195,10 +208,11 @@ static const struct wk_vmconf *set_conf(const struct vm_set *s, size_t i)
 /*
  * The table the set describes: the kept VMs (cur[i] for set_conf(i), NULL
  * for a new one) under their new addresses, and the new VMs made into it
- * (added[i]). Nothing running changes; on failure all is undone.
+ * (added[i]); their name index in *byname. Nothing running changes; on
+ * failure all is undone.
  */
 static struct wk_vmtable *table_build(struct odrsd *d, const struct vm_set *set, struct vm **cur, bool *added,
-				      char *err, size_t errlen)
+				      struct wk_names **byname, char *err, size_t errlen)
 {
 	size_t n = set_size(set), made = 0;
 	struct wk_vmtable *t = wk_vmtable_new(n), *running = d->table;
@@ -237,6 +251,10 @@ static struct wk_vmtable *table_build(struct odrsd *d, const struct vm_set *set,
 		added[made] = true;
 	}
 	d->table = running;
+	if (!(*byname = names_build(cur, n))) {
+		snprintf(err, errlen, "out of memory; the running configuration is kept");
+		goto undo;
+	}
 	return t;
 undo:
 	d->table = running;
@@ -318,29 +336,30 @@ int odrsd_vms_apply(struct odrsd *d, const struct wk_config *cfg, const struct w
 	struct vm_set set = { cfg, found, nfound };
 	size_t n = set_size(&set);
 	struct wk_vmtable *table;
-	struct hsearch_data byname;
+	struct wk_names *byname;
+	struct hsearch_data running;
 	struct vm **vms;
 	bool *added;
 
 	vms = calloc(n ? n : 1, sizeof(*vms));
 	added = calloc(n ? n : 1, sizeof(*added));
-	if (!vms || !added || vms_by_name(d, &byname) < 0) {
+	if (!vms || !added || vms_by_name(d, &running) < 0) {
 		free(vms);
 		free(added);
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++)
-		vms[i] = vm_take(&byname, set_conf(&set, i)->name);
-	if (!(table = table_build(d, &set, vms, added, err, errlen))) {
-		hdestroy_r(&byname);
+		vms[i] = vm_take(&running, set_conf(&set, i)->name);
+	if (!(table = table_build(d, &set, vms, added, &byname, err, errlen))) {
+		hdestroy_r(&running);
 		free(vms);
 		free(added);
 		return -EEXIST;
 	}
 	/* Committed: from here on nothing fails. */
 	for (size_t i = 0; i < d->nvms; i++) {
-		struct vm *vm = vm_take(&byname, d->vms[i]->name);
+		struct vm *vm = vm_take(&running, d->vms[i]->name);
 
 		if (!vm)
 			continue;
@@ -350,9 +369,11 @@ int odrsd_vms_apply(struct odrsd *d, const struct wk_config *cfg, const struct w
 		vm->conf = NULL;
 		vm_free(d, vm);
 	}
-	hdestroy_r(&byname);
+	hdestroy_r(&running);
 	wk_vmtable_free(d->table);
 	d->table = table;
+	wk_names_free(d->byname);
+	d->byname = byname;
 	for (size_t i = 0; i < n; i++) {
 		const struct wk_vmconf *c = set_conf(&set, i);
 		struct vm *vm = vms[i];

@@ -92,7 +92,7 @@ struct vm {
 	const char *stayed_up; /* why the last check kept it up (a literal); NULL: none yet */
 	char stayed_up_detail[256];
 	ev_tstamp stayed_up_at;
-	struct virt_job probe; /* asks the guest for its load and processes */
+	struct virt_job *probe; /* asks the guest for its load and processes; while probing */
 	bool probing;
 
 	/* Cluster mode (cluster.c). */
@@ -159,6 +159,7 @@ struct odrsd {
 
 	struct vm **vms;
 	size_t nvms;
+	struct wk_names *byname; /* vms by name (vm_by_name); rebuilt with vms */
 	struct wk_vmtable *table;
 	unsigned nheld_total;
 	struct wk_rate wake_rate; /* automatic wakes on this node (wakes_per_minute) */

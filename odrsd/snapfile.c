@@ -345,7 +345,9 @@ int snapfile_recover(const struct snapfile *sf, bool running, struct snapfile_st
 	    (r = settle_legacy(sf, sf->legacy_image, running, st)) < 0)
 		return r;
 	st->image = file_size(sf->image, &st->bytes) == 0;
-	scan_peers(sf, st);
+	/* Only a VM without an image needs to know: a scan reads the whole (shared) directory. */
+	if (!st->image)
+		scan_peers(sf, st);
 	return 0;
 }
 

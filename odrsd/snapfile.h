@@ -71,8 +71,9 @@ int snapfile_finish(const struct snapfile *sf);
 
 /* What snapshot_dir holds for one domain after snapfile_recover(). */
 struct snapfile_state {
-	bool image;	     /* a restorable image */
-	uint64_t bytes;	     /* its size */
+	bool image;	/* a restorable image */
+	uint64_t bytes; /* its size */
+	/* Without an image only (found by reading the whole directory): */
 	char claimed_by[64]; /* a node (not this one) holding a claim, or "" */
 	char saving_on[64];  /* a node (not this one) writing a part file, or "" */
 	char left[PATH_MAX]; /* a legacy file left alone (not provably this domain's), or "" */

@@ -41,8 +41,8 @@ enum virt_state {
 
 struct virt_job {
 	enum virt_op op;
-	char name[128]; /* the libvirt domain */
-	void *owner;	/* the caller's object */
+	const char *name; /* the libvirt domain: the caller's string, kept until done() */
+	void *owner;	  /* the caller's object */
 	/* Inputs of VIRT_PROBE, and of VIRT_SAVE's shrink step. */
 	enum wk_probe probe;   /* agent or ssh */
 	enum wk_shrink shrink; /* what a save asks of the guest first */

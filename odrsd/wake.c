@@ -313,7 +313,7 @@ static void job_submit(struct odrsd *d, struct vm *vm, enum virt_op op)
 	if (vm->conf)
 		vm->job.shrink = vm->conf->policy.shrink;
 	vm->job.timeout_ms = (unsigned)d->cfg->probe_timeout_ms;
-	snprintf(vm->job.name, sizeof(vm->job.name), "%s", vm->name);
+	vm->job.name = vm->name;
 	vm->job_started = ev_time();
 	virt_submit(d->virt, &vm->job);
 }
@@ -686,8 +686,5 @@ struct vm *vm_new(struct odrsd *d, const struct wk_vmconf *c)
 
 struct vm *vm_by_name(struct odrsd *d, const char *name)
 {
-	for (size_t i = 0; i < d->nvms; i++)
-		if (!strcmp(d->vms[i]->name, name))
-			return d->vms[i];
-	return NULL;
+	return wk_names_find(d->byname, name);
 }

@@ -28,4 +28,19 @@ int wk_vmtable_add_ip6(struct wk_vmtable *t, const uint8_t ip6[16], void *vm);
 int wk_vmtable_del_ip6(struct wk_vmtable *t, const uint8_t ip6[16]);
 void *wk_vmtable_by_ip6(const struct wk_vmtable *t, const uint8_t ip6[16]);
 
+/*
+ * A name index: from a string (a VM's name, an etcd key) to the caller's
+ * object, O(1), for any number of names. It keeps the name pointers it is
+ * given (each must outlive the index) and owns none of them. Names are only
+ * added: a changed set of names is a new index.
+ */
+struct wk_names;
+
+struct wk_names *wk_names_new(size_t hint);
+void wk_names_free(struct wk_names *n);
+/* -EEXIST when name is indexed already (nothing changes), -ENOMEM. */
+int wk_names_add(struct wk_names *n, const char *name, void *obj);
+/* The object indexed under name, or NULL (also for a NULL index). */
+void *wk_names_find(const struct wk_names *n, const char *name);
+
 #endif

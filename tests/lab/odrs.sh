@@ -156,3 +156,24 @@ odrs_metric_grew_by_one() { # BEFORE AFTER SERIES
 	a=$(odrs_metric "$1" "$3") && b=$(odrs_metric "$2" "$3") || fail "no $3 in $1 or $2"
 	[ "$((b - a))" = 1 ] || fail "$3 went from $a to $b, want one more"
 }
+
+# odrs_vm_sections N: N [vm sI] sections for VMs without domains, sI at
+# 198.18.16.0 + I (into 198.19.x past the lab's /16, from about I = 61,000 on),
+# MAC 52:54:01 + I. With an image sI.odrs-save each (odrs_snapshot_files N),
+# odrsd sees every one hibernated.
+odrs_vm_sections() {
+	awk -v n="$1" 'BEGIN {
+		for (i = 1; i <= n; i++) {
+			a = 16 * 256 + i
+			printf "[vm s%d]\nip = 198.%d.%d.%d\nmac = 52:54:01:%02x:%02x:%02x\n", i,
+				18 + int(a / 65536), int(a / 256) % 256, a % 256,
+				int(i / 65536) % 256, int(i / 256) % 256, i % 256
+		}
+	}'
+}
+
+# odrs_snapshot_files N: an empty image sI.odrs-save in snapshot_dir for each of s1..sN.
+odrs_snapshot_files() {
+	awk -v n="$1" 'BEGIN { for (i = 1; i <= n; i++) print "s" i ".odrs-save" }' |
+		(cd "$LAB_SHARED" && xargs touch)
+}

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <cmocka.h>
@@ -814,6 +815,55 @@ static void test_many_vms(void **state)
 	free(text);
 }
 
+/* CPU seconds this process has used. */
+static double cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * 100,000 [vm] sections load in linear time: a name compared with every
+ * earlier one (5e9 comparisons) takes minutes here, the hashed check well
+ * under the bound. Duplicates, of the first, of the last and of names one
+ * character apart from others, still name the line of the first.
+ */
+static void test_100k_vm_names(void **state)
+{
+	size_t n = 100000, i, len = 0, cap = n * 72 + 512;
+	char *text = malloc(cap);
+	struct wk_config *cfg;
+	struct diags ds;
+	double t0;
+
+	assert_non_null(text);
+	for (i = 0; i < n; i++)
+		len += (size_t)snprintf(text + len, cap - len, "[vm v%zu]\nip = 10.%zu.%zu.%zu\n", i, i >> 16,
+					(i >> 8) & 255, i & 255);
+	t0 = cpu_s();
+	assert_int_equal(load_text(text, &cfg, &ds), 0);
+	assert_true(cpu_s() - t0 < 10.);
+	assert_int_equal(cfg->nvms, n);
+	assert_string_equal(cfg->vms[n - 1].name, "v99999");
+	wk_config_free(cfg);
+
+	len += (size_t)snprintf(text + len, cap - len,
+				"[vm v0]\nip = 10.200.0.1\n[vm v99999]\nip = 10.200.0.2\n"
+				"[vm v1000]\nip = 10.200.0.3\n[vm v10000x]\nip = 10.200.0.4\n");
+	t0 = cpu_s();
+	assert_int_equal(load_text(text, &cfg, &ds), -EINVAL);
+	assert_true(cpu_s() - t0 < 10.);
+	assert_null(cfg);
+	assert_int_equal(ds.n, 3);
+	assert_true(has_diag(&ds, 2 * (unsigned)n + 1, "duplicate section [vm v0] (first at line 1)"));
+	assert_true(
+		has_diag(&ds, 2 * (unsigned)n + 3, "duplicate section [vm v99999] (first at line 199999)"));
+	assert_true(has_diag(&ds, 2 * (unsigned)n + 5, "duplicate section [vm v1000] (first at line 2001)"));
+	free(text);
+}
+
 static void test_parse_duration(void **state)
 {
 	static const struct {
@@ -993,9 +1043,9 @@ int main(void)
 		cmocka_unit_test(test_vm_overrides),	cmocka_unit_test(test_comments_and_layout),
 		cmocka_unit_test(test_sleep),		cmocka_unit_test(test_long_lines),
 		cmocka_unit_test(test_example_configs), cmocka_unit_test(test_unreadable),
-		cmocka_unit_test(test_many_vms),	cmocka_unit_test(test_parse_duration),
-		cmocka_unit_test(test_parse_size),	cmocka_unit_test(test_parse_addresses),
-		cmocka_unit_test(test_parse_hostport),
+		cmocka_unit_test(test_many_vms),	cmocka_unit_test(test_100k_vm_names),
+		cmocka_unit_test(test_parse_duration),	cmocka_unit_test(test_parse_size),
+		cmocka_unit_test(test_parse_addresses), cmocka_unit_test(test_parse_hostport),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -306,6 +307,39 @@ static void test_other_vms_entries_stay(void **state)
 	wk_vmtable_free(t);
 }
 
+/* The name index: add, find, refuse a name twice, 100,000 names through growth. */
+static void test_names(void **state)
+{
+	static char names[100000][12];
+	struct wk_names *n = wk_names_new(0);
+	int objs[3];
+
+	assert_non_null(n);
+	assert_null(wk_names_find(n, "web1"));
+	assert_null(wk_names_find(NULL, "web1"));
+	assert_int_equal(wk_names_add(n, "web1", &objs[0]), 0);
+	assert_int_equal(wk_names_add(n, "web10", &objs[1]), 0);
+	assert_int_equal(wk_names_add(n, "web1", &objs[2]), -EEXIST);
+	assert_ptr_equal(wk_names_find(n, "web1"), &objs[0]);
+	assert_ptr_equal(wk_names_find(n, "web10"), &objs[1]);
+	assert_null(wk_names_find(n, "web"));
+	assert_null(wk_names_find(n, ""));
+	for (unsigned i = 0; i < 100000; i++) {
+		snprintf(names[i], sizeof(names[i]), "s%u", i);
+		assert_int_equal(wk_names_add(n, names[i], names[i]), 0);
+	}
+	for (unsigned i = 0; i < 100000; i++) {
+		char key[12];
+
+		snprintf(key, sizeof(key), "s%u", i);
+		assert_ptr_equal(wk_names_find(n, key), names[i]);
+	}
+	assert_null(wk_names_find(n, "s100000"));
+	assert_ptr_equal(wk_names_find(n, "web1"), &objs[0]);
+	wk_names_free(n);
+	wk_names_free(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -314,6 +348,7 @@ int main(void)
 		cmocka_unit_test(test_random_against_model),
 		cmocka_unit_test(test_reload_rebuild),
 		cmocka_unit_test(test_other_vms_entries_stay),
+		cmocka_unit_test(test_names),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -108,7 +108,7 @@ int main(int argc, char **argv)
 	ev_timer tick;
 	int r;
 
-	if (argc != 6 || strlen(argv[5]) >= sizeof(d.job.name)) {
+	if (argc != 6) {
 		fprintf(stderr, "usage: virt_drive URI SNAPDIR NODE"
 				" save|restore|inspect|save-close DOMAIN\n");
 		return 2;
@@ -131,7 +131,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "virt_drive: unknown operation %s\n", op);
 		return 2;
 	}
-	strcpy(d.job.name, argv[5]);
+	d.job.name = argv[5];
 	d.loop_thread = pthread_self();
 
 	r = virt_open(&d.virt, EV_DEFAULT, argv[1], argv[2], argv[3], 1, 1, on_done, &d);
