@@ -14,6 +14,10 @@ const char *wk_trigger_name(enum wk_trigger t)
 		return "syn";
 	case WK_TRIGGER_MANUAL:
 		return "manual";
+	case WK_TRIGGER_ESTABLISHED:
+		return "established";
+	case WK_TRIGGER_UDP:
+		return "udp";
 	}
 	return "unknown";
 }
@@ -24,6 +28,10 @@ enum wk_trigger wk_trigger_from_name(const char *name)
 		return WK_TRIGGER_ARP;
 	if (name != NULL && strcmp(name, "syn") == 0)
 		return WK_TRIGGER_SYN;
+	if (name != NULL && strcmp(name, "established") == 0)
+		return WK_TRIGGER_ESTABLISHED;
+	if (name != NULL && strcmp(name, "udp") == 0)
+		return WK_TRIGGER_UDP;
 	return WK_TRIGGER_MANUAL;
 }
 
@@ -66,16 +74,17 @@ bool wk_policy_ignores(const struct wk_policy *p, const struct wk_addr *src)
 	return false;
 }
 
-static bool port_allowed(const struct wk_policy *p, uint16_t port)
+static bool port_listed(const uint16_t *ports, size_t n, uint16_t port)
 {
-	size_t i;
-
-	if (p->nwake_ports == 0)
-		return true;
-	for (i = 0; i < p->nwake_ports; i++)
-		if (p->wake_ports[i] == port)
+	for (size_t i = 0; i < n; i++)
+		if (ports[i] == port)
 			return true;
 	return false;
+}
+
+static bool port_allowed(const struct wk_policy *p, uint16_t port)
+{
+	return p->nwake_ports == 0 || port_listed(p->wake_ports, p->nwake_ports, port);
 }
 
 bool wk_policy_may_wake(const struct wk_policy *p, enum wk_trigger t, const struct wk_addr *src,
@@ -89,6 +98,10 @@ bool wk_policy_may_wake(const struct wk_policy *p, enum wk_trigger t, const stru
 		return (p->wake_on & WK_WAKE_ARP) && !wk_policy_ignores(p, src);
 	case WK_TRIGGER_SYN:
 		return (p->wake_on & WK_WAKE_SYN) && port_allowed(p, port) && !wk_policy_ignores(p, src);
+	case WK_TRIGGER_ESTABLISHED:
+		return (p->wake_on & WK_WAKE_ESTABLISHED) && !wk_policy_ignores(p, src);
+	case WK_TRIGGER_UDP:
+		return port_listed(p->wake_udp_ports, p->nwake_udp_ports, port) && !wk_policy_ignores(p, src);
 	}
 	return false;
 }
