@@ -6,10 +6,14 @@
  * TCP segment of a managed VM, at no cost beyond a hash lookup per segment.
  * The guest agent could list the guest's sockets, but it is not installed in
  * every guest, and what wakes a VM must not take the guest's word for it.
- * The table is kept only while the VM runs on this node: from the moment it
- * goes to sleep, it is the record of the flows it had open (a stranger's
- * segments to a sleeping VM add nothing), and once it runs again it goes on
- * from there (the guest kept those connections in its image or its memory).
+ * The table is kept while the VM runs on this node: from the moment it goes
+ * to sleep, it is the record of the flows it had open, and once it runs
+ * again it goes on from there (the guest kept those connections in its
+ * image or its memory). Its own segments count until the guest stops, as
+ * the activity capture hands them over up to ACTIVITY_DELAY_MS late: an
+ * answer sent just before `odrsctl hibernate` comes in while it hibernates.
+ * A peer's segments to it count only while it runs: a stranger's ACK to a
+ * sleeping VM neither adds nor refreshes nor, as a RST, forgets anything.
  */
 #include <sys/random.h>
 #include <time.h>
@@ -30,11 +34,18 @@ static uint32_t flow_seed(void)
 	return seed;
 }
 
+/* Whether vm's guest may still send: it runs, or is being saved or dozed off. */
+static bool guest_sends(const struct vm *vm)
+{
+	return vm->state == VM_RUNNING || vm->state == VM_HIBERNATING || vm->state == VM_DOZING_OFF;
+}
+
 static void note_end(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, bool vm_is_src)
 {
 	struct wk_flowkey k;
 
-	if (!vm || vm->state != VM_RUNNING || !vm_is_local(d, vm) || wk_flowkey_of(p, vm_is_src, &k) < 0)
+	if (!vm || !vm_is_local(d, vm) || !(vm_is_src ? guest_sends(vm) : vm->state == VM_RUNNING) ||
+	    wk_flowkey_of(p, vm_is_src, &k) < 0)
 		return;
 	/* Only a segment the VM sent can record a flow: no table before one. */
 	if (!vm->flows && (!vm_is_src || (p->tcp.flags & (WK_TCP_SYN | WK_TCP_RST | WK_TCP_FIN)) ||
