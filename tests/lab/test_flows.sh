@@ -9,6 +9,8 @@
 #     have woken; it is hibernated again, the connection still quiet;
 #  3. the client sends another line on the same connection: it comes back
 #     within 15 s, the wake's trigger is established (flow_held logged);
+#     then web1 is dozed (its own zram swap device is hot-added when the host
+#     has no swap; skipped without zram) and the next line resumes it;
 #  4. idle_connections = keep: web1 with that quiet connection stays up past
 #     idle_timeout (idle_skip connections); once the client closes it, web1
 #     hibernates on its own;
@@ -22,7 +24,21 @@
 set -u
 
 IP=198.18.0.10 MAC=52:54:00:12:00:10 IDLE=4
-trap 'exec 3>&- 2>/dev/null; lab_down' EXIT
+# A doze needs swap: a zram device of our own, hot-added so that no other test's is touched.
+ZRAM=
+swap_up() {
+	[ "$(wc -l < /proc/swaps)" -gt 1 ] && return 0
+	ZRAM=$(cat /sys/class/zram-control/hot_add 2> /dev/null) || return 1
+	echo 1G > /sys/block/zram$ZRAM/disksize && mkswap /dev/zram$ZRAM > /dev/null &&
+		swapon /dev/zram$ZRAM || { swap_down; return 1; }
+}
+swap_down() {
+	[ -n "$ZRAM" ] || return 0
+	swapoff /dev/zram$ZRAM 2> /dev/null
+	echo "$ZRAM" > /sys/class/zram-control/hot_remove
+	ZRAM=
+}
+trap 'exec 3>&- 2>/dev/null; lab_down; swap_down' EXIT
 lab_up 1 2 || fail "lab_up"
 lab_vm_start n1 web1 $IP $MAC || fail "web1 start"
 lab_vm_wait_ready n1 web1 || fail "guest not ready"
@@ -113,6 +129,19 @@ odrs_event n1 flow_held web1 || fail "no flow_held event"
 [ "$(counter flows_held)" -ge 1 ] || fail "flows_held $(counter flows_held)"
 echo "send three" >&3
 said "got three"
+if swap_up; then
+	odrs_mark n1
+	out=$(lab_odrsctl n1 doze web1) || fail "doze web1: $out"
+	[ "$(odrs_state n1 web1)" = dozing ] || fail "web1 is $(odrs_state n1 web1) after doze"
+	echo "send four" >&3
+	said "got four"
+	echo "dozed: $(grep 'got four' "$LAB_DIR/client.out")"
+	odrs_wait_state n1 web1 running 5 || fail "web1 not running after the echo"
+	odrs_evlog n1 | grep '"event":"wake_done"' | grep '"trigger":"established"' | grep -q '"from":"doze"' ||
+		fail "no wake_done from doze by the flow: $(odrs_evlog n1 | grep wake_done)"
+else
+	echo "no swap and no zram: the doze is skipped"
+fi
 
 step "4: idle_connections = keep: the quiet connection keeps web1 up; closed, it sleeps"
 odrs_mark n1
