@@ -16,7 +16,9 @@
 #     hibernates on its own;
 #  5. wake_udp_ports = 7: one UDP query to sleeping web1 (the guest's
 #     udpecho) gets its answer, from the first datagram: the client sends
-#     it once.
+#     it once;
+#  6. activity_udp = yes: web1 busy with UDP alone stays up past
+#     idle_timeout; once quiet, it sleeps.
 # Exit 0 pass, 1 fail, 77 skip (not root).
 [ "$(id -u)" = 0 ] || { echo "needs root"; exit 77; }
 . "$(dirname "$0")/lab.sh"
@@ -45,7 +47,8 @@ lab_vm_wait_ready n1 web1 || fail "guest not ready"
 # idle_timeout = 0 until step 4: until then only odrsctl puts web1 to sleep.
 web1_conf() { # IDLE_TIMEOUT
 	odrs_conf n1 "check_interval = 1s" "[vm web1]" "ip = $IP" "wake_on = syn established" \
-		"idle_timeout = $1" "probe = none" "idle_connections = keep" "wake_udp_ports = 7"
+		"idle_timeout = $1" "probe = none" "idle_connections = keep" "wake_udp_ports = 7" \
+		"activity_udp = yes"
 }
 lab_odrsd_start n1 "$(web1_conf 0)" || fail "odrsd did not start"
 odrs_wait_state n1 web1 running || fail "web1 not seen running"
@@ -170,5 +173,26 @@ echo "UDP answer: $out"
 [ "${out%% *}" = udp-query ] || fail "UDP answer '$out'"
 odrs_evlog n1 | grep '"event":"wake_start"' | grep -q '"trigger":"udp"' || fail "wake not triggered by the datagram"
 odrs_event n1 udp_held web1 || fail "no udp_held event"
+
+step "6: activity_udp: UDP alone keeps web1 up past idle_timeout; quiet, it sleeps"
+odrs_mark n1
+cat > "$LAB_DIR/udp-busy.py" <<'EOF'
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(0.5)
+got, end = 0, time.time() + float(sys.argv[2])
+while time.time() < end:
+    s.sendto(b"busy\n", (sys.argv[1], 7))
+    try:
+        got += s.recv(100) == b"busy\n"
+        time.sleep(0.5)
+    except socket.timeout:
+        pass
+print(got)
+EOF
+got=$(lab_client_exec c2 python3 "$LAB_DIR/udp-busy.py" $IP $((IDLE * 2 + 2))) || fail "UDP client failed"
+echo "$got UDP answers in $((IDLE * 2 + 2)) s"
+[ "$(odrs_events n1 hibernate_start web1)" = 0 ] || fail "web1 was hibernated while busy with UDP"
+odrs_wait_state n1 web1 hibernated $((IDLE + 30)) || fail "web1 did not sleep once UDP stopped"
 
 echo "PASS"
