@@ -158,7 +158,8 @@ static void forget(struct wk_flows *t, const struct wk_flowkey *k)
 	t->n--;
 }
 
-void wk_flows_note(struct wk_flows *t, const struct wk_flowkey *k, uint8_t flags, bool from_vm)
+void wk_flows_note(struct wk_flows *t, const struct wk_flowkey *k, uint8_t flags, size_t payload,
+		   bool from_vm)
 {
 	unsigned i;
 	uint16_t *link;
@@ -172,7 +173,7 @@ void wk_flows_note(struct wk_flows *t, const struct wk_flowkey *k, uint8_t flags
 		list_push_newest(t, i);
 		return;
 	}
-	if (!from_vm || (flags & WK_TCP_SYN))
+	if (!from_vm || !payload || (flags & WK_TCP_SYN))
 		return;
 	if (t->free == NIL) {
 		struct wk_flowkey oldest = t->e[t->oldest].key;

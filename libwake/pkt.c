@@ -100,6 +100,17 @@ bool wk_pkt_is_synack(const struct wk_pkt *p)
 	       (p->tcp.flags & (WK_TCP_SYN | WK_TCP_ACK)) == (WK_TCP_SYN | WK_TCP_ACK);
 }
 
+size_t wk_pkt_tcp_payload(const struct wk_pkt *p)
+{
+	size_t l4_len;
+
+	if (p->kind != WK_PKT_TCP)
+		return 0;
+	/* wk_pkt_parse proved the header lies inside the IP payload. */
+	l4_len = p->v6 ? p->ip6.payload_len : (size_t)(p->ip.total_len - p->ip.hdr_len);
+	return l4_len - p->tcp.hdr_len;
+}
+
 void wk_flow_from_syn(const struct wk_pkt *syn, struct wk_flow *out)
 {
 	memset(out, 0, sizeof(*out));

@@ -42,18 +42,19 @@ static bool guest_sends(const struct vm *vm)
 
 static void note_end(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, bool vm_is_src)
 {
+	size_t had, payload = wk_pkt_tcp_payload(p);
 	struct wk_flowkey k;
-	size_t had;
 
 	if (!vm || !vm_is_local(d, vm) || !(vm_is_src ? guest_sends(vm) : vm->state == VM_RUNNING) ||
 	    wk_flowkey_of(p, vm_is_src, &k) < 0)
 		return;
-	/* Only a segment the VM sent can record a flow: no table before one. */
-	if (!vm->flows && (!vm_is_src || (p->tcp.flags & (WK_TCP_SYN | WK_TCP_RST | WK_TCP_FIN)) ||
-			   !(vm->flows = wk_flows_new(FLOWS_PER_VM, flow_seed()))))
+	/* Only data the VM sent can record a flow: no table before some. */
+	if (!vm->flows &&
+	    (!vm_is_src || !payload || (p->tcp.flags & (WK_TCP_SYN | WK_TCP_RST | WK_TCP_FIN)) ||
+	     !(vm->flows = wk_flows_new(FLOWS_PER_VM, flow_seed()))))
 		return;
 	had = wk_flows_count(vm->flows);
-	wk_flows_note(vm->flows, &k, p->tcp.flags, vm_is_src);
+	wk_flows_note(vm->flows, &k, p->tcp.flags, payload, vm_is_src);
 	/* Its first flow recorded after it began to sleep: the wake filter must take its segments now. */
 	if (!had && vm->state != VM_RUNNING && wk_flows_count(vm->flows))
 		capture_filter_changed(d);

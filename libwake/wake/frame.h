@@ -188,6 +188,8 @@ struct wk_pkt {
 int wk_pkt_parse(const uint8_t *buf, size_t len, struct wk_pkt *out);
 bool wk_pkt_is_syn(const struct wk_pkt *p);    /* SYN, no ACK, not a fragment */
 bool wk_pkt_is_synack(const struct wk_pkt *p); /* SYN and ACK */
+/* The bytes of data a WK_PKT_TCP segment carries (0 for anything else). */
+size_t wk_pkt_tcp_payload(const struct wk_pkt *p);
 
 /*
  * A held frame's identity: a retransmission has the same key. A SYN's isn is
