@@ -23,6 +23,11 @@ static void check_layout(const struct wk_pkt *p, size_t size)
 	CHECK(p->eth.ntags <= WK_ETH_MAX_TAGS);
 	CHECK(p->eth.hdr_len == WK_ETH_HLEN + 4 * p->eth.ntags);
 	CHECK(p->eth.hdr_len <= size);
+	/* A segment's data lies inside the frame, after its header. */
+	if (p->kind == WK_PKT_TCP)
+		CHECK(p->l4_off + p->tcp.hdr_len + wk_pkt_tcp_payload(p) <= size);
+	else
+		CHECK(wk_pkt_tcp_payload(p) == 0);
 	if (p->kind == WK_PKT_ARP)
 		CHECK(p->l3_off + 28 <= size);
 	if (p->v6) {
