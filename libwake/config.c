@@ -41,7 +41,7 @@ enum kind {
 	K_ENUM,	   /* an enum, key->words in value order */
 	K_WORDS,   /* char **, count at off_n */
 	K_WAKE_ON, /* unsigned WK_WAKE_* flags */
-	K_PORTS,   /* uint16_t *, count at off_n; none: any */
+	K_PORTS,   /* uint16_t *, count at off_n; key->words[0] (default "any"): no list */
 	K_IPS,	   /* struct wk_addr *, IPv4 or IPv6, count at off_n */
 	K_IP,	   /* uint32_t, unicast */
 	K_MAC,	   /* uint8_t[6], unicast; bool at off_n */
@@ -141,6 +141,8 @@ static const char *const backend_words[] = { "none", "etcd", NULL };
 static const char *const shrink_words[] = { "none", "caches", "balloon", NULL };
 static const char *const sleep_words[] = { "hibernate", "doze", "doze_then_hibernate", NULL };
 static const char *const discover_words[] = { "none", "libvirt", NULL };
+static const char *const idle_connections_words[] = { "ignore", "keep", NULL };
+static const char *const no_ports_words[] = { "none", NULL };
 
 #define CFG(f)	     offsetof(struct wk_config, f)
 #define POL(f)	     offsetof(struct wk_policy, f)
@@ -186,6 +188,10 @@ static const struct key policy_keys[] = {
 	/* Its line: whether the host can doze is odrsd's to check (wk_config_sleep_line). */
 	{ KEY("sleep", K_ENUM, POL(sleep)), .words = sleep_words, .off_line = POL(sleep_line) },
 	{ KEY("hibernate_after", K_DUR, POL(hibernate_after_ms)), .min = SEC, .max = 720 * HOUR },
+	{ KEY("idle_connections", K_ENUM, POL(idle_connections)), .words = idle_connections_words },
+	{ KEY("wake_udp_ports", K_PORTS, POL(wake_udp_ports)), .off_n = POL(nwake_udp_ports),
+	  .words = no_ports_words },
+	{ KEY("activity_udp", K_BOOL, POL(activity_udp)) },
 };
 
 static const struct key cluster_keys[] = {
@@ -383,19 +389,22 @@ oom:
 	return -ENOMEM;
 }
 
-static int set_ports(struct loader *l, const char *v, uint16_t **out, size_t *nout, char *why, size_t whysz)
+/* empty: the word for no list ("any" for wake_ports, "none" for wake_udp_ports). */
+static int set_ports(struct loader *l, const char *v, const char *empty, uint16_t **out, size_t *nout,
+		     char *why, size_t whysz)
 {
-	static const char expected[] = "expected \"any\" or port numbers from 1 to 65535, "
-				       "separated by spaces";
+	char expected[96];
 	size_t n, i = 0, count = count_words(v);
 	const char *w, *p = v;
 	uint16_t *ports;
 
+	snprintf(expected, sizeof(expected),
+		 "expected \"%s\" or port numbers from 1 to 65535, separated by spaces", empty);
 	if (count == 0) {
 		explain(why, whysz, v, strlen(v), expected);
 		return -EINVAL;
 	}
-	if (strcmp(v, "any") == 0) {
+	if (strcmp(v, empty) == 0) {
 		*out = NULL;
 		*nout = 0;
 		return 0;
@@ -476,8 +485,11 @@ static int set_wake_on(const char *v, unsigned *out, char *why, size_t whysz)
 			flags |= WK_WAKE_ARP;
 		} else if (n == 3 && strncmp(w, "syn", 3) == 0) {
 			flags |= WK_WAKE_SYN;
+		} else if (n == 11 && strncmp(w, "established", 11) == 0) {
+			flags |= WK_WAKE_ESTABLISHED;
 		} else {
-			explain(why, whysz, w, n, "expected \"arp syn\", arp, syn or none");
+			explain(why, whysz, w, n,
+				"expected \"arp syn established\", arp, syn, established or none");
 			return -EINVAL;
 		}
 	}
@@ -643,7 +655,7 @@ static int set_value(struct loader *l, const struct key *k, char *base, const ch
 	case K_PORTS: {
 		uint16_t *ports;
 		size_t n;
-		int rc = set_ports(l, v, &ports, &n, why, whysz);
+		int rc = set_ports(l, v, k->words ? k->words[0] : "any", &ports, &n, why, whysz);
 
 		if (rc < 0)
 			return rc;
@@ -829,7 +841,7 @@ static void set_defaults(struct loader *l, struct wk_config *cfg)
 	cfg->policy.idle_timeout_ms = 2 * MIN;
 	cfg->policy.load_threshold = 0.5;
 	cfg->policy.probe = WK_PROBE_AGENT;
-	cfg->policy.wake_on = WK_WAKE_ARP | WK_WAKE_SYN;
+	cfg->policy.wake_on = WK_WAKE_ARP | WK_WAKE_SYN | WK_WAKE_ESTABLISHED;
 	cfg->policy.replay_syn = true;
 	cfg->policy.dry_run = false;
 	cfg->policy.shrink = WK_SHRINK_NONE;

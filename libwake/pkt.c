@@ -8,10 +8,27 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "wake/frame.h"
 
 #define IPPROTO_TCP_NUM 6
+#define UDP_HLEN	8
 #define IP_OFFMASK	0x1fff
+
+int wk_udp_parse(const uint8_t *buf, size_t len, struct wk_udp *out)
+{
+	struct wk_cursor c = wk_cursor(buf, len);
+	struct wk_udp u;
+	int rc;
+
+	if ((rc = wk_get_be16(&c, &u.sport)) < 0 || (rc = wk_get_be16(&c, &u.dport)) < 0 ||
+	    (rc = wk_get_be16(&c, &u.len)) < 0)
+		return rc;
+	if (u.len < UDP_HLEN || u.len > len)
+		return -EBADMSG;
+	*out = u;
+	return 0;
+}
 
 int wk_pkt_parse(const uint8_t *buf, size_t len, struct wk_pkt *out)
 {
@@ -37,6 +54,9 @@ int wk_pkt_parse(const uint8_t *buf, size_t len, struct wk_pkt *out)
 			if ((rc = wk_tcp_parse(buf + p.l4_off, p.ip6.payload_len, &p.tcp)) < 0)
 				return rc;
 			p.kind = WK_PKT_TCP;
+		} else if (p.ip6.next == WK_IPPROTO_UDP) {
+			if (wk_udp_parse(buf + p.l4_off, p.ip6.payload_len, &p.udp) == 0)
+				p.kind = WK_PKT_UDP;
 		} else if (p.ip6.next == WK_IPPROTO_ICMPV6 && p.ip6.payload_len > 0 &&
 			   buf[p.l4_off] == WK_ICMP6_NS) {
 			if ((rc = wk_ns_parse(&p.ip6, buf + p.l4_off, p.ip6.payload_len, &p.ns)) < 0)
@@ -49,6 +69,11 @@ int wk_pkt_parse(const uint8_t *buf, size_t len, struct wk_pkt *out)
 			return rc;
 		p.kind = WK_PKT_IPV4;
 		p.l4_off = p.l3_off + p.ip.hdr_len;
+		if (p.ip.proto == WK_IPPROTO_UDP && !p.ip.is_fragment) {
+			if (wk_udp_parse(buf + p.l4_off, (size_t)p.ip.total_len - p.ip.hdr_len, &p.udp) == 0)
+				p.kind = WK_PKT_UDP;
+			break;
+		}
 		if (p.ip.proto != IPPROTO_TCP_NUM || (p.ip.frag & IP_OFFMASK))
 			break;
 		/* The segment ends at total_len, not at the Ethernet padding. */
@@ -75,16 +100,33 @@ bool wk_pkt_is_synack(const struct wk_pkt *p)
 	       (p->tcp.flags & (WK_TCP_SYN | WK_TCP_ACK)) == (WK_TCP_SYN | WK_TCP_ACK);
 }
 
+size_t wk_pkt_tcp_payload(const struct wk_pkt *p)
+{
+	size_t l4_len;
+
+	if (p->kind != WK_PKT_TCP)
+		return 0;
+	/* wk_pkt_parse proved the header lies inside the IP payload. */
+	l4_len = p->v6 ? p->ip6.payload_len : (size_t)(p->ip.total_len - p->ip.hdr_len);
+	return l4_len - p->tcp.hdr_len;
+}
+
 void wk_flow_from_syn(const struct wk_pkt *syn, struct wk_flow *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->v6 = syn->v6;
+	out->proto = syn->kind == WK_PKT_UDP ? WK_IPPROTO_UDP : WK_IPPROTO_TCP;
 	if (syn->v6) {
 		memcpy(out->saddr6, syn->ip6.src, 16);
 		memcpy(out->daddr6, syn->ip6.dst, 16);
 	} else {
 		out->saddr = syn->ip.src;
 		out->daddr = syn->ip.dst;
+	}
+	if (syn->kind == WK_PKT_UDP) {
+		out->sport = syn->udp.sport;
+		out->dport = syn->udp.dport;
+		return;
 	}
 	out->sport = syn->tcp.sport;
 	out->dport = syn->tcp.dport;
@@ -93,7 +135,7 @@ void wk_flow_from_syn(const struct wk_pkt *syn, struct wk_flow *out)
 
 bool wk_flow_eq(const struct wk_flow *a, const struct wk_flow *b)
 {
-	return a->v6 == b->v6 && a->saddr == b->saddr && a->daddr == b->daddr &&
+	return a->v6 == b->v6 && a->proto == b->proto && a->saddr == b->saddr && a->daddr == b->daddr &&
 	       !memcmp(a->saddr6, b->saddr6, 16) && !memcmp(a->daddr6, b->daddr6, 16) &&
 	       a->sport == b->sport && a->dport == b->dport && a->isn == b->isn;
 }

@@ -14,6 +14,10 @@ const char *wk_trigger_name(enum wk_trigger t)
 		return "syn";
 	case WK_TRIGGER_MANUAL:
 		return "manual";
+	case WK_TRIGGER_ESTABLISHED:
+		return "established";
+	case WK_TRIGGER_UDP:
+		return "udp";
 	}
 	return "unknown";
 }
@@ -24,6 +28,10 @@ enum wk_trigger wk_trigger_from_name(const char *name)
 		return WK_TRIGGER_ARP;
 	if (name != NULL && strcmp(name, "syn") == 0)
 		return WK_TRIGGER_SYN;
+	if (name != NULL && strcmp(name, "established") == 0)
+		return WK_TRIGGER_ESTABLISHED;
+	if (name != NULL && strcmp(name, "udp") == 0)
+		return WK_TRIGGER_UDP;
 	return WK_TRIGGER_MANUAL;
 }
 
@@ -70,16 +78,17 @@ bool wk_policy_ignores(const struct wk_policy *p, const struct wk_addr *src)
 	return listed(p->ignore_sources, p->nignore_sources, src);
 }
 
-static bool port_allowed(const struct wk_policy *p, uint16_t port)
+static bool port_listed(const uint16_t *ports, size_t n, uint16_t port)
 {
-	size_t i;
-
-	if (p->nwake_ports == 0)
-		return true;
-	for (i = 0; i < p->nwake_ports; i++)
-		if (p->wake_ports[i] == port)
+	for (size_t i = 0; i < n; i++)
+		if (ports[i] == port)
 			return true;
 	return false;
+}
+
+static bool port_allowed(const struct wk_policy *p, uint16_t port)
+{
+	return p->nwake_ports == 0 || port_listed(p->wake_ports, p->nwake_ports, port);
 }
 
 const char *wk_policy_refusal(const struct wk_policy *p, enum wk_trigger t, const struct wk_addr *src,
@@ -104,6 +113,18 @@ const char *wk_policy_refusal(const struct wk_policy *p, enum wk_trigger t, cons
 			return "wake_on";
 		if (!port_allowed(p, port))
 			return "wake_ports";
+		if (wk_policy_ignores(p, src))
+			return "ignore_sources";
+		return NULL;
+	case WK_TRIGGER_ESTABLISHED:
+		if (!(p->wake_on & WK_WAKE_ESTABLISHED))
+			return "wake_on";
+		if (wk_policy_ignores(p, src))
+			return "ignore_sources";
+		return NULL;
+	case WK_TRIGGER_UDP:
+		if (!port_listed(p->wake_udp_ports, p->nwake_udp_ports, port))
+			return "wake_udp_ports";
 		if (wk_policy_ignores(p, src))
 			return "ignore_sources";
 		return NULL;

@@ -10,6 +10,7 @@
 #define IPPROTO_TCP_NUM 6
 #define IP_CSUM_OFF	10
 #define TCP_CSUM_OFF	16
+#define UDP_CSUM_OFF	6
 
 int wk_tcp_parse(const uint8_t *buf, size_t len, struct wk_tcp *out)
 {
@@ -65,30 +66,39 @@ int wk_tcp_fix_checksums(uint8_t *frame, size_t len)
 {
 	struct wk_wcursor w = wk_wcursor(frame, len);
 	struct wk_pkt p;
-	size_t seg_len;
+	size_t seg_len, csum_off;
 	uint32_t pseudo;
+	uint8_t proto;
+	uint16_t sum;
 	int rc;
 
 	if ((rc = wk_pkt_parse(frame, len, &p)) < 0)
 		return rc;
-	if (p.kind != WK_PKT_TCP || (!p.v6 && p.ip.is_fragment))
+	if ((p.kind != WK_PKT_TCP && p.kind != WK_PKT_UDP) || (!p.v6 && p.ip.is_fragment))
 		return -EBADMSG;
+	proto = p.kind == WK_PKT_UDP ? WK_IPPROTO_UDP : IPPROTO_TCP_NUM;
+	csum_off = p.l4_off + (p.kind == WK_PKT_UDP ? UDP_CSUM_OFF : TCP_CSUM_OFF);
+	/* A datagram is as long as its header says (wk_pkt_parse proved it fits). */
 	if (p.v6) {
-		seg_len = p.ip6.payload_len;
-		pseudo = wk_ipv6_pseudo_sum(&p.ip6, (uint32_t)seg_len, IPPROTO_TCP_NUM);
-		goto tcp;
+		seg_len = p.kind == WK_PKT_UDP ? p.udp.len : p.ip6.payload_len;
+		pseudo = wk_ipv6_pseudo_sum(&p.ip6, (uint32_t)seg_len, proto);
+		goto l4;
 	}
 	/* wk_pkt_parse proved both headers and the segment lie inside frame. */
-	seg_len = p.ip.total_len - p.ip.hdr_len;
+	seg_len = p.kind == WK_PKT_UDP ? p.udp.len : (size_t)(p.ip.total_len - p.ip.hdr_len);
 	if ((rc = wk_poke_be16(&w, p.l3_off + IP_CSUM_OFF, 0)) < 0 ||
 	    (rc = wk_poke_be16(&w, p.l3_off + IP_CSUM_OFF, wk_inet_csum(frame + p.l3_off, p.ip.hdr_len, 0))) <
 		    0)
 		return -EBADMSG;
-	pseudo = addr_sum(p.ip.src) + addr_sum(p.ip.dst) + IPPROTO_TCP_NUM + (uint32_t)seg_len;
-tcp:
-	if ((rc = wk_poke_be16(&w, p.l4_off + TCP_CSUM_OFF, 0)) < 0 ||
-	    (rc = wk_poke_be16(&w, p.l4_off + TCP_CSUM_OFF,
-			       wk_inet_csum(frame + p.l4_off, seg_len, pseudo))) < 0)
+	pseudo = addr_sum(p.ip.src) + addr_sum(p.ip.dst) + proto + (uint32_t)seg_len;
+l4:
+	if (wk_poke_be16(&w, csum_off, 0) < 0)
+		return -EBADMSG;
+	sum = wk_inet_csum(frame + p.l4_off, seg_len, pseudo);
+	/* A UDP checksum of 0 means none: all ones is the same sum (RFC 768). */
+	if (sum == 0 && p.kind == WK_PKT_UDP)
+		sum = 0xffff;
+	if (wk_poke_be16(&w, csum_off, sum) < 0)
 		return -EBADMSG;
 	return 0;
 }
@@ -110,7 +120,7 @@ int wk_frame_for_tap(uint8_t *frame, size_t len, const uint16_t *untagged, size_
 
 	if ((rc = wk_pkt_parse(frame, len, &p)) < 0)
 		return rc;
-	if (p.kind != WK_PKT_TCP || (!p.v6 && p.ip.is_fragment))
+	if ((p.kind != WK_PKT_TCP && p.kind != WK_PKT_UDP) || (!p.v6 && p.ip.is_fragment))
 		return -EBADMSG;
 	if (p.eth.ntags && vid_in(p.eth.tag_tci[0] & WK_VID_MASK, untagged, nuntagged)) {
 		/* The tag is bytes 12..15: what follows moves up over it. */

@@ -6,5 +6,6 @@
 #include <wake/config.h>
 #include <wake/policy.h>
 #include <wake/ctl.h>
+#include <wake/flows.h>
 #define WK_VERSION "0.1.0"
 #endif

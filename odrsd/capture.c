@@ -58,15 +58,16 @@ static void on_frame(u_char *user, const struct pcap_pkthdr *h, const u_char *fr
 		vm = wk_vmtable_by_ip6(d->table, p.ns.target);
 		break;
 	case WK_PKT_TCP:
-		/* A SYN is for its destination, a SYN-ACK from its source. */
-		if (wk_pkt_is_syn(&p))
-			vm = p.v6 ? wk_vmtable_by_ip6(d->table, p.ip6.dst)
-				  : wk_vmtable_by_ip(d->table, p.ip.dst);
-		else if (wk_pkt_is_synack(&p))
+		/* A SYN-ACK is from its source; a SYN, or a segment of a flow, for its destination. */
+		if (wk_pkt_is_synack(&p))
 			vm = p.v6 ? wk_vmtable_by_ip6(d->table, p.ip6.src)
 				  : wk_vmtable_by_ip(d->table, p.ip.src);
 		else
-			vm = NULL;
+			vm = p.v6 ? wk_vmtable_by_ip6(d->table, p.ip6.dst)
+				  : wk_vmtable_by_ip(d->table, p.ip.dst);
+		break;
+	case WK_PKT_UDP:
+		vm = p.v6 ? wk_vmtable_by_ip6(d->table, p.ip6.dst) : wk_vmtable_by_ip(d->table, p.ip.dst);
 		break;
 	default:
 		vm = NULL;
@@ -77,17 +78,23 @@ static void on_frame(u_char *user, const struct pcap_pkthdr *h, const u_char *fr
 }
 
 /*
- * Any TCP of a VM, either way, is activity (a half-open connection too); the
- * kernel filter is coarser than the VM table (IPv6 by its last 32 bits), the
- * lookup in idle_note_tcp*() decides.
+ * Any TCP of a VM, either way, is activity (a half-open connection too), and
+ * its flow is noted (flows.c); UDP is for VMs with activity_udp. The kernel
+ * filter is coarser than the VM table (IPv6 by its last 32 bits), the
+ * lookups decide.
  */
 static void on_activity_frame(u_char *user, const struct pcap_pkthdr *h, const u_char *frame)
 {
 	struct odrsd *d = (struct odrsd *)user;
 	struct wk_pkt p;
 
-	if (!frame_decode(d, h, frame, &p) || p.kind != WK_PKT_TCP)
+	if (!frame_decode(d, h, frame, &p))
 		return;
+	if (p.kind == WK_PKT_UDP)
+		idle_note_udp(d, &p);
+	if (p.kind != WK_PKT_TCP)
+		return;
+	flows_note(d, &p);
 	if (p.v6) {
 		idle_note_tcp6(d, p.ip6.src);
 		idle_note_tcp6(d, p.ip6.dst);
@@ -143,6 +150,19 @@ static bool vm_awaits_synack(const struct odrsd *d, const struct vm *vm)
 static bool vm_accepts_syn(const struct odrsd *d, const struct vm *vm)
 {
 	return vm_stood_in_here(d, vm);
+}
+
+/* A segment of one of its recorded flows wakes it: the filter takes its TCP without SYN. */
+static bool vm_accepts_established(const struct odrsd *d, const struct vm *vm)
+{
+	return vm_stood_in_here(d, vm) && vm->conf && (vm->conf->policy.wake_on & WK_WAKE_ESTABLISHED) &&
+	       flows_open(vm);
+}
+
+/* A datagram to one of its wake_udp_ports wakes it: the filter takes its UDP, the port is checked after. */
+static bool vm_accepts_udp(const struct odrsd *d, const struct vm *vm)
+{
+	return vm_stood_in_here(d, vm) && vm->conf && vm->conf->policy.nwake_udp_ports;
 }
 
 /* How a clause names a VM's address. */
@@ -235,6 +255,13 @@ static char *wake_filter(struct odrsd *d)
 	any |= filter_clause(f, d, "tcp and tcp[13] & 0x12 = 0x02", "dst ", vm_accepts_syn, !any, FILTER_IP);
 	any |= filter_clause(f, d, "ip6 and ip6[6] = 6 and ip6[53] & 0x12 = 0x02", "dst ", vm_accepts_syn,
 			     !any, FILTER_IP6);
+	/* Segments of the flows a sleeping VM had open, and datagrams: the table and the port decide. */
+	any |= filter_clause(f, d, "tcp and tcp[13] & 0x02 = 0", "dst ", vm_accepts_established, !any,
+			     FILTER_IP);
+	any |= filter_clause(f, d, "ip6 and ip6[6] = 6 and ip6[53] & 0x02 = 0", "dst ",
+			     vm_accepts_established, !any, FILTER_IP6);
+	any |= filter_clause(f, d, "udp", "dst ", vm_accepts_udp, !any, FILTER_IP);
+	any |= filter_clause(f, d, "ip6 and ip6[6] = 17", "dst ", vm_accepts_udp, !any, FILTER_IP6);
 	any |= filter_clause(f, d, "tcp and tcp[13] & 0x12 = 0x12", "src ", vm_awaits_synack, !any,
 			     FILTER_IP);
 	any |= filter_clause(f, d, "ip6 and ip6[6] = 6 and ip6[53] & 0x12 = 0x12", "src ", vm_awaits_synack,
@@ -258,8 +285,20 @@ static bool vm_managed(const struct odrsd *d, const struct vm *vm)
 	return !vm->removed;
 }
 
-/* Any TCP of the VMs that match; "" when none. */
-static char *tcp_filter(struct odrsd *d, bool (*match)(const struct odrsd *, const struct vm *))
+/* The VMs whose UDP is activity too (activity_udp), among the managed ones and among those confirmed idle. */
+static bool vm_managed_udp(const struct odrsd *d, const struct vm *vm)
+{
+	return vm_managed(d, vm) && vm->conf && vm->conf->policy.activity_udp;
+}
+
+static bool vm_confirming_udp(const struct odrsd *d, const struct vm *vm)
+{
+	return vm_idle_confirming(d, vm) && vm->conf && vm->conf->policy.activity_udp;
+}
+
+/* Any TCP of the VMs that match, and any UDP of those that match_udp; "" when none. */
+static char *tcp_filter(struct odrsd *d, bool (*match)(const struct odrsd *, const struct vm *),
+			bool (*match_udp)(const struct odrsd *, const struct vm *))
 {
 	char *l3 = NULL;
 	size_t len;
@@ -270,6 +309,8 @@ static char *tcp_filter(struct odrsd *d, bool (*match)(const struct odrsd *, con
 		return NULL;
 	any = filter_clause(f, d, "tcp", "", match, true, FILTER_IP);
 	any |= filter_clause(f, d, "ip6 and ip6[6] = 6", "", match, !any, FILTER_IP6_LOW);
+	any |= filter_clause(f, d, "udp", "", match_udp, !any, FILTER_IP);
+	any |= filter_clause(f, d, "ip6 and ip6[6] = 17", "", match_udp, !any, FILTER_IP6_LOW);
 	if (fclose(f) != 0 || !l3)
 		return NULL;
 	if (!any) {
@@ -388,7 +429,7 @@ static int capture_swap(struct odrsd *d, struct capture *c, char *filter)
 /* The confirm capture: the TCP of the VMs idle.c is making sure of; not a filter update, it comes and goes. */
 int capture_confirm_update(struct odrsd *d)
 {
-	int r = capture_swap(d, &d->confirm, tcp_filter(d, vm_idle_confirming));
+	int r = capture_swap(d, &d->confirm, tcp_filter(d, vm_idle_confirming, vm_confirming_udp));
 
 	return r < 0 ? r : 0;
 }
@@ -400,7 +441,7 @@ static int capture_update(struct odrsd *d)
 	if (wake < 0)
 		return wake;
 	d->n.filter_updates += (unsigned)wake;
-	if ((activity = capture_swap(d, &d->act, tcp_filter(d, vm_managed))) < 0)
+	if ((activity = capture_swap(d, &d->act, tcp_filter(d, vm_managed, vm_managed_udp))) < 0)
 		return activity;
 	d->n.filter_updates += (unsigned)activity;
 	return capture_confirm_update(d);

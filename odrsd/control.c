@@ -268,6 +268,12 @@ static void cmd_status(struct conn *c, const struct wk_ctl_request *req)
 			    json_integer((json_int_t)d->n.wakes_limited));
 	json_object_set_new(json_object_get(json_object_get(o, "status"), "counters"), "reloads",
 			    json_integer((json_int_t)d->n.reloads));
+	json_object_set_new(json_object_get(json_object_get(o, "status"), "counters"), "flows_held",
+			    json_integer((json_int_t)d->n.flows_held));
+	json_object_set_new(json_object_get(json_object_get(o, "status"), "counters"), "flows_unknown",
+			    json_integer((json_int_t)d->n.flows_unknown));
+	json_object_set_new(json_object_get(json_object_get(o, "status"), "counters"), "udp_held",
+			    json_integer((json_int_t)d->n.udp_held));
 	if (cluster_on(d)) {
 		json_t *st = json_object_get(o, "status"), *n = json_object_get(st, "counters");
 		json_object_set_new(st, "cluster_store",

@@ -1,6 +1,7 @@
 /*
  * Automatic hibernation (the paper's section 2.3). A VM is idle when no TCP
- * frame to or from it was seen for idle_timeout, its guest's load is at most
+ * frame to or from it (nor UDP, with activity_udp) was seen for idle_timeout,
+ * it has no open TCP connection (with idle_connections = keep), its guest's load is at most
  * load_threshold and it runs no protected process. Missing information
  * (a probe that fails) never counts as idle.
  *
@@ -64,7 +65,21 @@ void idle_note_tcp6(struct odrsd *d, const uint8_t ip6[16])
 	vm->idle_skip = NULL;
 }
 
-/* No TCP seen for the VM's idle_timeout. */
+void idle_note_udp(struct odrsd *d, const struct wk_pkt *p)
+{
+	struct vm *ends[2] = {
+		p->v6 ? wk_vmtable_by_ip6(d->table, p->ip6.src) : wk_vmtable_by_ip(d->table, p->ip.src),
+		p->v6 ? wk_vmtable_by_ip6(d->table, p->ip6.dst) : wk_vmtable_by_ip(d->table, p->ip.dst),
+	};
+
+	for (size_t i = 0; i < 2; i++)
+		if (ends[i] && ends[i]->conf && ends[i]->conf->policy.activity_udp) {
+			ends[i]->last_activity = ev_now(d->loop);
+			ends[i]->idle_skip = NULL;
+		}
+}
+
+/* No TCP (or UDP, with activity_udp) seen for the VM's idle_timeout. */
 static bool idle_for(struct odrsd *d, const struct vm *vm)
 {
 	return ev_now(d->loop) - vm->last_activity >= vm->conf->policy.idle_timeout_ms / 1000.;
@@ -180,6 +195,12 @@ static void idle_act(struct odrsd *d, struct vm *vm)
 
 	if (vm->pinned) {
 		idle_skip(d, vm, "pinned", NULL);
+		return;
+	}
+	/* However quiet, a connection the wire saw open keeps it up. */
+	if (pol->idle_connections == WK_IDLE_CONNECTIONS_KEEP && flows_open(vm)) {
+		idle_skip(d, vm, "connections",
+			  json_pack("{s:I}", "connections", (json_int_t)flows_open(vm)));
 		return;
 	}
 	if (pol->probe == WK_PROBE_NONE) {

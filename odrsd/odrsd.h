@@ -25,11 +25,16 @@ enum vm_state {
 	VM_STATE_COUNT,
 };
 
-/* A client's SYN, kept byte for byte until the VM can take it. */
+/*
+ * A client's SYN, kept byte for byte until the VM can take it; or a frame
+ * held like one: a segment of a flow the VM had open (wake_on established),
+ * a datagram to one of its wake_udp_ports.
+ */
 struct held_syn {
 	struct held_syn *next;
 	struct wk_flow flow;
-	bool answered;	/* the VM's SYN-ACK was seen */
+	bool syn;	/* a SYN, replayed until its SYN-ACK; anything else is replayed once */
+	bool answered;	/* the VM's SYN-ACK was seen; or, not a SYN, replayed */
 	unsigned tries; /* replays into the tap; the first made it the tap's frame */
 	uint16_t len;
 	uint8_t frame[WK_FRAME_MAX];
@@ -54,7 +59,8 @@ struct vm {
 	bool removed; /* dropped from the config; freed once idle */
 	uint64_t snapshot_bytes;
 	int64_t last_wake_ms;	 /* -1: never woken by us */
-	ev_tstamp last_activity; /* last TCP frame to or from it */
+	ev_tstamp last_activity; /* last TCP frame to or from it (UDP too with activity_udp) */
+	struct wk_flows *flows;	 /* its open TCP flows, kept while it runs here (flows.c); NULL: none seen */
 
 	/* The wake in progress or asked for. */
 	bool wake_wanted;	      /* a trigger came while hibernating */
@@ -108,6 +114,8 @@ struct counters {
 	uint64_t restores, restore_failures, saves, save_failures, filter_updates;
 	uint64_t claims, claims_lost, claims_refused, retrain_frames, wakes_limited;
 	uint64_t reloads; /* configurations applied since start */
+	uint64_t flows_held, flows_unknown,
+		udp_held; /* segments held; of no recorded flow, dropped; datagrams held */
 };
 
 /* The activity capture's frames reach idle.c at most this late. */
@@ -209,9 +217,12 @@ void capture_interface_changed(struct odrsd *d);
 /* wake.c: the daemon's side of each VM (vm.c decides its lifecycle). */
 /* Fill in the lifecycle's effects and observers; before the first vm_new(). */
 void wake_init(struct odrsd *d);
-/* The wake capture's frame for vm: a neighbour request (ARP or NS), a SYN to it, its SYN-ACK. */
+/*
+ * The wake capture's frame for vm: a neighbour request (ARP or NS), a SYN to
+ * it, its SYN-ACK, another TCP segment or a UDP datagram to it.
+ */
 void vm_on_frame(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, const uint8_t *frame, size_t len);
-/* Keep a client's SYN for vm (a copy); false when dropped or already held. */
+/* Keep a client's SYN for vm (a copy), or a segment or datagram held like one; false when dropped or already held. */
 bool wake_hold_syn(struct odrsd *d, struct vm *vm, const uint8_t *frame, size_t len);
 /* Forget vm's held SYNs (nobody will replay them: a fenced node's, or another node replays them). */
 void wake_release_syns(struct odrsd *d, struct vm *vm);
@@ -220,11 +231,21 @@ struct vm *vm_new(struct odrsd *d, const struct wk_vmconf *c);
 struct vm *vm_by_name(struct odrsd *d, const char *name);
 void vm_announce(struct odrsd *d, const struct vm *vm);
 
+/* flows.c: a VM's open TCP flows, from the activity capture (odrsd(8)). */
+/* One TCP segment of the activity capture: its flow, for each end that is a VM running here. */
+void flows_note(struct odrsd *d, const struct wk_pkt *p);
+/* Whether p, a TCP segment to vm, belongs to a flow vm had open. */
+bool flows_known(const struct vm *vm, const struct wk_pkt *p);
+size_t flows_open(const struct vm *vm);
+void flows_free(struct vm *vm);
+
 /* idle.c */
 void idle_start(struct odrsd *d);
 void idle_interval_changed(struct odrsd *d);
 void idle_note_tcp(struct odrsd *d, uint32_t ip);
 void idle_note_tcp6(struct odrsd *d, const uint8_t ip6[16]);
+/* A UDP datagram: activity of either end that is a VM with activity_udp. */
+void idle_note_udp(struct odrsd *d, const struct wk_pkt *p);
 void idle_probe_done(struct odrsd *d, struct vm *vm);
 bool vm_watch_activity(const struct odrsd *d, const struct vm *vm);
 /* Looked idle at a check and not decided yet (confirmation or probe). */

@@ -147,59 +147,96 @@ static void wake_on_neighbour(struct odrsd *d, struct vm *vm, const struct wk_pk
 		vm_request_wake(d, vm, WK_TRIGGER_ARP, who, NULL, 0);
 }
 
+/* What may be held: a SYN, a whole TCP segment without SYN, a UDP datagram. */
+static bool holdable(const struct wk_pkt *p)
+{
+	if (p->kind == WK_PKT_UDP)
+		return true;
+	return wk_pkt_is_syn(p) ||
+	       (p->kind == WK_PKT_TCP && (p->v6 || !p->ip.is_fragment) && !(p->tcp.flags & WK_TCP_SYN));
+}
+
+/* A retransmission of a frame held: the same flow, and for a datagram the same payload too. */
+static bool held_again(const struct held_syn *h, const struct wk_flow *flow, const struct wk_pkt *p,
+		       const uint8_t *frame, size_t len)
+{
+	if (!wk_flow_eq(&h->flow, flow))
+		return false;
+	return p->kind != WK_PKT_UDP ||
+	       (h->len == len && !memcmp(h->frame + p->l4_off, frame + p->l4_off, len - p->l4_off));
+}
+
 bool wake_hold_syn(struct odrsd *d, struct vm *vm, const uint8_t *frame, size_t len)
 {
 	struct held_syn *h, **tail;
 	struct wk_flow flow;
 	struct wk_pkt p;
 
-	if (wk_pkt_parse(frame, len, &p) < 0 || !wk_pkt_is_syn(&p))
+	if (wk_pkt_parse(frame, len, &p) < 0 || !holdable(&p))
 		return false;
 	/* A SYN for a sleeping VM is for its next wake: the last wake's replays were its guest's. */
 	if (vm_is_asleep(vm))
 		held_drop(d, vm, true);
 	wk_flow_from_syn(&p, &flow);
 	for (tail = &vm->held; *tail; tail = &(*tail)->next)
-		if (wk_flow_eq(&(*tail)->flow, &flow))
-			return false; /* a retransmission of a SYN we hold */
+		if (held_again(*tail, &flow, &p, frame, len))
+			return false;
 	if (vm->nheld >= d->cfg->syn_hold_per_vm || d->nheld_total >= d->cfg->syn_hold_total ||
 	    len > sizeof(h->frame) || !(h = calloc(1, sizeof(*h)))) {
 		d->n.syns_dropped++;
 		return false;
 	}
 	h->flow = flow;
+	h->syn = wk_pkt_is_syn(&p);
 	h->len = (uint16_t)len;
 	memcpy(h->frame, frame, len);
 	*tail = h;
 	vm->nheld++;
 	d->nheld_total++;
-	d->n.syns_held++;
+	if (h->syn)
+		d->n.syns_held++;
+	else if (p.kind == WK_PKT_UDP)
+		d->n.udp_held++;
+	else
+		d->n.flows_held++;
 	/* The capture takes the VM's SYN-ACKs from now on, well before the replay. */
 	if (vm->nheld == 1)
 		capture_filter_changed(d);
 	return true;
 }
 
-static void wake_on_syn(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, const uint8_t *frame,
-			size_t len)
+/*
+ * A frame that wakes a sleeping VM and is held for it, to be replayed into
+ * its tap: a SYN (trigger syn), a segment of a flow it had open
+ * (established), a datagram to one of its wake_udp_ports (udp). One path.
+ */
+static void wake_on_held(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, const uint8_t *frame,
+			 size_t len, enum wk_trigger t)
 {
+	static const char *const held_event[] = {
+		[WK_TRIGGER_SYN] = "syn_held",
+		[WK_TRIGGER_ESTABLISHED] = "flow_held",
+		[WK_TRIGGER_UDP] = "udp_held",
+	};
+	uint16_t sport = p->kind == WK_PKT_UDP ? p->udp.sport : p->tcp.sport,
+		 dport = p->kind == WK_PKT_UDP ? p->udp.dport : p->tcp.dport;
 	char client[64], ip[INET6_ADDRSTRLEN];
 
 	vm->last_activity = ev_now(d->loop);
 	if (!vm_stood_in_here(d, vm))
 		return;
 	addr_str(p->v6, p->v6 ? (const void *)p->ip6.src : &p->ip.src, ip);
-	snprintf(client, sizeof(client), p->v6 ? "[%s]:%u" : "%s:%u", ip, p->tcp.sport);
-	if (!policy_may_wake(d, vm, WK_TRIGGER_SYN, p, p->tcp.dport, client))
+	snprintf(client, sizeof(client), p->v6 ? "[%s]:%u" : "%s:%u", ip, sport);
+	if (!policy_may_wake(d, vm, t, p, dport, client))
 		return;
-	vm_request_wake(d, vm, WK_TRIGGER_SYN, client, NULL, 0);
+	vm_request_wake(d, vm, t, client, NULL, 0);
 	/* Held only for a wake on its way: a refused one (a rate limit) keeps nothing. */
 	if (!vm->conf->policy.replay_syn ||
 	    !(vm->state == VM_WAKING || vm->state == VM_HIBERNATING || vm->state == VM_DOZING_OFF ||
 	      vm->claiming) ||
 	    !wake_hold_syn(d, vm, frame, len))
 		return;
-	evlog_emit("syn_held", vm->name, json_pack("{s:s, s:i}", "client", client, "port", p->tcp.dport));
+	evlog_emit(held_event[t], vm->name, json_pack("{s:s, s:i}", "client", client, "port", dport));
 	/* Claimed for another node already: it needs this one too. */
 	if (vm->state == VM_WAKING && !vm_is_local(d, vm))
 		cluster_pass_syns(d, vm);
@@ -221,14 +258,35 @@ static void wake_on_synack(struct odrsd *d, struct vm *vm, const struct wk_pkt *
 	}
 }
 
+/*
+ * A segment without SYN to a sleeping VM: of a flow it had open, it wakes the
+ * VM like a SYN; of any other (a stranger's ACK), it is counted and dropped,
+ * without a log line: a flood of them costs a lookup each.
+ */
+static void wake_on_segment(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, const uint8_t *frame,
+			    size_t len)
+{
+	if (!vm_stood_in_here(d, vm))
+		return;
+	if (!flows_known(vm, p)) {
+		d->n.flows_unknown++;
+		return;
+	}
+	wake_on_held(d, vm, p, frame, len, WK_TRIGGER_ESTABLISHED);
+}
+
 void vm_on_frame(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, const uint8_t *frame, size_t len)
 {
 	if (p->kind == WK_PKT_ARP || p->kind == WK_PKT_NS)
 		wake_on_neighbour(d, vm, p);
 	else if (p->kind == WK_PKT_TCP && wk_pkt_is_syn(p))
-		wake_on_syn(d, vm, p, frame, len);
+		wake_on_held(d, vm, p, frame, len, WK_TRIGGER_SYN);
 	else if (p->kind == WK_PKT_TCP && wk_pkt_is_synack(p))
 		wake_on_synack(d, vm, p);
+	else if (p->kind == WK_PKT_TCP && !(p->tcp.flags & WK_TCP_SYN))
+		wake_on_segment(d, vm, p, frame, len);
+	else if (p->kind == WK_PKT_UDP)
+		wake_on_held(d, vm, p, frame, len, WK_TRIGGER_UDP);
 }
 
 /*
@@ -263,8 +321,11 @@ static unsigned replay_held(struct odrsd *d, struct vm *vm)
 			if ((len = wk_frame_for_tap(h->frame, h->len, untagged, (size_t)nuntagged)) > 0)
 				h->len = (uint16_t)len;
 		}
-		if (inject_frame(d, ifindex, h->frame, h->len) == 0)
+		if (inject_frame(d, ifindex, h->frame, h->len) == 0) {
 			sent++;
+			/* Nothing answers a segment or a datagram as a SYN-ACK does: the client's own retries cover a loss. */
+			h->answered = !h->syn;
+		}
 		if (++h->tries > vm->replay_tries)
 			vm->replay_tries = h->tries;
 	}
@@ -285,6 +346,11 @@ static void on_replay_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 	for (struct held_syn *h = vm->held; h; h = h->next)
 		unanswered += !h->answered;
+	if (!unanswered) {
+		held_release(d, vm);
+		capture_filter_changed(d);
+		return;
+	}
 	if (vm->replay_tries >= REPLAY_TRIES) {
 		log_warn("%s: %u replayed SYNs not answered after %u tries", vm->name, unanswered,
 			 vm->replay_tries);
@@ -432,6 +498,7 @@ static bool adopt(struct odrsd *d, struct vm *vm)
 static void vm_destroy(struct odrsd *d, struct vm *vm)
 {
 	held_release(d, vm);
+	flows_free(vm);
 	ev_timer_stop(d->loop, &vm->wake_timer);
 	ev_timer_stop(d->loop, &vm->recheck);
 	free(vm);

@@ -10,8 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WK_WAKE_ARP 0x1
-#define WK_WAKE_SYN 0x2
+#define WK_WAKE_ARP	    0x1
+#define WK_WAKE_SYN	    0x2
+#define WK_WAKE_ESTABLISHED 0x4 /* a segment of a flow the VM had open (wake/flows.h) */
 
 enum wk_probe { WK_PROBE_AGENT = 0, WK_PROBE_SSH, WK_PROBE_NONE };
 enum wk_backend { WK_BACKEND_NONE = 0, WK_BACKEND_ETCD };
@@ -20,6 +21,8 @@ enum wk_shrink { WK_SHRINK_NONE = 0, WK_SHRINK_CACHES, WK_SHRINK_BALLOON };
 enum wk_sleep { WK_SLEEP_HIBERNATE = 0, WK_SLEEP_DOZE, WK_SLEEP_DOZE_THEN_HIBERNATE };
 /* Where VMs come from besides [vm] sections: libvirt domains carrying odrs metadata. */
 enum wk_discover { WK_DISCOVER_NONE = 0, WK_DISCOVER_LIBVIRT };
+/* Whether an open TCP connection keeps a VM awake. */
+enum wk_idle_connections { WK_IDLE_CONNECTIONS_IGNORE = 0, WK_IDLE_CONNECTIONS_KEEP };
 
 /* An address of either family: IPv6, with IPv4 as IPv4-mapped (::ffff:a.b.c.d). */
 struct wk_addr {
@@ -48,7 +51,7 @@ struct wk_policy {
 	char **protect; /* guest process names */
 	size_t nprotect;
 	enum wk_probe probe;
-	unsigned wake_on;     /* WK_WAKE_ARP | WK_WAKE_SYN */
+	unsigned wake_on;     /* WK_WAKE_ARP | WK_WAKE_SYN | WK_WAKE_ESTABLISHED */
 	uint16_t *wake_ports; /* nwake_ports == 0: any port */
 	size_t nwake_ports;
 	struct wk_addr *ignore_sources; /* IPv4 and IPv6 senders */
@@ -62,6 +65,10 @@ struct wk_policy {
 	enum wk_sleep sleep;
 	uint64_t hibernate_after_ms; /* doze_then_hibernate: a dozing VM is hibernated after this */
 	unsigned sleep_line;	     /* of the sleep key that applies; 0: the default */
+	enum wk_idle_connections idle_connections;
+	uint16_t *wake_udp_ports; /* a datagram to one of them wakes the VM; none by default */
+	size_t nwake_udp_ports;
+	bool activity_udp; /* UDP to or from the VM counts as activity, like TCP */
 };
 
 struct wk_vmconf {

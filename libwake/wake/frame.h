@@ -1,6 +1,6 @@
 /*
  * Frame codecs: Ethernet (with up to two 802.1Q/802.1ad tags), ARP, IPv4,
- * IPv6 (fixed header), Neighbor Discovery, TCP.
+ * IPv6 (fixed header), Neighbor Discovery, TCP, UDP.
  *
  * Every parser is pure: parse(buf, len, &out) reads only inside [buf, buf+len)
  * and returns 0 or a negative errno:
@@ -28,6 +28,7 @@
 #define WK_ETHERTYPE_ARP  0x0806
 #define WK_ETHERTYPE_IPV6 0x86dd
 #define WK_IPPROTO_TCP	  6
+#define WK_IPPROTO_UDP	  17
 #define WK_IPPROTO_ICMPV6 58
 #define WK_ETHERTYPE_VLAN 0x8100
 #define WK_ETHERTYPE_QINQ 0x88a8
@@ -135,23 +136,32 @@ struct wk_tcp {
 /* buf points at the TCP header, len is the IP payload length. */
 int wk_tcp_parse(const uint8_t *buf, size_t len, struct wk_tcp *out);
 /*
- * Rewrite the IPv4 header checksum and the TCP checksum (over IPv4 or IPv6)
- * of a whole Ethernet frame in place. Frames captured on a virtual NIC carry a partial TCP
- * checksum (transmit offload); a guest drops them unless repaired.
+ * Rewrite the IPv4 header checksum and the TCP or UDP checksum (over IPv4 or
+ * IPv6) of a whole Ethernet frame in place. Frames captured on a virtual NIC
+ * carry a partial checksum (transmit offload); a guest drops them unless
+ * repaired.
  */
 int wk_tcp_fix_checksums(uint8_t *frame, size_t len);
 uint16_t wk_inet_csum(const void *buf, size_t len, uint32_t seed);
 /*
- * A held SYN made into the frame a VM's tap would have carried, in place:
+ * A held SYN (or TCP segment, or UDP datagram) made into the frame a VM's tap would have carried, in place:
  * the bridge sends a VLAN untagged out of a port where that VLAN is untagged
  * (untagged[0..nuntagged), VIDs), so the outer tag goes when its VID is one of
  * them; the inner tag of a double-tagged frame stays. The checksums are then
  * repaired (wk_tcp_fix_checksums). Returns the new length (len, or len - 4),
  * or, leaving the frame as it was, a parser's error (-EBADMSG for a frame that
- * parses but is no whole TCP segment). Not idempotent on a frame
+ * parses but is no whole TCP segment or UDP datagram). Not idempotent on a frame
  * whose inner VID is also untagged: prepare each held frame once.
  */
 int wk_frame_for_tap(uint8_t *frame, size_t len, const uint16_t *untagged, size_t nuntagged);
+
+/* ---- UDP: libwake/pkt.c ---- */
+struct wk_udp {
+	uint16_t sport, dport;
+	uint16_t len; /* header and payload, as the header says */
+};
+/* buf points at the UDP header, len is the IP payload length. */
+int wk_udp_parse(const uint8_t *buf, size_t len, struct wk_udp *out);
 
 /* ---- Classification: libwake/pkt.c ---- */
 enum wk_pkt_kind {
@@ -161,6 +171,7 @@ enum wk_pkt_kind {
 	WK_PKT_TCP,	  /* .tcp valid, and .ip, or .ip6 when .v6 */
 	WK_PKT_IPV6,	  /* .ip6 valid, neither TCP nor a Neighbor Solicitation */
 	WK_PKT_NS,	  /* .ip6 and .ns valid */
+	WK_PKT_UDP,	  /* .udp valid, and .ip (a whole datagram, no fragment), or .ip6 when .v6 */
 };
 struct wk_pkt {
 	struct wk_eth eth;
@@ -171,20 +182,29 @@ struct wk_pkt {
 	bool v6;
 	struct wk_ns ns;
 	struct wk_tcp tcp;
+	struct wk_udp udp;
 	size_t l3_off, l4_off;
 };
 int wk_pkt_parse(const uint8_t *buf, size_t len, struct wk_pkt *out);
 bool wk_pkt_is_syn(const struct wk_pkt *p);    /* SYN, no ACK, not a fragment */
 bool wk_pkt_is_synack(const struct wk_pkt *p); /* SYN and ACK */
+/* The bytes of data a WK_PKT_TCP segment carries (0 for anything else). */
+size_t wk_pkt_tcp_payload(const struct wk_pkt *p);
 
-/* A SYN's identity: a retransmission has the same key. */
+/*
+ * A held frame's identity: a retransmission has the same key. A SYN's isn is
+ * its sequence number, a later segment's too; a UDP datagram's is 0 (its
+ * payload tells a repeated query from the next).
+ */
 struct wk_flow {
 	bool v6;
+	uint8_t proto;			/* WK_IPPROTO_TCP or WK_IPPROTO_UDP */
 	uint32_t saddr, daddr;		/* IPv4 */
 	uint8_t saddr6[16], daddr6[16]; /* IPv6 */
 	uint16_t sport, dport;
 	uint32_t isn;
 };
+/* Of a WK_PKT_TCP or WK_PKT_UDP frame. */
 void wk_flow_from_syn(const struct wk_pkt *syn, struct wk_flow *out);
 bool wk_flow_eq(const struct wk_flow *a, const struct wk_flow *b);
 /* True when synack answers the SYN identified by flow. */

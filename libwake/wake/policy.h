@@ -6,13 +6,21 @@
 #include <stdint.h>
 #include <wake/config.h>
 
-enum wk_trigger { WK_TRIGGER_ARP = 0, WK_TRIGGER_SYN, WK_TRIGGER_MANUAL };
+/* established: a segment of a flow the VM had open; udp: a datagram to one of wake_udp_ports. */
+enum wk_trigger {
+	WK_TRIGGER_ARP = 0,
+	WK_TRIGGER_SYN,
+	WK_TRIGGER_MANUAL,
+	WK_TRIGGER_ESTABLISHED,
+	WK_TRIGGER_UDP
+};
 const char *wk_trigger_name(enum wk_trigger t);
 /* The inverse of wk_trigger_name; anything else is WK_TRIGGER_MANUAL. */
 enum wk_trigger wk_trigger_from_name(const char *name);
 
 /*
- * May a packet from src to port (SYN only) wake this VM? src is either
+ * May a packet from src to port (SYN: wake_ports; UDP: wake_udp_ports; an
+ * established flow's segment is for a port the VM had open) wake this VM? src is either
  * family (wk_addr_v4, wk_addr_v6); NULL or an unspecified address (an ARP
  * probe's 0.0.0.0, ::) is no sender and matches no ignore_sources entry.
  */

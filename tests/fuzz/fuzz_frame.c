@@ -23,18 +23,29 @@ static void check_layout(const struct wk_pkt *p, size_t size)
 	CHECK(p->eth.ntags <= WK_ETH_MAX_TAGS);
 	CHECK(p->eth.hdr_len == WK_ETH_HLEN + 4 * p->eth.ntags);
 	CHECK(p->eth.hdr_len <= size);
+	/* A segment's data lies inside the frame, after its header. */
+	if (p->kind == WK_PKT_TCP)
+		CHECK(p->l4_off + p->tcp.hdr_len + wk_pkt_tcp_payload(p) <= size);
+	else
+		CHECK(wk_pkt_tcp_payload(p) == 0);
 	if (p->kind == WK_PKT_ARP)
 		CHECK(p->l3_off + 28 <= size);
 	if (p->v6) {
-		CHECK(p->kind == WK_PKT_IPV6 || p->kind == WK_PKT_TCP || p->kind == WK_PKT_NS);
+		CHECK(p->kind == WK_PKT_IPV6 || p->kind == WK_PKT_TCP || p->kind == WK_PKT_NS ||
+		      p->kind == WK_PKT_UDP);
 		CHECK(p->l4_off == p->l3_off + 40 && p->l4_off + p->ip6.payload_len <= size);
 		if (p->kind == WK_PKT_TCP)
 			CHECK(p->tcp.hdr_len >= 20 && p->tcp.hdr_len <= p->ip6.payload_len);
+		if (p->kind == WK_PKT_UDP)
+			CHECK(p->udp.len >= 8 && p->udp.len <= p->ip6.payload_len);
 		if (p->kind == WK_PKT_NS)
 			CHECK(p->ip6.hop_limit == 255 && p->ns.target[0] != 0xff && p->ip6.payload_len >= 24);
 		return;
 	}
-	if (p->kind == WK_PKT_IPV4 || p->kind == WK_PKT_TCP) {
+	if (p->kind == WK_PKT_UDP)
+		CHECK(!p->ip.is_fragment && p->udp.len >= 8 &&
+		      p->l4_off + p->udp.len <= p->l3_off + p->ip.total_len);
+	if (p->kind == WK_PKT_IPV4 || p->kind == WK_PKT_TCP || p->kind == WK_PKT_UDP) {
 		CHECK(p->ip.hdr_len >= 20 && p->ip.hdr_len <= p->ip.total_len);
 		CHECK(p->l3_off + p->ip.total_len <= size);
 	}
@@ -128,7 +139,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(copy);
 	memcpy(copy, data, size);
 	rc = wk_tcp_fix_checksums(copy, size);
-	if (p.kind == WK_PKT_TCP && (p.v6 || !p.ip.is_fragment)) {
+	if (p.kind == WK_PKT_UDP) {
+		/* A held datagram, repaired: it sums to zero over its length and pseudo header. */
+		uint32_t pseudo;
+
+		CHECK(rc == 0);
+		CHECK(wk_pkt_parse(copy, size, &again) == 0 && again.kind == WK_PKT_UDP);
+		pseudo =
+			again.v6
+				? wk_ipv6_pseudo_sum(&again.ip6, again.udp.len, WK_IPPROTO_UDP)
+				: (uint32_t)(copy[again.l3_off + 12] << 8 | copy[again.l3_off + 13]) +
+					  (uint32_t)(copy[again.l3_off + 14] << 8 | copy[again.l3_off + 15]) +
+					  (uint32_t)(copy[again.l3_off + 16] << 8 | copy[again.l3_off + 17]) +
+					  (uint32_t)(copy[again.l3_off + 18] << 8 | copy[again.l3_off + 19]) +
+					  WK_IPPROTO_UDP + again.udp.len;
+		CHECK(wk_inet_csum(copy + again.l4_off, again.udp.len, pseudo) == 0);
+	} else if (p.kind == WK_PKT_TCP && (p.v6 || !p.ip.is_fragment)) {
 		CHECK(rc == 0);
 		/* Repaired: the header still parses the same, and sums to zero. */
 		CHECK(wk_pkt_parse(copy, size, &again) == 0 && again.kind == WK_PKT_TCP);
@@ -150,8 +176,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(copy, data, size);
 	vid = p.eth.ntags ? p.eth.tag_tci[0] & 0x0fff : 0;
 	rc = wk_frame_for_tap(copy, size, &vid, 1);
-	if (p.kind == WK_PKT_TCP && (p.v6 || !p.ip.is_fragment)) {
+	if (p.kind == WK_PKT_UDP) {
 		CHECK(rc == (int)(p.eth.ntags ? size - 4 : size));
+		CHECK(wk_pkt_parse(copy, (size_t)rc, &again) == 0 && again.kind == WK_PKT_UDP &&
+		      again.udp.sport == p.udp.sport && again.udp.dport == p.udp.dport);
+	} else if (p.kind == WK_PKT_TCP && (p.v6 || !p.ip.is_fragment)) {
 		CHECK(wk_pkt_parse(copy, (size_t)rc, &again) == 0 && again.kind == WK_PKT_TCP);
 		CHECK(again.eth.ntags + (p.eth.ntags ? 1 : 0) == p.eth.ntags && again.tcp.seq == p.tcp.seq &&
 		      again.tcp.sport == p.tcp.sport && again.tcp.dport == p.tcp.dport);

@@ -17,7 +17,8 @@
 #   odrs.cache=MIB       read MIB MiB of the disk vda at boot, into the page
 #                        cache: memory a snapshot holds unless the cache is
 #                        dropped first (default 0)
-# It serves HTTP on 80 (busybox httpd), echo on 7 (busybox nc -ll -e cat), runs
+# It serves HTTP on 80 (busybox httpd), echo on TCP 7 (busybox nc -ll -e cat) and
+# UDP 7 (udpecho.c, built static with the host's cc), runs
 # qemu-ga on the virtio-serial port org.qemu.guest_agent.0 when present, and
 # prints "odrs-guest-ready name=NAME ip=ADDR" on the console (ttyS0) once the
 # servers listen.
@@ -58,7 +59,7 @@ libs=$(ldd "$qga" | awk '/=> \//{print $3} /^\t\//{print $1}')
 
 # Anything that changes the image is listed here; a match means the cache is good.
 inputs=$( {
-	sha256sum "$0" | cut -d' ' -f1
+	sha256sum "$0" "$(dirname "$0")/udpecho.c" | cut -d' ' -f1
 	echo "KVER=$KVER"
 	stat -L -c '%n %s %Y' "$kernel" "$busybox" "$qga" $modfiles $libs
 } )
@@ -80,6 +81,7 @@ root=$(mktemp -d "$out/.root.XXXXXX")
 trap 'rm -rf "$root" "$out/.initrd.tmp" "$out/.vmlinuz.tmp"' EXIT
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,run,tmp,www,modules,lib64,lib/x86_64-linux-gnu}
 cp "$busybox" "$root/bin/busybox"
+cc -static -O2 -o "$root/usr/bin/udpecho" "$(dirname "$0")/udpecho.c"
 
 for f in $modfiles; do
 	m=${f##*/}
@@ -182,6 +184,7 @@ chmod 755 "$root/init"
 cat >"$root/etc/inittab" <<'EOF'
 ::respawn:/usr/sbin/httpd -f -p 80 -h /www
 ::respawn:/usr/bin/nc -ll -p 7 -e /bin/cat
+::respawn:/usr/bin/udpecho 7
 ::respawn:/etc/agent
 ::once:/etc/ready
 EOF
@@ -202,6 +205,7 @@ while :; do
 	case $l in *:80\ *) case $l in *:7\ *) break ;; esac ;; esac
 	sleep 0.1
 done
+until netstat -lun 2>/dev/null | grep -q ':7 '; do sleep 0.1; done
 # Ready means the agent answers too, when the domain has its channel.
 while [ -n "$AGENT" ] && [ ! -e /run/qemu-ga/qga.state ]; do sleep 0.1; done
 echo "odrs-guest-ready name=$NAME ip=${IP%/*}"

@@ -139,7 +139,10 @@ static void test_defaults(void **state)
 	assert_true(cfg->policy.load_threshold == 0.5);
 	assert_int_equal(cfg->policy.nprotect, 0);
 	assert_int_equal(cfg->policy.probe, WK_PROBE_AGENT);
-	assert_int_equal(cfg->policy.wake_on, WK_WAKE_ARP | WK_WAKE_SYN);
+	assert_int_equal(cfg->policy.wake_on, WK_WAKE_ARP | WK_WAKE_SYN | WK_WAKE_ESTABLISHED);
+	assert_int_equal(cfg->policy.idle_connections, WK_IDLE_CONNECTIONS_IGNORE);
+	assert_int_equal(cfg->policy.nwake_udp_ports, 0);
+	assert_false(cfg->policy.activity_udp);
 	assert_int_equal(cfg->policy.nwake_ports, 0);
 	assert_int_equal(cfg->policy.nignore_sources, 0);
 	assert_true(cfg->policy.replay_syn);
@@ -166,9 +169,44 @@ static void test_defaults(void **state)
 	assert_int_equal(vm->line, 2);
 	/* The VM's policy is [policy]'s, defaults included. */
 	assert_int_equal(vm->policy.idle_timeout_ms, 120000);
-	assert_int_equal(vm->policy.wake_on, WK_WAKE_ARP | WK_WAKE_SYN);
+	assert_int_equal(vm->policy.wake_on, WK_WAKE_ARP | WK_WAKE_SYN | WK_WAKE_ESTABLISHED);
 	assert_true(vm->policy.replay_syn);
 	wk_config_free(cfg);
+}
+
+/* Open connections and UDP: the keys, a [vm] override, and their wrong values. */
+static void test_flow_keys(void **state)
+{
+	static const char text[] = "[policy]\n"
+				   "wake_on = established syn\n"
+				   "idle_connections = keep\n"
+				   "wake_udp_ports = 53 51820\n"
+				   "activity_udp = yes\n"
+				   "[vm a]\n"
+				   "ip = 198.18.0.10\n"
+				   "wake_udp_ports = none\n"
+				   "idle_connections = ignore\n";
+	struct wk_config *cfg;
+	struct diags ds;
+
+	assert_int_equal(load_text(text, &cfg, &ds), 0);
+	assert_int_equal(cfg->policy.wake_on, WK_WAKE_SYN | WK_WAKE_ESTABLISHED);
+	assert_int_equal(cfg->policy.idle_connections, WK_IDLE_CONNECTIONS_KEEP);
+	assert_int_equal(cfg->policy.nwake_udp_ports, 2);
+	assert_int_equal(cfg->policy.wake_udp_ports[1], 51820);
+	assert_true(cfg->policy.activity_udp);
+	assert_int_equal(cfg->vms[0].policy.nwake_udp_ports, 0);
+	assert_int_equal(cfg->vms[0].policy.idle_connections, WK_IDLE_CONNECTIONS_IGNORE);
+	assert_true(cfg->vms[0].policy.activity_udp);
+	wk_config_free(cfg);
+
+	assert_int_equal(load_text("[policy]\nidle_connections = always\nwake_udp_ports = any\n", &cfg, &ds),
+			 -EINVAL);
+	assert_int_equal(ds.n, 2);
+	assert_true(has_diag(&ds, 2, "idle_connections: \"always\": expected ignore or keep"));
+	assert_true(has_diag(&ds, 3,
+			     "wake_udp_ports: \"any\": expected \"none\" or port numbers from 1 to 65535, "
+			     "separated by spaces"));
 }
 
 static void test_every_key_set(void **state)
@@ -386,10 +424,11 @@ static void test_bad_values(void **state)
 		{ "[policy]\nprobe = icmp\n", "probe: \"icmp\": expected agent, ssh or none" },
 		/* "both" is no value: the message lists what may be written. */
 		{ "[policy]\nwake_on = arp icmp\n",
-		  "wake_on: \"icmp\": expected \"arp syn\", arp, syn or none" },
-		{ "[policy]\nwake_on = both\n", "wake_on: \"both\": expected \"arp syn\", arp, syn or none" },
+		  "wake_on: \"icmp\": expected \"arp syn established\", arp, syn, established or none" },
+		{ "[policy]\nwake_on = both\n",
+		  "wake_on: \"both\": expected \"arp syn established\", arp, syn, established or none" },
 		{ "[policy]\nwake_on = arp none\n",
-		  "wake_on: \"none\": expected \"arp syn\", arp, syn or none" },
+		  "wake_on: \"none\": expected \"arp syn established\", arp, syn, established or none" },
 		{ "[policy]\nwake_ports =\n", "wake_ports: \"\": expected \"any\" or port numbers" },
 		{ "[policy]\nwake_ports = 22 0\n",
 		  "wake_ports: \"0\": expected \"any\" or port numbers from 1 to 65535" },
@@ -1036,16 +1075,27 @@ static void test_parse_hostport(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_defaults),	cmocka_unit_test(test_every_key_set),
-		cmocka_unit_test(test_good_values),	cmocka_unit_test(test_bad_values),
-		cmocka_unit_test(test_bad_5_7),		cmocka_unit_test(test_duplicates),
-		cmocka_unit_test(test_structure),	cmocka_unit_test(test_whole_config_checks),
-		cmocka_unit_test(test_vm_overrides),	cmocka_unit_test(test_comments_and_layout),
-		cmocka_unit_test(test_sleep),		cmocka_unit_test(test_long_lines),
-		cmocka_unit_test(test_example_configs), cmocka_unit_test(test_unreadable),
-		cmocka_unit_test(test_many_vms),	cmocka_unit_test(test_100k_vm_names),
-		cmocka_unit_test(test_parse_duration),	cmocka_unit_test(test_parse_size),
-		cmocka_unit_test(test_parse_addresses), cmocka_unit_test(test_parse_hostport),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_every_key_set),
+		cmocka_unit_test(test_flow_keys),
+		cmocka_unit_test(test_good_values),
+		cmocka_unit_test(test_bad_values),
+		cmocka_unit_test(test_bad_5_7),
+		cmocka_unit_test(test_duplicates),
+		cmocka_unit_test(test_structure),
+		cmocka_unit_test(test_whole_config_checks),
+		cmocka_unit_test(test_vm_overrides),
+		cmocka_unit_test(test_comments_and_layout),
+		cmocka_unit_test(test_sleep),
+		cmocka_unit_test(test_long_lines),
+		cmocka_unit_test(test_example_configs),
+		cmocka_unit_test(test_unreadable),
+		cmocka_unit_test(test_many_vms),
+		cmocka_unit_test(test_100k_vm_names),
+		cmocka_unit_test(test_parse_duration),
+		cmocka_unit_test(test_parse_size),
+		cmocka_unit_test(test_parse_addresses),
+		cmocka_unit_test(test_parse_hostport),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -509,12 +509,19 @@ static void test_pkt_kinds(void **state)
 	w.b[w.n - 40] = 0; /* version 0 */
 	assert_int_equal(parse_exact(w.b, w.n, &p), -EPROTONOSUPPORT);
 
-	tcp_frame(&w, &s); /* UDP: IPv4, no TCP */
+	tcp_frame(&w, &s); /* UDP: IPv4, no TCP; its "length" (the TCP bytes 4-5) past the datagram */
+	w.b[w.n - 20 + 4] = 0xff;
 	assert_int_equal(parse_exact(w.b, w.n, &p), 0);
 	assert_int_equal(p.kind, WK_PKT_IPV4);
 	assert_int_equal(p.ip.proto, 17);
 	assert_false(wk_pkt_is_syn(&p));
 	assert_int_equal(wk_tcp_fix_checksums(w.b, w.n), -EBADMSG);
+	w.b[w.n - 20 + 4] = 0, w.b[w.n - 20 + 5] = 20; /* a whole datagram: UDP, whose checksum is fixed */
+	assert_int_equal(parse_exact(w.b, w.n, &p), 0);
+	assert_int_equal(p.kind, WK_PKT_UDP);
+	assert_int_equal(p.udp.len, 20);
+	assert_false(wk_pkt_is_syn(&p));
+	assert_int_equal(wk_tcp_fix_checksums(w.b, w.n), 0);
 
 	arp_frame(&w, 0, NULL, NULL, 1, 0x0800, 6, 4, 1);
 	assert_int_equal(wk_tcp_fix_checksums(w.b, w.n), -EBADMSG);

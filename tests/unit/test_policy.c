@@ -26,6 +26,35 @@ static void test_trigger_names(void **state)
 	assert_string_equal(wk_trigger_name(WK_TRIGGER_ARP), "arp");
 	assert_string_equal(wk_trigger_name(WK_TRIGGER_SYN), "syn");
 	assert_string_equal(wk_trigger_name(WK_TRIGGER_MANUAL), "manual");
+	assert_string_equal(wk_trigger_name(WK_TRIGGER_ESTABLISHED), "established");
+	assert_string_equal(wk_trigger_name(WK_TRIGGER_UDP), "udp");
+	assert_int_equal(wk_trigger_from_name("established"), WK_TRIGGER_ESTABLISHED);
+	assert_int_equal(wk_trigger_from_name("udp"), WK_TRIGGER_UDP);
+}
+
+/* An established flow's segment: wake_on established, any port, ignore_sources still apply; UDP: listed ports only. */
+static void test_established_and_udp(void **state)
+{
+	uint16_t ports[] = { 22 }, udp[] = { 53 };
+	struct wk_addr ignored = addr("198.18.0.1"), ignore[] = { addr("198.18.0.1") };
+	struct wk_policy p = { .wake_on = WK_WAKE_SYN | WK_WAKE_ESTABLISHED,
+			       .wake_ports = ports,
+			       .nwake_ports = 1,
+			       .ignore_sources = ignore,
+			       .nignore_sources = 1 };
+	struct wk_addr client = addr("198.18.0.50");
+
+	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_ESTABLISHED, &client, 7));
+	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_ESTABLISHED, &ignored, 7));
+	p.wake_on = WK_WAKE_SYN;
+	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_ESTABLISHED, &client, 7));
+	/* No wake_udp_ports: no datagram wakes. */
+	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_UDP, &client, 53));
+	p.wake_udp_ports = udp;
+	p.nwake_udp_ports = 1;
+	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_UDP, &client, 53));
+	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_UDP, &client, 54));
+	assert_false(wk_policy_may_wake(&p, WK_TRIGGER_UDP, &ignored, 53));
 }
 
 static void test_wake_on(void **state)
@@ -220,13 +249,10 @@ static void test_rate(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_trigger_names),
-		cmocka_unit_test(test_wake_on),
-		cmocka_unit_test(test_wake_ports),
-		cmocka_unit_test(test_ignore_sources),
-		cmocka_unit_test(test_routers),
-		cmocka_unit_test(test_idle_judge),
-		cmocka_unit_test(test_idle_judge_bad_probe),
+		cmocka_unit_test(test_trigger_names),  cmocka_unit_test(test_established_and_udp),
+		cmocka_unit_test(test_wake_on),	       cmocka_unit_test(test_wake_ports),
+		cmocka_unit_test(test_ignore_sources), cmocka_unit_test(test_routers),
+		cmocka_unit_test(test_idle_judge),     cmocka_unit_test(test_idle_judge_bad_probe),
 		cmocka_unit_test(test_rate),
 	};
 

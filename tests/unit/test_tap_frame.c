@@ -30,6 +30,13 @@ static const uint8_t SYN_VLAN10[58] = {
 	0xc6, 0x12, 0x03, 0x01, 0xc6, 0x12, 0x00, 0x0a, 0x9c, 0x40, 0x00, 0x50, 0x01, 0x02, 0x03,
 	0x04, 0x00, 0x00, 0x00, 0x00, 0x50, 0x02, 0xfa, 0xf0, 0x85, 0x2b, 0x00, 0x00,
 };
+/* 198.18.3.1:40000 -> 198.18.0.10:7, UDP "ping\n" (a wake_udp_ports datagram), DF. */
+static const uint8_t UDP_UNTAGGED[47] = {
+	0x52, 0x54, 0x00, 0x12, 0x00, 0x10, 0x02, 0x00, 0x00, 0x03, 0x00, 0x01, 0x08, 0x00, 0x45, 0x00,
+	0x00, 0x21, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x99, 0x68, 0xc6, 0x12, 0x03, 0x01, 0xc6, 0x12,
+	0x00, 0x0a, 0x9c, 0x40, 0x00, 0x07, 0x00, 0x0d, 0xeb, 0x8b, 0x70, 0x69, 0x6e, 0x67, 0x0a,
+};
+#define UDP_CSUM_UNTAGGED 40
 #define TCP_CSUM_UNTAGGED 50 /* offset of the TCP checksum in SYN_UNTAGGED */
 #define IP_CSUM_UNTAGGED  24
 
@@ -106,6 +113,29 @@ static void test_untagged_frame_gets_checksums(void **state)
 	assert_memory_equal(f, SYN_UNTAGGED, sizeof(SYN_UNTAGGED));
 }
 
+/* A held datagram: its UDP checksum repaired, the Ethernet padding left alone, as for a SYN. */
+static void test_udp_datagram_gets_checksums(void **state)
+{
+	uint8_t f[WK_FRAME_MAX] = { 0 };
+	struct wk_pkt p;
+
+	memcpy(f, UDP_UNTAGGED, sizeof(UDP_UNTAGGED));
+	f[UDP_CSUM_UNTAGGED] ^= 0x5a;
+	f[IP_CSUM_UNTAGGED] = 0;
+	assert_int_equal(wk_pkt_parse(f, 60, &p), 0);
+	assert_int_equal(p.kind, WK_PKT_UDP);
+	assert_int_equal(p.udp.sport, 40000);
+	assert_int_equal(p.udp.dport, 7);
+	assert_int_equal(p.udp.len, 13);
+	assert_int_equal(wk_frame_for_tap(f, 60, NULL, 0), 60);
+	assert_memory_equal(f, UDP_UNTAGGED, sizeof(UDP_UNTAGGED));
+	/* A length past the IP payload: no datagram odrs would hold, nor replay. */
+	f[39] = 14;
+	assert_int_equal(wk_pkt_parse(f, 60, &p), 0);
+	assert_int_equal(p.kind, WK_PKT_IPV4);
+	assert_int_equal(wk_frame_for_tap(f, 60, NULL, 0), -EBADMSG);
+}
+
 static void test_refuses_what_is_no_tcp(void **state)
 {
 	uint8_t f[WK_FRAME_MAX];
@@ -128,6 +158,7 @@ int main(void)
 		cmocka_unit_test(test_double_tag_loses_the_outer_only),
 		cmocka_unit_test(test_untagged_frame_gets_checksums),
 		cmocka_unit_test(test_refuses_what_is_no_tcp),
+		cmocka_unit_test(test_udp_datagram_gets_checksums),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -70,6 +70,8 @@ static const struct {
 	{ "arp_reply", { "ip", "requester" } },
 	{ "ndp_reply", { "ip", "requester" } },
 	{ "syn_held", { "client", "port" } },
+	{ "flow_held", { "client", "port" } },
+	{ "udp_held", { "client", "port" } },
 	{ "wake_start", { "trigger", "client", "target_node" } },
 	{ "wake_done", { "ms", "restore_ms", "trigger", "target_node" } },
 	{ "syn_replayed", { "count", "ms" } },
