@@ -47,6 +47,7 @@ enum vm_event {
 	VM_EV_DOZE_FAILED,	  /* the doze failed, the domain is neither running nor dozed */
 	VM_EV_SAVE_FAILED_DOZING, /* the save of a dozing VM failed, the domain is still paused */
 	VM_EV_WAKE,		  /* wake requested (a trigger) */
+	VM_EV_WAKE_THERE,	  /* wake requested here for a VM dozing on another node */
 	VM_EV_CLAIM_HERE,	  /* the wake claim won, for this node (always so without a cluster) */
 	VM_EV_CLAIM_THERE,	  /* the wake claim won, for another node */
 	VM_EV_CLAIM_LOST,	  /* another node claimed it first */
