@@ -136,3 +136,27 @@ odrs_guest_sh() {
 odrs_events() {
 	odrs_evlog "$1" | grep "\"event\":\"$2\"" | grep -c "\"vm\":\"$3\""
 }
+
+# Swap for doze: odrs_zram_up makes zram0 a 4 GiB swap device (for a host without
+# swap); odrs_zram_down undoes only that (call it at exit).
+odrs_has_swap() { [ "$(wc -l < /proc/swaps)" -gt 1 ]; }
+_odrs_zram_on=
+odrs_zram_up() {
+	[ -e /sys/block/zram0 ] || modprobe zram 2>/dev/null || return 1
+	[ -e /sys/block/zram0 ] || return 1
+	echo 4G > /sys/block/zram0/disksize && mkswap /dev/zram0 > /dev/null && swapon /dev/zram0 ||
+		return 1
+	_odrs_zram_on=1
+}
+odrs_zram_down() {
+	[ -n "$_odrs_zram_on" ] || return 0
+	swapoff /dev/zram0 && echo 1 > /sys/block/zram0/reset
+	_odrs_zram_on=
+}
+
+# odrs_qemu_kib NODE VM FIELD: QEMU's VmRSS or VmSwap, in KiB.
+odrs_qemu_kib() {
+	local pid
+	pid=$(lab_node_exec "$1" cat "/run/libvirt/qemu/$2.pid") || return 1
+	awk -v f="$3:" '$1 == f { print $2 }' "/proc/$pid/status"
+}
