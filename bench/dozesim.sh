@@ -78,6 +78,18 @@ for h in $AFTER_MIN; do modes="$modes d2h_${h}m_disk d2h_${h}m_zram"; done
 
 # cell MODE I_S COLUMN: that column of the mode's row at I
 cell() { awk -F, -v l="$1" -v i="$2" -v c="$3" '$1 == l && $3 + 0 == i + 0 { print $c }' "$CSV"; }
+# table COLUMN: that column per I (rows) and mode (columns)
+table() {
+	local i m
+	printf '%-8s' "I (min)"
+	for m in $modes; do printf ' %14s' "$m"; done
+	echo
+	for i in $I_MIN; do
+		printf '%-8s' "$i"
+		for m in $modes; do printf ' %14s' "$(cell "$m" "$(awk -v i="$i" 'BEGIN { print i * 60 }')" "$1")"; done
+		echo
+	done
+}
 {
 	echo "odrs two-tier sleep, simulated ($(date -u +%Y-%m-%dT%H:%MZ))"
 	echo "command: $CMDLINE"
@@ -85,23 +97,9 @@ cell() { awk -F, -v l="$1" -v i="$2" -v c="$3" '$1 == l && $3 + 0 == i + 0 { pri
 	echo "save $SAVE_S s, restore $RESTORE_S s, doze $DOZE_S s, resume $RESUME_S s; a dozing VM frees $FREED_DISK of its memory (disk swap), $FREED_ZRAM (zram)"
 	echo
 	echo "memory saved, % (the paper: 54 % at I = 4 min, hibernating)"
-	printf '%-8s' "I (min)"
-	for m in $modes; do printf ' %14s' "$m"; done
-	echo
-	for i in $I_MIN; do
-		printf '%-8s' "$i"
-		for m in $modes; do printf ' %14s' "$(cell "$m" "$(awk -v i="$i" 'BEGIN { print i * 60 }')" 12)"; done
-		echo
-	done
+	table 12
 	echo
 	echo "mean wait of the first access to a sleeping VM until it runs, ms"
-	printf '%-8s' "I (min)"
-	for m in $modes; do printf ' %14s' "$m"; done
-	echo
-	for i in $I_MIN; do
-		printf '%-8s' "$i"
-		for m in $modes; do printf ' %14s' "$(cell "$m" "$(awk -v i="$i" 'BEGIN { print i * 60 }')" 20)"; done
-		echo
-	done
+	table 20
 } > "$TXT"
 cat "$TXT"
