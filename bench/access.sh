@@ -248,8 +248,8 @@ summarize() {
 	} > "$TXT"
 	cat "$TXT"
 }
-# doze_col COLUMN: the median of access-doze.csv's COLUMN over every doze
-doze_col() { awk -F, -v c="$1" 'NR > 1 && $c != "" { print $c }' "$DOZE" | median; }
+# doze_col VARIANT COLUMN: the median of access-doze.csv's COLUMN over that variant's dozes
+doze_col() { awk -F, -v v="$1" -v c="$2" 'NR > 1 && $1 == v && $c != "" { print $c }' "$DOZE" | median; }
 doze_summary() {
 	local da ds ha hs
 	da=$(stats doze_arp | cut -d' ' -f2)
@@ -263,13 +263,18 @@ doze_summary() {
 		printf "goal 4, doze >= 5 x faster than the hibernate path: SYN path %.1f x %s, ARP path %.1f x %s\n",
 			hs / ds, (hs / ds >= 5 ? "HOLDS" : "FAILS"), ha / da, (ha / da >= 5 ? "HOLDS" : "FAILS")
 	}'
-	awk -v m="$MEM" -v r0="$(doze_col 3)" -v r1="$(doze_col 4)" -v sw="$(doze_col 5)" -v zd="$(doze_col 6)" \
-		-v zc="$(doze_col 7)" -v zu="$(doze_col 8)" -v ms="$(doze_col 11)" 'BEGIN {
+	# doze_arp follows a restore (the guest all resident); doze_syn the wake of a doze.
+	awk -v m="$MEM" -v r0="$(doze_col doze_arp 3)" -v r1="$(doze_col doze_arp 4)" \
+		-v sw="$(doze_col doze_arp 5)" -v zd="$(doze_col doze_arp 6)" -v zc="$(doze_col doze_arp 7)" \
+		-v zu="$(doze_col doze_arp 8)" -v ms="$(doze_col doze_arp 11)" -v again="$(doze_col doze_syn 6)" \
+		-v again_ms="$(doze_col doze_syn 11)" 'BEGIN {
 		out = r0 - r1
-		printf "memory per dozing VM (medians): QEMU VmRSS %.0f -> %.0f MiB, %.0f MiB out of RSS = %.0f %% of its %d MiB; VmSwap %.0f MiB\n",
+		printf "memory per dozing VM, a doze after a restore (medians): QEMU VmRSS %.0f -> %.0f MiB, %.0f MiB out of RSS = %.0f %% of its %d MiB; VmSwap %.0f MiB\n",
 			r0 / 1024, r1 / 1024, out / 1024, 100 * out / (m * 1024), m, sw / 1024
 		printf "  zram: +%.0f MiB stored in +%.0f MiB compressed (+%.0f MiB used): the host gained %.0f MiB = %.0f %% of guest RAM; doze %.0f ms\n",
 			zd / 1024, zc / 1024, zu / 1024, (out - zu) / 1024, 100 * (out - zu) / (m * 1024), ms
+		printf "  a doze right after a doze'"'"'s wake pages out only what came back in: %.0f MiB in %.0f ms\n",
+			again / 1024, again_ms
 		printf "goal 5, >= 70 %% of guest RAM out of RSS: %.0f %% %s\n", 100 * out / (m * 1024),
 			(out >= 0.7 * m * 1024 ? "HOLDS" : "FAILS")
 	}'
