@@ -247,7 +247,7 @@ bool vm_is_asleep(const struct vm *vm)
 
 bool vm_stood_in_here(const struct odrsd *d, const struct vm *vm)
 {
-	if (vm->state == VM_DOZING_OFF || vm->state == VM_DOZING)
+	if (vm->state == VM_DOZING_OFF || vm->state == VM_DOZING || (vm->state == VM_WAKING && vm->dozed))
 		return vm_is_local(d, vm);
 	return d->accept && vm_is_asleep(vm);
 }
@@ -293,11 +293,13 @@ static void apply_fields(struct odrsd *d, struct vm *vm, const struct vm_rule *r
 	    (from == VM_DOZING_OFF && r->to != VM_DOZING_OFF && r->to != VM_DOZING))
 		vm->wake_wanted = false;
 	/*
-	 * Paused here by a doze, as a restart must know; a save or resume ends it.
-	 * Dozing on another node (followed, or claimed from here) is no doze here.
+	 * Paused here by a doze, as a restart must know, until a save or the end
+	 * of its resume. Dozing on another node (followed, or claimed from here)
+	 * is no doze here.
 	 */
 	vm->dozed = r->to == VM_DOZING ? !(r->effects & VM_FX_FOLLOW) && (from != VM_DOZING || vm->dozed)
-				       : vm->dozed && (r->to == VM_HIBERNATING || r->to == VM_UNKNOWN);
+				       : vm->dozed && (r->to == VM_HIBERNATING || r->to == VM_UNKNOWN ||
+						       (r->effects & VM_FX_RESUME));
 	if (r->to == VM_DOZING && from != VM_DOZING)
 		vm->dozed_at = d->life->ops->now(d);
 	if (r->effects & VM_FX_WANT)

@@ -205,8 +205,9 @@ const char *vm_state_name(enum vm_state s);
 bool vm_is_asleep(const struct vm *vm);
 /*
  * Whether this node answers ARP and NDP and takes the SYNs for vm: the accept
- * node for a VM asleep anywhere, but only its own node for a dozing one (its
- * frames still reach that node; nothing retrains them).
+ * node for a VM asleep anywhere, but only its own node for a dozing one, up to
+ * the end of its resume (its frames still reach that node; nothing retrains
+ * them).
  */
 bool vm_stood_in_here(const struct odrsd *d, const struct vm *vm);
 /* Whether this node runs, saves or restores vm (always, without a cluster). */

@@ -582,7 +582,17 @@ static void test_doze_syn_resume(void **state)
 	assert_int_equal(fake.submits[VIRT_RESUME], 1);
 	assert_int_equal(fake.submits[VIRT_RESTORE], 0);
 	assert_int_equal(fake.timer_on, 1);
-	assert_false(vm.dozed);
+	/* Paused here until the resume ends: its node still takes its SYNs (not the accept node). */
+	assert_true(vm.dozed);
+	assert_true(vm_stood_in_here(&d, &vm));
+	d.accept = true;
+	vm.dozed = false;
+	snprintf(vm.node, sizeof(vm.node), "n2");
+	assert_true(vm_stood_in_here(&d, &vm)); /* a restore on n2: the accept node holds its SYNs */
+	vm.dozed = true;
+	assert_false(vm_stood_in_here(&d, &vm));
+	d.accept = false;
+	snprintf(vm.node, sizeof(vm.node), "n1");
 	vm.held = &a_syn;
 	fake.now = 100.25;
 	j = job_of(VIRT_RESUME, 0, VIRT_RUNNING);
@@ -593,6 +603,7 @@ static void test_doze_syn_resume(void **state)
 	assert_int_equal(fake.timer_off, 1);
 	assert_int_equal(vm.last_wake_ms, 250);
 	assert_string_equal(vm.tap, "vnet7");
+	assert_false(vm.dozed);
 	/* A wake is rate limited as a restore is. */
 	reset(false, VM_DOZING);
 	fake.may_wake = false;
