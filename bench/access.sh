@@ -1,6 +1,8 @@
 #!/bin/bash
 # Access time of a sleeping VM: how long a client waits for its first TCP
-# connection, in one run, on one VM (web1, TCG, 96 MiB), four ways, ROUNDS each:
+# connection, in one run, on one VM (web1, TCG, MEM MiB holding BALLAST MiB of
+# random data), six ways, ROUNDS each, interleaved (each round runs every
+# variant once, in this order):
 #
 #   bare        virsh save, then virsh restore, then the client connects
 #               (ARP entry present): restore time + curl's connect time
@@ -9,8 +11,17 @@
 #               replayed: curl's connect time
 #   odrs_syn    the same with a permanent ARP entry on the client (no ARP at
 #               all; the SYN triggers the wake and is replayed)
+#   doze_arp    odrsctl doze (pause, guest RAM paged out to swap); the client's
+#               ARP cache is empty: the ARP request wakes it (a resume), the SYN
+#               is held and replayed: curl's connect time
+#   doze_syn    the same with a permanent ARP entry on the client
 #   retransmit  as odrs_syn, but odrsd runs with replay_syn = no: the held
 #               SYN is dropped and the client's kernel retransmits (after 1 s)
+#
+# Each doze also records the memory it freed: QEMU's VmRSS before and after,
+# its VmSwap, and what the swap device kept (zram's mm_stat, before and after:
+# the data stored, its compressed size, the memory zram uses). Without swap
+# on the host, a zram swap device is set up for the run and removed after.
 #
 # "Reachable" is measured the same way for every variant: the moment curl's
 # connect() completes (SYN-ACK received). For odrs it is curl's time_connect,
@@ -25,6 +36,9 @@
 #   access.csv          variant,round,ms,snapshot_bytes
 #   access-detail.csv   variant,round,restore_ms,restore_wall_ms,connect_ms,wake_done_ms,
 #                       syn_replayed_ms,syns (SYNs the client sent, captured on its eth0)
+#                       (for doze rows, restore_ms is the resume call's)
+#   access-doze.csv     variant,round,rss_before_kib,rss_after_kib,swap_kib,zram_data_kib,
+#                       zram_compr_kib,zram_used_kib,bytes_out,resident_bytes,doze_ms
 #   access.txt          summary per variant, the ratios and whether the goals hold
 #   access.png          box plot per variant (gnuplot)
 #
@@ -36,7 +50,8 @@ BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 
 ROUNDS=${ROUNDS:-10}
 RESULTS=${RESULTS:-$BENCH_DIR/results}
-VM=web1 IP=198.18.0.10 MAC=52:54:00:12:00:10 MEM=96
+MEM=${MEM:-256} BALLAST=${BALLAST:-160}
+VM=web1 IP=198.18.0.10 MAC=52:54:00:12:00:10
 CURL_MAX=20
 # Seconds left between putting the VM to sleep and the access, so the
 # snapshot's write-out and odrsd's bookkeeping are not what is measured.
@@ -45,6 +60,7 @@ SETTLE=${SETTLE:-1}
 mkdir -p "$RESULTS" || exit 1
 CSV=$RESULTS/access.csv
 DETAIL=$RESULTS/access-detail.csv
+DOZE=$RESULTS/access-doze.csv
 TXT=$RESULTS/access.txt
 PNG=$RESULTS/access.png
 
@@ -121,12 +137,11 @@ bare_round() { # ROUND
 	rm -f "$img"
 }
 
-odrs_round() { # VARIANT ROUND
-	local bytes
-	odrs_hibernate n1 "$VM"
-	bytes=$(stat -c %s "$LAB_SHARED/$VM.odrs-save")
+# access_asleep VARIANT ROUND BYTES: the client reaches the sleeping VM, with an
+# empty ARP cache (VARIANT *_arp) or a permanent entry; its row.
+access_asleep() {
 	case $1 in
-	odrs_arp) client_arp_empty ;;
+	*_arp) client_arp_empty ;;
 	*) lab_router_client c1 "$IP" "$MAC" ;;
 	esac
 	sleep "$SETTLE"
@@ -135,8 +150,38 @@ odrs_round() { # VARIANT ROUND
 	odrs_wait_state n1 "$VM" running 30 || fail "$VM not running after the access"
 	# The events follow the access by a little: wait for wake_done.
 	lab_wait 5 test -n "$(event_field wake_done ms)" || fail "no wake_done event"
-	row "$1" "$2" "$CONNECT_MS" "$bytes" "$(event_field wake_done restore_ms)" "" "$CONNECT_MS" \
+	row "$1" "$2" "$CONNECT_MS" "$3" "$(event_field wake_done restore_ms)" "" "$CONNECT_MS" \
 		"$(event_field wake_done ms)" "$(event_field syn_replayed ms)"
+}
+
+odrs_round() { # VARIANT ROUND
+	odrs_hibernate n1 "$VM"
+	access_asleep "$1" "$2" "$(stat -c %s "$LAB_SHARED/$VM.odrs-save")"
+}
+
+# zram_kib: all zram devices' stored data, compressed size and memory used, in KiB ("0 0 0" without zram)
+zram_kib() {
+	cat /sys/block/zram*/mm_stat 2> /dev/null |
+		awk '{ d += $1; c += $2; u += $3 } END { printf "%d %d %d", d / 1024, c / 1024, u / 1024 }'
+}
+
+doze_round() { # VARIANT ROUND
+	local out rss0 rss1 swap z0 z1 d0 c0 u0 d1 c1 u1 dozed
+	rss0=$(odrs_qemu_kib n1 "$VM" VmRSS) || fail "QEMU's VmRSS"
+	z0=$(zram_kib)
+	mark_events
+	out=$(lab_odrsctl n1 doze "$VM") || fail "doze $VM: $out"
+	dozed="$(event_field doze_done bytes_out),$(event_field doze_done resident_bytes),$(event_field doze_done ms)"
+	[ "$(odrs_state n1 "$VM")" = dozing ] || fail "$VM is $(odrs_state n1 "$VM") after doze"
+	rss1=$(odrs_qemu_kib n1 "$VM" VmRSS)
+	swap=$(odrs_qemu_kib n1 "$VM" VmSwap)
+	z1=$(zram_kib)
+	read -r d0 c0 u0 <<<"$z0"
+	read -r d1 c1 u1 <<<"$z1"
+	access_asleep "$1" "$2" 0
+	echo "$1,$2,$rss0,$rss1,$swap,$((d1 - d0)),$((c1 - c0)),$((u1 - u0)),$dozed" >> "$DOZE"
+	printf '           memory: VmRSS %s -> %s KiB, VmSwap %s KiB, zram +%s KiB in +%s KiB\n' \
+		"$rss0" "$rss1" "$swap" "$((d1 - d0))" "$((u1 - u0))"
 }
 
 start_odrsd() { # [POLICY LINE...]
@@ -172,7 +217,7 @@ summarize() {
 		echo
 		printf '%-10s %3s %9s %9s %9s %9s %8s %10s %12s %5s\n' variant n median p90 min max \
 			restore wake_done restore_wall SYNs
-		for v in bare odrs_arp odrs_syn retransmit; do
+		for v in bare odrs_arp odrs_syn doze_arp doze_syn retransmit; do
 			read -r n med p90 min max <<<"$(stats "$v")"
 			printf '%-10s %3s %9s %9s %9s %9s %8s %10s %12s %5s\n' "$v" "$n" "$med" "$p90" \
 				"$min" "$max" "$(detail_median "$v" 3)" "$(detail_median "$v" 6)" "$(detail_median "$v" 4)" \
@@ -196,11 +241,43 @@ summarize() {
 			printf "goal 2, odrs at least 2.5 x faster than drop-and-retransmit: SYN path %.2f x %s, ARP path %.2f x %s\n",
 				r / s, (r / s >= 2.5 ? "HOLDS" : "FAILS"), r / a, (r / a >= 2.5 ? "HOLDS" : "FAILS")
 		}'
+		doze_summary
 		echo "(ratios and goals are over medians)"
 		echo
-		echo "command: ROUNDS=$ROUNDS LAB_PREFIX=$LAB_PREFIX bench/access.sh (or make bench)"
+		echo "command: ROUNDS=$ROUNDS MEM=$MEM BALLAST=$BALLAST LAB_PREFIX=$LAB_PREFIX bench/access.sh (or make bench)"
 	} > "$TXT"
 	cat "$TXT"
+}
+# doze_col VARIANT COLUMN: the median of access-doze.csv's COLUMN over that variant's dozes
+doze_col() { awk -F, -v v="$1" -v c="$2" 'NR > 1 && $1 == v && $c != "" { print $c }' "$DOZE" | median; }
+doze_summary() {
+	local da ds ha hs
+	da=$(stats doze_arp | cut -d' ' -f2)
+	ds=$(stats doze_syn | cut -d' ' -f2)
+	ha=$(stats odrs_arp | cut -d' ' -f2)
+	hs=$(stats odrs_syn | cut -d' ' -f2)
+	awk -v da="$da" -v ds="$ds" -v ha="$ha" -v hs="$hs" 'BEGIN {
+		printf "hibernate/doze = %.1f x (SYN path), %.1f x (ARP path)\n", hs / ds, ha / da
+		printf "goal 3, doze wake median <= 60 ms: SYN path %.1f ms %s, ARP path %.1f ms %s\n",
+			ds, (ds <= 60 ? "HOLDS" : "FAILS"), da, (da <= 60 ? "HOLDS" : "FAILS")
+		printf "goal 4, doze >= 5 x faster than the hibernate path: SYN path %.1f x %s, ARP path %.1f x %s\n",
+			hs / ds, (hs / ds >= 5 ? "HOLDS" : "FAILS"), ha / da, (ha / da >= 5 ? "HOLDS" : "FAILS")
+	}'
+	# doze_arp follows a restore (the guest all resident); doze_syn the wake of a doze.
+	awk -v m="$MEM" -v r0="$(doze_col doze_arp 3)" -v r1="$(doze_col doze_arp 4)" \
+		-v sw="$(doze_col doze_arp 5)" -v zd="$(doze_col doze_arp 6)" -v zc="$(doze_col doze_arp 7)" \
+		-v zu="$(doze_col doze_arp 8)" -v ms="$(doze_col doze_arp 11)" -v again="$(doze_col doze_syn 6)" \
+		-v again_ms="$(doze_col doze_syn 11)" 'BEGIN {
+		out = r0 - r1
+		printf "memory per dozing VM, a doze after a restore (medians): QEMU VmRSS %.0f -> %.0f MiB, %.0f MiB out of RSS = %.0f %% of its %d MiB; VmSwap %.0f MiB\n",
+			r0 / 1024, r1 / 1024, out / 1024, 100 * out / (m * 1024), m, sw / 1024
+		printf "  zram: +%.0f MiB stored in +%.0f MiB compressed (+%.0f MiB used): the host gained %.0f MiB = %.0f %% of guest RAM; doze %.0f ms\n",
+			zd / 1024, zc / 1024, zu / 1024, (out - zu) / 1024, 100 * (out - zu) / (m * 1024), ms
+		printf "  a doze right after a doze'"'"'s wake pages out only what came back in: %.0f MiB in %.0f ms\n",
+			again / 1024, again_ms
+		printf "goal 5, >= 70 %% of guest RAM out of RSS: %.0f %% %s\n", 100 * out / (m * 1024),
+			(out >= 0.7 * m * 1024 ? "HOLDS" : "FAILS")
+	}'
 }
 detail_snap() { # VARIANT: median snapshot size
 	awk -F, -v v="$1" 'NR > 1 && $1 == v { print $4 }' "$CSV" | sort -n |
@@ -218,40 +295,42 @@ plot() {
 	set style boxplot nooutliers pointtype 7
 	set style data boxplot
 	set boxwidth 0.5
-	set xtics ("bare restore" 1, "odrs ARP path" 2, "odrs SYN path" 3, "drop + retransmit" 4)
-	set xrange [0.5:4.7]
-	VARIANTS = "bare odrs_arp odrs_syn retransmit"
-	COLORS = "#777777 #2266cc #22aa44 #cc4422"
-	set yrange [0:*]
+	set xtics ("bare restore" 1, "odrs ARP path" 2, "odrs SYN path" 3, "doze ARP path" 4, "doze SYN path" 5, "drop + retransmit" 6)
+	set xrange [0.5:6.7]
+	set logscale y
+	VARIANTS = "bare odrs_arp odrs_syn doze_arp doze_syn retransmit"
+	COLORS = "#777777 #2266cc #22aa44 #8844cc #aa44aa #cc4422"
+	set yrange [1:*]
 	set grid ytics
 	unset key
-	plot for [i=1:4] "< grep '^".word(VARIANTS, i).",' $CSV" using (i):3 lc rgb word(COLORS, i), \
-	     for [i=1:4] "< grep '^".word(VARIANTS, i).",' $CSV" using (i + 0.35):3 with points pt 7 ps 0.6 lc rgb word(COLORS, i)
+	plot for [i=1:6] "< grep '^".word(VARIANTS, i).",' $CSV" using (i):3 lc rgb word(COLORS, i), \
+	     for [i=1:6] "< grep '^".word(VARIANTS, i).",' $CSV" using (i + 0.35):3 with points pt 7 ps 0.6 lc rgb word(COLORS, i)
 	EOF
 }
 
-bench_lab "$VM" "$IP" "$MAC" "$MEM"
+bench_lab "$VM" "$IP" "$MAC" "$MEM" "$BALLAST"
+trap 'lab_down; odrs_zram_down' EXIT
+odrs_has_swap || odrs_zram_up || fail "no swap, and no zram device for one"
 EVENTS=$(lab_node_dir n1)/odrs/events.jsonl
 echo "variant,round,ms,snapshot_bytes" > "$CSV"
 echo "variant,round,restore_ms,restore_wall_ms,connect_ms,wake_done_ms,syn_replayed_ms,syns" > "$DETAIL"
+echo "variant,round,rss_before_kib,rss_after_kib,swap_kib,zram_data_kib,zram_compr_kib,zram_used_kib,bytes_out,resident_bytes,doze_ms" > "$DOZE"
 
-step "bare: virsh save, virsh restore, connect"
-for r in $(seq 1 "$ROUNDS"); do bare_round "$r"; done
-
-step "odrs (replay_syn = yes): ARP path and SYN path, alternating"
-start_odrsd
+step "$ROUNDS rounds: bare, odrs ARP and SYN paths, doze ARP and SYN paths, drop and retransmit"
 for r in $(seq 1 "$ROUNDS"); do
+	bare_round "$r"
+	start_odrsd
 	odrs_round odrs_arp "$r"
 	odrs_round odrs_syn "$r"
+	doze_round doze_arp "$r"
+	doze_round doze_syn "$r"
+	lab_odrsd_stop n1 || fail "odrsd exited with status $?"
+	start_odrsd "replay_syn = no"
+	odrs_round retransmit "$r"
+	lab_odrsd_stop n1 || fail "odrsd exited with status $?"
 done
-lab_odrsd_stop n1 || fail "odrsd exited with status $?"
-
-step "drop and retransmit (replay_syn = no): SYN path"
-start_odrsd "replay_syn = no"
-for r in $(seq 1 "$ROUNDS"); do odrs_round retransmit "$r"; done
-lab_odrsd_stop n1 || fail "odrsd exited with status $?"
 
 step "summary"
 summarize
 plot
-echo "results in $RESULTS: $(cd "$RESULTS" && echo access.csv access-detail.csv access.txt access.png)"
+echo "results in $RESULTS: $(cd "$RESULTS" && echo access.csv access-detail.csv access-doze.csv access.txt access.png)"

@@ -34,3 +34,15 @@ bench_lab() {
 	lab_vm_start n1 "$1" "$2" "$3" "$4" "${5:-0}" "${6:-0}" > /dev/null && lab_vm_wait_ready n1 "$1" 120 ||
 		fail "$1 did not come up"
 }
+
+# memsim_build OUT: bench/memsim.c against build/libwake.a (make all first).
+memsim_build() {
+	local root pkgs="libpcap libvirt libvirt-qemu libxml-2.0 jansson inih libsystemd libcap-ng libcurl"
+	root=$(cd "$BENCH_DIR/.." && pwd)
+	step "building $1"
+	# shellcheck disable=SC2046,SC2086 # word splitting of pkgs and of pkg-config's output is wanted
+	cc -D_GNU_SOURCE -D_DEFAULT_SOURCE -I"$root/libwake" -I"$root/odrsd" $(pkg-config --cflags $pkgs) \
+		-std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+		-Wno-unused-parameter -O2 -g -o "$1" "$BENCH_DIR/memsim.c" "$root/build/libwake.a" \
+		$(pkg-config --libs $pkgs) -lnet -lev -lresolv -lpthread -lm
+}

@@ -38,7 +38,7 @@
 # Output (RESULTS, default bench/results/):
 #   memsaved.csv      label,T_s,I_s,T_over_I,check_s,save_s,restore_s,runs,vms,duration_s,
 #                     warmup_s,saved_pct,stderr_pct,ideal_pct,approx_pct,hib_per_vm_h,woke_pct,
-#                     lost_pct,early_pct
+#                     lost_pct,early_pct,wait_ms
 #                     (memsim's columns, see bench/memsim.c; labels sim30_T*m and
 #                     long_T*m: the paper's setting; simlab, simlab_long: the lab's;
 #                     simlab_noloss: the same without the activity lost on capture
@@ -103,13 +103,7 @@ CMDLINE="VMS=$VMS MEM=$MEM T_LAB=$T_LAB CHECK=$CHECK PROBE=$PROBE RATIOS=\"$RATI
 START=$SECONDS
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 
-step "building build/memsim"
-PKGS="libpcap libvirt libvirt-qemu libxml-2.0 jansson inih libsystemd libcap-ng libcurl"
-# shellcheck disable=SC2046,SC2086 # word splitting of PKGS and of pkg-config's output is wanted
-cc -D_GNU_SOURCE -D_DEFAULT_SOURCE -I"$ROOT/libwake" -I"$ROOT/odrsd" $(pkg-config --cflags $PKGS) \
-	-std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
-	-Wno-unused-parameter -O2 -g -o "$MEMSIM" "$BENCH_DIR/memsim.c" "$ROOT/build/libwake.a" \
-	$(pkg-config --libs $PKGS) -lnet -lev -lresolv -lpthread -lm || { rm -rf "$TMP"; fail "memsim did not build"; }
+memsim_build "$MEMSIM" || { rm -rf "$TMP"; fail "memsim did not build"; }
 
 keep() { [ -z "$KEEP" ] || { mkdir -p "$KEEP" && cp -r "$TMP"/. "$KEEP"/; }; }
 vm_name() { echo "vm$1"; }
@@ -495,7 +489,7 @@ plot() {
 	EOF
 }
 
-echo "label,T_s,I_s,T_over_I,check_s,save_s,restore_s,runs,vms,duration_s,warmup_s,saved_pct,stderr_pct,ideal_pct,approx_pct,hib_per_vm_h,woke_pct,lost_pct,early_pct" > "$CSV.new"
+echo "label,T_s,I_s,T_over_I,check_s,save_s,restore_s,runs,vms,duration_s,warmup_s,saved_pct,stderr_pct,ideal_pct,approx_pct,hib_per_vm_h,woke_pct,lost_pct,early_pct,wait_ms" > "$CSV.new"
 if [ "$LAB" = 1 ]; then
 	lab_part
 	lab_rows >> "$CSV.new"

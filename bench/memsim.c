@@ -6,6 +6,7 @@
  *   memsim -c CONFIG -I "I1 I2 ..." [-d DURATION_S=1800] [-w WARMUP_S=0]
  *          [-n RUNS=200] [-r SEED=1] [-S SAVE_S=1] [-R RESTORE_S=1]
  *          [-P PROBE_S=0.2] [-A LATE_S=0.5] [-X] [-j JITTER=0] [-L LOAD=0.00]
+ *          [-D DOZE_S=1.5] [-U RESUME_S=0.05] [-F DOZE_FREED=0.72]
  *          [-p "PROCESSES"] [-t TRACE] [-l LABEL]
  *
  * The node is the one CONFIG describes, read with libwake's wk_config_load:
@@ -29,7 +30,12 @@
  *     workers, wake_spacing between starts, RESTORE_S); the VM runs when it
  *     is done, with its activity clock reset then (vm_runs_here) and again
  *     by the access's own exchange, which follows at once;
- *   - an access to a running VM resets its activity clock.
+ *   - an access to a running VM resets its activity clock;
+ *   - a VM whose sleep (its policy) is doze or doze_then_hibernate dozes
+ *     instead of the save: a doze job on the save workers (DOZE_S), then
+ *     it is dozing; an access starts a resume on the wake workers
+ *     (RESUME_S); with doze_then_hibernate, the idle timer hibernates a VM
+ *     dozing for hibernate_after (a save, SAVE_S), as idle.c does.
  *
  * The activity clock is set when the activity capture hands the frame over:
  * up to ACTIVITY_DELAY_MS late (LATE_S, uniform; -A 0 for at once). A check
@@ -44,7 +50,10 @@
  * replayed in every run; I then only names the row). All VMs start running,
  * just accessed, at time 0. Memory counts as saved while a
  * VM is hibernated: from the end of its save (hibernate_done) to the access
- * that wakes it (wake_start). The VMs' memory sizes are not in the
+ * that wakes it (wake_start); while it dozes, DOZE_FREED of it (the share
+ * of guest RAM out of RAM, net of what a zram device keeps compressed: a
+ * lab's measure), from doze_done to the access or the hibernate_done of
+ * doze_then_hibernate. The VMs' memory sizes are not in the
  * configuration: every VM weighs the same.
  * SAVE_S and RESTORE_S may be lists ("2.1,2.5,4.0", the durations a lab
  * measured): each save or restore then takes one of them, drawn at random.
@@ -53,7 +62,7 @@
  *
  * Prints CSV, one line per I (seconds):
  *   label,T_s,I_s,T_over_I,check_s,save_s,restore_s,runs,vms,duration_s,warmup_s,
- *   saved_pct,stderr_pct,ideal_pct,approx_pct,hib_per_vm_h,woke_pct,lost_pct,early_pct
+ *   saved_pct,stderr_pct,ideal_pct,approx_pct,hib_per_vm_h,woke_pct,lost_pct,early_pct,wait_ms
  * with T the mean idle_timeout of the VMs (each VM's own is used); save_s and
  * restore_s the means of their lists; stderr the standard error of the mean
  * over runs; ideal = e^(-T/I), the long-run fraction of time asleep when
@@ -64,12 +73,15 @@
  * asleep until the next access (I, unless one came during the save:
  * probability 1 - e^(-S/I)), the wake R; so
  * approx = e^(-S/I) / (e^(tau/I) - 1 + (S+R)/I + e^(-S/I)) with
- * tau = T + LATE_S/2 + check/2 + confirm (+ probe); hib_per_vm_h =
- * hibernations per VM and hour; woke_pct = the accesses that found their VM
+ * tau = T + LATE_S/2 + check/2 + confirm (+ probe), for VMs that hibernate
+ * (empty when any VM dozes); hib_per_vm_h = idle sleeps (hibernations or
+ * dozes) per VM and hour; woke_pct = the accesses that found their VM
  * not running;
  * lost_pct = the accesses to a running VM whose activity was lost (-X);
  * early_pct = the hibernations that started sooner than idle_timeout plus
- * the confirmation after the VM's last access (odrsd had not seen it).
+ * the confirmation after the VM's last access (odrsd had not seen it);
+ * wait_ms = the mean time from an access that found its VM asleep to the VM
+ * running (the later accesses of the same wake wait less: not counted).
  * Exit: 0, 1 a bad configuration, 2 usage.
  */
 #include <errno.h>
@@ -89,7 +101,9 @@
 #define CONFIRM_S ((ACTIVITY_DELAY_MS + 50) / 1000.)
 
 enum ev_type { EV_ACCESS, EV_TICK, EV_CONFIRM, EV_JOB_DONE, EV_SEEN };
-enum job_op { JOB_RESTORE = 0, JOB_SAVE, JOB_PROBE, NJOBOPS };
+/* The first NQUEUES are also virt.c's worker queues: a resume waits with restores, a doze with saves. */
+enum job_op { JOB_RESTORE = 0, JOB_SAVE, JOB_PROBE, JOB_DOZE, JOB_RESUME };
+#define NQUEUES 3
 
 struct event {
 	double t;
@@ -112,13 +126,24 @@ struct simvm {
 	double last; /* last TCP activity, as odrsd knows it */
 	double wire; /* last TCP frame on the wire */
 	bool job_busy, probing, pending, wake_wanted;
-	double slept_at; /* hibernate_done, while VM_HIBERNATED */
-	double saved;	 /* seconds hibernated inside the window */
+	bool asleep;	 /* its memory is freed (freed of it) since slept_at */
+	double slept_at; /* hibernate_done or doze_done */
+	double freed;	 /* 1 hibernated, doze_freed dozing */
+	double dozed_at; /* doze_done, while VM_DOZING (and saved from it) */
+	double saved;	 /* seconds hibernated inside the window (a doze's weighted) */
 	unsigned long hibernations, accesses, woke, seen, lost, early;
+	double waiting_since; /* the first access that found it asleep; -1: none waits */
+	double waited;	      /* seconds from such accesses to running, inside the window */
+	unsigned long waits;  /* how many */
+};
+
+struct queued_job {
+	int vm;
+	enum job_op op;
 };
 
 struct queue {
-	int *vm; /* FIFO of VM indices */
+	struct queued_job *job; /* FIFO */
 	size_t head, n, cap;
 	unsigned free; /* idle workers */
 };
@@ -128,7 +153,7 @@ struct sim {
 	struct simvm *vm;
 	size_t nvm;
 	struct heap h;
-	struct queue q[NJOBOPS];
+	struct queue q[NQUEUES];
 	double next_restore_at;
 	double now, end, warmup, interval;
 	double last_swap; /* the activity capture's last swap */
@@ -143,7 +168,9 @@ struct dur {
 	double mean;
 };
 
-static struct dur save_d = { NULL, 0, 1 }, restore_d = { NULL, 0, 1 };
+static struct dur save_d = { NULL, 0, 1 }, restore_d = { NULL, 0, 1 }, doze_d = { NULL, 0, 1.5 },
+		  resume_d = { NULL, 0, 0.05 };
+static double doze_freed = 0.72;
 static double probe_s = 0.2, late_s = ACTIVITY_DELAY_MS / 1000., jitter = 0, load = 0;
 static bool lose_on_swap;
 /* -t: the accesses to replay, in the file's order. */
@@ -300,15 +327,22 @@ static double draw(struct sim *s, const struct dur *d)
 	return d->v[i < d->n ? i : d->n - 1];
 }
 
+static enum job_op queue_of(enum job_op op)
+{
+	return op == JOB_RESUME ? JOB_RESTORE : op == JOB_DOZE ? JOB_SAVE : op;
+}
+
 /* A worker takes the job: virt.c's worker_run, restore spacing included. */
 static void job_start(struct sim *s, enum job_op op, int vm)
 {
-	double start = s->now, base = op == JOB_RESTORE ? draw(s, &restore_d)
-				      : op == JOB_SAVE	? draw(s, &save_d)
-							: probe_s;
+	double start = s->now, base = op == JOB_RESTORE	 ? draw(s, &restore_d)
+				      : op == JOB_SAVE	 ? draw(s, &save_d)
+				      : op == JOB_DOZE	 ? draw(s, &doze_d)
+				      : op == JOB_RESUME ? draw(s, &resume_d)
+							 : probe_s;
 	uint64_t spacing = s->cfg->wake_spacing_ms;
 
-	s->q[op].free--;
+	s->q[queue_of(op)].free--;
 	if (op == JOB_RESTORE && spacing) {
 		start = s->now > s->next_restore_at ? s->now : s->next_restore_at;
 		s->next_restore_at = start + spacing / 1000.;
@@ -318,56 +352,68 @@ static void job_start(struct sim *s, enum job_op op, int vm)
 
 static void job_submit(struct sim *s, enum job_op op, int vm)
 {
-	struct queue *q = &s->q[op];
+	struct queue *q = &s->q[queue_of(op)];
 
 	if (q->free) {
 		job_start(s, op, vm);
 		return;
 	}
 	if (q->n == q->cap) {
-		int *nv = malloc((q->cap ? 2 * q->cap : 16) * sizeof(*nv));
+		struct queued_job *nv = malloc((q->cap ? 2 * q->cap : 16) * sizeof(*nv));
 		if (!nv)
 			die("out of memory");
 		for (size_t i = 0; i < q->n; i++)
-			nv[i] = q->vm[(q->head + i) % (q->cap ? q->cap : 1)];
-		free(q->vm);
-		q->vm = nv, q->head = 0, q->cap = q->cap ? 2 * q->cap : 16;
+			nv[i] = q->job[(q->head + i) % (q->cap ? q->cap : 1)];
+		free(q->job);
+		q->job = nv, q->head = 0, q->cap = q->cap ? 2 * q->cap : 16;
 	}
-	q->vm[(q->head + q->n++) % q->cap] = vm;
+	q->job[(q->head + q->n++) % q->cap] = (struct queued_job){ vm, op };
 }
 
-/* Memory saved: the part of [slept_at, now] inside the window. */
-static void asleep_until(struct sim *s, struct simvm *v)
+/* Memory saved: the part of [slept_at, now] inside the window, weighted by the share freed. */
+static void awake(struct sim *s, struct simvm *v)
 {
 	double a = v->slept_at > s->warmup ? v->slept_at : s->warmup, b = s->now < s->end ? s->now : s->end;
 
-	if (b > a)
-		v->saved += b - a;
+	if (v->asleep && b > a)
+		v->saved += v->freed * (b - a);
+	v->asleep = false;
+}
+
+/* Its memory is freed from now on, this share of it. */
+static void asleep(struct sim *s, struct simvm *v, double freed)
+{
+	awake(s, v);
+	v->asleep = true;
+	v->slept_at = s->now;
+	v->freed = freed;
 }
 
 static void sim_wake_start(struct sim *s, int i)
 {
 	struct simvm *v = &s->vm[i];
 
-	if (v->state == VM_HIBERNATING) {
+	if (v->state == VM_HIBERNATING || v->state == VM_DOZING_OFF) {
 		v->wake_wanted = true;
 		return;
 	}
-	if (v->state != VM_HIBERNATED)
+	if (v->state != VM_HIBERNATED && v->state != VM_DOZING)
 		return;
-	asleep_until(s, v);
-	v->state = VM_WAKING;
+	awake(s, v);
 	v->job_busy = true;
-	job_submit(s, JOB_RESTORE, i);
+	job_submit(s, v->state == VM_DOZING ? JOB_RESUME : JOB_RESTORE, i);
+	v->state = VM_WAKING;
 }
 
 static void sim_hibernate_start(struct sim *s, int i)
 {
 	struct simvm *v = &s->vm[i];
 
+	bool doze = v->c->policy.sleep != WK_SLEEP_HIBERNATE;
+
 	if (v->state != VM_RUNNING || v->job_busy)
 		return;
-	v->state = VM_HIBERNATING;
+	v->state = doze ? VM_DOZING_OFF : VM_HIBERNATING;
 	v->wake_wanted = false;
 	v->job_busy = true;
 	s->last_swap = s->now;
@@ -376,6 +422,19 @@ static void sim_hibernate_start(struct sim *s, int i)
 		if (s->now - v->wire < v->c->policy.idle_timeout_ms / 1000. + CONFIRM_S)
 			v->early++;
 	}
+	job_submit(s, doze ? JOB_DOZE : JOB_SAVE, i);
+}
+
+/* idle.c's hibernate_dozing: doze_then_hibernate, dozing for hibernate_after. */
+static void sim_hibernate_dozing(struct sim *s, int i)
+{
+	struct simvm *v = &s->vm[i];
+
+	if (v->state != VM_DOZING || v->c->policy.sleep != WK_SLEEP_DOZE_THEN_HIBERNATE || v->job_busy ||
+	    s->now - v->dozed_at < v->c->policy.hibernate_after_ms / 1000.)
+		return;
+	v->state = VM_HIBERNATING; /* its memory stays out meanwhile */
+	v->job_busy = true;
 	job_submit(s, JOB_SAVE, i);
 }
 
@@ -407,28 +466,33 @@ static void sim_probe_done(struct sim *s, int i)
 static void sim_job_done(struct sim *s, const struct event *e)
 {
 	struct simvm *v = &s->vm[e->vm];
-	struct queue *q = &s->q[e->op];
+	struct queue *q = &s->q[queue_of(e->op)];
 
 	q->free++;
 	if (q->n) {
-		int next = q->vm[q->head];
+		struct queued_job next = q->job[q->head];
 		q->head = (q->head + 1) % q->cap, q->n--;
-		job_start(s, e->op, next);
+		job_start(s, next.op, next.vm);
 	}
 	if (e->op == JOB_PROBE) {
 		sim_probe_done(s, e->vm);
 		return;
 	}
 	v->job_busy = false;
-	if (e->op == JOB_SAVE) {
-		v->state = VM_HIBERNATED;
-		v->slept_at = s->now;
+	if (e->op == JOB_SAVE || e->op == JOB_DOZE) {
+		v->state = e->op == JOB_SAVE ? VM_HIBERNATED : VM_DOZING;
+		asleep(s, v, e->op == JOB_SAVE ? 1 : doze_freed);
+		if (e->op == JOB_DOZE)
+			v->dozed_at = s->now;
 		if (v->wake_wanted) {
 			v->wake_wanted = false;
 			sim_wake_start(s, e->vm);
 		}
 	} else {
 		v->state = VM_RUNNING;
+		if (v->waiting_since >= s->warmup)
+			v->waited += s->now - v->waiting_since, v->waits++;
+		v->waiting_since = -1;
 		v->last = s->now; /* vm_runs_here */
 		s->last_swap = s->now;
 		frame(s, e->vm); /* the replayed SYN's exchange */
@@ -444,6 +508,8 @@ static void on_access(struct sim *s, int i)
 		if (v->state != VM_RUNNING)
 			v->woke++;
 	}
+	if (v->state != VM_RUNNING && v->waiting_since < 0)
+		v->waiting_since = s->now;
 	/* The activity capture; a sleeping VM's clock is reset on waking. */
 	if (v->state == VM_RUNNING)
 		frame(s, i);
@@ -460,6 +526,7 @@ static void on_tick(struct sim *s)
 	for (size_t i = 0; i < s->nvm; i++) {
 		s->vm[i].pending = idle_candidate(s, &s->vm[i]);
 		any = any || s->vm[i].pending;
+		sim_hibernate_dozing(s, (int)i);
 	}
 	if (any && !s->confirm_active) {
 		s->confirm_active = true;
@@ -486,7 +553,7 @@ static void on_confirm(struct sim *s)
 }
 
 struct result {
-	double saved, hib, accesses, woke, seen, lost, early;
+	double saved, hib, accesses, woke, seen, lost, early, waited, waits;
 };
 
 static struct result run(const struct wk_config *cfg, double interval, double duration, double warmup,
@@ -506,7 +573,7 @@ static struct result run(const struct wk_config *cfg, double interval, double du
 	s.q[JOB_SAVE].free = cfg->hibernate_concurrency;
 	s.q[JOB_PROBE].free = 1; /* virt.c: one probe worker */
 	for (size_t i = 0; i < s.nvm; i++) {
-		s.vm[i] = (struct simvm){ .c = &cfg->vms[i], .state = VM_RUNNING, .last = 0 };
+		s.vm[i] = (struct simvm){ .c = &cfg->vms[i], .state = VM_RUNNING, .waiting_since = -1 };
 		if (!trace)
 			push(&s, expo(&s, interval), EV_ACCESS, (int)i, 0);
 	}
@@ -539,8 +606,7 @@ static struct result run(const struct wk_config *cfg, double interval, double du
 	s.now = duration;
 	for (size_t i = 0; i < s.nvm; i++) {
 		struct simvm *v = &s.vm[i];
-		if (v->state == VM_HIBERNATED)
-			asleep_until(&s, v);
+		awake(&s, v);
 		r.saved += v->saved;
 		r.hib += v->hibernations;
 		r.accesses += v->accesses;
@@ -548,12 +614,14 @@ static struct result run(const struct wk_config *cfg, double interval, double du
 		r.seen += v->seen;
 		r.lost += v->lost;
 		r.early += v->early;
+		r.waited += v->waited;
+		r.waits += v->waits;
 	}
 	r.saved /= s.nvm * (duration - warmup);
 	free(s.vm);
 	free(s.h.e);
-	for (int i = 0; i < NJOBOPS; i++)
-		free(s.q[i].vm);
+	for (int i = 0; i < NQUEUES; i++)
+		free(s.q[i].job);
 	return r;
 }
 
@@ -588,7 +656,8 @@ static void usage(void)
 	fprintf(stderr, "usage: memsim -c CONFIG -I \"I1 I2 ...\" [-d DURATION_S] [-w WARMUP_S] [-n RUNS]\n"
 			"              [-r SEED] [-S SAVE_S] [-R RESTORE_S] [-P PROBE_S] [-A LATE_S] [-X] "
 			"[-j JITTER]\n"
-			"              [-L LOAD] [-p PROCESSES] [-t TRACE] [-l LABEL]\n");
+			"              [-L LOAD] [-D DOZE_S] [-U RESUME_S] [-F DOZE_FREED] [-p PROCESSES]\n"
+			"              [-t TRACE] [-l LABEL]\n");
 	exit(2);
 }
 
@@ -602,7 +671,7 @@ int main(int argc, char **argv)
 	char *list, *tok, *save;
 	int o, n;
 
-	while ((o = getopt(argc, argv, "c:I:d:w:n:r:S:R:P:A:Xj:L:p:t:l:")) != -1) {
+	while ((o = getopt(argc, argv, "c:I:d:w:n:r:S:R:P:A:Xj:L:D:U:F:p:t:l:")) != -1) {
 		switch (o) {
 		case 'c':
 			conf = optarg;
@@ -633,6 +702,17 @@ int main(int argc, char **argv)
 		case 'P':
 			probe_s = atof(optarg);
 			break;
+		case 'D':
+			if (parse_dur(optarg, &doze_d) < 0)
+				usage();
+			break;
+		case 'U':
+			if (parse_dur(optarg, &resume_d) < 0)
+				usage();
+			break;
+		case 'F':
+			doze_freed = atof(optarg);
+			break;
 		case 'A':
 			late_s = atof(optarg);
 			break;
@@ -659,7 +739,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!conf || !intervals || optind != argc || runs < 1 || duration <= warmup || warmup < 0 ||
-	    probe_s < 0 || late_s < 0 || jitter < 0 || jitter >= 1)
+	    probe_s < 0 || late_s < 0 || jitter < 0 || jitter >= 1 || doze_freed < 0 || doze_freed > 1)
 		usage();
 	if (wk_config_load(conf, diag, NULL, &cfg) < 0)
 		return 1;
@@ -678,12 +758,14 @@ int main(int argc, char **argv)
 	probe_len = (size_t)n;
 
 	printf("label,T_s,I_s,T_over_I,check_s,save_s,restore_s,runs,vms,duration_s,warmup_s,"
-	       "saved_pct,stderr_pct,ideal_pct,approx_pct,hib_per_vm_h,woke_pct,lost_pct,early_pct\n");
+	       "saved_pct,stderr_pct,ideal_pct,approx_pct,hib_per_vm_h,woke_pct,lost_pct,early_pct,"
+	       "wait_ms\n");
 	list = strdup(intervals);
 	for (tok = strtok_r(list, " ,", &save); tok; tok = strtok_r(NULL, " ,", &save)) {
 		double I = atof(tok), sum = 0, sum2 = 0, hib = 0, acc = 0, woke = 0, seen = 0, lost = 0,
-		       early = 0;
+		       early = 0, waited = 0, waits = 0;
 		double T = 0, ideal = 0, approx = 0, check = cfg->check_interval_ms / 1000.;
+		char approx_s[32] = "";
 
 		if (I <= 0)
 			usage();
@@ -691,7 +773,7 @@ int main(int argc, char **argv)
 			struct result r = run(cfg, I, duration, warmup, seed * 1000003ULL + k);
 			sum += r.saved, sum2 += r.saved * r.saved;
 			hib += r.hib, acc += r.accesses, woke += r.woke, seen += r.seen, lost += r.lost,
-				early += r.early;
+				early += r.early, waited += r.waited, waits += r.waits;
 		}
 		for (size_t i = 0; i < cfg->nvms; i++) {
 			const struct wk_policy *p = &cfg->vms[i].policy;
@@ -699,6 +781,8 @@ int main(int argc, char **argv)
 			double tau = t + late_s / 2 + check / 2 + CONFIRM_S +
 				     (p->probe == WK_PROBE_NONE ? 0 : probe_s);
 			T += t / cfg->nvms;
+			if (p->sleep != WK_SLEEP_HIBERNATE)
+				approx = NAN;
 			if (!t)
 				continue;
 			ideal += exp(-t / I) / cfg->nvms;
@@ -710,14 +794,15 @@ int main(int argc, char **argv)
 		{
 			double mean = sum / runs;
 			double var = runs > 1 ? (sum2 - runs * mean * mean) / (runs - 1) : 0;
-			printf("%s,%g,%g,%.4f,%g,%g,%g,%lu,%zu,%g,%g,%.2f,%.2f,%.2f,%.2f,%.2f,%.1f,%.1f,%."
-			       "1f\n",
+			if (!isnan(approx))
+				snprintf(approx_s, sizeof(approx_s), "%.2f", 100 * approx);
+			printf("%s,%g,%g,%.4f,%g,%g,%g,%lu,%zu,%g,%g,%.2f,%.2f,%.2f,%s,%.2f,%.1f,%.1f,%."
+			       "1f,%.0f\n",
 			       label, T, I, T / I, check, save_d.mean, restore_d.mean, runs, cfg->nvms,
 			       duration, warmup, 100 * mean, 100 * sqrt(var > 0 ? var / runs : 0),
-			       100 * ideal, 100 * approx,
-			       hib / (runs * cfg->nvms * (duration - warmup) / 3600),
+			       100 * ideal, approx_s, hib / (runs * cfg->nvms * (duration - warmup) / 3600),
 			       acc ? 100 * woke / acc : 0, seen + lost ? 100 * lost / (seen + lost) : 0,
-			       hib ? 100 * early / hib : 0);
+			       hib ? 100 * early / hib : 0, waits ? 1000 * waited / waits : 0);
 		}
 	}
 	free(list);

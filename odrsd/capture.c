@@ -234,9 +234,20 @@ static char *filter_vlans(char *l3)
 	return all;
 }
 
+/* The accept node answers for every sleeping VM, any node for the VMs dozing on it. */
+static bool answers_neighbours(const struct odrsd *d)
+{
+	if (d->accept)
+		return true;
+	for (size_t i = 0; i < d->nvms; i++)
+		if (vm_stood_in_here(d, d->vms[i]))
+			return true;
+	return false;
+}
+
 /*
- * The wake capture: ARP requests and Neighbor Solicitations on the accept
- * node (the table decides); there, SYNs without ACK to sleeping VMs, over
+ * The wake capture: ARP requests and Neighbor Solicitations on a node that
+ * answers them (the table decides); SYNs without ACK to sleeping VMs, over
  * IPv4 and IPv6; SYN-ACKs from VMs with held SYNs not answered yet. NULL when out of memory; "" for nothing.
  */
 static char *wake_filter(struct odrsd *d)
@@ -248,7 +259,7 @@ static char *wake_filter(struct odrsd *d)
 
 	if (!f)
 		return NULL;
-	any = d->accept;
+	any = answers_neighbours(d);
 	if (any)
 		fputs("(arp and arp[6:2] = 1) or (icmp6 and ip6[40] = 135)", f);
 	/* libpcap cannot index TCP over IPv6: the flags are at 40 + 13 without extension headers. */

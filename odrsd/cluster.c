@@ -230,15 +230,23 @@ bool cluster_node_lost(const struct odrsd *d, const char *node)
 	return c && c->watching && !c->fenced && node[0] && strcmp(node, d->cfg->node) && !peer_find(c, node);
 }
 
+/* Where the registry says: its QEMU (a dozing one's memory too) is on that node alone. */
+static bool held_by_its_node(const struct vm *vm)
+{
+	return vm->state == VM_WAKING || vm->state == VM_RUNNING || vm->state == VM_DOZING;
+}
+
 bool vm_node_lost(const struct odrsd *d, const struct vm *vm)
 {
-	return (vm->state == VM_WAKING || vm->state == VM_RUNNING) && cluster_node_lost(d, vm->node);
+	return held_by_its_node(vm) && cluster_node_lost(d, vm->node);
 }
 
 /*
- * Its lease ran out (or it left). What the registry still has running or
- * being restored there stays so: only that node knows whether its QEMU
- * still runs, so nothing is taken over; the operator is told.
+ * Its lease ran out (or it left). What the registry still has running,
+ * being restored or dozing there stays so: only that node knows whether its
+ * QEMU still runs, and a dozing VM's memory is in that QEMU (an older image
+ * in snapshot_dir would lose what it did since), so nothing is taken over;
+ * the operator is told.
  */
 static void node_gone(struct cluster *c, const char *node)
 {
@@ -249,7 +257,7 @@ static void node_gone(struct cluster *c, const char *node)
 
 	for (size_t i = 0; i < d->nvms; i++) {
 		const struct vm *vm = d->vms[i];
-		if (strcmp(vm->node, node) || (vm->state != VM_WAKING && vm->state != VM_RUNNING))
+		if (strcmp(vm->node, node) || !held_by_its_node(vm))
 			continue;
 		json_array_append_new(vms, json_string(vm->name));
 		if (used < sizeof(names))
@@ -574,8 +582,37 @@ out:
 }
 
 /*
+ * A dozing VM's memory is on its node: only that node can wake it, and
+ * only once its doze is done (before, its node would not see the claim).
+ * 0 with the node in *to, or -errno with the reason in err.
+ */
+static int dozing_owner(struct cluster *c, const struct vm *vm, const struct peer **to, char *err,
+			size_t errlen)
+{
+	const char *state = json_string_value(json_object_get(vm->reg, "state"));
+
+	if (!(*to = peer_find(c, vm->node))) {
+		if (err)
+			snprintf(err, errlen,
+				 "%s dozes on %s, which is lost: its memory is there, so it wakes only when "
+				 "%s "
+				 "is back",
+				 vm->name, vm->node, vm->node);
+		return -EHOSTDOWN;
+	}
+	if (!state || strcmp(state, vm_state_name(VM_DOZING))) {
+		if (err)
+			snprintf(err, errlen, "%s is dozing off on %s: wake it once it dozes", vm->name,
+				 vm->node);
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+/*
  * Exactly one node wins a VM's wake: the transaction holds only if the
- * registry key is still as this node last saw it, hibernated.
+ * registry key is still as this node last saw it, hibernated (or dozing on
+ * the node the claim names).
  */
 int cluster_claim(struct odrsd *d, struct vm *vm, char *err, size_t errlen)
 {
@@ -594,6 +631,10 @@ int cluster_claim(struct odrsd *d, struct vm *vm, char *err, size_t errlen)
 			snprintf(err, errlen, "%s stays asleep: the cluster store is unreachable", vm->name);
 		log_warn("%s: wake wanted, but no claim without etcd", vm->name);
 		return -EAGAIN;
+	}
+	if (vm->state == VM_DOZING && (r = dozing_owner(c, vm, &to, err, errlen)) < 0) {
+		d->n.claims_refused++;
+		return r;
 	}
 	if (!(q = calloc(1, sizeof(*q))))
 		return -ENOMEM;

@@ -25,12 +25,15 @@ bool cluster_registry_read(const struct odrsd *d);
 bool cluster_fenced(const struct odrsd *d);
 /* node (not this one) has no live key in etcd, as far as this node follows the store. */
 bool cluster_node_lost(const struct odrsd *d, const char *node);
-/* vm is running or being restored, says the registry, on a lost node. */
+/* vm is running, being restored or dozing, says the registry, on a lost node. */
 bool vm_node_lost(const struct odrsd *d, const struct vm *vm);
 /* The accept-role holder as this node knows it ("" when none or fenced), and its term. */
 const char *cluster_accept_holder(const struct odrsd *d, int64_t *term);
 
-/* Claim the wake of a hibernated VM in etcd for the least-loaded node. 0 or -errno, why in err. */
+/*
+ * Claim the wake of a hibernated VM in etcd for the least-loaded node, of a
+ * dozing one for its own node. 0 or -errno, why in err.
+ */
 int cluster_claim(struct odrsd *d, struct vm *vm, char *err, size_t errlen);
 /* Tell the registry what this node just did with vm (its state, node, size). */
 void cluster_publish(struct odrsd *d, struct vm *vm);

@@ -23,6 +23,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/if_bridge.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <sys/socket.h>
+
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 #include <libxml/parser.h>
@@ -244,6 +250,53 @@ static virDomainPtr lookup(struct worker *w, struct virt_job *job, bool *failed)
 		*failed = true;
 	}
 	return dom;
+}
+
+/*
+ * Hold the frames the bridge would send out of port tap (disabled: neither
+ * forwarded to it nor learned from it; the bridge device's promiscuous
+ * capture still sees them; a blocking port is made forwarding again at once
+ * by a bridge without STP), or forward them again. For a Linux bridge
+ * without STP, whose port states nobody else sets (the kernel refuses with
+ * its own STP: -EBUSY); -EOPNOTSUPP when tap is no Linux bridge port.
+ * Through netlink, not sysfs: /sys may show another network namespace.
+ */
+static int port_hold(const char *tap, bool hold)
+{
+	struct {
+		struct nlmsghdr nh;
+		struct ifinfomsg ifi;
+		struct rtattr protinfo;
+		struct rtattr state;
+		uint8_t value;
+		uint8_t pad[3];
+	} req = {
+		.nh = { .nlmsg_len = sizeof(req),
+			.nlmsg_type = RTM_SETLINK,
+			.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK },
+		.ifi = { .ifi_family = AF_BRIDGE },
+		.protinfo = { .rta_len = RTA_LENGTH(RTA_LENGTH(sizeof(uint8_t))),
+			      .rta_type = IFLA_PROTINFO | NLA_F_NESTED },
+		.state = { .rta_len = RTA_LENGTH(sizeof(uint8_t)), .rta_type = IFLA_BRPORT_STATE },
+		.value = hold ? BR_STATE_DISABLED : BR_STATE_FORWARDING,
+	};
+	char buf[1024] __attribute__((aligned(NLMSG_ALIGNTO)));
+	const struct nlmsghdr *nh = (const void *)buf;
+	ssize_t got;
+	int fd, r = 0;
+
+	if (!tap[0] || !(req.ifi.ifi_index = (int)if_nametoindex(tap)))
+		return -ENODEV;
+	if ((fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE)) < 0)
+		return -errno;
+	if (send(fd, &req, sizeof(req), 0) < 0)
+		r = -errno;
+	else if ((got = recv(fd, buf, sizeof(buf), 0)) < 0)
+		r = -errno;
+	else if (NLMSG_OK(nh, (unsigned)got) && nh->nlmsg_type == NLMSG_ERROR)
+		r = ((const struct nlmsgerr *)NLMSG_DATA(nh))->error;
+	close(fd);
+	return r;
 }
 
 static bool is_paused(virDomainPtr dom)
@@ -777,6 +830,7 @@ static int page_out(pid_t pid, struct virt_job *job)
 /* A doze that could not page out leaves the domain as it found it: running. */
 static void doze_undo(virDomainPtr dom, struct virt_job *job)
 {
+	port_hold(job->tap, false);
 	if (virDomainResume(dom) < 0)
 		snprintf(job->error + strlen(job->error), sizeof(job->error) - strlen(job->error),
 			 "; resuming it again failed: %s", virGetLastErrorMessage());
@@ -816,9 +870,17 @@ static void do_doze(struct worker *w, struct virt_job *job, const struct snapfil
 			 strerror(-r));
 		goto out;
 	}
+	/*
+	 * Its bridge port holds its frames from now on: a SYN the bridge sent to a
+	 * paused guest's tap would reach it on the resume, beside odrsd's replay.
+	 * Without (a bridge with STP, not a Linux bridge) the doze goes on.
+	 */
+	port_hold(job->tap, true);
 	if (virDomainSuspend(dom) < 0) {
 		job_fail_virt(job, "doze %s: pause", job->name);
 		job->paused = is_paused(dom);
+		if (!job->paused)
+			port_hold(job->tap, false);
 		goto out;
 	}
 	job->paused = true;
@@ -846,13 +908,15 @@ static void do_resume(struct worker *w, struct virt_job *job, const struct snapf
 		observe(w, job, sf);
 		return;
 	}
+	/* Its port forwards before it runs: what it sends at once goes out. */
+	read_nic(dom, 0, job);
+	port_hold(job->tap, false);
 	if (virDomainResume(dom) < 0)
 		job_fail_virt(job, "resume %s", job->name);
 	job->ms = now_ms() - t0;
 	if (virDomainIsActive(dom) == 1) {
 		job->state = VIRT_RUNNING;
 		job->paused = is_paused(dom);
-		read_nic(dom, 0, job);
 	} else {
 		observe(w, job, sf);
 	}
@@ -905,6 +969,9 @@ static void do_inspect(struct worker *w, struct virt_job *job, const struct snap
 		job->state = VIRT_RUNNING;
 		job->paused = is_paused(dom);
 		read_nic(dom, 0, job);
+		/* Resumed by hand while it dozed: its port forwards again. */
+		if (job->dozed && !job->paused)
+			port_hold(job->tap, false);
 		goto out;
 	}
 	if (dom)

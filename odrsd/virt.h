@@ -48,6 +48,7 @@ struct virt_job {
 	enum wk_shrink shrink; /* what a save asks of the guest first */
 	uint32_t ip;	       /* for ssh, network order */
 	unsigned timeout_ms;   /* for each guest command */
+	bool dozed;	       /* VIRT_INSPECT: a doze paused it (its tap's bridge port is disabled) */
 	/* Results, valid in done(). */
 	int err;	       /* 0 or a negative errno; -ENOTCONN: libvirtd unreachable,
 					    ask again (an inspect settles what it left) */

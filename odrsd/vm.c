@@ -95,8 +95,8 @@ const struct vm_rule vm_rules[VM_STATE_COUNT][VM_EV_COUNT] = {
 		/* It never stopped: it gets what arrived meanwhile. */
 		[VM_EV_SAVE_FAILED_UP] = MOVE(VM_RUNNING, VM_FX_REPLAY | VM_FX_PUBLISH | VM_FX_FAIL),
 		[VM_EV_SAVE_FAILED] = MOVE(VM_ERROR, VM_FX_RELEASE | VM_FX_PUBLISH | VM_FX_FAIL | VM_FX_RECHECK),
-		/* Saved from a doze: still paused, it dozes on; a wake kept meanwhile is moot. */
-		[VM_EV_SAVE_FAILED_DOZING] = MOVE(VM_DOZING, VM_FX_RELEASE | VM_FX_PUBLISH | VM_FX_FAIL),
+		/* Saved from a doze: still paused, it dozes on; a wake kept meanwhile resumes it. */
+		[VM_EV_SAVE_FAILED_DOZING] = MOVE(VM_DOZING, VM_FX_PUBLISH | VM_FX_FAIL | VM_FX_WAKE_AFTER),
 		/* The save finishes first; its end starts the wake. */
 		[VM_EV_WAKE] = MOVE(VM_HIBERNATING, VM_FX_WANT),
 		[VM_EV_REG_WAKE_HERE] = REG_WAKE_HERE,
@@ -161,6 +161,14 @@ const struct vm_rule vm_rules[VM_STATE_COUNT][VM_EV_COUNT] = {
 		[VM_EV_HIBERNATE] = MOVE(VM_HIBERNATING, VM_FX_SAVE | VM_FX_PUBLISH),
 		/* Its node wakes it, without a claim: nothing else can. */
 		[VM_EV_WAKE] = MOVE(VM_WAKING, VM_FX_RESUME),
+		/*
+		 * Dozing on another node: a claim for that node (cluster_claim names
+		 * it), whose watch resumes it as REG_WAKE_HERE below.
+		 */
+		[VM_EV_WAKE_THERE] = MOVE(VM_DOZING, VM_FX_CLAIM),
+		[VM_EV_CLAIM_THERE] = MOVE(VM_WAKING, VM_FX_TARGET | VM_FX_PASS_SYNS),
+		[VM_EV_CLAIM_REFUSED] = MOVE_WHY(VM_DOZING, VM_FX_RELEASE | VM_FX_FAIL, 0,
+						 "wake not claimed: the cluster store did not answer"),
 		[VM_EV_REG_WAKE_HERE] = MOVE(VM_WAKING, VM_FX_RESUME),
 		[VM_EV_REG_CONFLICT] = MOVE(VM_DOZING, VM_FX_PUBLISH),
 		REG_FOLLOWS(UP_THERE, 0),
@@ -220,6 +228,7 @@ const char *vm_event_name(enum vm_event e)
 		[VM_EV_DOZE_FAILED] = "doze_failed",
 		[VM_EV_SAVE_FAILED_DOZING] = "save_failed_dozing",
 		[VM_EV_WAKE] = "wake",
+		[VM_EV_WAKE_THERE] = "wake_there",
 		[VM_EV_CLAIM_HERE] = "claim_here",
 		[VM_EV_CLAIM_THERE] = "claim_there",
 		[VM_EV_CLAIM_LOST] = "claim_lost",
@@ -253,7 +262,7 @@ bool vm_is_asleep(const struct vm *vm)
 
 bool vm_stood_in_here(const struct odrsd *d, const struct vm *vm)
 {
-	if (vm->state == VM_DOZING_OFF || vm->state == VM_DOZING)
+	if (vm->state == VM_DOZING_OFF || vm->state == VM_DOZING || (vm->state == VM_WAKING && vm->dozed))
 		return vm_is_local(d, vm);
 	return d->accept && vm_is_asleep(vm);
 }
@@ -299,13 +308,19 @@ static void apply_fields(struct odrsd *d, struct vm *vm, const struct vm_rule *r
 	if (r->to == VM_ERROR && (from != VM_ERROR || job))
 		/* The input's own reason first: an inspect may know why (another node's claim). */
 		set_str(vm->error, sizeof(vm->error), in->error ? in->error : r->why);
-	/* A wake kept for the end of a save or doze is moot once it ends otherwise. */
-	if ((from == VM_HIBERNATING && r->to != VM_HIBERNATING && r->to != VM_HIBERNATED) ||
+	/* A wake kept for the end of a save or doze is moot once it ends otherwise (asleep on). */
+	if ((from == VM_HIBERNATING && r->to != VM_HIBERNATING && r->to != VM_HIBERNATED &&
+	     r->to != VM_DOZING) ||
 	    (from == VM_DOZING_OFF && r->to != VM_DOZING_OFF && r->to != VM_DOZING))
 		vm->wake_wanted = false;
-	/* Paused here by a doze, as a restart must know; a save or resume ends it. */
-	vm->dozed = (r->to == VM_DOZING && !(r->effects & VM_FX_FOLLOW)) ||
-		    (vm->dozed && (r->to == VM_HIBERNATING || r->to == VM_UNKNOWN));
+	/*
+	 * Paused here by a doze, as a restart must know, until a save or the end
+	 * of its resume. Dozing on another node (followed, or claimed from here)
+	 * is no doze here.
+	 */
+	vm->dozed = r->to == VM_DOZING ? !(r->effects & VM_FX_FOLLOW) && (from != VM_DOZING || vm->dozed)
+				       : vm->dozed && (r->to == VM_HIBERNATING || r->to == VM_UNKNOWN ||
+						       (r->effects & VM_FX_RESUME));
 	if (r->to == VM_DOZING && from != VM_DOZING)
 		vm->dozed_at = d->life->ops->now(d);
 	if (r->effects & VM_FX_WANT)
@@ -476,17 +491,14 @@ double vm_recheck_delay(const struct vm *vm)
 int vm_request_wake(struct odrsd *d, struct vm *vm, enum wk_trigger t, const char *client, char *err,
 		    size_t errlen)
 {
-	const struct vm_rule *r = &vm_rules[vm->state][VM_EV_WAKE];
+	/* Its memory is on its node: only that node resumes it. */
+	enum vm_event ev = vm->state == VM_DOZING && !vm_is_local(d, vm) ? VM_EV_WAKE_THERE : VM_EV_WAKE;
+	const struct vm_rule *r = &vm_rules[vm->state][ev];
 
 	if (r->verdict == VM_MOVE && !vm->wake_wanted) {
 		vm->trigger = t;
 		vm->trigger_at = d->life->ops->now(d);
 		set_str(vm->client, sizeof(vm->client), client);
-	}
-	if ((r->effects & VM_FX_RESUME) && !vm_is_local(d, vm)) {
-		if (err)
-			snprintf(err, errlen, "%s dozes on %s: it wakes there", vm->name, vm->node);
-		return -EREMOTE;
 	}
 	if (r->effects & (VM_FX_CLAIM | VM_FX_RESUME)) {
 		if (vm->claiming)
@@ -499,7 +511,7 @@ int vm_request_wake(struct odrsd *d, struct vm *vm, enum wk_trigger t, const cha
 		vm->wake_limited = false;
 		vm->wake_wanted = false;
 	}
-	return vm_fire(d, vm, &(struct vm_input){ .ev = VM_EV_WAKE }, err, errlen);
+	return vm_fire(d, vm, &(struct vm_input){ .ev = ev }, err, errlen);
 }
 
 /* Hibernate or doze: a VM goes to sleep only from this node, with the registry told. */

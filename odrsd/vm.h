@@ -48,6 +48,7 @@ enum vm_event {
 	VM_EV_DOZE_FAILED,	  /* the doze failed, the domain is neither running nor dozed */
 	VM_EV_SAVE_FAILED_DOZING, /* the save of a dozing VM failed, the domain is still paused */
 	VM_EV_WAKE,		  /* wake requested (a trigger) */
+	VM_EV_WAKE_THERE,	  /* wake requested here for a VM dozing on another node */
 	VM_EV_CLAIM_HERE,	  /* the wake claim won, for this node (always so without a cluster) */
 	VM_EV_CLAIM_THERE,	  /* the wake claim won, for another node */
 	VM_EV_CLAIM_LOST,	  /* another node claimed it first */
@@ -215,8 +216,9 @@ const char *vm_state_name(enum vm_state s);
 bool vm_is_asleep(const struct vm *vm);
 /*
  * Whether this node answers ARP and NDP and takes the SYNs for vm: the accept
- * node for a VM asleep anywhere, but only its own node for a dozing one (its
- * frames still reach that node; nothing retrains them).
+ * node for a VM asleep anywhere, but only its own node for a dozing one, up to
+ * the end of its resume (its frames still reach that node; nothing retrains
+ * them).
  */
 bool vm_stood_in_here(const struct odrsd *d, const struct vm *vm);
 /* Whether this node runs, saves or restores vm (always, without a cluster). */

@@ -378,6 +378,7 @@ static void job_submit(struct odrsd *d, struct vm *vm, enum virt_op op)
 	vm->job.owner = vm;
 	if (vm->conf)
 		vm->job.shrink = vm->conf->policy.shrink;
+	vm->job.dozed = vm->dozed;
 	vm->job.timeout_ms = (unsigned)d->cfg->probe_timeout_ms;
 	vm->job.name = vm->name;
 	vm->job_started = ev_time();

@@ -177,3 +177,28 @@ odrs_snapshot_files() {
 	awk -v n="$1" 'BEGIN { for (i = 1; i <= n; i++) print "s" i ".odrs-save" }' |
 		(cd "$LAB_SHARED" && xargs touch)
 }
+
+# Swap for doze: odrs_zram_up hot-adds a zram device of this test's own and
+# swaps on it (for a host without swap; zram0 and other tests' devices are
+# never touched); odrs_zram_down removes it (call it at exit).
+odrs_has_swap() { [ "$(wc -l < /proc/swaps)" -gt 1 ]; }
+_odrs_zram=
+odrs_zram_up() {
+	[ -e /sys/class/zram-control ] || modprobe zram 2> /dev/null || return 1
+	_odrs_zram=$(cat /sys/class/zram-control/hot_add 2> /dev/null) || return 1
+	echo 4G > "/sys/block/zram$_odrs_zram/disksize" && mkswap "/dev/zram$_odrs_zram" > /dev/null &&
+		swapon "/dev/zram$_odrs_zram" || { odrs_zram_down; return 1; }
+}
+odrs_zram_down() {
+	[ -n "$_odrs_zram" ] || return 0
+	swapoff "/dev/zram$_odrs_zram" 2> /dev/null
+	echo "$_odrs_zram" > /sys/class/zram-control/hot_remove
+	_odrs_zram=
+}
+
+# odrs_qemu_kib NODE VM FIELD: QEMU's VmRSS or VmSwap, in KiB.
+odrs_qemu_kib() {
+	local pid
+	pid=$(lab_node_exec "$1" cat "/run/libvirt/qemu/$2.pid") || return 1
+	awk -v f="$3:" '$1 == f { print $2 }' "/proc/$pid/status"
+}

@@ -9,7 +9,8 @@
 #     odrs_memory_freed_bytes in /metrics does;
 #  3. a client with an empty ARP cache reaches it with exactly one SYN on the wire
 #     (lab_client_first_syn_only): ARP answered and the SYN held while it dozes, the
-#     held SYN replayed after the resume; the wake's time (wake_done ms) is printed;
+#     held SYN replayed after the resume, the only copy its tap gets (the bridge port
+#     holds frames while it dozes); the wake's time (wake_done ms) is printed;
 #     woken by odrsctl wake, it takes a client's single SYN without any ARP;
 #     odrs_wakes_total{from="doze"} of the wake's trigger grew by one;
 #  4. odrsd SIGKILLed while the VM dozes: restarted, it shows the VM dozing (the
@@ -25,39 +26,28 @@ set -u
 MEM_MIB=256
 BALLAST_MIB=160
 
-has_swap() { [ "$(wc -l < /proc/swaps)" -gt 1 ]; }
-
-zram_on=
-zram_up() {
-	[ -e /sys/block/zram0 ] || modprobe zram 2>/dev/null || return 1
-	[ -e /sys/block/zram0 ] || return 1
-	echo 4G > /sys/block/zram0/disksize && mkswap /dev/zram0 > /dev/null && swapon /dev/zram0 ||
-		return 1
-	zram_on=1
-}
-zram_down() {
-	[ -n "$zram_on" ] || return 0
-	swapoff /dev/zram0 && echo 1 > /sys/block/zram0/reset
-	zram_on=
-}
-
-# qemu_kib NODE VM FIELD: QEMU's VmRSS or VmSwap, in KiB.
-qemu_kib() {
-	local pid
-	pid=$(lab_node_exec "$1" cat "/run/libvirt/qemu/$2.pid") || return 1
-	awk -v f="$3:" '$1 == f { print $2 }' "/proc/$pid/status"
-}
-
-# One SYN from an empty ARP cache reaches the dozing VM; prints wake_done's ms.
+# One SYN from an empty ARP cache reaches the dozing VM, and its guest once: the
+# bridge sends nothing to a dozing guest's tap (it would queue there for the
+# resume, beside the replay); counted on the tap, as the guest reads it.
 reach_dozing() { # CLIENT VM IP
-	local body n
+	local body n tap cap=$LAB_DIR/cap-tap
+	tap=$(lab_virsh n1 domiflist "$2" | awk '$1 ~ /^vnet/ { print $1 }')
 	lab_client_exec "$1" ip neigh flush all
 	lab_client_first_syn_only "$1"
 	odrs_capture_start "$1" "tcp[13] & 0x12 = 0x02 and dst host $3"
+	ip netns exec "$LAB_PREFIX-n1" tcpdump -i "$tap" -Q out -U --immediate-mode -w "$cap.pcap" \
+		"tcp[13] & 0x12 = 0x02 and dst host $3" 2> "$cap.err" &
+	local tap_pid=$!
+	lab_wait 10 grep -q listening "$cap.err" || fail "tcpdump on $tap: $(cat "$cap.err")"
 	body=$(lab_client_exec "$1" curl -sS --max-time 20 "http://$3/") || fail "curl $2 failed"
 	[ "$body" = "hello from $2" ] || fail "body: $body"
 	n=$(odrs_capture_count "$1")
 	[ "$n" = 1 ] || fail "client sent $n SYNs to the dozing $2, want 1"
+	sleep 1 # a second copy would follow the first within the replay's check (0.15 s)
+	kill -INT $tap_pid 2> /dev/null
+	wait $tap_pid 2> /dev/null
+	n=$(tcpdump -nn -r "$cap.pcap" 2> /dev/null | wc -l)
+	[ "$n" = 1 ] || fail "the guest's tap $tap got the SYN $n times, want 1"
 }
 
 wake_done_from_doze() { # NODE VM: the last wake_done was a resume; prints its ms
@@ -65,7 +55,7 @@ wake_done_from_doze() { # NODE VM: the last wake_done was a resume; prints its m
 		tail -1 | grep '"from":"doze"' | sed -n 's/.*"ms":\([0-9]*\).*/\1/p' | grep .
 }
 
-trap 'lab_down; zram_down' EXIT
+trap 'lab_down; odrs_zram_down' EXIT
 lab_up 1 1 || fail "lab_up"
 lab_vm_start n1 web1 198.18.0.10 52:54:00:12:00:10 "$MEM_MIB" "$BALLAST_MIB" || fail "web1 start"
 lab_vm_wait_ready n1 web1 90 || fail "guest not ready"
@@ -74,7 +64,7 @@ lab_odrsd_start n1 "$conf" || fail "odrsd did not start"
 odrs_wait_state n1 web1 running || fail "web1 not seen running"
 
 step "1: no swap: the doze is refused with the reason"
-if has_swap; then
+if odrs_has_swap; then
 	echo "the host has swap: skipped"
 else
 	tconf=$(odrs_conf n1 "[policy]" "sleep = doze" "[vm web1]" "ip = 198.18.0.10")
@@ -87,17 +77,17 @@ else
 	grep -q "needs swap" <<<"$out" || fail "doze without swap: $out"
 	odrs_wait_state n1 web1 running || fail "web1 not running after the refused doze"
 	lab_virsh n1 domstate web1 | grep -q running || fail "web1 paused after the refused doze"
-	zram_up || { echo "no swap and no zram: skip"; exit 77; }
+	odrs_zram_up || { echo "no swap and no zram: skip"; exit 77; }
 fi
 
 step "2: doze pages QEMU's memory out"
-rss_before=$(qemu_kib n1 web1 VmRSS) || fail "QEMU's VmRSS"
+rss_before=$(odrs_qemu_kib n1 web1 VmRSS) || fail "QEMU's VmRSS"
 out=$(lab_odrsctl n1 doze web1) || fail "doze web1: $out"
 echo "$out"
 [ "$(odrs_state n1 web1)" = dozing ] || fail "web1 is $(odrs_state n1 web1) after doze"
 lab_virsh n1 domstate web1 | grep -q paused || fail "web1 not paused: $(lab_virsh n1 domstate web1)"
-rss_after=$(qemu_kib n1 web1 VmRSS)
-swap_after=$(qemu_kib n1 web1 VmSwap)
+rss_after=$(odrs_qemu_kib n1 web1 VmRSS)
+swap_after=$(odrs_qemu_kib n1 web1 VmSwap)
 echo "QEMU VmRSS ${rss_before} KiB -> ${rss_after} KiB, VmSwap ${swap_after} KiB"
 fell=$((rss_before - rss_after))
 [ "$fell" -ge $((MEM_MIB * 1024 * 60 / 100)) ] ||

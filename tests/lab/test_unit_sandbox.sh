@@ -21,19 +21,8 @@
 . "$(dirname "$0")/odrs.sh"
 set -u
 
-zram_on=
-zram_up() {
-	[ "$(wc -l </proc/swaps)" -gt 1 ] && return 0
-	[ -e /sys/block/zram0 ] || modprobe zram 2>/dev/null || return 1
-	echo 1G >/sys/block/zram0/disksize && mkswap /dev/zram0 >/dev/null && swapon /dev/zram0 || return 1
-	zram_on=1
-}
-zram_down() {
-	[ -n "$zram_on" ] || return 0
-	swapoff /dev/zram0 && echo 1 >/sys/block/zram0/reset
-}
-trap 'lab_down; zram_down' EXIT
-zram_up || { echo "no swap and no zram: skip"; exit 77; }
+trap 'lab_down; odrs_zram_down' EXIT
+odrs_has_swap || odrs_zram_up || { echo "no swap and no zram: skip"; exit 77; }
 make -s -C "$LAB_ROOT" build/restrict_af >/dev/null || fail "cannot build build/restrict_af"
 
 reach() { # CLIENT VM IP FROM: one SYN from an empty ARP cache wakes VM, from FROM (hibernate, doze)

@@ -601,7 +601,17 @@ static void test_doze_syn_resume(void **state)
 	assert_int_equal(fake.submits[VIRT_RESUME], 1);
 	assert_int_equal(fake.submits[VIRT_RESTORE], 0);
 	assert_int_equal(fake.timer_on, 1);
-	assert_false(vm.dozed);
+	/* Paused here until the resume ends: its node still takes its SYNs (not the accept node). */
+	assert_true(vm.dozed);
+	assert_true(vm_stood_in_here(&d, &vm));
+	d.accept = true;
+	vm.dozed = false;
+	snprintf(vm.node, sizeof(vm.node), "n2");
+	assert_true(vm_stood_in_here(&d, &vm)); /* a restore on n2: the accept node holds its SYNs */
+	vm.dozed = true;
+	assert_false(vm_stood_in_here(&d, &vm));
+	d.accept = false;
+	snprintf(vm.node, sizeof(vm.node), "n1");
 	vm.held = &a_syn;
 	fake.now = 100.25;
 	j = job_of(VIRT_RESUME, 0, VIRT_RUNNING);
@@ -612,6 +622,7 @@ static void test_doze_syn_resume(void **state)
 	assert_int_equal(fake.timer_off, 1);
 	assert_int_equal(vm.last_wake_ms, 250);
 	assert_string_equal(vm.tap, "vnet7");
+	assert_false(vm.dozed);
 	/* A wake is rate limited as a restore is. */
 	reset(false, VM_DOZING);
 	fake.may_wake = false;
@@ -629,8 +640,8 @@ static void test_doze_syn_resume(void **state)
 	d.accept = false;
 	assert_false(vm_stood_in_here(&d, &vm));
 	vm.state = VM_DOZING;
-	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_SYN, NULL, NULL, 0), -EREMOTE);
-	assert_int_equal(submitted(), 0);
+	vm_request_wake(&d, &vm, WK_TRIGGER_SYN, NULL, NULL, 0);
+	assert_int_equal(fake.submits[VIRT_RESUME], 0);
 }
 
 /* A doze that fails with the VM running (no swap) replays what arrived meanwhile. */
@@ -677,6 +688,111 @@ static void test_wake_while_dozing_off(void **state)
 	assert_int_equal(fake.submits[VIRT_RESUME], 1);
 	assert_int_equal(vm.trigger, WK_TRIGGER_ARP);
 	assert_false(vm.wake_wanted);
+}
+
+/*
+ * A SYN while the pause and page-out run: held, never replayed into the paused
+ * guest (not when the doze ends, not when it fails paused), replayed once after
+ * the resume. The same for a SYN while a dozing VM's save runs and fails: the
+ * old table dropped that wake and its SYN (the client waited for its retry).
+ */
+static void test_syn_while_dozing_off(void **state)
+{
+	struct virt_job j = doze_job(0, true);
+
+	reset(false, VM_RUNNING);
+	assert_int_equal(vm_request_doze(&d, &vm, "idle", NULL, 0), 0);
+	assert_true(vm_stood_in_here(&d, &vm));
+	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_SYN, "198.18.0.50:4000", NULL, 0), 0);
+	vm.held = &a_syn;
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(vm.state, VM_WAKING);
+	assert_int_equal(fake.submits[VIRT_RESUME], 1);
+	assert_int_equal(fake.replays, 0);
+	assert_int_equal(fake.releases, 0);
+	j = job_of(VIRT_RESUME, 0, VIRT_RUNNING);
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(vm.state, VM_RUNNING);
+	assert_int_equal(fake.replays, 1);
+	assert_string_equal(vm.client, "198.18.0.50:4000");
+	/* Paused, not paged out: nobody resumes it, so nothing is replayed into it. */
+	reset(false, VM_RUNNING);
+	vm_request_doze(&d, &vm, "idle", NULL, 0);
+	vm_request_wake(&d, &vm, WK_TRIGGER_SYN, NULL, NULL, 0);
+	vm.held = &a_syn;
+	j = doze_job(-EIO, true);
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(vm.state, VM_ERROR);
+	assert_int_equal(fake.replays, 0);
+	assert_int_equal(fake.releases, 1);
+	/* A dozing VM's save fails, still paused: the SYN that came meanwhile resumes it. */
+	reset(false, VM_DOZING);
+	vm.dozed = true;
+	assert_int_equal(vm_request_hibernate(&d, &vm, "idle", NULL, 0), 0);
+	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_SYN, NULL, NULL, 0), 0);
+	vm.held = &a_syn;
+	j = job_of(VIRT_SAVE, -ENOSPC, VIRT_RUNNING);
+	j.paused = true;
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(fake.changes[fake.nchanges - 2].to, VM_DOZING);
+	assert_true(fake.changes[fake.nchanges - 2].effects & VM_FX_FAIL);
+	assert_int_equal(vm.state, VM_WAKING);
+	assert_int_equal(fake.submits[VIRT_RESUME], 1);
+	assert_int_equal(fake.replays + fake.releases, 0);
+	j = job_of(VIRT_RESUME, 0, VIRT_RUNNING);
+	vm_on_job_done(&d, &vm, &j);
+	assert_int_equal(fake.replays, 1);
+}
+
+/*
+ * A wake asked of a node where the VM dozes on another: a claim for that node
+ * (whose watch resumes it), not a refusal; the owner resumes it on the claim.
+ */
+static void test_wake_dozing_elsewhere(void **state)
+{
+	struct vm_proposal up = { .state = VM_RUNNING, .node = "n2" };
+	struct vm_proposal claimed = { .state = VM_WAKING, .node = "n1", .trigger = WK_TRIGGER_MANUAL };
+	char err[128] = "";
+
+	reset(true, VM_DOZING);
+	d.accept = true;
+	snprintf(vm.node, sizeof(vm.node), "n2");
+	assert_false(vm_stood_in_here(&d, &vm)); /* its frames go to n2: no SYN is held here */
+	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_MANUAL, NULL, err, sizeof(err)), 0);
+	assert_int_equal(fake.claims, 1);
+	assert_int_equal(submitted(), 0);
+	assert_int_equal(vm.state, VM_DOZING);
+	assert_false(vm.dozed);
+	assert_true(vm.claiming);
+	vm_on_claim(&d, &vm, VM_CLAIM_WON, "n2", 0);
+	assert_int_equal(vm.state, VM_WAKING);
+	assert_string_equal(vm.node, "n2");
+	assert_int_equal(submitted(), 0);
+	assert_true(vm_on_registry(&d, &vm, &up));
+	assert_int_equal(vm.state, VM_RUNNING);
+	assert_true(fake.changes[fake.nchanges - 1].effects & VM_FX_DONE);
+	/* Refused (its node lost, the store away): the waiters are told why. */
+	reset(true, VM_DOZING);
+	snprintf(vm.node, sizeof(vm.node), "n2");
+	fake.claim_result = -EHOSTDOWN;
+	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_MANUAL, NULL, err, sizeof(err)), -EHOSTDOWN);
+	assert_string_equal(err, "fake claim refused");
+	assert_int_equal(vm.state, VM_DOZING);
+	reset(true, VM_DOZING);
+	snprintf(vm.node, sizeof(vm.node), "n2");
+	vm_request_wake(&d, &vm, WK_TRIGGER_MANUAL, NULL, NULL, 0);
+	vm_on_claim(&d, &vm, VM_CLAIM_REFUSED, NULL, -ETIMEDOUT);
+	assert_int_equal(vm.state, VM_DOZING);
+	assert_true(fake.changes[fake.nchanges - 1].effects & VM_FX_FAIL);
+	/* Its own node, told by the claim: resumed there, no restore. */
+	reset(true, VM_DOZING);
+	vm.dozed = true;
+	snprintf(vm.node, sizeof(vm.node), "n1");
+	assert_true(vm_on_registry(&d, &vm, &claimed));
+	assert_int_equal(vm.state, VM_WAKING);
+	assert_int_equal(fake.submits[VIRT_RESUME], 1);
+	assert_int_equal(fake.submits[VIRT_RESTORE], 0);
+	assert_int_equal(vm.trigger, WK_TRIGGER_MANUAL);
 }
 
 /* Hibernation of a dozing VM saves it paused; a failed save leaves it dozing. */
@@ -916,6 +1032,8 @@ int main(void)
 		cmocka_unit_test(test_doze_syn_resume),
 		cmocka_unit_test(test_doze_fails_running),
 		cmocka_unit_test(test_wake_while_dozing_off),
+		cmocka_unit_test(test_syn_while_dozing_off),
+		cmocka_unit_test(test_wake_dozing_elsewhere),
 		cmocka_unit_test(test_hibernate_while_dozing),
 		cmocka_unit_test(test_inspect_finds_dozing),
 	};
