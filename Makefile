@@ -81,6 +81,8 @@ $(B)/tests/test_state: tests/unit/test_state.c $(B)/asan/odrsd/state.o $(LIBWAKE
 	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $^ $(PKG_LIBS) -lcmocka
 # The snapshot-file protocol is odrsd's, tested alone: it needs no libvirt.
 $(B)/tests/test_snapfile: $(B)/asan/odrsd/snapfile.o
+# The capture filters' builder and their fit to the kernel: libpcap only.
+$(B)/tests/test_filter: $(B)/asan/odrsd/filter.o
 # Fuzzers: clang's libFuzzer over the same sources.
 $(B)/fuzz/%: tests/fuzz/%.c $(LIBWAKE_SRC)
 	@mkdir -p $(@D)

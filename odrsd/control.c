@@ -216,6 +216,8 @@ static void cmd_status(struct conn *c, const struct wk_ctl_request *req)
 			    json_integer((json_int_t)d->n.wakes_limited));
 	json_object_set_new(json_object_get(json_object_get(o, "status"), "counters"), "reloads",
 			    json_integer((json_int_t)d->n.reloads));
+	capture_status(d, json_object_get(o, "status"),
+		       json_object_get(json_object_get(o, "status"), "counters"));
 	if (cluster_on(d)) {
 		json_t *st = json_object_get(o, "status"), *n = json_object_get(st, "counters");
 		json_object_set_new(st, "cluster_store",

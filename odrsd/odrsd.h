@@ -105,8 +105,13 @@ struct capture {
 	const char *name; /* "wake", "activity", "confirm": for the log */
 	pcap_t *pcap;
 	ev_io io;
-	char *filter;	/* in force; "" for no handle */
-	bool immediate; /* every frame at once, or in blocks */
+	char *key;		/* the filter asked for (filter_text()); "" for no handle */
+	char *filter;		/* in force, maybe coarser (filter.h); NULL for no handle */
+	bool coarse;		/* passes frames of hosts it does not name: on_frame decides */
+	bool in_kernel;		/* the kernel runs the filter, not libpcap */
+	uint64_t filtered_user; /* frames it passed that the VM table dropped */
+	uint64_t drops_closed;	/* pcap drops of its handles closed already */
+	bool immediate;		/* every frame at once, or in blocks */
 	pcap_handler on_frame;
 	struct odrsd *d;
 	pcap_t *retiring; /* in blocks: the handle swapped out, read until its last block is out */
@@ -155,8 +160,9 @@ struct odrsd {
 	struct capture act;	/* the activity capture (TCP of every managed VM), in blocks */
 	struct capture confirm; /* TCP of the VMs idle.c confirms as idle, immediate; open meanwhile */
 	ev_timer filter_timer;	/* coalesces filter rebuilds to one per loop turn */
-	unsigned ifindex;	/* of cfg->interface */
-	int inject_fd;		/* AF_PACKET socket for every frame we send */
+	ev_tstamp filter_built, filter_cost; /* the last rebuild: when it ended, how long it took */
+	unsigned ifindex;		     /* of cfg->interface */
+	int inject_fd;			     /* AF_PACKET socket for every frame we send */
 
 	struct virt *virt;
 	struct virtev *virtev; /* libvirt's domain events (virtev.c) */
@@ -186,6 +192,8 @@ void capture_activity_flush(struct odrsd *d);
 /* Open, change or close the confirm capture to fit vm_idle_confirming(); 0 or -errno (logged). */
 int capture_confirm_update(struct odrsd *d);
 void capture_interface_changed(struct odrsd *d);
+/* Each capture's filter mode in status, its pcap drops and filtered_user in counters. */
+void capture_status(struct odrsd *d, json_t *status, json_t *counters);
 
 /* wake.c: the daemon's side of each VM (vm.c decides its lifecycle). */
 /* Fill in the lifecycle's effects and observers; before the first vm_new(). */
@@ -204,8 +212,9 @@ void vm_announce(struct odrsd *d, const struct vm *vm);
 /* idle.c */
 void idle_start(struct odrsd *d);
 void idle_interval_changed(struct odrsd *d);
-void idle_note_tcp(struct odrsd *d, uint32_t ip);
-void idle_note_tcp6(struct odrsd *d, const uint8_t ip6[16]);
+/* A TCP frame to or from ip: false when it is no VM's. */
+bool idle_note_tcp(struct odrsd *d, uint32_t ip);
+bool idle_note_tcp6(struct odrsd *d, const uint8_t ip6[16]);
 void idle_probe_done(struct odrsd *d, struct vm *vm);
 bool vm_watch_activity(const struct odrsd *d, const struct vm *vm);
 /* Looked idle at a check and not decided yet (confirmation or probe). */
