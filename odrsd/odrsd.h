@@ -84,11 +84,12 @@ struct vm {
 	bool probing;
 
 	/* Cluster mode (cluster.c). */
-	char node[64];	    /* where it runs or is being restored; "" asleep */
-	uint64_t mem_bytes; /* running here: counts in this node's memory score */
-	int64_t rev;	    /* mod_revision of its registry key; 0: none */
-	bool claiming;	    /* a wake claim is on its way to etcd */
-	json_t *reg;	    /* the registry's last word on it, or NULL */
+	char node[64];		/* where it runs or is being restored; "" asleep */
+	uint64_t mem_bytes;	/* running here: counts in this node's memory score */
+	int64_t rev;		/* mod_revision of its registry key; 0: none */
+	bool claiming;		/* a wake claim is on its way to etcd */
+	uint8_t retrain_queued; /* retrain.c: a bit per queue it is in */
+	json_t *reg;		/* the registry's last word on it, or NULL */
 };
 
 struct counters {
@@ -128,13 +129,17 @@ struct announce {
 struct announce_queue {
 	struct announce *a;
 	size_t head, len, cap; /* a[head..len) are queued, oldest first */
+	uint8_t bit;	       /* its bit in vm->retrain_queued */
 };
 struct retrain {
 	ev_timer tick;			  /* runs while frames are queued */
 	ev_timer refresh;		  /* retrain_refresh: every sleeping MAC again */
-	struct announce_queue now, later; /* later: the second bursts, by due time */
-	bool sending;			  /* a burst is on: tick every 10 ms until now is empty */
-	double credit;			  /* frames the rate allows to send now */
+	struct announce_queue now, later; /* single VMs; later: their second bursts, by due time */
+	bool sweeping;			  /* every sleeping MAC: d->vms[sweep..] still to send */
+	size_t sweep;
+	ev_tstamp sweep_due; /* the role move's second sweep (retrain_delay); 0: none */
+	bool sending;	     /* a burst is on: tick every 10 ms until now is empty */
+	double credit;	     /* frames the rate allows to send now */
 	ev_tstamp last_tick, burst_started;
 	unsigned burst_sent;
 };
