@@ -79,6 +79,10 @@ $(B)/tests/test_vm: tests/unit/test_vm.c $(B)/asan/odrsd/vm.o $(LIBWAKE_SRC:%.c=
 $(B)/tests/test_state: tests/unit/test_state.c $(B)/asan/odrsd/state.o $(LIBWAKE_SRC:%.c=$(B)/asan/%.o)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $^ $(PKG_LIBS) -lcmocka
+# The event log's aggregation (odrsd/evlog.c) on a real loop; the log stubbed.
+$(B)/tests/test_evlog: tests/unit/test_evlog.c $(B)/asan/odrsd/evlog.o $(LIBWAKE_SRC:%.c=$(B)/asan/%.o)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $^ $(PKG_LIBS) -lcmocka
 # The snapshot-file protocol is odrsd's, tested alone: it needs no libvirt.
 $(B)/tests/test_snapfile: $(B)/asan/odrsd/snapfile.o
 # The capture filters' builder and their fit to the kernel: libpcap only.

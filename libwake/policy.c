@@ -78,19 +78,33 @@ static bool port_allowed(const struct wk_policy *p, uint16_t port)
 	return false;
 }
 
-bool wk_policy_may_wake(const struct wk_policy *p, enum wk_trigger t, const struct wk_addr *src,
-			uint16_t port)
+const char *wk_policy_refusal(const struct wk_policy *p, enum wk_trigger t, const struct wk_addr *src,
+			      uint16_t port)
 {
 	switch (t) {
 	case WK_TRIGGER_MANUAL:
 		/* An operator's odrsctl wake is never filtered. */
-		return true;
+		return NULL;
 	case WK_TRIGGER_ARP:
-		return (p->wake_on & WK_WAKE_ARP) && !wk_policy_ignores(p, src);
+		if (!(p->wake_on & WK_WAKE_ARP))
+			return "wake_on";
+		break;
 	case WK_TRIGGER_SYN:
-		return (p->wake_on & WK_WAKE_SYN) && port_allowed(p, port) && !wk_policy_ignores(p, src);
+		if (!(p->wake_on & WK_WAKE_SYN))
+			return "wake_on";
+		if (!port_allowed(p, port))
+			return "wake_ports";
+		break;
+	default:
+		return "wake_on";
 	}
-	return false;
+	return wk_policy_ignores(p, src) ? "ignore_sources" : NULL;
+}
+
+bool wk_policy_may_wake(const struct wk_policy *p, enum wk_trigger t, const struct wk_addr *src,
+			uint16_t port)
+{
+	return wk_policy_refusal(p, t, src, port) == NULL;
 }
 
 const char *wk_idle_verdict_name(enum wk_idle_verdict v)

@@ -97,6 +97,8 @@ struct counters {
 	uint64_t restores, restore_failures, saves, save_failures, filter_updates;
 	uint64_t claims, claims_lost, claims_refused, retrain_frames, wakes_limited;
 	uint64_t reloads; /* configurations applied since start */
+	uint64_t refused_wake_on, refused_wake_ports,
+		refused_ignore_sources; /* triggers the policy refused */
 };
 
 /* The activity capture's frames reach idle.c at most this late. */

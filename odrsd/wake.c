@@ -67,14 +67,32 @@ void vm_announce(struct odrsd *d, const struct vm *vm)
 		log_warn("%s: announcing its MAC failed", vm->name);
 }
 
-/* The one place a frame's sender meets the VM's wake policy, whatever its family. */
-static bool policy_may_wake(const struct vm *vm, enum wk_trigger t, const struct wk_pkt *p, uint16_t port)
+/*
+ * The one place a frame's sender meets the VM's wake policy, whatever its
+ * family. A refusal is counted by its reason and logged aggregated
+ * (trigger_refused, a line per VM, trigger and reason per interval).
+ */
+static bool policy_may_wake(struct odrsd *d, const struct vm *vm, enum wk_trigger t, const struct wk_pkt *p,
+			    uint16_t port)
 {
 	struct wk_addr src = p->kind == WK_PKT_ARP ? wk_addr_v4(p->arp.spa)
 			     : p->v6		   ? wk_addr_v6(p->ip6.src)
 						   : wk_addr_v4(p->ip.src);
+	const char *reason = wk_policy_refusal(&vm->conf->policy, t, &src, port);
+	char key[64];
 
-	return wk_policy_may_wake(&vm->conf->policy, t, &src, port);
+	if (!reason)
+		return true;
+	if (!strcmp(reason, "wake_on"))
+		d->n.refused_wake_on++;
+	else if (!strcmp(reason, "wake_ports"))
+		d->n.refused_wake_ports++;
+	else
+		d->n.refused_ignore_sources++;
+	snprintf(key, sizeof(key), "%s/%s", wk_trigger_name(t), reason);
+	evlog_frame("trigger_refused", vm->name, key,
+		    json_pack("{s:s, s:s}", "trigger", wk_trigger_name(t), "reason", reason));
+	return false;
 }
 
 /* Who asks for a sleeping VM's address, ARP or IPv6 Neighbor Solicitation alike. */
@@ -124,9 +142,9 @@ static void wake_on_neighbour(struct odrsd *d, struct vm *vm, const struct wk_pk
 	}
 	d->n.arp_replies++;
 	addr_str(q.v6, q.requester, who);
-	evlog_emit(q.v6 ? "ndp_reply" : "arp_reply", vm->name,
-		   json_pack("{s:s, s:s}", "ip", addr_str(q.v6, q.target, ip), "requester", who));
-	if (!q.probe && policy_may_wake(vm, WK_TRIGGER_ARP, p, 0))
+	evlog_frame(q.v6 ? "ndp_reply" : "arp_reply", vm->name, NULL,
+		    json_pack("{s:s, s:s}", "ip", addr_str(q.v6, q.target, ip), "requester", who));
+	if (!q.probe && policy_may_wake(d, vm, WK_TRIGGER_ARP, p, 0))
 		vm_request_wake(d, vm, WK_TRIGGER_ARP, who, NULL, 0);
 }
 
@@ -169,7 +187,7 @@ static void wake_on_syn(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, 
 	char client[64], ip[INET6_ADDRSTRLEN];
 
 	vm->last_activity = ev_now(d->loop);
-	if (!vm_stood_in_here(d, vm) || !policy_may_wake(vm, WK_TRIGGER_SYN, p, p->tcp.dport))
+	if (!vm_stood_in_here(d, vm) || !policy_may_wake(d, vm, WK_TRIGGER_SYN, p, p->tcp.dport))
 		return;
 	addr_str(p->v6, p->v6 ? (const void *)p->ip6.src : &p->ip.src, ip);
 	snprintf(client, sizeof(client), p->v6 ? "[%s]:%u" : "%s:%u", ip, p->tcp.sport);
@@ -180,7 +198,8 @@ static void wake_on_syn(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, 
 	      vm->claiming) ||
 	    !wake_hold_syn(d, vm, frame, len))
 		return;
-	evlog_emit("syn_held", vm->name, json_pack("{s:s, s:i}", "client", client, "port", p->tcp.dport));
+	evlog_frame("syn_held", vm->name, NULL,
+		    json_pack("{s:s, s:i}", "client", client, "port", p->tcp.dport));
 	/* Claimed for another node already: it needs this one too. */
 	if (vm->state == VM_WAKING && !vm_is_local(d, vm))
 		cluster_pass_syns(d, vm);

@@ -18,6 +18,12 @@ enum wk_trigger wk_trigger_from_name(const char *name);
  */
 bool wk_policy_may_wake(const struct wk_policy *p, enum wk_trigger t, const struct wk_addr *src,
 			uint16_t port);
+/*
+ * Why it may not: "wake_on", "wake_ports" or "ignore_sources" (the key that
+ * refuses it, checked in this order), or NULL when it may.
+ */
+const char *wk_policy_refusal(const struct wk_policy *p, enum wk_trigger t, const struct wk_addr *src,
+			      uint16_t port);
 /* Is src listed in ignore_sources (its ARP is neither answered as a wake nor counted)? */
 bool wk_policy_ignores(const struct wk_policy *p, const struct wk_addr *src);
 
