@@ -29,8 +29,13 @@
 #include "odrsd.h"
 
 #define SNAPLEN 2048
-/* A rebuild waits this many times the last one's cost after it: at most a tenth of the loop. */
-#define FILTER_SPACING 10
+/*
+ * A rebuild waits this many times the last one's cost after it (at most a
+ * tenth of the loop), but never longer than FILTER_WAIT_MAX: a VM that went
+ * to sleep has its SYNs captured that soon.
+ */
+#define FILTER_SPACING	10
+#define FILTER_WAIT_MAX 0.1
 
 /* Every captured frame is counted; one that does not decode is dropped and counted. */
 static bool frame_decode(struct odrsd *d, const struct pcap_pkthdr *h, const u_char *frame, struct wk_pkt *p)
@@ -388,9 +393,10 @@ static int capture_update(struct odrsd *d)
 
 /*
  * Every change of a VM asks for a rebuild; one runs per loop turn at most,
- * and FILTER_SPACING times its own cost after the last: the rebuild walks
- * every VM, so at start, when the inspects of 100,000 VMs finish one or two
- * per turn, rebuilding each turn would be quadratic.
+ * and FILTER_SPACING times its own cost after the last (FILTER_WAIT_MAX at
+ * most): the rebuild walks every VM, so at start, when the inspects of
+ * 100,000 VMs finish one or two per turn, rebuilding each turn would be
+ * quadratic.
  */
 static void on_filter_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -420,7 +426,7 @@ void capture_filter_changed(struct odrsd *d)
 	if (ev_is_active(&d->filter_timer))
 		return;
 	wait = d->filter_built + FILTER_SPACING * d->filter_cost - ev_time();
-	ev_timer_set(&d->filter_timer, wait > 0 ? wait : 0., 0.);
+	ev_timer_set(&d->filter_timer, wait <= 0 ? 0. : wait < FILTER_WAIT_MAX ? wait : FILTER_WAIT_MAX, 0.);
 	ev_timer_start(d->loop, &d->filter_timer);
 }
 
