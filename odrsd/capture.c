@@ -129,18 +129,36 @@ static void capture_drain(struct odrsd *d, struct capture *c, pcap_t *pcap)
 			break;
 }
 
+/*
+ * Frames as they come: an immediate handle's all, a block-mode handle's
+ * BLOCK_CHUNK at a time, so a block of 100,000 frames of a coarse activity
+ * filter does not hold an ARP reply up for tens of milliseconds: the loop
+ * comes back while the fd stays readable, and the wake capture goes first
+ * (its watcher has the higher priority). capture_activity_flush() takes
+ * everything when idle.c must see it all.
+ */
+#define BLOCK_CHUNK 256
+
+static void capture_take(struct capture *c, pcap_t *pcap)
+{
+	if (c->immediate)
+		capture_drain(c->d, c, pcap);
+	else
+		pcap_dispatch(pcap, BLOCK_CHUNK, c->on_frame, (u_char *)c);
+}
+
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct capture *c = w->data;
 
-	capture_drain(c->d, c, c->pcap);
+	capture_take(c, c->pcap);
 }
 
 static void on_retiring_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct capture *c = w->data;
 
-	capture_drain(c->d, c, c->retiring);
+	capture_take(c, c->retiring);
 }
 
 void capture_activity_flush(struct odrsd *d)
@@ -454,7 +472,7 @@ void capture_status(struct odrsd *d, json_t *status, json_t *counters)
 	}
 }
 
-static void capture_init(struct odrsd *d, struct capture *c, const char *name, bool immediate,
+static void capture_init(struct odrsd *d, struct capture *c, const char *name, bool immediate, int priority,
 			 pcap_handler on)
 {
 	c->d = d;
@@ -462,6 +480,7 @@ static void capture_init(struct odrsd *d, struct capture *c, const char *name, b
 	c->immediate = immediate;
 	c->on_frame = on;
 	ev_init(&c->io, on_readable);
+	ev_set_priority(&c->io, priority);
 	c->io.data = c;
 	ev_init(&c->retiring_io, on_retiring_readable);
 	c->retiring_io.data = c;
@@ -473,9 +492,10 @@ int capture_start(struct odrsd *d)
 {
 	ev_timer_init(&d->filter_timer, on_filter_timer, 0., 0.);
 	d->filter_timer.data = d;
-	capture_init(d, &d->cap, "wake", true, on_frame);
-	capture_init(d, &d->act, "activity", false, on_activity_frame);
-	capture_init(d, &d->confirm, "confirm", true, on_activity_frame);
+	/* Someone waits for every wake capture frame: first in each loop turn. */
+	capture_init(d, &d->cap, "wake", true, EV_MAXPRI, on_frame);
+	capture_init(d, &d->act, "activity", false, 0, on_activity_frame);
+	capture_init(d, &d->confirm, "confirm", true, 0, on_activity_frame);
 	return capture_update(d);
 }
 
