@@ -253,18 +253,6 @@ kv() { sed -n "s/.*\<$1=\([0-9.]*\).*/\1/p" <<<"$2"; } # KEY "k=v ..." -> v
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
-# vm_sections N: N [vm sI] sections, sI at 198.18.16.0 + I, MAC 52:54:01 + I.
-vm_sections() {
-	awk -v n="$1" 'BEGIN {
-		for (i = 1; i <= n; i++) {
-			a = 16 * 256 + i
-			printf "[vm s%d]\nip = 198.%d.%d.%d\nmac = 52:54:01:%02x:%02x:%02x\n", i,
-				18 + int(a / 65536), int(a / 256) % 256, a % 256,
-				int(i / 65536) % 256, int(i / 256) % 256, i % 256
-		}
-	}'
-}
-
 # start_odrsd N: odrsd with N sleeping VMs; times its start (START_* below).
 start_odrsd() {
 	local n=$1 conf sock t0 c0 c1

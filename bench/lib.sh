@@ -34,3 +34,16 @@ bench_lab() {
 	lab_vm_start n1 "$1" "$2" "$3" "$4" "${5:-0}" "${6:-0}" > /dev/null && lab_vm_wait_ready n1 "$1" 120 ||
 		fail "$1 did not come up"
 }
+
+# vm_sections N [BASE]: N [vm sI] sections, sI at 198.18.BASE.0 + I (default
+# BASE 16), on into 198.19.x past the lab's /16, MAC 52:54:01 + I.
+vm_sections() {
+	awk -v n="$1" -v base="${2:-16}" 'BEGIN {
+		for (i = 1; i <= n; i++) {
+			a = base * 256 + i
+			printf "[vm s%d]\nip = 198.%d.%d.%d\nmac = 52:54:01:%02x:%02x:%02x\n", i,
+				18 + int(a / 65536), int(a / 256) % 256, a % 256,
+				int(i / 65536) % 256, int(i / 256) % 256, i % 256
+		}
+	}'
+}

@@ -36,16 +36,8 @@ conf() { # NODE RATE
 		"[cluster]" "backend = etcd" "etcd = http://198.18.2.1:2379" \
 		"accept_term = 1h" "lease_ttl = 3s" "retrain_rate = $2" "retrain_delay = 0" \
 		"retrain_refresh = 0"
-	# Appended to the file odrs_conf printed the path of. sI is 198.18.100.0 + I,
-	# on into 198.19.x past the lab's /16 (N up to 100,000 and more), MAC 52:54:01 + I.
-	awk -v n="$N" 'BEGIN {
-		for (i = 1; i <= n; i++) {
-			a = 100 * 256 + i
-			printf "[vm s%d]\nip = 198.%d.%d.%d\nmac = 52:54:01:%02x:%02x:%02x\n", i,
-				18 + int(a / 65536), int(a / 256) % 256, a % 256,
-				int(i / 65536) % 256, int(i / 256) % 256, i % 256
-		}
-	}' >> "$(lab_node_dir "$1")/odrs.conf"
+	# Appended to the file odrs_conf printed the path of: sI at 198.18.100.0 + I.
+	vm_sections "$N" 100 >> "$(lab_node_dir "$1")/odrs.conf"
 }
 
 holder_is() { lab_odrsctl n1 accept | grep -q "^accept: $1\$" && lab_odrsctl n2 accept | grep -q "^accept: $1\$"; }
