@@ -54,11 +54,18 @@ vm_mac = bytes.fromhex(sys.argv[1].replace(':', ''))
 me = bytes.fromhex(open('/sys/class/net/eth0/address').read().strip().replace(':', ''))
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 s.bind(('eth0', 0))
+
+def csum(b):
+    n = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    n = (n >> 16) + (n & 0xffff)
+    return ~(n + (n >> 16)) & 0xffff
+
+# The switch (a bridge with br_netfilter) drops IPv4 with a wrong header checksum.
 for i in range(50):
     tcp = struct.pack('!HHIIBBHHH', 40000 + i, 80, i, 0, 5 << 4, 0x02, 64240, 0, 0)
-    ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 40, i, 0, 64, 6, 0,
-                     socket.inet_aton('198.18.3.1'), socket.inet_aton('198.18.0.250'))
-    s.send(vm_mac + me + struct.pack('!H', 0x0800) + ip + tcp)
+    hdr = [0x45, 0, 40, i, 0, 64, 6, 0, socket.inet_aton('198.18.3.1'), socket.inet_aton('198.18.0.250')]
+    hdr[7] = csum(struct.pack('!BBHHHBBH4s4s', *hdr))
+    s.send(vm_mac + me + struct.pack('!H', 0x0800) + struct.pack('!BBHHHBBH4s4s', *hdr) + tcp)
 EOF
 lab_wait 5 eval '[ $(($(field filtered_user_wake) - stray0)) -ge 50 ]' ||
 	fail "filtered_user_wake $stray0 -> $(field filtered_user_wake), want +50"
