@@ -216,6 +216,13 @@ static void cmd_status(struct conn *c, const struct wk_ctl_request *req)
 			    json_integer((json_int_t)d->n.wakes_limited));
 	json_object_set_new(json_object_get(json_object_get(o, "status"), "counters"), "reloads",
 			    json_integer((json_int_t)d->n.reloads));
+	json_object_set_new(json_object_get(json_object_get(o, "status"), "counters"),
+			    "triggers_refused_wake_on", json_integer((json_int_t)d->n.refused_wake_on));
+	json_object_set_new(json_object_get(json_object_get(o, "status"), "counters"),
+			    "triggers_refused_wake_ports", json_integer((json_int_t)d->n.refused_wake_ports));
+	json_object_set_new(json_object_get(json_object_get(o, "status"), "counters"),
+			    "triggers_refused_ignore_sources",
+			    json_integer((json_int_t)d->n.refused_ignore_sources));
 	capture_status(d, json_object_get(o, "status"),
 		       json_object_get(json_object_get(o, "status"), "counters"));
 	if (cluster_on(d)) {
