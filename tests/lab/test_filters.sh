@@ -51,8 +51,8 @@ stray0=$(field filtered_user_wake)
 # c1's own SYNs, to a MAC no host has (the switch floods them to n1): a real client's path.
 lab_router_client c1 198.18.0.250 52:54:00:12:00:fe
 for i in 1 2 3 4 5; do lab_client_exec c1 nc -z -w 1 198.18.0.250 80 || true; done
-lab_wait 5 eval '[ $(($(field filtered_user_wake) - stray0)) -ge 5 ]' ||
-	fail "filtered_user_wake $stray0 -> $(field filtered_user_wake), want +5 or more (frames: $(field frames))"
+lab_wait 5 eval '[ $(($(field filtered_user_wake) - stray0)) -ge 3 ]' ||
+	fail "filtered_user_wake $stray0 -> $(field filtered_user_wake), want +3 or more of 5 attempts (frames: $(field frames))"
 [ "$(odrs_evlog n1 | grep -c '"event":"wake_start"')" = 0 ] || fail "a SYN to no VM started a wake"
 
 step "$ARPS ARP requests for ghost: answered, logged aggregated, refused as triggers (wake_on = syn)"
