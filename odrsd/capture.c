@@ -116,7 +116,7 @@ static void on_activity_frame(u_char *user, const struct pcap_pkthdr *h, const u
 	struct capture *c = (struct capture *)user;
 	struct odrsd *d = c->d;
 	struct wk_pkt p;
-	bool known;
+	bool from, to;
 
 	if (!frame_decode(d, h, frame, &p))
 		return;
@@ -129,11 +129,15 @@ static void on_activity_frame(u_char *user, const struct pcap_pkthdr *h, const u
 		return;
 	}
 	flows_note(d, &p);
-	if (p.v6)
-		known = idle_note_tcp6(d, p.ip6.src) | idle_note_tcp6(d, p.ip6.dst);
-	else
-		known = idle_note_tcp(d, p.ip.src) | idle_note_tcp(d, p.ip.dst);
-	c->filtered_user += !known;
+	/* Both ends are noted, either may be a VM. */
+	if (p.v6) {
+		from = idle_note_tcp6(d, p.ip6.src);
+		to = idle_note_tcp6(d, p.ip6.dst);
+	} else {
+		from = idle_note_tcp(d, p.ip.src);
+		to = idle_note_tcp(d, p.ip.dst);
+	}
+	c->filtered_user += !from && !to;
 }
 
 static void capture_drain(struct odrsd *d, struct capture *c, pcap_t *pcap)
@@ -481,6 +485,8 @@ static void on_filter_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	struct odrsd *d = w->data;
 	ev_tstamp start = ev_time();
 
+	ev_timer_stop(loop, w);
+
 	if (capture_update(d) < 0)
 		log_err("capture filter not updated; keeping the previous one");
 	d->filter_built = ev_time();
@@ -506,6 +512,12 @@ void capture_filter_changed(struct odrsd *d)
 	wait = d->filter_built + FILTER_SPACING * d->filter_cost - ev_time();
 	ev_timer_set(&d->filter_timer, wait <= 0 ? 0. : wait < FILTER_WAIT_MAX ? wait : FILTER_WAIT_MAX, 0.);
 	ev_timer_start(d->loop, &d->filter_timer);
+}
+
+void capture_filter_flush(struct odrsd *d)
+{
+	if (ev_is_active(&d->filter_timer))
+		on_filter_timer(d->loop, &d->filter_timer, 0);
 }
 
 /* In force on handle c, for status: "exact", "coarse", "user" (libpcap filters, the kernel refused) or "none". */

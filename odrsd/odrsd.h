@@ -221,6 +221,8 @@ struct odrsd {
 int capture_start(struct odrsd *d);
 void capture_stop(struct odrsd *d);
 void capture_filter_changed(struct odrsd *d);
+/* A rebuild asked for and not run yet runs now: what must be captured from here on is. */
+void capture_filter_flush(struct odrsd *d);
 /* Hand every frame the activity captures hold to idle.c. */
 void capture_activity_flush(struct odrsd *d);
 /* Open, change or close the confirm capture to fit vm_idle_confirming(); 0 or -errno (logged). */

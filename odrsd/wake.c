@@ -308,7 +308,9 @@ void vm_on_frame(struct odrsd *d, struct vm *vm, const struct wk_pkt *p, const u
 
 /*
  * Inject the unanswered held SYNs into the VM's own tap, never the uplink.
- * The capture waits for their SYN-ACKs since the first was held.
+ * The capture waits for their SYN-ACKs since the first was held: a rebuild
+ * still spaced out (capture.c) is run first, or a resume that takes less
+ * than the spacing would have its SYN-ACKs go by uncaptured.
  */
 static unsigned replay_held(struct odrsd *d, struct vm *vm)
 {
@@ -320,6 +322,7 @@ static unsigned replay_held(struct odrsd *d, struct vm *vm)
 		log_err("%s: tap %s not found; held SYNs dropped", vm->name, vm->tap);
 		return 0;
 	}
+	capture_filter_flush(d);
 	vm->replay_tries = 0;
 	for (struct held_syn *h = vm->held; h; h = h->next) {
 		if (h->answered)
