@@ -360,9 +360,9 @@ static struct vm *req_vm(struct conn *c, const struct wk_ctl_request *req)
 static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct conn *c = w->data;
-	const struct virt_job *job = &c->w.vm->job;
-	uint64_t done = __atomic_load_n(&job->progress_done, __ATOMIC_RELAXED);
-	uint64_t total = __atomic_load_n(&job->progress_total, __ATOMIC_RELAXED);
+	const struct virt_job *job = c->w.vm->job; /* NULL while its job waits to start */
+	uint64_t done = job ? __atomic_load_n(&job->progress_done, __ATOMIC_RELAXED) : 0;
+	uint64_t total = job ? __atomic_load_n(&job->progress_total, __ATOMIC_RELAXED) : 0;
 
 	/* A client behind on its answers misses progress lines, never an answer. */
 	if (c->w.vm->job_busy && total && c->off == c->len)
@@ -587,12 +587,12 @@ static void control_vm_done_one(struct conn *c, struct vm *vm, int err, const ch
 	else if (vm->state == VM_HIBERNATED)
 		reply(c,
 		      json_pack("{s:b, s:s, s:s, s:I, s:I}", "ok", 1, "vm", vm->name, "state", "hibernated",
-				"bytes", (json_int_t)vm->snapshot_bytes, "ms", (json_int_t)vm->job.ms));
+				"bytes", (json_int_t)vm->snapshot_bytes, "ms", (json_int_t)vm->job_ms));
 	else if (vm->state == VM_DOZING)
 		reply(c,
 		      json_pack("{s:b, s:s, s:s, s:I, s:I, s:I}", "ok", 1, "vm", vm->name, "state", "dozing",
-				"bytes_out", (json_int_t)vm->job.paged_out_bytes, "resident_bytes",
-				(json_int_t)vm->job.resident_bytes, "ms", (json_int_t)vm->job.ms));
+				"bytes_out", (json_int_t)vm->job_paged_out_bytes, "resident_bytes",
+				(json_int_t)vm->job_resident_bytes, "ms", (json_int_t)vm->job_ms));
 	else
 		reply(c, json_pack("{s:b, s:s, s:s, s:I}", "ok", 1, "vm", vm->name, "state",
 				   vm_state_name(vm->state), "ms",

@@ -81,9 +81,13 @@ struct vm {
 	ev_timer wake_timer;   /* wake_timeout */
 	ev_timer recheck;      /* in error: inspect again (vm_recheck_delay) */
 
-	struct virt_job job;
-	bool job_busy;
+	struct virt_job *job; /* its job, allocated per job (wake.c); NULL between jobs and while it waits */
+	bool job_busy;	      /* a job is queued, running, or waiting in d->jobs_waiting */
+	enum virt_op job_op;  /* while waiting: the job it waits to start */
+	struct vm *job_next;  /* in d->jobs_waiting */
 	ev_tstamp job_started;
+	/* The last job's results that odrsctl's answer for a VM already there repeats. */
+	uint64_t job_ms, job_paged_out_bytes, job_resident_bytes;
 	struct waiter *waiters;
 
 	/* The last trigger its policy or a rate limit refused (wake.c), for odrsctl show. */
@@ -171,6 +175,14 @@ struct odrsd {
 	struct wk_vmtable *table;
 	unsigned nheld_total;
 	struct wk_rate wake_rate; /* automatic wakes on this node (wakes_per_minute) */
+	/*
+	 * VMs whose job waits (wake.c): inspects beyond JOBS_INSPECTS_MAX queued,
+	 * and, at the head, jobs whose allocation failed, to be reported failed
+	 * from the loop (jobs_timer).
+	 */
+	struct vm *jobs_waiting, *jobs_waiting_tail;
+	unsigned inspects_queued; /* inspect jobs allocated and submitted */
+	ev_timer jobs_timer;
 
 	struct capture cap;	/* the wake capture; swapped when its filter changes */
 	struct capture act;	/* the activity capture (TCP of every managed VM), in blocks */

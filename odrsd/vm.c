@@ -637,6 +637,34 @@ void vm_on_job_done(struct odrsd *d, struct vm *vm, const struct virt_job *job)
 		vm_free(d, vm);
 }
 
+void vm_on_job_unstarted(struct odrsd *d, struct vm *vm, enum virt_op op, int err, const char *why)
+{
+	/* The domain as the job found it: a save or doze leaves it running, a restore asleep, a resume paused. */
+	struct virt_job job = { .op = op, .owner = vm, .name = vm->name, .err = err };
+
+	switch (op) {
+	case VIRT_SAVE:
+		job.state = VIRT_RUNNING;
+		job.paused = vm->dozed;
+		break;
+	case VIRT_DOZE:
+		job.state = VIRT_RUNNING;
+		break;
+	case VIRT_RESUME:
+		job.state = VIRT_RUNNING;
+		job.paused = true;
+		break;
+	case VIRT_RESTORE:
+		job.state = VIRT_HIBERNATED;
+		break;
+	default:
+		job.state = VIRT_MISSING;
+		break;
+	}
+	snprintf(job.error, sizeof(job.error), "%s", why);
+	vm_on_job_done(d, vm, &job);
+}
+
 void vm_on_claim(struct odrsd *d, struct vm *vm, enum vm_claim result, const char *target, int err)
 {
 	struct vm_input in = { .node = target, .err = err };

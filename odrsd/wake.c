@@ -371,18 +371,75 @@ static void on_wake_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- the lifecycle's effects (struct vm_ops) ------------------------------------ */
 
+/*
+ * At start-up and on a reload every VM is inspected: a job each queued at
+ * once would hold a struct virt_job per VM, and the heap would keep that
+ * peak. Beyond this many queued, an inspect waits in d->jobs_waiting; the
+ * workers run far fewer at a time.
+ */
+#define JOBS_INSPECTS_MAX 256
+
+static bool job_start(struct odrsd *d, struct vm *vm, enum virt_op op)
+{
+	struct virt_job *job = calloc(1, sizeof(*job));
+
+	if (!job)
+		return false;
+	job->op = op;
+	job->owner = vm;
+	if (vm->conf)
+		job->shrink = vm->conf->policy.shrink;
+	job->dozed = vm->dozed;
+	job->timeout_ms = (unsigned)d->cfg->probe_timeout_ms;
+	job->name = vm->name;
+	vm->job = job;
+	vm->job_started = ev_time();
+	if (op == VIRT_INSPECT)
+		d->inspects_queued++;
+	virt_submit(d->virt, job);
+	return true;
+}
+
+/* Start the waiting jobs that may start: those that failed first, then inspects while there is room. */
+static void jobs_run(struct odrsd *d)
+{
+	struct vm *vm;
+
+	while ((vm = d->jobs_waiting) &&
+	       (vm->job_op != VIRT_INSPECT || d->inspects_queued < JOBS_INSPECTS_MAX)) {
+		if (!(d->jobs_waiting = vm->job_next))
+			d->jobs_waiting_tail = NULL;
+		vm->job_next = NULL;
+		if (!job_start(d, vm, vm->job_op))
+			vm_on_job_unstarted(d, vm, vm->job_op, -ENOMEM, "out of memory for its libvirt job");
+	}
+}
+
+static void on_jobs_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	jobs_run(ev_userdata(loop));
+}
+
 static void job_submit(struct odrsd *d, struct vm *vm, enum virt_op op)
 {
-	memset(&vm->job, 0, sizeof(vm->job));
-	vm->job.op = op;
-	vm->job.owner = vm;
-	if (vm->conf)
-		vm->job.shrink = vm->conf->policy.shrink;
-	vm->job.dozed = vm->dozed;
-	vm->job.timeout_ms = (unsigned)d->cfg->probe_timeout_ms;
-	vm->job.name = vm->name;
-	vm->job_started = ev_time();
-	virt_submit(d->virt, &vm->job);
+	vm->job_op = op;
+	vm->job_next = NULL;
+	if (op == VIRT_INSPECT && (d->jobs_waiting || d->inspects_queued >= JOBS_INSPECTS_MAX)) {
+		if (d->jobs_waiting_tail)
+			d->jobs_waiting_tail->job_next = vm;
+		else
+			d->jobs_waiting = vm;
+		d->jobs_waiting_tail = vm;
+		return;
+	}
+	if (job_start(d, vm, op))
+		return;
+	/* Its failure is reported from the loop: vm.c is in the middle of the transition that asked. */
+	if (!(vm->job_next = d->jobs_waiting))
+		d->jobs_waiting_tail = vm;
+	d->jobs_waiting = vm;
+	ev_timer_set(&d->jobs_timer, 0., 0.);
+	ev_timer_start(d->loop, &d->jobs_timer);
 }
 
 /*
@@ -694,6 +751,7 @@ void wake_init(struct odrsd *d)
 	};
 
 	vm_life_init(d, &life, &daemon_ops);
+	ev_init(&d->jobs_timer, on_jobs_timer);
 	for (size_t i = 0; i < sizeof(observers) / sizeof(observers[0]); i++)
 		vm_observe(d, observers[i]);
 }
@@ -706,11 +764,20 @@ void wake_job_done(struct virt_job *job, void *ctx)
 	if (job->op != VIRT_PROBE) {
 		bool removed = vm->removed; /* then vm_on_job_done frees it */
 
+		if (job->op == VIRT_INSPECT)
+			d->inspects_queued--;
+		vm->job_ms = job->ms;
+		vm->job_paged_out_bytes = job->paged_out_bytes;
+		vm->job_resident_bytes = job->resident_bytes;
 		learn_mac(d, vm, job);
 		vm_on_job_done(d, vm, job);
 		if (!removed && job->op == VIRT_INSPECT && vm->state == VM_UNKNOWN && !vm->job_busy)
 			log_info("%s: not defined on this node; the registry's first read says where it is",
 				 vm->name);
+		if (!removed && vm->job == job)
+			vm->job = NULL; /* not when vm_on_job_done started the next */
+		free(job);
+		jobs_run(d);
 		return;
 	}
 	idle_probe_done(d, vm);

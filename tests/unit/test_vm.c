@@ -412,6 +412,35 @@ static void test_save_fails_still_running(void **state)
 	assert_int_equal(fake.submits[VIRT_RESTORE], 0);
 }
 
+/*
+ * A job that could not start (no memory for its struct virt_job) fails as
+ * a job that left the domain as it was: the save's VM still runs, the
+ * restore's still sleeps, the inspect's is in error; each caller hears it.
+ */
+static void test_job_unstarted(void **state)
+{
+	reset(false, VM_RUNNING);
+	assert_int_equal(vm_request_hibernate(&d, &vm, "manual", NULL, 0), 0);
+	vm_on_job_unstarted(&d, &vm, VIRT_SAVE, -ENOMEM, "out of memory");
+	assert_int_equal(vm.state, VM_RUNNING);
+	assert_false(vm.job_busy);
+	assert_true(fake.changes[fake.nchanges - 1].effects & VM_FX_FAIL);
+	assert_int_equal(fake.changes[fake.nchanges - 1].err, -ENOMEM);
+
+	reset(false, VM_HIBERNATED);
+	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_MANUAL, NULL, NULL, 0), 0);
+	vm_on_job_unstarted(&d, &vm, VIRT_RESTORE, -ENOMEM, "out of memory");
+	assert_int_equal(vm.state, VM_HIBERNATED);
+	assert_false(vm.job_busy);
+	assert_true(fake.changes[fake.nchanges - 1].effects & VM_FX_FAIL);
+
+	reset(false, VM_UNKNOWN);
+	vm_inspect(&d, &vm);
+	vm_on_job_unstarted(&d, &vm, VIRT_INSPECT, -ENOMEM, "out of memory");
+	assert_int_equal(vm.state, VM_ERROR);
+	assert_string_equal(vm.error, "out of memory");
+}
+
 /* A wake that passes wake_timeout ends in a state; the late restore result still counts. */
 static void test_wake_timeout(void **state)
 {
@@ -1036,6 +1065,7 @@ int main(void)
 		cmocka_unit_test(test_wake_dozing_elsewhere),
 		cmocka_unit_test(test_hibernate_while_dozing),
 		cmocka_unit_test(test_inspect_finds_dozing),
+		cmocka_unit_test(test_job_unstarted),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
