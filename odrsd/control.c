@@ -172,7 +172,8 @@ static void vm_explain(struct odrsd *d, const struct vm *vm, json_t *o)
 	json_t *up = json_null(), *refused = json_null();
 
 	json_object_set_new(o, "since", evlog_time(vm->state_since));
-	json_object_set_new(o, "error", vm->state == VM_ERROR ? json_string(vm->error) : json_null());
+	json_object_set_new(o, "error",
+			    vm->state == VM_ERROR ? json_string(vm_text(vm->error)) : json_null());
 	json_object_set_new(
 		o, "recheck_in_s",
 		vm->state == VM_ERROR && ev_is_active(&vm->recheck)
@@ -180,12 +181,12 @@ static void vm_explain(struct odrsd *d, const struct vm *vm, json_t *o)
 				  (json_int_t)(ev_timer_remaining(d->loop, (ev_timer *)&vm->recheck) + 0.5))
 			: json_null());
 	if (vm->stayed_up)
-		up = json_pack("{s:s, s:s, s:o}", "reason", vm->stayed_up, "detail", vm->stayed_up_detail,
-			       "at", evlog_time(vm->stayed_up_at));
+		up = json_pack("{s:s, s:s, s:o}", "reason", vm->stayed_up, "detail",
+			       vm_text(vm->stayed_up_detail), "at", evlog_time(vm->stayed_up_at));
 	json_object_set_new(o, "stayed_up", up);
 	if (vm->refused_why)
 		refused = json_pack("{s:s, s:s, s:s, s:o}", "trigger", wk_trigger_name(vm->refused_trigger),
-				    "why", vm->refused_why, "from", vm->refused_from, "at",
+				    "why", vm->refused_why, "from", vm_text(vm->refused_from), "at",
 				    evlog_time(vm->refused_at));
 	json_object_set_new(o, "refused", refused);
 	json_object_set_new(o, "sleep", pol ? json_string(sleep_name[pol->sleep]) : json_null());
@@ -212,7 +213,7 @@ static json_t *vm_json(struct odrsd *d, const struct vm *vm)
 	if (vm->has_mac)
 		wk_mac_str(vm->mac, mac);
 	/* In a cluster, where the registry says it is; nowhere while it sleeps. */
-	const char *node = !cluster_on(d) ? d->cfg->node : vm->node[0] ? vm->node : NULL;
+	const char *node = !cluster_on(d) ? d->cfg->node : vm->node;
 
 	json_t *o = json_pack(
 		"{s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:b, s:b}", "name", vm->name, "ip", ip, "mac",

@@ -44,15 +44,15 @@ struct waiter; /* a control connection waiting on a VM */
 
 struct vm {
 	const struct wk_vmconf *conf; /* in d->cfg; re-pointed on reload */
-	char name[128];
+	char *name;		      /* malloc'd */
 	uint32_t ip;
 	uint8_t mac[WK_ETH_ALEN];
 	bool has_mac;
 	uint8_t ip6[16]; /* when has_ip6 */
 	bool has_ip6;
 	enum vm_state state;
-	double state_since; /* when it entered state (ops->now) */
-	char error[256];
+	double state_since;	 /* when it entered state (ops->now) */
+	char *error;		 /* why it is in error (vm_text_set); NULL: none */
 	unsigned error_rechecks; /* rechecks in a row that found it in error: the backoff */
 	char tap[IF_NAMESIZE];
 	bool pinned;
@@ -71,7 +71,7 @@ struct vm {
 	ev_tstamp dozed_at;	      /* since when it dozes, as this odrsd knows */
 	uint64_t paged_out_bytes;     /* by its last doze (odrs_memory_freed_bytes) */
 	enum wk_trigger trigger;
-	char client[64]; /* ip:port of the first SYN, or the ARP requester */
+	char *client; /* ip:port of the first SYN, or the ARP requester (vm_text_set); NULL: none */
 	ev_tstamp trigger_at;
 	struct held_syn *held; /* in arrival order */
 	unsigned nheld;
@@ -93,20 +93,20 @@ struct vm {
 	/* The last trigger its policy or a rate limit refused (wake.c), for odrsctl show. */
 	const char *refused_why; /* the key that refused it (a literal); NULL: none yet */
 	enum wk_trigger refused_trigger;
-	char refused_from[64]; /* its sender: ip, or ip:port for a SYN */
+	char *refused_from; /* its sender: ip, or ip:port for a SYN (vm_text_set) */
 	ev_tstamp refused_at;
 
 	/* Idleness (idle.c). */
-	bool idle_pending;     /* looked idle at the last check: confirm */
-	const char *idle_skip; /* the last idle_skip reason logged */
-	const char *stayed_up; /* why the last check kept it up (a literal); NULL: none yet */
-	char stayed_up_detail[256];
+	bool idle_pending;	/* looked idle at the last check: confirm */
+	const char *idle_skip;	/* the last idle_skip reason logged */
+	const char *stayed_up;	/* why the last check kept it up (a literal); NULL: none yet */
+	char *stayed_up_detail; /* vm_text_set */
 	ev_tstamp stayed_up_at;
 	struct virt_job *probe; /* asks the guest for its load and processes; while probing */
 	bool probing;
 
 	/* Cluster mode (cluster.c). */
-	char node[64];	    /* where it runs or is being restored; "" asleep */
+	char *node;	    /* where it runs or is being restored (vm_text_set); NULL asleep */
 	uint64_t mem_bytes; /* running here: counts in this node's memory score */
 	int64_t rev;	    /* mod_revision of its registry key; 0: none */
 	bool claiming;	    /* a wake claim is on its way to etcd */
@@ -241,6 +241,15 @@ void wake_release_syns(struct odrsd *d, struct vm *vm);
 void wake_job_done(struct virt_job *job, void *ctx);
 struct vm *vm_new(struct odrsd *d, const struct wk_vmconf *c);
 struct vm *vm_by_name(struct odrsd *d, const char *name);
+/*
+ * vm.c: a VM's texts are held only while set: *text becomes a copy of s,
+ * NULL for NULL or "" (and without memory for the copy: the text is lost, not the VM).
+ */
+void vm_text_set(char **text, const char *s);
+static inline const char *vm_text(const char *text)
+{
+	return text ? text : "";
+}
 void vm_announce(struct odrsd *d, const struct vm *vm);
 
 /* flows.c: a VM's open TCP flows, from the activity capture (odrsd(8)). */

@@ -73,7 +73,7 @@ static void note_refused(struct odrsd *d, struct vm *vm, enum wk_trigger t, cons
 {
 	vm->refused_why = why;
 	vm->refused_trigger = t;
-	snprintf(vm->refused_from, sizeof(vm->refused_from), "%s", from ? from : "");
+	vm_text_set(&vm->refused_from, from);
 	vm->refused_at = ev_now(d->loop);
 }
 
@@ -476,7 +476,7 @@ static bool wake_allowed(struct odrsd *d, struct vm *vm, enum wk_trigger t)
 			 !strcmp(limit, "vm") ? "wakes_per_hour reached"
 					      : "this node's wakes_per_minute reached");
 		f = json_pack("{s:s, s:s}", "trigger", wk_trigger_name(t), "limit", limit);
-		if (vm->client[0])
+		if (vm->client)
 			json_object_set_new(f, "client", json_string(vm->client));
 		evlog_emit("wake_limited", vm->name, f);
 	}
@@ -519,7 +519,7 @@ static void recheck_later(struct odrsd *d, struct vm *vm)
 {
 	double delay = vm_recheck_delay(vm);
 
-	log_info("%s: in error (%s); checking again in %.0f s", vm->name, vm->error, delay);
+	log_info("%s: in error (%s); checking again in %.0f s", vm->name, vm_text(vm->error), delay);
 	ev_timer_stop(d->loop, &vm->recheck);
 	ev_timer_set(&vm->recheck, delay, 0.);
 	ev_timer_start(d->loop, &vm->recheck);
@@ -559,6 +559,12 @@ static void vm_destroy(struct odrsd *d, struct vm *vm)
 	flows_free(vm);
 	ev_timer_stop(d->loop, &vm->wake_timer);
 	ev_timer_stop(d->loop, &vm->recheck);
+	free(vm->error);
+	free(vm->client);
+	free(vm->refused_from);
+	free(vm->stayed_up_detail);
+	free(vm->node);
+	free(vm->name);
 	free(vm);
 }
 
@@ -627,7 +633,7 @@ static void emit_wake_start(struct odrsd *d, struct vm *vm, const char *target)
 {
 	json_t *f = json_pack("{s:s, s:s}", "trigger", wk_trigger_name(vm->trigger), "target_node", target);
 
-	if (vm->client[0])
+	if (vm->client)
 		json_object_set_new(f, "client", json_string(vm->client));
 	evlog_emit("wake_start", vm->name, f);
 	if (cluster_on(d))
@@ -650,7 +656,7 @@ static void observe_events(struct odrsd *d, struct vm *vm, const struct vm_chang
 	case VM_EV_LIBVIRT_GONE:
 		/* Found in error again by a recheck: recheck_later says so. */
 		if (c->to == VM_ERROR && c->from != VM_ERROR)
-			log_err("%s: %s", vm->name, vm->error);
+			log_err("%s: %s", vm->name, vm_text(vm->error));
 		else if (c->to != VM_ERROR)
 			log_info("%s: %s", vm->name, vm_state_name(c->to));
 		break;
@@ -729,8 +735,8 @@ static void observe_events(struct odrsd *d, struct vm *vm, const struct vm_chang
 		evlog_emit("wake_failed", vm->name, json_pack("{s:s}", "error", job->error));
 		break;
 	case VM_EV_WAKE_TIMEOUT:
-		log_err("%s: %s", vm->name, vm->error);
-		evlog_emit("wake_failed", vm->name, json_pack("{s:s}", "error", vm->error));
+		log_err("%s: %s", vm->name, vm_text(vm->error));
+		evlog_emit("wake_failed", vm->name, json_pack("{s:s}", "error", vm_text(vm->error)));
 		break;
 	case VM_EV_REG_CONFLICT:
 		log_err("%s: runs here, but the registry says %s on %s; keeping it here", vm->name,
@@ -792,7 +798,10 @@ struct vm *vm_new(struct odrsd *d, const struct wk_vmconf *c)
 	if (!vm)
 		return NULL;
 	vm->conf = c;
-	snprintf(vm->name, sizeof(vm->name), "%s", c->name);
+	if (!(vm->name = strdup(c->name))) {
+		free(vm);
+		return NULL;
+	}
 	vm->ip = c->ip;
 	vm->has_mac = c->has_mac;
 	memcpy(vm->mac, c->mac, WK_ETH_ALEN);
@@ -806,17 +815,18 @@ struct vm *vm_new(struct odrsd *d, const struct wk_vmconf *c)
 	vm->wake_timer.data = vm;
 	ev_init(&vm->recheck, on_recheck);
 	vm->recheck.data = vm;
-	if (wk_vmtable_add(d->table, vm->ip, vm->has_mac ? vm->mac : NULL, vm) < 0) {
-		free(vm);
-		return NULL;
-	}
+	if (wk_vmtable_add(d->table, vm->ip, vm->has_mac ? vm->mac : NULL, vm) < 0)
+		goto fail;
 	if (vm->has_ip6 && wk_vmtable_add_ip6(d->table, vm->ip6, vm) < 0) {
 		wk_vmtable_del(d->table, vm->ip, vm->has_mac ? vm->mac : NULL);
-		free(vm);
-		return NULL;
+		goto fail;
 	}
 	state_load(d, vm);
 	return vm;
+fail:
+	free(vm->name);
+	free(vm);
+	return NULL;
 }
 
 struct vm *vm_by_name(struct odrsd *d, const char *name)
