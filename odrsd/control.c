@@ -176,9 +176,8 @@ static void vm_explain(struct odrsd *d, const struct vm *vm, json_t *o)
 			    vm->state == VM_ERROR ? json_string(vm_text(vm->error)) : json_null());
 	json_object_set_new(
 		o, "recheck_in_s",
-		vm->state == VM_ERROR && ev_is_active(&vm->recheck)
-			? json_integer(
-				  (json_int_t)(ev_timer_remaining(d->loop, (ev_timer *)&vm->recheck) + 0.5))
+		vm->state == VM_ERROR && vm->recheck && ev_is_active(vm->recheck)
+			? json_integer((json_int_t)(ev_timer_remaining(d->loop, vm->recheck) + 0.5))
 			: json_null());
 	if (vm->stayed_up)
 		up = json_pack("{s:s, s:s, s:o}", "reason", vm->stayed_up, "detail",

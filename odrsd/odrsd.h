@@ -48,8 +48,8 @@ struct vm {
 	uint32_t ip;
 	uint8_t mac[WK_ETH_ALEN];
 	bool has_mac;
-	uint8_t ip6[16]; /* when has_ip6 */
 	bool has_ip6;
+	uint8_t ip6[16]; /* when has_ip6 */
 	enum vm_state state;
 	double state_since;	 /* when it entered state (ops->now) */
 	char *error;		 /* why it is in error (vm_text_set); NULL: none */
@@ -63,23 +63,24 @@ struct vm {
 	struct wk_flows *flows;	 /* its open TCP flows, kept while it runs here (flows.c); NULL: none seen */
 
 	/* The wake in progress or asked for. */
-	bool wake_wanted;	      /* a trigger came while hibernating */
 	struct wk_rate wake_rate;     /* its automatic wakes (wakes_per_hour) */
-	bool wake_limited;	      /* wake_limited logged; cleared by the next wake */
 	const char *hibernate_reason; /* "idle" or "manual": a string literal (a doze's too) */
-	bool dozed;		      /* paused by a doze (state.c keeps it across a restart) */
 	ev_tstamp dozed_at;	      /* since when it dozes, as this odrsd knows */
 	uint64_t paged_out_bytes;     /* by its last doze (odrs_memory_freed_bytes) */
 	enum wk_trigger trigger;
-	char *client; /* ip:port of the first SYN, or the ARP requester (vm_text_set); NULL: none */
+	bool wake_wanted;  /* a trigger came while hibernating */
+	bool wake_limited; /* wake_limited logged; cleared by the next wake */
+	bool dozed;	   /* paused by a doze (state.c keeps it across a restart) */
+	char *client;	   /* ip:port of the first SYN, or the ARP requester (vm_text_set); NULL: none */
 	ev_tstamp trigger_at;
 	struct held_syn *held; /* in arrival order */
 	unsigned nheld;
 	unsigned replay_tries;
 	ev_tstamp replayed_at;
-	ev_timer replay_timer; /* re-inject until the SYN-ACK comes */
-	ev_timer wake_timer;   /* wake_timeout */
-	ev_timer recheck;      /* in error: inspect again (vm_recheck_delay) */
+	/* One-shot timers, allocated while they run (wake.c): NULL otherwise. */
+	ev_timer *replay_timer; /* re-inject until the SYN-ACK comes */
+	ev_timer *wake_timer;	/* wake_timeout */
+	ev_timer *recheck;	/* in error: inspect again (vm_recheck_delay) */
 
 	struct virt_job *job; /* its job, allocated per job (wake.c); NULL between jobs and while it waits */
 	bool job_busy;	      /* a job is queued, running, or waiting in d->jobs_waiting */
@@ -92,25 +93,25 @@ struct vm {
 
 	/* The last trigger its policy or a rate limit refused (wake.c), for odrsctl show. */
 	const char *refused_why; /* the key that refused it (a literal); NULL: none yet */
-	enum wk_trigger refused_trigger;
-	char *refused_from; /* its sender: ip, or ip:port for a SYN (vm_text_set) */
+	char *refused_from;	 /* its sender: ip, or ip:port for a SYN (vm_text_set) */
 	ev_tstamp refused_at;
+	enum wk_trigger refused_trigger;
 
 	/* Idleness (idle.c). */
-	bool idle_pending;	/* looked idle at the last check: confirm */
+	bool idle_pending; /* looked idle at the last check: confirm */
+	bool probing;
 	const char *idle_skip;	/* the last idle_skip reason logged */
 	const char *stayed_up;	/* why the last check kept it up (a literal); NULL: none yet */
 	char *stayed_up_detail; /* vm_text_set */
 	ev_tstamp stayed_up_at;
 	struct virt_job *probe; /* asks the guest for its load and processes; while probing */
-	bool probing;
 
 	/* Cluster mode (cluster.c). */
 	char *node;	    /* where it runs or is being restored (vm_text_set); NULL asleep */
 	uint64_t mem_bytes; /* running here: counts in this node's memory score */
 	int64_t rev;	    /* mod_revision of its registry key; 0: none */
-	bool claiming;	    /* a wake claim is on its way to etcd */
 	json_t *reg;	    /* the registry's last word on it, or NULL */
+	bool claiming;	    /* a wake claim is on its way to etcd */
 };
 
 struct counters {

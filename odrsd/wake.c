@@ -26,6 +26,35 @@ static const char *addr_str(bool v6, const void *addr, char *buf)
 }
 
 /* Forget vm's held SYNs, or only those already replayed (their wake is over). */
+
+/*
+ * A VM's one-shot timers exist only while they run: most VMs sleep, with
+ * none. false: no memory for it (the caller logs what is lost).
+ */
+static bool timer_start(struct odrsd *d, ev_timer **t, void (*cb)(struct ev_loop *, ev_timer *, int),
+			struct vm *vm, double after)
+{
+	if (*t)
+		ev_timer_stop(d->loop, *t);
+	else if (!(*t = malloc(sizeof(**t))))
+		return false;
+	ev_timer_init(*t, cb, after, 0.);
+	(*t)->data = vm;
+	ev_timer_start(d->loop, *t);
+	return true;
+}
+
+static void timer_stop(struct odrsd *d, ev_timer **t)
+{
+	if (!*t)
+		return;
+	ev_timer_stop(d->loop, *t);
+	free(*t);
+	*t = NULL;
+}
+
+static void on_replay_timer(struct ev_loop *loop, ev_timer *w, int revents);
+
 static void held_drop(struct odrsd *d, struct vm *vm, bool replayed_only)
 {
 	struct held_syn **link = &vm->held, *h;
@@ -40,7 +69,7 @@ static void held_drop(struct odrsd *d, struct vm *vm, bool replayed_only)
 		vm->nheld--;
 		d->nheld_total--;
 	}
-	ev_timer_stop(d->loop, &vm->replay_timer);
+	timer_stop(d, &vm->replay_timer);
 }
 
 static void held_release(struct odrsd *d, struct vm *vm)
@@ -360,13 +389,17 @@ static void on_replay_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 	log_info("%s: re-injecting %u unanswered SYNs (try %u)", vm->name, unanswered, vm->replay_tries + 1);
 	replay_held(d, vm);
-	ev_timer_set(w, REPLAY_CHECK * vm->replay_tries, 0.);
-	ev_timer_start(loop, w);
+	if (!timer_start(d, &vm->replay_timer, on_replay_timer, vm, REPLAY_CHECK * vm->replay_tries))
+		log_err("%s: no memory for the replay timer: no more re-injections", vm->name);
 }
 
 static void on_wake_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	vm_on_wake_timeout(ev_userdata(loop), w->data);
+	struct odrsd *d = ev_userdata(loop);
+	struct vm *vm = w->data;
+
+	timer_stop(d, &vm->wake_timer);
+	vm_on_wake_timeout(d, vm);
 }
 
 /* ---- the lifecycle's effects (struct vm_ops) ------------------------------------ */
@@ -503,16 +536,18 @@ static double clock_now(const struct odrsd *d)
 
 static void wake_timer(struct odrsd *d, struct vm *vm, bool on)
 {
-	ev_timer_stop(d->loop, &vm->wake_timer);
-	if (!on)
-		return;
-	ev_timer_set(&vm->wake_timer, d->cfg->wake_timeout_ms / 1000., 0.);
-	ev_timer_start(d->loop, &vm->wake_timer);
+	timer_stop(d, &vm->wake_timer);
+	if (on && !timer_start(d, &vm->wake_timer, on_wake_timeout, vm, d->cfg->wake_timeout_ms / 1000.))
+		log_err("%s: no memory for the wake_timeout timer: the wake has no timeout", vm->name);
 }
 
 static void on_recheck(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	vm_recheck(ev_userdata(loop), w->data);
+	struct odrsd *d = ev_userdata(loop);
+	struct vm *vm = w->data;
+
+	timer_stop(d, &vm->recheck);
+	vm_recheck(d, vm);
 }
 
 static void recheck_later(struct odrsd *d, struct vm *vm)
@@ -520,9 +555,9 @@ static void recheck_later(struct odrsd *d, struct vm *vm)
 	double delay = vm_recheck_delay(vm);
 
 	log_info("%s: in error (%s); checking again in %.0f s", vm->name, vm_text(vm->error), delay);
-	ev_timer_stop(d->loop, &vm->recheck);
-	ev_timer_set(&vm->recheck, delay, 0.);
-	ev_timer_start(d->loop, &vm->recheck);
+	if (!timer_start(d, &vm->recheck, on_recheck, vm, delay))
+		log_err("%s: no memory for the recheck timer: it stays in error until a reload or an event",
+			vm->name);
 }
 
 /* It runs again (restored, or its save failed): the held SYNs into its tap until answered. */
@@ -534,8 +569,8 @@ static void replay_syns(struct odrsd *d, struct vm *vm)
 	evlog_emit("syn_replayed", vm->name,
 		   json_pack("{s:i, s:I}", "count", sent, "ms",
 			     (json_int_t)((ev_time() - vm->trigger_at) * 1000)));
-	ev_timer_set(&vm->replay_timer, REPLAY_CHECK, 0.);
-	ev_timer_start(d->loop, &vm->replay_timer);
+	if (!timer_start(d, &vm->replay_timer, on_replay_timer, vm, REPLAY_CHECK))
+		log_err("%s: no memory for the replay timer: no re-injection", vm->name);
 }
 
 static void pass_syns(struct odrsd *d, struct vm *vm)
@@ -557,8 +592,8 @@ static void vm_destroy(struct odrsd *d, struct vm *vm)
 {
 	held_release(d, vm);
 	flows_free(vm);
-	ev_timer_stop(d->loop, &vm->wake_timer);
-	ev_timer_stop(d->loop, &vm->recheck);
+	timer_stop(d, &vm->wake_timer);
+	timer_stop(d, &vm->recheck);
 	free(vm->error);
 	free(vm->client);
 	free(vm->refused_from);
@@ -809,12 +844,6 @@ struct vm *vm_new(struct odrsd *d, const struct wk_vmconf *c)
 	memcpy(vm->ip6, c->ip6, 16);
 	vm->last_wake_ms = -1;
 	vm->state_since = ev_time();
-	ev_init(&vm->replay_timer, on_replay_timer);
-	vm->replay_timer.data = vm;
-	ev_init(&vm->wake_timer, on_wake_timeout);
-	vm->wake_timer.data = vm;
-	ev_init(&vm->recheck, on_recheck);
-	vm->recheck.data = vm;
 	if (wk_vmtable_add(d->table, vm->ip, vm->has_mac ? vm->mac : NULL, vm) < 0)
 		goto fail;
 	if (vm->has_ip6 && wk_vmtable_add_ip6(d->table, vm->ip6, vm) < 0) {
