@@ -97,6 +97,12 @@ $(B)/tests/test_report: tests/unit/test_report.c $(B)/asan/tools/odrsctl/report.
 $(B)/tests/test_snapfile: $(B)/asan/odrsd/snapfile.o
 # A domain's odrs metadata as a VM's configuration: odrsd/metadata.c alone (libxml2, no libvirt).
 $(B)/tests/test_metadata: $(B)/asan/odrsd/metadata.o
+# The event log's aggregation (odrsd/evlog.c) on a real loop; the log stubbed.
+$(B)/tests/test_evlog: tests/unit/test_evlog.c $(B)/asan/odrsd/evlog.o $(LIBWAKE_SRC:%.c=$(B)/asan/%.o)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $^ $(PKG_LIBS) -lcmocka
+# The capture filters' builder and their fit to the kernel: libpcap only.
+$(B)/tests/test_filter: $(B)/asan/odrsd/filter.o
 # Fuzzers: clang's libFuzzer over the same sources.
 $(B)/fuzz/%: tests/fuzz/%.c $(LIBWAKE_SRC)
 	@mkdir -p $(@D)

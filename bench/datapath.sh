@@ -51,7 +51,7 @@
 #   datapath.csv  vms,series,rate,achieved_pps,sent_pps,odrsd_cpu_pct,
 #                 system_cpu_pct,flood_cpu_pct,frames_to_userspace,
 #                 frames_reached,requests,replies,p50_ms,p99_ms,max_ms,
-#                 arping_p50_ms,arping_p99_ms,round
+#                 arping_p50_ms,arping_p99_ms,round,evlog_bps,pcap_drops
 #                 one row per flood (frames_to_userspace: odrsd's "frames"
 #                 counter over it; frames_reached: n1's uplink rx_packets over
 #                 it; in the arp series every one of those passes the filter,
@@ -328,8 +328,9 @@ replies() {
 # and the reply times in the detail CSV.
 measure() {
 	local n=$1 s=$2 rate=$3 round=$4 p0 p1 rx0 rx1 f0 f1 out fpid tpid secs ach cpu sys fl
-	local pcap=$LAB_DIR/arp.pcap reqs reps arping
-	status; f0=$(counter frames)
+	local pcap=$LAB_DIR/arp.pcap reqs reps arping e0 e1 d0 d1
+	status; f0=$(counter frames) d0=$(counter pcap_drops_wake)
+	e0=$(stat -c %s "$(lab_node_dir n1)/odrs/events.jsonl" 2> /dev/null || echo 0)
 	rm -f "$pcap"
 	ip netns exec "$LAB_PREFIX-c2" tcpdump --immediate-mode -i eth0 -nn -U -w "$pcap" "arp and host $VM_IP" \
 		2> "$LAB_DIR/tcpdump.err" &
@@ -350,7 +351,8 @@ measure() {
 	p1=$(ticks "$PID") || fail "$p1"
 	kill -INT "$tpid"
 	wait "$tpid"
-	status; f1=$(counter frames)
+	status; f1=$(counter frames) d1=$(counter pcap_drops_wake)
+	e1=$(stat -c %s "$(lab_node_dir n1)/odrs/events.jsonl" 2> /dev/null || echo 0)
 	out=$(cat "$LAB_DIR/flood.out")
 	[ "$(kv errors "$out")" = 0 ] || echo "   (flood: $out)"
 	secs=$(kv seconds "$out")
@@ -369,7 +371,7 @@ measure() {
 		awk '{ v = substr($1, 6); if ($2 == "usec") v /= 1000; print v }' > "$LAB_DIR/alat"
 		echo "$(pct 0.5 < "$LAB_DIR/alat"),$(pct 0.99 < "$LAB_DIR/alat")")
 	set -- "$(pct 0.5 < "$LAB_DIR/lat")" "$(pct 0.99 < "$LAB_DIR/lat")" "$(pct 1 < "$LAB_DIR/lat")"
-	echo "$n,$s,$rate,$ach,$(kv pps "$out"),$cpu,$sys,$fl,$((f1 - f0)),$((rx1 - rx0)),$reqs,$reps,$1,$2,$3,$arping,$round" >> "$CSV"
+	echo "$n,$s,$rate,$ach,$(kv pps "$out"),$cpu,$sys,$fl,$((f1 - f0)),$((rx1 - rx0)),$reqs,$reps,$1,$2,$3,$arping,$round,$(awk -v a="$e0" -v b="$e1" -v t="$secs" 'BEGIN { printf "%.0f", (b - a) / t }'),$((${d1:-0} - ${d0:-0}))" >> "$CSV"
 	printf 'N %6s %s %6s pps: reached %6s, odrsd %5s %%, machine %5s %% (flood %s %%), %8s to user; ARP %s/%s answered, p50 %s p99 %s max %s ms (arping: %s)\n' \
 		"$n" "$s" "$rate" "$ach" "$cpu" "$sys" "$fl" "$((f1 - f0))" "$reps" "$reqs" "$1" "$2" "$3" "$arping"
 }
@@ -487,7 +489,7 @@ ip netns exec "$LAB_PREFIX-sw" bridge fdb add "$FAKE_MAC" dev sw-n1 master stati
 odrs_snapshot_files "$MAXN" || fail "snapshot files"
 SRC_MAC=$(ip -n "$LAB_PREFIX-c1" -br link show eth0 | awk '{ print $3 }')
 SRC_IP=$(lab_client_ip c1)
-echo "vms,series,rate,achieved_pps,sent_pps,odrsd_cpu_pct,system_cpu_pct,flood_cpu_pct,frames_to_userspace,frames_reached,requests,replies,p50_ms,p99_ms,max_ms,arping_p50_ms,arping_p99_ms,round" > "$CSV"
+echo "vms,series,rate,achieved_pps,sent_pps,odrsd_cpu_pct,system_cpu_pct,flood_cpu_pct,frames_to_userspace,frames_reached,requests,replies,p50_ms,p99_ms,max_ms,arping_p50_ms,arping_p99_ms,round,evlog_bps,pcap_drops" > "$CSV"
 echo "vms,series,rate,round,reply_ms" > "$DCSV"
 echo "vms,socket_s,inspected_s,odrsd_cpu_s,rss_mib,conf_mib" > "$SCSV"
 

@@ -12,8 +12,13 @@
 # and how long the burst took; the switch's fdb is then counted for those MACs
 # on the new holder's port.
 #
+# A role move and each retrain_refresh are one sweep over the VMs at the rate,
+# queueing nothing (issue 17): with N=100000 the burst takes N/rate s and
+# the holder's memory stays flat (rss_kib: the new holder's VmRSS after the
+# burst; compare the rounds).
+#
 # Output (RESULTS, default bench/results/):
-#   retrain.csv  rate,vms,frames,ms,fps,fdb_on_holder,round
+#   retrain.csv  rate,vms,frames,ms,fps,fdb_on_holder,round,rss_kib
 #   retrain.txt  medians per rate, the machine, the command
 #   retrain.png  burst time and frames/s vs retrain_rate (gnuplot)
 # Exit 0: measured; 1: a step failed.
@@ -31,11 +36,8 @@ conf() { # NODE RATE
 		"[cluster]" "backend = etcd" "etcd = http://198.18.2.1:2379" \
 		"accept_term = 1h" "lease_ttl = 3s" "retrain_rate = $2" "retrain_delay = 0" \
 		"retrain_refresh = 0"
-	# Appended to the file odrs_conf printed the path of.
-	for i in $(seq 1 "$N"); do
-		printf '[vm s%d]\nip = 198.18.%d.%d\nmac = 52:54:01:00:%02x:%02x\n' \
-			"$i" $((100 + i / 250)) $((i % 250 + 1)) $((i / 256)) $((i % 256))
-	done >> "$(lab_node_dir "$1")/odrs.conf"
+	# Appended to the file odrs_conf printed the path of: sI at 198.18.100.0 + I.
+	odrs_vm_sections "$N" 100 >> "$(lab_node_dir "$1")/odrs.conf"
 }
 
 holder_is() { lab_odrsctl n1 accept | grep -q "^accept: $1\$" && lab_odrsctl n2 accept | grep -q "^accept: $1\$"; }
@@ -58,12 +60,12 @@ set -- $RATES
 for n in n1 n2; do
 	f=$(conf $n "$1") && lab_odrsd_start $n "$(lab_node_dir $n)/odrs.conf" || fail "odrsd on $n"
 done
-lab_wait 60 eval '[ "$(sleeping n1)" = "$N" ] && [ "$(sleeping n2)" = "$N" ]' ||
+lab_wait "${START_TIMEOUT:-900}" eval '[ "$(sleeping n1)" = "$N" ] && [ "$(sleeping n2)" = "$N" ]' ||
 	fail "not all $N VMs seen hibernated: $(sleeping n1) $(sleeping n2)"
 
 mkdir -p "$RESULTS"
 csv=$RESULTS/retrain.csv
-echo "rate,vms,frames,ms,fps,fdb_on_holder,round" > "$csv"
+echo "rate,vms,frames,ms,fps,fdb_on_holder,round,rss_kib" > "$csv"
 for rate in $RATES; do
 	for n in n1 n2; do conf $n "$rate" > /dev/null; lab_odrsctl $n reload > /dev/null || fail "reload $n"; done
 	for round in $(seq 1 "$ROUNDS"); do
@@ -79,7 +81,8 @@ for rate in $RATES; do
 		fdb=$(fdb_count "sw-$to")
 		fps=$(awk -v f="$frames" -v m="$ms" 'BEGIN { printf "%.0f", (m > 0 ? f * 1000 / m : 0) }')
 		echo "rate $rate round $round: $frames frames in $ms ms ($fps/s), $fdb of $N MACs on sw-$to"
-		echo "$rate,$N,$frames,$ms,$fps,$fdb,$round" >> "$csv"
+		rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$(lab_odrsd_pid $to)/status")
+		echo "$rate,$N,$frames,$ms,$fps,$fdb,$round,$rss" >> "$csv"
 	done
 done
 

@@ -49,7 +49,7 @@ void retrain_init(struct odrsd *d);
 /* Every sleeping VM now (and again after retrain_delay); then every retrain_refresh. */
 void retrain_all(struct odrsd *d);
 /* One VM that just went to sleep: now and after retrain_delay. */
-void retrain_vm(struct odrsd *d, const struct vm *vm);
+void retrain_vm(struct odrsd *d, struct vm *vm);
 /* The accept role is gone: nothing more to send. */
 void retrain_stop(struct odrsd *d);
 

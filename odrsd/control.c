@@ -274,6 +274,20 @@ static void cmd_status(struct conn *c, const struct wk_ctl_request *req)
 			    json_integer((json_int_t)d->n.flows_unknown));
 	json_object_set_new(json_object_get(json_object_get(o, "status"), "counters"), "udp_held",
 			    json_integer((json_int_t)d->n.udp_held));
+	json_object_set_new(json_object_get(json_object_get(o, "status"), "counters"),
+			    "triggers_refused_wake_on", json_integer((json_int_t)d->n.refused_wake_on));
+	json_object_set_new(json_object_get(json_object_get(o, "status"), "counters"),
+			    "triggers_refused_wake_ports", json_integer((json_int_t)d->n.refused_wake_ports));
+	json_object_set_new(json_object_get(json_object_get(o, "status"), "counters"),
+			    "triggers_refused_wake_udp_ports",
+			    json_integer((json_int_t)d->n.refused_wake_udp_ports));
+	json_object_set_new(json_object_get(json_object_get(o, "status"), "counters"),
+			    "triggers_refused_routers", json_integer((json_int_t)d->n.refused_routers));
+	json_object_set_new(json_object_get(json_object_get(o, "status"), "counters"),
+			    "triggers_refused_ignore_sources",
+			    json_integer((json_int_t)d->n.refused_ignore_sources));
+	capture_status(d, json_object_get(o, "status"),
+		       json_object_get(json_object_get(o, "status"), "counters"));
 	if (cluster_on(d)) {
 		json_t *st = json_object_get(o, "status"), *n = json_object_get(st, "counters");
 		json_object_set_new(st, "cluster_store",

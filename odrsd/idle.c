@@ -45,24 +45,26 @@ static void idle_confirm_done(struct odrsd *d)
 		capture_confirm_update(d);
 }
 
-void idle_note_tcp(struct odrsd *d, uint32_t ip)
+bool idle_note_tcp(struct odrsd *d, uint32_t ip)
 {
 	struct vm *vm = wk_vmtable_by_ip(d->table, ip);
 
 	if (!vm)
-		return;
+		return false;
 	vm->last_activity = ev_now(d->loop);
 	vm->idle_skip = NULL;
+	return true;
 }
 
-void idle_note_tcp6(struct odrsd *d, const uint8_t ip6[16])
+bool idle_note_tcp6(struct odrsd *d, const uint8_t ip6[16])
 {
 	struct vm *vm = wk_vmtable_by_ip6(d->table, ip6);
 
 	if (!vm)
-		return;
+		return false;
 	vm->last_activity = ev_now(d->loop);
 	vm->idle_skip = NULL;
+	return true;
 }
 
 void idle_note_udp(struct odrsd *d, const struct wk_pkt *p)

@@ -787,6 +787,7 @@ int main(int argc, char **argv)
 	log_init("odrsd", true, d->debug);
 	d->loop = ev_default_loop(EVFLAG_AUTO);
 	ev_set_userdata(d->loop, d);
+	evlog_aggregate_start(d->loop);
 	d->started = ev_time();
 	if ((r = start(d)) < 0) {
 		sd_notifyf(0, "STATUS=start-up failed: %s\nERRNO=%d", strerror(-r), -r);
@@ -817,6 +818,7 @@ int main(int argc, char **argv)
 	virt_close(d->virt);
 	state_stop(d);
 	capture_stop(d);
+	evlog_aggregate_stop();
 	evlog_close();
 	return 0;
 }

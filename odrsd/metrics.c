@@ -25,11 +25,6 @@ static struct {
 	ev_async render; /* a scrape asks the loop for a rendering */
 	/* What the loop counts between scrapes (loop only). */
 	struct metrics_snapshot live;
-	struct {
-		const pcap_t *handle;
-		uint64_t drops; /* at the last scrape */
-	} pcap_seen[3];		/* the wake, activity and confirm captures */
-	uint64_t pcap_gone;	/* the drops of the handles swapped out */
 	/* The handoff, under mu: the loop answers the asked-th request with text. */
 	pthread_mutex_t mu;
 	pthread_cond_t done;
@@ -63,35 +58,6 @@ void metrics_observe_change(struct odrsd *d, struct vm *vm, const struct vm_chan
 	}
 }
 
-/*
- * The drops of the capture handles since start, from pcap_stats(): a handle
- * swapped for a new filter takes its count with it, so what each one had at
- * the last scrape is kept, and what it dropped after that is not seen (a
- * lower bound, never going down).
- */
-static uint64_t pcap_drops(const struct odrsd *d)
-{
-	const struct capture *caps[3] = { &d->cap, &d->act, &d->confirm };
-	struct pcap_stat ps;
-	uint64_t n = m.pcap_gone;
-
-	for (size_t i = 0; i < 3; i++) {
-		uint64_t now = 0;
-
-		if (caps[i]->pcap && pcap_stats(caps[i]->pcap, &ps) == 0)
-			now = (uint64_t)ps.ps_drop + ps.ps_ifdrop;
-		/* Fewer than before: a new handle, maybe at the old one's address. */
-		if (caps[i]->pcap != m.pcap_seen[i].handle || now < m.pcap_seen[i].drops) {
-			m.pcap_gone += m.pcap_seen[i].drops;
-			n += m.pcap_seen[i].drops;
-			m.pcap_seen[i].handle = caps[i]->pcap;
-		}
-		m.pcap_seen[i].drops = now;
-		n += now;
-	}
-	return n;
-}
-
 /* The counters as `odrsctl status` reads them, and the VM table. */
 static void snapshot_fill(struct odrsd *d, struct metrics_snapshot *s)
 {
@@ -101,7 +67,7 @@ static void snapshot_fill(struct odrsd *d, struct metrics_snapshot *s)
 	s->arp_replies = d->n.arp_replies;
 	s->syns_held = d->n.syns_held;
 	s->frames_malformed = d->n.malformed;
-	s->pcap_drops = pcap_drops(d);
+	s->pcap_drops = capture_pcap_drops(d);
 	s->accept_holder = !strcmp(cluster_accept_holder(d, &term), d->cfg->node);
 	for (size_t i = 0; i < d->nvms; i++) {
 		const struct vm *vm = d->vms[i];

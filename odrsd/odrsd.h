@@ -107,11 +107,12 @@ struct vm {
 	struct virt_job *probe; /* asks the guest for its load and processes; while probing */
 
 	/* Cluster mode (cluster.c). */
-	char *node;	    /* where it runs or is being restored (vm_text_set); NULL asleep */
-	uint64_t mem_bytes; /* running here: counts in this node's memory score */
-	int64_t rev;	    /* mod_revision of its registry key; 0: none */
-	json_t *reg;	    /* the registry's last word on it, or NULL */
-	bool claiming;	    /* a wake claim is on its way to etcd */
+	char *node;		/* where it runs or is being restored (vm_text_set); NULL asleep */
+	uint64_t mem_bytes;	/* running here: counts in this node's memory score */
+	int64_t rev;		/* mod_revision of its registry key; 0: none */
+	json_t *reg;		/* the registry's last word on it, or NULL */
+	bool claiming;		/* a wake claim is on its way to etcd */
+	uint8_t retrain_queued; /* retrain.c: a bit per queue it is in */
 };
 
 struct counters {
@@ -121,6 +122,8 @@ struct counters {
 	uint64_t reloads; /* configurations applied since start */
 	uint64_t flows_held, flows_unknown,
 		udp_held; /* segments held; of no recorded flow, dropped; datagrams held */
+	uint64_t refused_wake_on, refused_wake_ports, refused_wake_udp_ports, refused_ignore_sources,
+		refused_routers; /* triggers the policy refused, by the key that refused them */
 };
 
 /* The activity capture's frames reach idle.c at most this late. */
@@ -130,8 +133,13 @@ struct capture {
 	const char *name; /* "wake", "activity", "confirm": for the log */
 	pcap_t *pcap;
 	ev_io io;
-	char *filter;	/* in force; "" for no handle */
-	bool immediate; /* every frame at once, or in blocks */
+	char *key;		/* the filter asked for (filter_text()); "" for no handle */
+	char *filter;		/* in force, maybe coarser (filter.h); NULL for no handle */
+	bool coarse;		/* passes frames of hosts it does not name: on_frame decides */
+	bool in_kernel;		/* the kernel runs the filter, not libpcap */
+	uint64_t filtered_user; /* frames it passed that the VM table dropped */
+	uint64_t drops_closed;	/* pcap drops of its handles closed already */
+	bool immediate;		/* every frame at once, or in blocks */
 	pcap_handler on_frame;
 	struct odrsd *d;
 	pcap_t *retiring; /* in blocks: the handle swapped out, read until its last block is out */
@@ -148,13 +156,17 @@ struct announce {
 struct announce_queue {
 	struct announce *a;
 	size_t head, len, cap; /* a[head..len) are queued, oldest first */
+	uint8_t bit;	       /* its bit in vm->retrain_queued */
 };
 struct retrain {
 	ev_timer tick;			  /* runs while frames are queued */
 	ev_timer refresh;		  /* retrain_refresh: every sleeping MAC again */
-	struct announce_queue now, later; /* later: the second bursts, by due time */
-	bool sending;			  /* a burst is on: tick every 10 ms until now is empty */
-	double credit;			  /* frames the rate allows to send now */
+	struct announce_queue now, later; /* single VMs; later: their second bursts, by due time */
+	bool sweeping;			  /* every sleeping MAC: d->vms[sweep..] still to send */
+	size_t sweep;
+	ev_tstamp sweep_due; /* the role move's second sweep (retrain_delay); 0: none */
+	bool sending;	     /* a burst is on: tick every 10 ms until now is empty */
+	double credit;	     /* frames the rate allows to send now */
 	ev_tstamp last_tick, burst_started;
 	unsigned burst_sent;
 };
@@ -189,8 +201,9 @@ struct odrsd {
 	struct capture act;	/* the activity capture (TCP of every managed VM), in blocks */
 	struct capture confirm; /* TCP of the VMs idle.c confirms as idle, immediate; open meanwhile */
 	ev_timer filter_timer;	/* coalesces filter rebuilds to one per loop turn */
-	unsigned ifindex;	/* of cfg->interface */
-	int inject_fd;		/* AF_PACKET socket for every frame we send */
+	ev_tstamp filter_built, filter_cost; /* the last rebuild: when it ended, how long it took */
+	unsigned ifindex;		     /* of cfg->interface */
+	int inject_fd;			     /* AF_PACKET socket for every frame we send */
 
 	struct virt *virt;
 	struct virtev *virtev; /* libvirt's domain events (virtev.c) */
@@ -226,6 +239,10 @@ void capture_activity_flush(struct odrsd *d);
 /* Open, change or close the confirm capture to fit vm_idle_confirming(); 0 or -errno (logged). */
 int capture_confirm_update(struct odrsd *d);
 void capture_interface_changed(struct odrsd *d);
+/* Each capture's filter mode in status, its pcap drops and filtered_user in counters. */
+void capture_status(struct odrsd *d, json_t *status, json_t *counters);
+/* The pcap drops of every capture since start (handles swapped out included). */
+uint64_t capture_pcap_drops(const struct odrsd *d);
 
 /* wake.c: the daemon's side of each VM (vm.c decides its lifecycle). */
 /* Fill in the lifecycle's effects and observers; before the first vm_new(). */
@@ -264,8 +281,9 @@ void flows_free(struct vm *vm);
 /* idle.c */
 void idle_start(struct odrsd *d);
 void idle_interval_changed(struct odrsd *d);
-void idle_note_tcp(struct odrsd *d, uint32_t ip);
-void idle_note_tcp6(struct odrsd *d, const uint8_t ip6[16]);
+/* A TCP frame to or from ip: false when it is no VM's. */
+bool idle_note_tcp(struct odrsd *d, uint32_t ip);
+bool idle_note_tcp6(struct odrsd *d, const uint8_t ip6[16]);
 /* A UDP datagram: activity of either end that is a VM with activity_udp. */
 void idle_note_udp(struct odrsd *d, const struct wk_pkt *p);
 void idle_probe_done(struct odrsd *d, struct vm *vm);

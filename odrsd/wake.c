@@ -108,7 +108,9 @@ static void note_refused(struct odrsd *d, struct vm *vm, enum wk_trigger t, cons
 
 /*
  * The one place a frame's sender meets the VM's wake policy, whatever its
- * family; a refusal is noted with from (the sender, as the events name it).
+ * family. A refusal is noted with from (the sender, as the events name it)
+ * for odrsctl show, counted by its reason and logged aggregated
+ * (trigger_refused, a line per VM, trigger and reason per interval).
  */
 static bool policy_may_wake(struct odrsd *d, struct vm *vm, enum wk_trigger t, const struct wk_pkt *p,
 			    uint16_t port, const char *from)
@@ -117,10 +119,25 @@ static bool policy_may_wake(struct odrsd *d, struct vm *vm, enum wk_trigger t, c
 			     : p->v6		   ? wk_addr_v6(p->ip6.src)
 						   : wk_addr_v4(p->ip.src);
 	const char *why = wk_policy_refusal(&vm->conf->policy, t, &src, port);
+	char key[64];
 
-	if (why)
-		note_refused(d, vm, t, why, from);
-	return !why;
+	if (!why)
+		return true;
+	note_refused(d, vm, t, why, from);
+	if (!strcmp(why, "wake_on"))
+		d->n.refused_wake_on++;
+	else if (!strcmp(why, "wake_ports"))
+		d->n.refused_wake_ports++;
+	else if (!strcmp(why, "wake_udp_ports"))
+		d->n.refused_wake_udp_ports++;
+	else if (!strcmp(why, "routers"))
+		d->n.refused_routers++;
+	else
+		d->n.refused_ignore_sources++;
+	snprintf(key, sizeof(key), "%s/%s", wk_trigger_name(t), why);
+	evlog_frame("trigger_refused", vm->name, key,
+		    json_pack("{s:s, s:s}", "trigger", wk_trigger_name(t), "reason", why));
+	return false;
 }
 
 /* Who asks for a sleeping VM's address, ARP or IPv6 Neighbor Solicitation alike. */
@@ -170,8 +187,8 @@ static void wake_on_neighbour(struct odrsd *d, struct vm *vm, const struct wk_pk
 	}
 	d->n.arp_replies++;
 	addr_str(q.v6, q.requester, who);
-	evlog_emit(q.v6 ? "ndp_reply" : "arp_reply", vm->name,
-		   json_pack("{s:s, s:s}", "ip", addr_str(q.v6, q.target, ip), "requester", who));
+	evlog_frame(q.v6 ? "ndp_reply" : "arp_reply", vm->name, NULL,
+		    json_pack("{s:s, s:s}", "ip", addr_str(q.v6, q.target, ip), "requester", who));
 	if (!q.probe && policy_may_wake(d, vm, WK_TRIGGER_ARP, p, 0, who))
 		vm_request_wake(d, vm, WK_TRIGGER_ARP, who, NULL, 0);
 }
@@ -265,7 +282,7 @@ static void wake_on_held(struct odrsd *d, struct vm *vm, const struct wk_pkt *p,
 	      vm->claiming) ||
 	    !wake_hold_syn(d, vm, frame, len))
 		return;
-	evlog_emit(held_event[t], vm->name, json_pack("{s:s, s:i}", "client", client, "port", dport));
+	evlog_frame(held_event[t], vm->name, NULL, json_pack("{s:s, s:i}", "client", client, "port", dport));
 	/* Claimed for another node already: it needs this one too. */
 	if (vm->state == VM_WAKING && !vm_is_local(d, vm))
 		cluster_pass_syns(d, vm);

@@ -29,7 +29,7 @@ bool wk_policy_may_wake(const struct wk_policy *p, enum wk_trigger t, const stru
 /*
  * Why such a packet may not wake the VM: NULL when it may, else the key that
  * refuses it: "wake_on" (its kind is not in wake_on), "wake_ports" (a SYN to
- * another port), "ignore_sources", or "routers" (an ARP from a router: answered,
+ * another port), "wake_udp_ports" (a datagram to another port), "ignore_sources", or "routers" (an ARP from a router: answered,
  * but only a SYN from behind it wakes, even when wake_on lacks syn).
  */
 const char *wk_policy_refusal(const struct wk_policy *p, enum wk_trigger t, const struct wk_addr *src,

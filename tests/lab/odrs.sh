@@ -157,14 +157,14 @@ odrs_metric_grew_by_one() { # BEFORE AFTER SERIES
 	[ "$((b - a))" = 1 ] || fail "$3 went from $a to $b, want one more"
 }
 
-# odrs_vm_sections N: N [vm sI] sections for VMs without domains, sI at
-# 198.18.16.0 + I (into 198.19.x past the lab's /16, from about I = 61,000 on),
+# odrs_vm_sections N [BASE]: N [vm sI] sections for VMs without domains, sI at
+# 198.18.BASE.0 + I (BASE 16 unless given; into 198.19.x past the lab's /16),
 # MAC 52:54:01 + I. With an image sI.odrs-save each (odrs_snapshot_files N),
 # odrsd sees every one hibernated.
 odrs_vm_sections() {
-	awk -v n="$1" 'BEGIN {
+	awk -v n="$1" -v base="${2:-16}" 'BEGIN {
 		for (i = 1; i <= n; i++) {
-			a = 16 * 256 + i
+			a = base * 256 + i
 			printf "[vm s%d]\nip = 198.%d.%d.%d\nmac = 52:54:01:%02x:%02x:%02x\n", i,
 				18 + int(a / 65536), int(a / 256) % 256, a % 256,
 				int(i / 65536) % 256, int(i / 256) % 256, i % 256

@@ -77,6 +77,29 @@ static void test_wake_on(void **state)
 	assert_true(wk_policy_may_wake(&p, WK_TRIGGER_MANUAL, NULL, 0));
 }
 
+/* The reason names the key that refuses: wake_on before wake_ports before ignore_sources. */
+static void test_refusal_reason(void **state)
+{
+	uint16_t ports[] = { 22 };
+	struct wk_addr client = addr("198.18.0.50");
+	struct wk_policy p = {
+		.wake_on = WK_WAKE_ARP | WK_WAKE_SYN,
+		.wake_ports = ports,
+		.nwake_ports = 1,
+		.ignore_sources = &client,
+		.nignore_sources = 1,
+	};
+	struct wk_addr other = addr("198.18.0.51");
+
+	assert_null(wk_policy_refusal(&p, WK_TRIGGER_SYN, &other, 22));
+	assert_string_equal(wk_policy_refusal(&p, WK_TRIGGER_SYN, &client, 22), "ignore_sources");
+	assert_string_equal(wk_policy_refusal(&p, WK_TRIGGER_SYN, &client, 80), "wake_ports");
+	assert_string_equal(wk_policy_refusal(&p, WK_TRIGGER_ARP, &client, 0), "ignore_sources");
+	p.wake_on = WK_WAKE_SYN;
+	assert_string_equal(wk_policy_refusal(&p, WK_TRIGGER_ARP, &other, 0), "wake_on");
+	assert_null(wk_policy_refusal(&p, WK_TRIGGER_MANUAL, &client, 0));
+}
+
 static void test_wake_ports(void **state)
 {
 	uint16_t ports[] = { 22, 443 };
@@ -253,7 +276,7 @@ int main(void)
 		cmocka_unit_test(test_wake_on),	       cmocka_unit_test(test_wake_ports),
 		cmocka_unit_test(test_ignore_sources), cmocka_unit_test(test_routers),
 		cmocka_unit_test(test_idle_judge),     cmocka_unit_test(test_idle_judge_bad_probe),
-		cmocka_unit_test(test_rate),
+		cmocka_unit_test(test_rate),	       cmocka_unit_test(test_refusal_reason),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -90,6 +90,7 @@ static const struct {
 	{ "fenced", { "reason", "accept" } },
 	{ "node_lost", { "lost_node", "vms" } },
 	{ "domain_event", { "libvirt", "was" } },
+	{ "trigger_refused", { "trigger", "reason", "count" } },
 };
 
 /* A value after `key=`: plain words as they are, anything else as JSON, so a line splits on spaces. */

@@ -1,0 +1,95 @@
+#!/bin/bash
+# Capture filters past what the kernel can list, and per-frame events
+# aggregated: one node with 100 sleeping VMs (snapshot files, no domains),
+# more than a filter names (64 addresses), so the wake and activity filters
+# are coarse on purpose and still run in the kernel, and odrsd matches what
+# they pass against its table:
+# - status says filter_wake and filter_activity: coarse (not "user": the
+#   kernel took them);
+# - SYNs to an address no VM has pass the coarse filter and are counted in
+#   filtered_user_wake, and wake nothing;
+# - 300 ARP requests for ghost in a burst are answered and logged as at most
+#   a few arp_reply lines whose counts add up to the replies sent;
+# - ARP (wake_on = syn) and a SYN to port 80 (wake_ports = 22) are refused:
+#   trigger_refused by reason, and the status counters;
+# - positive control: a SYN to port 22 wakes ghost through the coarse filter.
+# Exit 0 pass, 1 fail, 77 skip (not root, no python3).
+[ "$(id -u)" = 0 ] || { echo "needs root"; exit 77; }
+command -v python3 > /dev/null || { echo "needs python3"; exit 77; }
+. "$(dirname "$0")/lab.sh"
+. "$(dirname "$0")/odrs.sh"
+set -u
+
+IP=198.18.0.40 MAC=52:54:00:12:00:40 OTHERS=99 ARPS=300
+
+trap lab_down EXIT
+lab_up 1 1 || fail "lab_up"
+mkdir -p "$LAB_SHARED" && echo x > "$LAB_SHARED/ghost.odrs-save"
+conf=$(odrs_conf n1 "[vm ghost]" "ip = $IP" "mac = $MAC" "wake_on = syn" "wake_ports = 22")
+for i in $(seq 1 $OTHERS); do
+	echo x > "$LAB_SHARED/s$i.odrs-save"
+	printf '[vm s%d]\nip = 198.18.20.%d\nmac = 52:54:01:00:00:%02x\n' "$i" "$i" "$i"
+done >> "$conf"
+lab_odrsd_start n1 "$conf" || fail "odrsd did not start"
+odrs_wait_state n1 ghost hibernated 30 || fail "ghost not seen hibernated"
+
+status() { lab_odrsctl n1 status; }
+field() { status | awk -v k="$1:" '$1 == k { print $2 }'; }
+lab_wait 30 eval '[ "$(field sleeping)" = $((OTHERS + 1)) ]' || fail "only $(field sleeping) VMs sleeping"
+
+step "the filters are coarse on purpose, and the kernel's"
+# The last VM found asleep asks for a rebuild, at most 0.1 s later.
+lab_wait 5 eval '[ "$(field filter_wake)" = coarse ]' || fail "filter_wake: $(field filter_wake), want coarse"
+status | grep '^filter_\|^pcap_drops_\|^filtered_user_'
+
+[ "$(field filter_activity)" = coarse ] || fail "filter_activity: $(field filter_activity), want coarse"
+[ -n "$(field pcap_drops_wake)" ] || fail "no pcap_drops_wake in status"
+
+step "SYNs to no VM's address pass the coarse filter and stop in odrsd's table"
+odrs_mark n1
+stray0=$(field filtered_user_wake)
+# c1's own SYNs, to a MAC no host has (the switch floods them to n1): a real client's path.
+lab_router_client c1 198.18.0.250 52:54:00:12:00:fe
+for i in 1 2 3 4 5; do lab_client_exec c1 nc -z -w 1 198.18.0.250 80 || true; done
+lab_wait 5 eval '[ $(($(field filtered_user_wake) - stray0)) -ge 3 ]' ||
+	fail "filtered_user_wake $stray0 -> $(field filtered_user_wake), want +3 or more of 5 attempts (frames: $(field frames))"
+[ "$(odrs_evlog n1 | grep -c '"event":"wake_start"')" = 0 ] || fail "a SYN to no VM started a wake"
+
+step "$ARPS ARP requests for ghost: answered, logged aggregated, refused as triggers (wake_on = syn)"
+replies0=$(field arp_replies) refused0=$(field triggers_refused_wake_on)
+lab_client_exec c1 python3 - "$IP" "$ARPS" <<'EOF' || fail "generator failed"
+import socket, struct, sys
+vm_ip, n = socket.inet_aton(sys.argv[1]), int(sys.argv[2])
+me = bytes.fromhex(open('/sys/class/net/eth0/address').read().strip().replace(':', ''))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(('eth0', 0))
+body = struct.pack('!HHBBH', 1, 0x0800, 6, 4, 1) + me + socket.inet_aton('198.18.3.1') + b'\0' * 6 + vm_ip
+for _ in range(n):
+    s.send(b'\xff' * 6 + me + struct.pack('!H', 0x0806) + body + b'\0' * 18)
+EOF
+lab_wait 5 eval '[ $(($(field arp_replies) - replies0)) -ge $((ARPS * 9 / 10)) ]' ||
+	fail "$(($(field arp_replies) - replies0)) of $ARPS ARP requests answered"
+# The closing line comes at the end of the 1 s interval.
+replies=$(($(field arp_replies) - replies0))
+sum() { odrs_evlog n1 | grep "\"event\":\"$1\"" | grep '"vm":"ghost"' | sed -n 's/.*"count":\([0-9]*\).*/\1/p' |
+	awk '{ s += $1 } END { print s + 0 }'; }
+lab_wait 5 eval '[ "$(sum arp_reply)" = "$replies" ]' || fail "arp_reply counts add up to $(sum arp_reply), want $replies"
+lines=$(odrs_events n1 arp_reply ghost)
+echo "$replies replies, $lines arp_reply lines"
+[ "$lines" -le 4 ] || fail "$lines arp_reply lines for a burst of $ARPS"
+[ $(($(field triggers_refused_wake_on) - refused0)) = "$replies" ] ||
+	fail "triggers_refused_wake_on +$(($(field triggers_refused_wake_on) - refused0)), want +$replies"
+odrs_evlog n1 | grep '"event":"trigger_refused"' | grep -q '"trigger":"arp","reason":"wake_on"' ||
+	fail "no trigger_refused for arp by wake_on"
+[ "$(odrs_evlog n1 | grep -c '"event":"wake_start"')" = 0 ] || fail "an ARP request started a wake"
+
+step "a SYN to port 80 is refused (wake_ports); one to port 22 wakes ghost through the coarse filter"
+lab_router_client c1 $IP $MAC
+lab_client_exec c1 nc -z -w 1 $IP 80 || true
+lab_wait 5 eval 'odrs_evlog n1 | grep "\"event\":\"trigger_refused\"" | grep -q "\"reason\":\"wake_ports\""' ||
+	fail "no trigger_refused by wake_ports"
+[ "$(field triggers_refused_wake_ports)" -ge 1 ] || fail "triggers_refused_wake_ports not counted"
+lab_client_exec c1 nc -z -w 1 $IP 22 || true # no guest behind it: the wake fails, the SYN is what counts
+lab_wait 10 odrs_event n1 wake_start ghost || fail "a SYN to port 22 did not start a wake: the checks above prove nothing"
+
+echo "PASS"
