@@ -238,7 +238,7 @@ static bool held_by_its_node(const struct vm *vm)
 
 bool vm_node_lost(const struct odrsd *d, const struct vm *vm)
 {
-	return held_by_its_node(vm) && cluster_node_lost(d, vm->node);
+	return held_by_its_node(vm) && cluster_node_lost(d, vm_text(vm->node));
 }
 
 /*
@@ -257,7 +257,7 @@ static void node_gone(struct cluster *c, const char *node)
 
 	for (size_t i = 0; i < d->nvms; i++) {
 		const struct vm *vm = d->vms[i];
-		if (strcmp(vm->node, node) || !held_by_its_node(vm))
+		if (strcmp(vm_text(vm->node), node) || !held_by_its_node(vm))
 			continue;
 		json_array_append_new(vms, json_string(vm->name));
 		if (used < sizeof(names))
@@ -500,7 +500,7 @@ static json_t *vm_value(const struct odrsd *d, const struct vm *vm, const char *
 		      vm->has_mac ? json_string(mac) : json_null(), "bytes", (json_int_t)vm->snapshot_bytes,
 		      "last_wake_ms", vm->last_wake_ms < 0 ? json_null() : json_integer(vm->last_wake_ms));
 	if (o && vm->state == VM_ERROR)
-		json_object_set_new(o, "error", json_string(vm->error));
+		json_object_set_new(o, "error", json_string(vm_text(vm->error)));
 	return o;
 }
 
@@ -512,7 +512,7 @@ static bool vm_publish(struct cluster *c, struct vm *vm)
 	snprintf(key, sizeof(key), VM_PFX "%s", vm->name);
 	snprintf(syn, sizeof(syn), SYN_PFX "%s", vm->name);
 	/* Running: the SYNs passed for its wake are replayed, or too late. */
-	put(c, key, dump(vm_value(c->d, vm, vm_state_name(vm->state), vm->node)), 0,
+	put(c, key, dump(vm_value(c->d, vm, vm_state_name(vm->state), vm_text(vm->node))), 0,
 	    vm->state == VM_RUNNING ? syn : NULL, NULL, NULL);
 	return vm->state == VM_RUNNING || vm->state == VM_HIBERNATED;
 }
@@ -591,19 +591,19 @@ static int dozing_owner(struct cluster *c, const struct vm *vm, const struct pee
 {
 	const char *state = json_string_value(json_object_get(vm->reg, "state"));
 
-	if (!(*to = peer_find(c, vm->node))) {
+	if (!(*to = peer_find(c, vm_text(vm->node)))) {
 		if (err)
 			snprintf(err, errlen,
 				 "%s dozes on %s, which is lost: its memory is there, so it wakes only when "
 				 "%s "
 				 "is back",
-				 vm->name, vm->node, vm->node);
+				 vm->name, vm_text(vm->node), vm_text(vm->node));
 		return -EHOSTDOWN;
 	}
 	if (!state || strcmp(state, vm_state_name(VM_DOZING))) {
 		if (err)
 			snprintf(err, errlen, "%s is dozing off on %s: wake it once it dozes", vm->name,
-				 vm->node);
+				 vm_text(vm->node));
 		return -EAGAIN;
 	}
 	return 0;
@@ -645,7 +645,7 @@ int cluster_claim(struct odrsd *d, struct vm *vm, char *err, size_t errlen)
 	snprintf(syn, sizeof(syn), SYN_PFX "%s", vm->name);
 	o = vm_value(d, vm, "waking", to->node);
 	json_object_set_new(o, "trigger", json_string(wk_trigger_name(vm->trigger)));
-	json_object_set_new(o, "client", json_string(vm->client));
+	json_object_set_new(o, "client", json_string(vm_text(vm->client)));
 	json_object_set_new(o, "at", json_integer((json_int_t)(vm->trigger_at * 1000)));
 	json_object_set_new(o, "by", json_string(d->cfg->node));
 	value = dump(o);

@@ -172,20 +172,20 @@ static void vm_explain(struct odrsd *d, const struct vm *vm, json_t *o)
 	json_t *up = json_null(), *refused = json_null();
 
 	json_object_set_new(o, "since", evlog_time(vm->state_since));
-	json_object_set_new(o, "error", vm->state == VM_ERROR ? json_string(vm->error) : json_null());
+	json_object_set_new(o, "error",
+			    vm->state == VM_ERROR ? json_string(vm_text(vm->error)) : json_null());
 	json_object_set_new(
 		o, "recheck_in_s",
-		vm->state == VM_ERROR && ev_is_active(&vm->recheck)
-			? json_integer(
-				  (json_int_t)(ev_timer_remaining(d->loop, (ev_timer *)&vm->recheck) + 0.5))
+		vm->state == VM_ERROR && vm->recheck && ev_is_active(vm->recheck)
+			? json_integer((json_int_t)(ev_timer_remaining(d->loop, vm->recheck) + 0.5))
 			: json_null());
 	if (vm->stayed_up)
-		up = json_pack("{s:s, s:s, s:o}", "reason", vm->stayed_up, "detail", vm->stayed_up_detail,
-			       "at", evlog_time(vm->stayed_up_at));
+		up = json_pack("{s:s, s:s, s:o}", "reason", vm->stayed_up, "detail",
+			       vm_text(vm->stayed_up_detail), "at", evlog_time(vm->stayed_up_at));
 	json_object_set_new(o, "stayed_up", up);
 	if (vm->refused_why)
 		refused = json_pack("{s:s, s:s, s:s, s:o}", "trigger", wk_trigger_name(vm->refused_trigger),
-				    "why", vm->refused_why, "from", vm->refused_from, "at",
+				    "why", vm->refused_why, "from", vm_text(vm->refused_from), "at",
 				    evlog_time(vm->refused_at));
 	json_object_set_new(o, "refused", refused);
 	json_object_set_new(o, "sleep", pol ? json_string(sleep_name[pol->sleep]) : json_null());
@@ -212,7 +212,7 @@ static json_t *vm_json(struct odrsd *d, const struct vm *vm)
 	if (vm->has_mac)
 		wk_mac_str(vm->mac, mac);
 	/* In a cluster, where the registry says it is; nowhere while it sleeps. */
-	const char *node = !cluster_on(d) ? d->cfg->node : vm->node[0] ? vm->node : NULL;
+	const char *node = !cluster_on(d) ? d->cfg->node : vm->node;
 
 	json_t *o = json_pack(
 		"{s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:b, s:b}", "name", vm->name, "ip", ip, "mac",
@@ -374,9 +374,9 @@ static struct vm *req_vm(struct conn *c, const struct wk_ctl_request *req)
 static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct conn *c = w->data;
-	const struct virt_job *job = &c->w.vm->job;
-	uint64_t done = __atomic_load_n(&job->progress_done, __ATOMIC_RELAXED);
-	uint64_t total = __atomic_load_n(&job->progress_total, __ATOMIC_RELAXED);
+	const struct virt_job *job = c->w.vm->job; /* NULL while its job waits to start */
+	uint64_t done = job ? __atomic_load_n(&job->progress_done, __ATOMIC_RELAXED) : 0;
+	uint64_t total = job ? __atomic_load_n(&job->progress_total, __ATOMIC_RELAXED) : 0;
 
 	/* A client behind on its answers misses progress lines, never an answer. */
 	if (c->w.vm->job_busy && total && c->off == c->len)
@@ -601,12 +601,12 @@ static void control_vm_done_one(struct conn *c, struct vm *vm, int err, const ch
 	else if (vm->state == VM_HIBERNATED)
 		reply(c,
 		      json_pack("{s:b, s:s, s:s, s:I, s:I}", "ok", 1, "vm", vm->name, "state", "hibernated",
-				"bytes", (json_int_t)vm->snapshot_bytes, "ms", (json_int_t)vm->job.ms));
+				"bytes", (json_int_t)vm->snapshot_bytes, "ms", (json_int_t)vm->job_ms));
 	else if (vm->state == VM_DOZING)
 		reply(c,
 		      json_pack("{s:b, s:s, s:s, s:I, s:I, s:I}", "ok", 1, "vm", vm->name, "state", "dozing",
-				"bytes_out", (json_int_t)vm->job.paged_out_bytes, "resident_bytes",
-				(json_int_t)vm->job.resident_bytes, "ms", (json_int_t)vm->job.ms));
+				"bytes_out", (json_int_t)vm->job_paged_out_bytes, "resident_bytes",
+				(json_int_t)vm->job_resident_bytes, "ms", (json_int_t)vm->job_ms));
 	else
 		reply(c, json_pack("{s:b, s:s, s:s, s:I}", "ok", 1, "vm", vm->name, "state",
 				   vm_state_name(vm->state), "ms",

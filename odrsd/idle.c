@@ -91,7 +91,7 @@ static bool idle_for(struct odrsd *d, const struct vm *vm)
 static void stayed_up(struct odrsd *d, struct vm *vm, const char *reason, const char *detail)
 {
 	vm->stayed_up = reason;
-	snprintf(vm->stayed_up_detail, sizeof(vm->stayed_up_detail), "%s", detail ? detail : "");
+	vm_text_set(&vm->stayed_up_detail, detail);
 	vm->stayed_up_at = ev_now(d->loop);
 }
 

@@ -44,15 +44,15 @@ struct waiter; /* a control connection waiting on a VM */
 
 struct vm {
 	const struct wk_vmconf *conf; /* in d->cfg; re-pointed on reload */
-	char name[128];
+	char *name;		      /* malloc'd */
 	uint32_t ip;
 	uint8_t mac[WK_ETH_ALEN];
 	bool has_mac;
-	uint8_t ip6[16]; /* when has_ip6 */
 	bool has_ip6;
+	uint8_t ip6[16]; /* when has_ip6 */
 	enum vm_state state;
-	double state_since; /* when it entered state (ops->now) */
-	char error[256];
+	double state_since;	 /* when it entered state (ops->now) */
+	char *error;		 /* why it is in error (vm_text_set); NULL: none */
 	unsigned error_rechecks; /* rechecks in a row that found it in error: the backoff */
 	char tap[IF_NAMESIZE];
 	bool pinned;
@@ -63,51 +63,56 @@ struct vm {
 	struct wk_flows *flows;	 /* its open TCP flows, kept while it runs here (flows.c); NULL: none seen */
 
 	/* The wake in progress or asked for. */
-	bool wake_wanted;	      /* a trigger came while hibernating */
 	struct wk_rate wake_rate;     /* its automatic wakes (wakes_per_hour) */
-	bool wake_limited;	      /* wake_limited logged; cleared by the next wake */
 	const char *hibernate_reason; /* "idle" or "manual": a string literal (a doze's too) */
-	bool dozed;		      /* paused by a doze (state.c keeps it across a restart) */
 	ev_tstamp dozed_at;	      /* since when it dozes, as this odrsd knows */
 	uint64_t paged_out_bytes;     /* by its last doze (odrs_memory_freed_bytes) */
 	enum wk_trigger trigger;
-	char client[64]; /* ip:port of the first SYN, or the ARP requester */
+	bool wake_wanted;  /* a trigger came while hibernating */
+	bool wake_limited; /* wake_limited logged; cleared by the next wake */
+	bool dozed;	   /* paused by a doze (state.c keeps it across a restart) */
+	char *client;	   /* ip:port of the first SYN, or the ARP requester (vm_text_set); NULL: none */
 	ev_tstamp trigger_at;
 	struct held_syn *held; /* in arrival order */
 	unsigned nheld;
 	unsigned replay_tries;
 	ev_tstamp replayed_at;
-	ev_timer replay_timer; /* re-inject until the SYN-ACK comes */
-	ev_timer wake_timer;   /* wake_timeout */
-	ev_timer recheck;      /* in error: inspect again (vm_recheck_delay) */
+	/* One-shot timers, allocated while they run (wake.c): NULL otherwise. */
+	ev_timer *replay_timer; /* re-inject until the SYN-ACK comes */
+	ev_timer *wake_timer;	/* wake_timeout */
+	ev_timer *recheck;	/* in error: inspect again (vm_recheck_delay) */
 
-	struct virt_job job;
-	bool job_busy;
+	struct virt_job *job; /* its job, allocated per job (wake.c); NULL between jobs and while it waits */
+	bool job_busy;	      /* a job is queued, running, or waiting in d->jobs_waiting */
+	enum virt_op job_op;  /* while waiting: the job it waits to start */
+	struct vm *job_next;  /* in d->jobs_waiting */
 	ev_tstamp job_started;
+	/* The last job's results that odrsctl's answer for a VM already there repeats. */
+	uint64_t job_ms, job_paged_out_bytes, job_resident_bytes;
 	struct waiter *waiters;
 
 	/* The last trigger its policy or a rate limit refused (wake.c), for odrsctl show. */
 	const char *refused_why; /* the key that refused it (a literal); NULL: none yet */
-	enum wk_trigger refused_trigger;
-	char refused_from[64]; /* its sender: ip, or ip:port for a SYN */
+	char *refused_from;	 /* its sender: ip, or ip:port for a SYN (vm_text_set) */
 	ev_tstamp refused_at;
+	enum wk_trigger refused_trigger;
 
 	/* Idleness (idle.c). */
-	bool idle_pending;     /* looked idle at the last check: confirm */
-	const char *idle_skip; /* the last idle_skip reason logged */
-	const char *stayed_up; /* why the last check kept it up (a literal); NULL: none yet */
-	char stayed_up_detail[256];
+	bool idle_pending; /* looked idle at the last check: confirm */
+	bool probing;
+	const char *idle_skip;	/* the last idle_skip reason logged */
+	const char *stayed_up;	/* why the last check kept it up (a literal); NULL: none yet */
+	char *stayed_up_detail; /* vm_text_set */
 	ev_tstamp stayed_up_at;
 	struct virt_job *probe; /* asks the guest for its load and processes; while probing */
-	bool probing;
 
 	/* Cluster mode (cluster.c). */
-	char node[64];		/* where it runs or is being restored; "" asleep */
+	char *node;		/* where it runs or is being restored (vm_text_set); NULL asleep */
 	uint64_t mem_bytes;	/* running here: counts in this node's memory score */
 	int64_t rev;		/* mod_revision of its registry key; 0: none */
+	json_t *reg;		/* the registry's last word on it, or NULL */
 	bool claiming;		/* a wake claim is on its way to etcd */
 	uint8_t retrain_queued; /* retrain.c: a bit per queue it is in */
-	json_t *reg;		/* the registry's last word on it, or NULL */
 };
 
 struct counters {
@@ -183,6 +188,14 @@ struct odrsd {
 	struct wk_vmtable *table;
 	unsigned nheld_total;
 	struct wk_rate wake_rate; /* automatic wakes on this node (wakes_per_minute) */
+	/*
+	 * VMs whose job waits (wake.c): inspects beyond JOBS_INSPECTS_MAX queued,
+	 * and, at the head, jobs whose allocation failed, to be reported failed
+	 * from the loop (jobs_timer).
+	 */
+	struct vm *jobs_waiting, *jobs_waiting_tail;
+	unsigned inspects_queued; /* inspect jobs allocated and submitted */
+	ev_timer jobs_timer;
 
 	struct capture cap;	/* the wake capture; swapped when its filter changes */
 	struct capture act;	/* the activity capture (TCP of every managed VM), in blocks */
@@ -248,6 +261,15 @@ void wake_release_syns(struct odrsd *d, struct vm *vm);
 void wake_job_done(struct virt_job *job, void *ctx);
 struct vm *vm_new(struct odrsd *d, const struct wk_vmconf *c);
 struct vm *vm_by_name(struct odrsd *d, const char *name);
+/*
+ * vm.c: a VM's texts are held only while set: *text becomes a copy of s,
+ * NULL for NULL or "" (and without memory for the copy: the text is lost, not the VM).
+ */
+void vm_text_set(char **text, const char *s);
+static inline const char *vm_text(const char *text)
+{
+	return text ? text : "";
+}
 void vm_announce(struct odrsd *d, const struct vm *vm);
 
 /* flows.c: a VM's open TCP flows, from the activity capture (odrsd(8)). */

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vm.h"
@@ -269,7 +270,7 @@ bool vm_stood_in_here(const struct odrsd *d, const struct vm *vm)
 
 bool vm_is_local(const struct odrsd *d, const struct vm *vm)
 {
-	return !d->cluster || !strcmp(vm->node, d->cfg->node);
+	return !d->cluster || !strcmp(vm_text(vm->node), d->cfg->node);
 }
 
 void vm_life_init(struct odrsd *d, struct vm_life *life, const struct vm_ops *ops)
@@ -285,6 +286,14 @@ int vm_observe(struct odrsd *d, vm_observer_fn fn)
 		return -ENOSPC;
 	d->life->observers[d->life->nobservers++] = fn;
 	return 0;
+}
+
+void vm_text_set(char **text, const char *s)
+{
+	if (*text && s && !strcmp(*text, s))
+		return;
+	free(*text);
+	*text = s && *s ? strdup(s) : NULL;
 }
 
 static void set_str(char *dst, size_t len, const char *s)
@@ -307,7 +316,7 @@ static void apply_fields(struct odrsd *d, struct vm *vm, const struct vm_rule *r
 		vm->error_rechecks = 0;
 	if (r->to == VM_ERROR && (from != VM_ERROR || job))
 		/* The input's own reason first: an inspect may know why (another node's claim). */
-		set_str(vm->error, sizeof(vm->error), in->error ? in->error : r->why);
+		vm_text_set(&vm->error, in->error ? in->error : r->why);
 	/* A wake kept for the end of a save or doze is moot once it ends otherwise (asleep on). */
 	if ((from == VM_HIBERNATING && r->to != VM_HIBERNATING && r->to != VM_HIBERNATED &&
 	     r->to != VM_DOZING) ||
@@ -326,29 +335,29 @@ static void apply_fields(struct odrsd *d, struct vm *vm, const struct vm_rule *r
 	if (r->effects & VM_FX_WANT)
 		vm->wake_wanted = true;
 	if (r->effects & VM_FX_RUNS_HERE) {
-		set_str(vm->node, sizeof(vm->node), d->cfg->node);
+		vm_text_set(&vm->node, d->cfg->node);
 		set_str(vm->tap, sizeof(vm->tap), job->tap);
 		vm->mem_bytes = job->mem_bytes;
 		vm->last_activity = d->life->ops->now(d);
 	}
 	if (r->effects & VM_FX_NOWHERE) {
-		vm->node[0] = 0;
+		vm_text_set(&vm->node, NULL);
 		vm->mem_bytes = 0;
 	}
 	if (r->effects & (VM_FX_RESTORE | VM_FX_RESUME)) {
-		set_str(vm->node, sizeof(vm->node), d->cfg->node);
+		vm_text_set(&vm->node, d->cfg->node);
 		vm->replay_tries = 0;
 	}
 	if (r->effects & VM_FX_TARGET)
-		set_str(vm->node, sizeof(vm->node), in->node);
+		vm_text_set(&vm->node, in->node);
 	if (r->effects & VM_FX_FOLLOW) {
-		set_str(vm->node, sizeof(vm->node), p->node);
+		vm_text_set(&vm->node, p->node);
 		vm->mem_bytes = 0;
 		vm->snapshot_bytes = p->bytes;
 		if (p->last_wake_ms >= 0)
 			vm->last_wake_ms = p->last_wake_ms;
 		if (r->to == VM_ERROR)
-			set_str(vm->error, sizeof(vm->error), p->error ? p->error : "error on another node");
+			vm_text_set(&vm->error, p->error ? p->error : "error on another node");
 	}
 	switch (in->ev) {
 	case VM_EV_FOUND_HIBERNATED:
@@ -367,7 +376,7 @@ static void apply_fields(struct odrsd *d, struct vm *vm, const struct vm_rule *r
 		break;
 	case VM_EV_REG_WAKE_HERE:
 		vm->trigger = p->trigger;
-		set_str(vm->client, sizeof(vm->client), p->client);
+		vm_text_set(&vm->client, p->client);
 		vm->trigger_at = p->at;
 		break;
 	default:
@@ -447,14 +456,14 @@ int vm_fire(struct odrsd *d, struct vm *vm, const struct vm_input *in, char *err
 	if (r->verdict == VM_IGNORE)
 		return 0;
 	if (r->verdict == VM_REFUSE) {
-		say(err, errlen, vm, r->why ? r->why : vm->error);
+		say(err, errlen, vm, r->why ? r->why : vm_text(vm->error));
 		return r->err;
 	}
 	vm->state = r->to;
 	apply_fields(d, vm, r, in, c.from);
 	if (r->effects & VM_FX_FAIL) {
 		c.err = in->err ? in->err : r->err ? r->err : -EIO;
-		c.why = r->why ? r->why : in->error ? in->error : vm->error;
+		c.why = r->why ? r->why : in->error ? in->error : vm_text(vm->error);
 	}
 	for (unsigned i = 0; i < d->life->nobservers; i++)
 		d->life->observers[i](d, vm, &c);
@@ -498,7 +507,7 @@ int vm_request_wake(struct odrsd *d, struct vm *vm, enum wk_trigger t, const cha
 	if (r->verdict == VM_MOVE && !vm->wake_wanted) {
 		vm->trigger = t;
 		vm->trigger_at = d->life->ops->now(d);
-		set_str(vm->client, sizeof(vm->client), client);
+		vm_text_set(&vm->client, client);
 	}
 	if (r->effects & (VM_FX_CLAIM | VM_FX_RESUME)) {
 		if (vm->claiming)
@@ -528,7 +537,8 @@ static int request_sleep(struct odrsd *d, struct vm *vm, enum vm_event ev, const
 		}
 		if (!vm_is_local(d, vm)) {
 			if (err)
-				snprintf(err, errlen, "%s runs on %s: %s it there", vm->name, vm->node, verb);
+				snprintf(err, errlen, "%s runs on %s: %s it there", vm->name,
+					 vm_text(vm->node), verb);
 			return -EREMOTE;
 		}
 		/* Asleep with nobody told, it would never wake. */
@@ -635,6 +645,34 @@ void vm_on_job_done(struct odrsd *d, struct vm *vm, const struct virt_job *job)
 		vm_fire(d, vm, &in, NULL, 0);
 	if (vm->removed)
 		vm_free(d, vm);
+}
+
+void vm_on_job_unstarted(struct odrsd *d, struct vm *vm, enum virt_op op, int err, const char *why)
+{
+	/* The domain as the job found it: a save or doze leaves it running, a restore asleep, a resume paused. */
+	struct virt_job job = { .op = op, .owner = vm, .name = vm->name, .err = err };
+
+	switch (op) {
+	case VIRT_SAVE:
+		job.state = VIRT_RUNNING;
+		job.paused = vm->dozed;
+		break;
+	case VIRT_DOZE:
+		job.state = VIRT_RUNNING;
+		break;
+	case VIRT_RESUME:
+		job.state = VIRT_RUNNING;
+		job.paused = true;
+		break;
+	case VIRT_RESTORE:
+		job.state = VIRT_HIBERNATED;
+		break;
+	default:
+		job.state = VIRT_MISSING;
+		break;
+	}
+	snprintf(job.error, sizeof(job.error), "%s", why);
+	vm_on_job_done(d, vm, &job);
 }
 
 void vm_on_claim(struct odrsd *d, struct vm *vm, enum vm_claim result, const char *target, int err)

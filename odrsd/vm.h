@@ -194,6 +194,11 @@ int vm_request_hibernate(struct odrsd *d, struct vm *vm, const char *reason, cha
 int vm_request_doze(struct odrsd *d, struct vm *vm, const char *reason, char *err, size_t errlen);
 /* An inspect, save, restore, doze or resume of vm ended (on the loop). */
 void vm_on_job_done(struct odrsd *d, struct vm *vm, const struct virt_job *job);
+/*
+ * A job of op that could not start (no memory for it: err, why): it ends as
+ * a failed job that left the domain as it was (on the loop, never from submit).
+ */
+void vm_on_job_unstarted(struct odrsd *d, struct vm *vm, enum virt_op op, int err, const char *why);
 enum vm_claim { VM_CLAIM_WON, VM_CLAIM_LOST, VM_CLAIM_REFUSED };
 /* A claim's answer: won for target, lost, or refused with err. */
 void vm_on_claim(struct odrsd *d, struct vm *vm, enum vm_claim result, const char *target, int err);

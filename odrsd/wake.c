@@ -26,6 +26,35 @@ static const char *addr_str(bool v6, const void *addr, char *buf)
 }
 
 /* Forget vm's held SYNs, or only those already replayed (their wake is over). */
+
+/*
+ * A VM's one-shot timers exist only while they run: most VMs sleep, with
+ * none. false: no memory for it (the caller logs what is lost).
+ */
+static bool timer_start(struct odrsd *d, ev_timer **t, void (*cb)(struct ev_loop *, ev_timer *, int),
+			struct vm *vm, double after)
+{
+	if (*t)
+		ev_timer_stop(d->loop, *t);
+	else if (!(*t = malloc(sizeof(**t))))
+		return false;
+	ev_timer_init(*t, cb, after, 0.);
+	(*t)->data = vm;
+	ev_timer_start(d->loop, *t);
+	return true;
+}
+
+static void timer_stop(struct odrsd *d, ev_timer **t)
+{
+	if (!*t)
+		return;
+	ev_timer_stop(d->loop, *t);
+	free(*t);
+	*t = NULL;
+}
+
+static void on_replay_timer(struct ev_loop *loop, ev_timer *w, int revents);
+
 static void held_drop(struct odrsd *d, struct vm *vm, bool replayed_only)
 {
 	struct held_syn **link = &vm->held, *h;
@@ -40,7 +69,7 @@ static void held_drop(struct odrsd *d, struct vm *vm, bool replayed_only)
 		vm->nheld--;
 		d->nheld_total--;
 	}
-	ev_timer_stop(d->loop, &vm->replay_timer);
+	timer_stop(d, &vm->replay_timer);
 }
 
 static void held_release(struct odrsd *d, struct vm *vm)
@@ -73,7 +102,7 @@ static void note_refused(struct odrsd *d, struct vm *vm, enum wk_trigger t, cons
 {
 	vm->refused_why = why;
 	vm->refused_trigger = t;
-	snprintf(vm->refused_from, sizeof(vm->refused_from), "%s", from ? from : "");
+	vm_text_set(&vm->refused_from, from);
 	vm->refused_at = ev_now(d->loop);
 }
 
@@ -380,29 +409,90 @@ static void on_replay_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 	log_info("%s: re-injecting %u unanswered SYNs (try %u)", vm->name, unanswered, vm->replay_tries + 1);
 	replay_held(d, vm);
-	ev_timer_set(w, REPLAY_CHECK * vm->replay_tries, 0.);
-	ev_timer_start(loop, w);
+	if (!timer_start(d, &vm->replay_timer, on_replay_timer, vm, REPLAY_CHECK * vm->replay_tries))
+		log_err("%s: no memory for the replay timer: no more re-injections", vm->name);
 }
 
 static void on_wake_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	vm_on_wake_timeout(ev_userdata(loop), w->data);
+	struct odrsd *d = ev_userdata(loop);
+	struct vm *vm = w->data;
+
+	timer_stop(d, &vm->wake_timer);
+	vm_on_wake_timeout(d, vm);
 }
 
 /* ---- the lifecycle's effects (struct vm_ops) ------------------------------------ */
 
+/*
+ * At start-up and on a reload every VM is inspected: a job each queued at
+ * once would hold a struct virt_job per VM, and the heap would keep that
+ * peak. Beyond this many queued, an inspect waits in d->jobs_waiting; the
+ * workers run far fewer at a time.
+ */
+#define JOBS_INSPECTS_MAX 256
+
+static bool job_start(struct odrsd *d, struct vm *vm, enum virt_op op)
+{
+	struct virt_job *job = calloc(1, sizeof(*job));
+
+	if (!job)
+		return false;
+	job->op = op;
+	job->owner = vm;
+	if (vm->conf)
+		job->shrink = vm->conf->policy.shrink;
+	job->dozed = vm->dozed;
+	job->timeout_ms = (unsigned)d->cfg->probe_timeout_ms;
+	job->name = vm->name;
+	vm->job = job;
+	vm->job_started = ev_time();
+	if (op == VIRT_INSPECT)
+		d->inspects_queued++;
+	virt_submit(d->virt, job);
+	return true;
+}
+
+/* Start the waiting jobs that may start: those that failed first, then inspects while there is room. */
+static void jobs_run(struct odrsd *d)
+{
+	struct vm *vm;
+
+	while ((vm = d->jobs_waiting) &&
+	       (vm->job_op != VIRT_INSPECT || d->inspects_queued < JOBS_INSPECTS_MAX)) {
+		if (!(d->jobs_waiting = vm->job_next))
+			d->jobs_waiting_tail = NULL;
+		vm->job_next = NULL;
+		if (!job_start(d, vm, vm->job_op))
+			vm_on_job_unstarted(d, vm, vm->job_op, -ENOMEM, "out of memory for its libvirt job");
+	}
+}
+
+static void on_jobs_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	jobs_run(ev_userdata(loop));
+}
+
 static void job_submit(struct odrsd *d, struct vm *vm, enum virt_op op)
 {
-	memset(&vm->job, 0, sizeof(vm->job));
-	vm->job.op = op;
-	vm->job.owner = vm;
-	if (vm->conf)
-		vm->job.shrink = vm->conf->policy.shrink;
-	vm->job.dozed = vm->dozed;
-	vm->job.timeout_ms = (unsigned)d->cfg->probe_timeout_ms;
-	vm->job.name = vm->name;
-	vm->job_started = ev_time();
-	virt_submit(d->virt, &vm->job);
+	vm->job_op = op;
+	vm->job_next = NULL;
+	if (op == VIRT_INSPECT && (d->jobs_waiting || d->inspects_queued >= JOBS_INSPECTS_MAX)) {
+		if (d->jobs_waiting_tail)
+			d->jobs_waiting_tail->job_next = vm;
+		else
+			d->jobs_waiting = vm;
+		d->jobs_waiting_tail = vm;
+		return;
+	}
+	if (job_start(d, vm, op))
+		return;
+	/* Its failure is reported from the loop: vm.c is in the middle of the transition that asked. */
+	if (!(vm->job_next = d->jobs_waiting))
+		d->jobs_waiting_tail = vm;
+	d->jobs_waiting = vm;
+	ev_timer_set(&d->jobs_timer, 0., 0.);
+	ev_timer_start(d->loop, &d->jobs_timer);
 }
 
 /*
@@ -439,7 +529,7 @@ static bool wake_allowed(struct odrsd *d, struct vm *vm, enum wk_trigger t)
 			 !strcmp(limit, "vm") ? "wakes_per_hour reached"
 					      : "this node's wakes_per_minute reached");
 		f = json_pack("{s:s, s:s}", "trigger", wk_trigger_name(t), "limit", limit);
-		if (vm->client[0])
+		if (vm->client)
 			json_object_set_new(f, "client", json_string(vm->client));
 		evlog_emit("wake_limited", vm->name, f);
 	}
@@ -466,26 +556,28 @@ static double clock_now(const struct odrsd *d)
 
 static void wake_timer(struct odrsd *d, struct vm *vm, bool on)
 {
-	ev_timer_stop(d->loop, &vm->wake_timer);
-	if (!on)
-		return;
-	ev_timer_set(&vm->wake_timer, d->cfg->wake_timeout_ms / 1000., 0.);
-	ev_timer_start(d->loop, &vm->wake_timer);
+	timer_stop(d, &vm->wake_timer);
+	if (on && !timer_start(d, &vm->wake_timer, on_wake_timeout, vm, d->cfg->wake_timeout_ms / 1000.))
+		log_err("%s: no memory for the wake_timeout timer: the wake has no timeout", vm->name);
 }
 
 static void on_recheck(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	vm_recheck(ev_userdata(loop), w->data);
+	struct odrsd *d = ev_userdata(loop);
+	struct vm *vm = w->data;
+
+	timer_stop(d, &vm->recheck);
+	vm_recheck(d, vm);
 }
 
 static void recheck_later(struct odrsd *d, struct vm *vm)
 {
 	double delay = vm_recheck_delay(vm);
 
-	log_info("%s: in error (%s); checking again in %.0f s", vm->name, vm->error, delay);
-	ev_timer_stop(d->loop, &vm->recheck);
-	ev_timer_set(&vm->recheck, delay, 0.);
-	ev_timer_start(d->loop, &vm->recheck);
+	log_info("%s: in error (%s); checking again in %.0f s", vm->name, vm_text(vm->error), delay);
+	if (!timer_start(d, &vm->recheck, on_recheck, vm, delay))
+		log_err("%s: no memory for the recheck timer: it stays in error until a reload or an event",
+			vm->name);
 }
 
 /* It runs again (restored, or its save failed): the held SYNs into its tap until answered. */
@@ -497,8 +589,8 @@ static void replay_syns(struct odrsd *d, struct vm *vm)
 	evlog_emit("syn_replayed", vm->name,
 		   json_pack("{s:i, s:I}", "count", sent, "ms",
 			     (json_int_t)((ev_time() - vm->trigger_at) * 1000)));
-	ev_timer_set(&vm->replay_timer, REPLAY_CHECK, 0.);
-	ev_timer_start(d->loop, &vm->replay_timer);
+	if (!timer_start(d, &vm->replay_timer, on_replay_timer, vm, REPLAY_CHECK))
+		log_err("%s: no memory for the replay timer: no re-injection", vm->name);
 }
 
 static void pass_syns(struct odrsd *d, struct vm *vm)
@@ -520,8 +612,14 @@ static void vm_destroy(struct odrsd *d, struct vm *vm)
 {
 	held_release(d, vm);
 	flows_free(vm);
-	ev_timer_stop(d->loop, &vm->wake_timer);
-	ev_timer_stop(d->loop, &vm->recheck);
+	timer_stop(d, &vm->wake_timer);
+	timer_stop(d, &vm->recheck);
+	free(vm->error);
+	free(vm->client);
+	free(vm->refused_from);
+	free(vm->stayed_up_detail);
+	free(vm->node);
+	free(vm->name);
 	free(vm);
 }
 
@@ -590,7 +688,7 @@ static void emit_wake_start(struct odrsd *d, struct vm *vm, const char *target)
 {
 	json_t *f = json_pack("{s:s, s:s}", "trigger", wk_trigger_name(vm->trigger), "target_node", target);
 
-	if (vm->client[0])
+	if (vm->client)
 		json_object_set_new(f, "client", json_string(vm->client));
 	evlog_emit("wake_start", vm->name, f);
 	if (cluster_on(d))
@@ -613,7 +711,7 @@ static void observe_events(struct odrsd *d, struct vm *vm, const struct vm_chang
 	case VM_EV_LIBVIRT_GONE:
 		/* Found in error again by a recheck: recheck_later says so. */
 		if (c->to == VM_ERROR && c->from != VM_ERROR)
-			log_err("%s: %s", vm->name, vm->error);
+			log_err("%s: %s", vm->name, vm_text(vm->error));
 		else if (c->to != VM_ERROR)
 			log_info("%s: %s", vm->name, vm_state_name(c->to));
 		break;
@@ -692,8 +790,8 @@ static void observe_events(struct odrsd *d, struct vm *vm, const struct vm_chang
 		evlog_emit("wake_failed", vm->name, json_pack("{s:s}", "error", job->error));
 		break;
 	case VM_EV_WAKE_TIMEOUT:
-		log_err("%s: %s", vm->name, vm->error);
-		evlog_emit("wake_failed", vm->name, json_pack("{s:s}", "error", vm->error));
+		log_err("%s: %s", vm->name, vm_text(vm->error));
+		evlog_emit("wake_failed", vm->name, json_pack("{s:s}", "error", vm_text(vm->error)));
 		break;
 	case VM_EV_REG_CONFLICT:
 		log_err("%s: runs here, but the registry says %s on %s; keeping it here", vm->name,
@@ -714,6 +812,7 @@ void wake_init(struct odrsd *d)
 	};
 
 	vm_life_init(d, &life, &daemon_ops);
+	ev_init(&d->jobs_timer, on_jobs_timer);
 	for (size_t i = 0; i < sizeof(observers) / sizeof(observers[0]); i++)
 		vm_observe(d, observers[i]);
 }
@@ -726,11 +825,20 @@ void wake_job_done(struct virt_job *job, void *ctx)
 	if (job->op != VIRT_PROBE) {
 		bool removed = vm->removed; /* then vm_on_job_done frees it */
 
+		if (job->op == VIRT_INSPECT)
+			d->inspects_queued--;
+		vm->job_ms = job->ms;
+		vm->job_paged_out_bytes = job->paged_out_bytes;
+		vm->job_resident_bytes = job->resident_bytes;
 		learn_mac(d, vm, job);
 		vm_on_job_done(d, vm, job);
 		if (!removed && job->op == VIRT_INSPECT && vm->state == VM_UNKNOWN && !vm->job_busy)
 			log_info("%s: not defined on this node; the registry's first read says where it is",
 				 vm->name);
+		if (!removed && vm->job == job)
+			vm->job = NULL; /* not when vm_on_job_done started the next */
+		free(job);
+		jobs_run(d);
 		return;
 	}
 	idle_probe_done(d, vm);
@@ -745,7 +853,10 @@ struct vm *vm_new(struct odrsd *d, const struct wk_vmconf *c)
 	if (!vm)
 		return NULL;
 	vm->conf = c;
-	snprintf(vm->name, sizeof(vm->name), "%s", c->name);
+	if (!(vm->name = strdup(c->name))) {
+		free(vm);
+		return NULL;
+	}
 	vm->ip = c->ip;
 	vm->has_mac = c->has_mac;
 	memcpy(vm->mac, c->mac, WK_ETH_ALEN);
@@ -753,23 +864,18 @@ struct vm *vm_new(struct odrsd *d, const struct wk_vmconf *c)
 	memcpy(vm->ip6, c->ip6, 16);
 	vm->last_wake_ms = -1;
 	vm->state_since = ev_time();
-	ev_init(&vm->replay_timer, on_replay_timer);
-	vm->replay_timer.data = vm;
-	ev_init(&vm->wake_timer, on_wake_timeout);
-	vm->wake_timer.data = vm;
-	ev_init(&vm->recheck, on_recheck);
-	vm->recheck.data = vm;
-	if (wk_vmtable_add(d->table, vm->ip, vm->has_mac ? vm->mac : NULL, vm) < 0) {
-		free(vm);
-		return NULL;
-	}
+	if (wk_vmtable_add(d->table, vm->ip, vm->has_mac ? vm->mac : NULL, vm) < 0)
+		goto fail;
 	if (vm->has_ip6 && wk_vmtable_add_ip6(d->table, vm->ip6, vm) < 0) {
 		wk_vmtable_del(d->table, vm->ip, vm->has_mac ? vm->mac : NULL);
-		free(vm);
-		return NULL;
+		goto fail;
 	}
 	state_load(d, vm);
 	return vm;
+fail:
+	free(vm->name);
+	free(vm);
+	return NULL;
 }
 
 struct vm *vm_by_name(struct odrsd *d, const char *name)

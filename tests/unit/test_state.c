@@ -44,6 +44,7 @@ void control_state_saved(struct odrsd *d, const char *vm, int64_t ticket, int er
 static struct wk_config cfg;
 static struct odrsd d;
 static struct vm web1, web2;
+static char web1_name[] = "web1", web2_name[] = "web2";
 static char dir[64];
 
 static int setup(void **state)
@@ -57,8 +58,8 @@ static int setup(void **state)
 	d.loop = ev_loop_new(EVFLAG_AUTO);
 	memset(&web1, 0, sizeof(web1));
 	memset(&web2, 0, sizeof(web2));
-	snprintf(web1.name, sizeof(web1.name), "web1");
-	snprintf(web2.name, sizeof(web2.name), "web2");
+	web1.name = web1_name;
+	web2.name = web2_name;
 	web1.last_wake_ms = web2.last_wake_ms = -1;
 	assert_int_equal(state_start(&d), 0);
 	return 0;

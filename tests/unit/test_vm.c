@@ -126,6 +126,8 @@ static struct vm vm;
 static struct held_syn a_syn;
 static int cluster_marker; /* d.cluster only has to be non-NULL: vm.c never looks inside */
 
+static char web1_name[] = "web1";
+
 static void reset(bool cluster, enum vm_state s)
 {
 	memset(&fake, 0, sizeof(fake));
@@ -136,8 +138,11 @@ static void reset(bool cluster, enum vm_state s)
 	d.cluster = cluster ? (struct cluster *)&cluster_marker : NULL;
 	vm_life_init(&d, &life, &fake_ops);
 	assert_int_equal(vm_observe(&d, record), 0);
+	free(vm.error);
+	free(vm.client);
+	free(vm.node);
 	memset(&vm, 0, sizeof(vm));
-	snprintf(vm.name, sizeof(vm.name), "web1");
+	vm.name = web1_name;
 	vm.state = s;
 	vm.last_wake_ms = -1;
 	vm.rev = 7;
@@ -233,9 +238,9 @@ static void test_every_allowed_transition(void **state)
 			if (fx & (VM_FX_FOLLOW | VM_FX_TARGET))
 				assert_string_equal(vm.node, "n2");
 			if (fx & VM_FX_NOWHERE)
-				assert_string_equal(vm.node, "");
+				assert_null(vm.node);
 			if (r->to == VM_ERROR && s != VM_ERROR)
-				assert_true(vm.error[0]);
+				assert_non_null(vm.error);
 		}
 	assert_true(n > 40);
 }
@@ -255,10 +260,10 @@ static void test_every_refused_transition(void **state)
 				continue;
 			n++;
 			reset(false, s);
-			snprintf(vm.error, sizeof(vm.error), "domain is shut off and has no snapshot");
+			vm_text_set(&vm.error, "domain is shut off and has no snapshot");
 			assert_true(r->err < 0);
 			assert_int_equal(vm_fire(&d, &vm, &in, err, sizeof(err)), r->err);
-			snprintf(want, sizeof(want), "web1 is %s", r->why ? r->why : vm.error);
+			snprintf(want, sizeof(want), "web1 is %s", r->why ? r->why : vm_text(vm.error));
 			assert_string_equal(err, want);
 			assert_int_equal(vm.state, s);
 			assert_int_equal(fake.nchanges, 0);
@@ -359,10 +364,10 @@ static void test_standalone_wake_and_hibernate(void **state)
 	assert_int_equal(fake.nchanges, 0);
 	/* Hibernation: refused without the store, or on another node. */
 	reset(true, VM_RUNNING);
-	snprintf(vm.node, sizeof(vm.node), "n1");
+	vm_text_set(&vm.node, "n1");
 	fake.store_ok = false;
 	assert_int_equal(vm_request_hibernate(&d, &vm, "idle", NULL, 0), -EAGAIN);
-	snprintf(vm.node, sizeof(vm.node), "n2");
+	vm_text_set(&vm.node, "n2");
 	fake.store_ok = true;
 	assert_int_equal(vm_request_hibernate(&d, &vm, "idle", NULL, 0), -EREMOTE);
 	assert_int_equal(vm.state, VM_RUNNING);
@@ -410,6 +415,35 @@ static void test_save_fails_still_running(void **state)
 	assert_true(fake.changes[fake.nchanges - 1].effects & VM_FX_FAIL);
 	assert_int_equal(fake.changes[fake.nchanges - 1].err, -EIO);
 	assert_int_equal(fake.submits[VIRT_RESTORE], 0);
+}
+
+/*
+ * A job that could not start (no memory for its struct virt_job) fails as
+ * a job that left the domain as it was: the save's VM still runs, the
+ * restore's still sleeps, the inspect's is in error; each caller hears it.
+ */
+static void test_job_unstarted(void **state)
+{
+	reset(false, VM_RUNNING);
+	assert_int_equal(vm_request_hibernate(&d, &vm, "manual", NULL, 0), 0);
+	vm_on_job_unstarted(&d, &vm, VIRT_SAVE, -ENOMEM, "out of memory");
+	assert_int_equal(vm.state, VM_RUNNING);
+	assert_false(vm.job_busy);
+	assert_true(fake.changes[fake.nchanges - 1].effects & VM_FX_FAIL);
+	assert_int_equal(fake.changes[fake.nchanges - 1].err, -ENOMEM);
+
+	reset(false, VM_HIBERNATED);
+	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_MANUAL, NULL, NULL, 0), 0);
+	vm_on_job_unstarted(&d, &vm, VIRT_RESTORE, -ENOMEM, "out of memory");
+	assert_int_equal(vm.state, VM_HIBERNATED);
+	assert_false(vm.job_busy);
+	assert_true(fake.changes[fake.nchanges - 1].effects & VM_FX_FAIL);
+
+	reset(false, VM_UNKNOWN);
+	vm_inspect(&d, &vm);
+	vm_on_job_unstarted(&d, &vm, VIRT_INSPECT, -ENOMEM, "out of memory");
+	assert_int_equal(vm.state, VM_ERROR);
+	assert_string_equal(vm.error, "out of memory");
 }
 
 /* A wake that passes wake_timeout ends in a state; the late restore result still counts. */
@@ -581,7 +615,7 @@ static void test_doze_syn_resume(void **state)
 	struct virt_job j = doze_job(0, true);
 
 	reset(true, VM_RUNNING);
-	snprintf(vm.node, sizeof(vm.node), "n1");
+	vm_text_set(&vm.node, "n1");
 	assert_int_equal(vm_request_doze(&d, &vm, "idle", NULL, 0), 0);
 	assert_int_equal(vm.state, VM_DOZING_OFF);
 	assert_int_equal(fake.submits[VIRT_DOZE], 1);
@@ -606,12 +640,12 @@ static void test_doze_syn_resume(void **state)
 	assert_true(vm_stood_in_here(&d, &vm));
 	d.accept = true;
 	vm.dozed = false;
-	snprintf(vm.node, sizeof(vm.node), "n2");
+	vm_text_set(&vm.node, "n2");
 	assert_true(vm_stood_in_here(&d, &vm)); /* a restore on n2: the accept node holds its SYNs */
 	vm.dozed = true;
 	assert_false(vm_stood_in_here(&d, &vm));
 	d.accept = false;
-	snprintf(vm.node, sizeof(vm.node), "n1");
+	vm_text_set(&vm.node, "n1");
 	vm.held = &a_syn;
 	fake.now = 100.25;
 	j = job_of(VIRT_RESUME, 0, VIRT_RUNNING);
@@ -630,10 +664,10 @@ static void test_doze_syn_resume(void **state)
 	assert_int_equal(vm.state, VM_DOZING);
 	/* Dozing on another node: only that node stands in for it, and can resume it. */
 	reset(true, VM_DOZING);
-	snprintf(vm.node, sizeof(vm.node), "n1");
+	vm_text_set(&vm.node, "n1");
 	assert_true(vm_stood_in_here(&d, &vm));
 	d.accept = true;
-	snprintf(vm.node, sizeof(vm.node), "n2");
+	vm_text_set(&vm.node, "n2");
 	assert_false(vm_stood_in_here(&d, &vm));
 	vm.state = VM_HIBERNATED;
 	assert_true(vm_stood_in_here(&d, &vm));
@@ -756,7 +790,7 @@ static void test_wake_dozing_elsewhere(void **state)
 
 	reset(true, VM_DOZING);
 	d.accept = true;
-	snprintf(vm.node, sizeof(vm.node), "n2");
+	vm_text_set(&vm.node, "n2");
 	assert_false(vm_stood_in_here(&d, &vm)); /* its frames go to n2: no SYN is held here */
 	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_MANUAL, NULL, err, sizeof(err)), 0);
 	assert_int_equal(fake.claims, 1);
@@ -773,13 +807,13 @@ static void test_wake_dozing_elsewhere(void **state)
 	assert_true(fake.changes[fake.nchanges - 1].effects & VM_FX_DONE);
 	/* Refused (its node lost, the store away): the waiters are told why. */
 	reset(true, VM_DOZING);
-	snprintf(vm.node, sizeof(vm.node), "n2");
+	vm_text_set(&vm.node, "n2");
 	fake.claim_result = -EHOSTDOWN;
 	assert_int_equal(vm_request_wake(&d, &vm, WK_TRIGGER_MANUAL, NULL, err, sizeof(err)), -EHOSTDOWN);
 	assert_string_equal(err, "fake claim refused");
 	assert_int_equal(vm.state, VM_DOZING);
 	reset(true, VM_DOZING);
-	snprintf(vm.node, sizeof(vm.node), "n2");
+	vm_text_set(&vm.node, "n2");
 	vm_request_wake(&d, &vm, WK_TRIGGER_MANUAL, NULL, NULL, 0);
 	vm_on_claim(&d, &vm, VM_CLAIM_REFUSED, NULL, -ETIMEDOUT);
 	assert_int_equal(vm.state, VM_DOZING);
@@ -787,7 +821,7 @@ static void test_wake_dozing_elsewhere(void **state)
 	/* Its own node, told by the claim: resumed there, no restore. */
 	reset(true, VM_DOZING);
 	vm.dozed = true;
-	snprintf(vm.node, sizeof(vm.node), "n1");
+	vm_text_set(&vm.node, "n1");
 	assert_true(vm_on_registry(&d, &vm, &claimed));
 	assert_int_equal(vm.state, VM_WAKING);
 	assert_int_equal(fake.submits[VIRT_RESUME], 1);
@@ -986,7 +1020,7 @@ static void test_undefined_domain_follows_registry(void **state)
 	assert_true(vm_on_registry(&d, &vm, &there));
 	assert_int_equal(vm.state, VM_RUNNING);
 	assert_string_equal(vm.node, "n2");
-	assert_string_equal(vm.error, "");
+	assert_null(vm.error);
 	/* The registry first (its word waits for the inspect's end), then the inspect. */
 	reset(true, VM_UNKNOWN);
 	fake.registry_read = true;
@@ -1036,6 +1070,7 @@ int main(void)
 		cmocka_unit_test(test_wake_dozing_elsewhere),
 		cmocka_unit_test(test_hibernate_while_dozing),
 		cmocka_unit_test(test_inspect_finds_dozing),
+		cmocka_unit_test(test_job_unstarted),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
