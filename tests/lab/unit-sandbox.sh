@@ -36,7 +36,17 @@ rw=(${SANDBOX_RW:-})
 is_rw() { local p; for p in "${rw[@]}"; do [ "$1" = "$p" ] && return 0; done; return 1; }
 
 if [ "$(directive PrivateTmp)" = yes ]; then
+	# A tree checked out under /tmp (a CI clone) stays in reach, as the installed
+	# binary in /usr would: held outside, bound back into the fresh /tmp.
+	hold=
+	case $root in /tmp/* | /var/tmp/*)
+		hold=$(mktemp -d /run/odrs-sandbox.XXXXXX) && mount --bind "$root" "$hold" || die "PrivateTmp: hold $root" ;;
+	esac
 	for d in /tmp /var/tmp; do mount -t tmpfs -o mode=1777 tmpfs "$d" || die "PrivateTmp: $d"; rw+=("$d"); done
+	if [ -n "$hold" ]; then
+		mkdir -p "$root" && mount --bind "$hold" "$root" && umount "$hold" && rmdir "$hold" ||
+			die "PrivateTmp: bind $root back"
+	fi
 fi
 if [ "$(directive ProtectHome)" = yes ]; then
 	for d in /root /home /run/user; do
@@ -54,7 +64,8 @@ if [ "$(directive ProtectKernelLogs)" = yes ]; then
 	rm -f "$blank"
 fi
 [ -n "${SANDBOX_GROUP:-}" ] && { mount --bind "$SANDBOX_GROUP" /etc/group || die "SANDBOX_GROUP"; }
-for p in "${rw[@]}"; do mount --bind "$p" "$p" || die "bind $p"; done
+# Recursive: a tree bound back into /tmp (PrivateTmp above) stays under it.
+for p in "${rw[@]}"; do mount --rbind "$p" "$p" || die "bind $p"; done
 ro_under() { # PREFIX...: remount read-only every mount at or below them, but the writable ones
 	local t
 	while read -r t; do
