@@ -14,7 +14,8 @@
  * mode: the decision sees every frame up to the moment it is made.
  *
  * The filters are built in filter.c: a filter too large for the kernel is
- * made coarser on purpose (filter.h), and the VM table then decides here what
+ * made coarser on purpose (filter.h: networks that cover the VMs, then any
+ * host), and the VM table then decides here what
  * the kernel let through; each capture counts those frames (filtered_user)
  * and its pcap drops, for odrsctl status.
  */
@@ -428,7 +429,7 @@ static int capture_swap(struct odrsd *d, struct capture *c, struct filter *f)
 	c->key = key;
 	free(c->filter);
 	c->filter = text;
-	c->coarse = next && filter_is_coarse(f);
+	c->fit = next ? filter_fit(f) : FILTER_HOSTS;
 	c->in_kernel = next && filter_in_kernel(next) > 0;
 	ev_io_stop(d->loop, &c->io);
 	c->pcap = next;
@@ -520,10 +521,18 @@ void capture_filter_flush(struct odrsd *d)
 		on_filter_timer(d->loop, &d->filter_timer, 0);
 }
 
-/* In force on handle c, for status: "exact", "coarse", "user" (libpcap filters, the kernel refused) or "none". */
+/*
+ * In force on handle c, for status: "exact", "nets" (networks covering the
+ * hosts), "coarse" (any host), "user" (libpcap filters, the kernel refused)
+ * or "none".
+ */
 static const char *capture_mode(const struct capture *c)
 {
-	return !c->pcap ? "none" : !c->in_kernel ? "user" : c->coarse ? "coarse" : "exact";
+	static const char *const fits[] = {
+		[FILTER_HOSTS] = "exact", [FILTER_NETS] = "nets", [FILTER_ANY] = "coarse"
+	};
+
+	return !c->pcap ? "none" : !c->in_kernel ? "user" : fits[c->fit];
 }
 
 /* A capture's drops since start, its closed handles' included. */

@@ -11,6 +11,7 @@
 #include <wake.h>
 
 #include "cluster.h"
+#include "filter.h"
 #include "virt.h"
 
 enum vm_state {
@@ -135,7 +136,7 @@ struct capture {
 	ev_io io;
 	char *key;		/* the filter asked for (filter_text()); "" for no handle */
 	char *filter;		/* in force, maybe coarser (filter.h); NULL for no handle */
-	bool coarse;		/* passes frames of hosts it does not name: on_frame decides */
+	enum filter_fit fit;	/* past FILTER_HOSTS: passes frames of hosts it does not name */
 	bool in_kernel;		/* the kernel runs the filter, not libpcap */
 	uint64_t filtered_user; /* frames it passed that the VM table dropped */
 	uint64_t drops_closed;	/* pcap drops of its handles closed already */

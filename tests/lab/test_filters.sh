@@ -2,17 +2,19 @@
 # Capture filters past what the kernel can list, and per-frame events
 # aggregated: one node with 100 sleeping VMs (snapshot files, no domains),
 # more than a filter names (64 addresses), so the wake and activity filters
-# are coarse on purpose and still run in the kernel, and odrsd matches what
-# they pass against its table:
-# - status says filter_wake and filter_activity: coarse (not "user": the
+# name networks that cover the VMs instead, still run in the kernel, and
+# odrsd matches what they pass against its table:
+# - status says filter_wake and filter_activity: nets (not "user": the
 #   kernel took them);
-# - SYNs to an address no VM has pass the coarse filter and are counted in
-#   filtered_user_wake, and wake nothing;
+# - SYNs to an address no VM has amid the VMs (198.18.20.50, between
+#   198.18.20.49 and .51) pass the filter and are counted in
+#   filtered_user_wake, and wake nothing; SYNs to one far from them
+#   (198.18.0.250, sent: counted on the client's wire) stop in the kernel;
 # - 300 ARP requests for ghost in a burst are answered and logged as at most
 #   a few arp_reply lines whose counts add up to the replies sent;
 # - ARP (wake_on = syn) and a SYN to port 80 (wake_ports = 22) are refused:
 #   trigger_refused by reason, and the status counters;
-# - positive control: a SYN to port 22 wakes ghost through the coarse filter.
+# - positive control: a SYN to port 22 wakes ghost through the filter.
 # Exit 0 pass, 1 fail, 77 skip (not root, no python3).
 [ "$(id -u)" = 0 ] || { echo "needs root"; exit 77; }
 command -v python3 > /dev/null || { echo "needs python3"; exit 77; }
@@ -20,7 +22,7 @@ command -v python3 > /dev/null || { echo "needs python3"; exit 77; }
 . "$(dirname "$0")/odrs.sh"
 set -u
 
-IP=198.18.0.40 MAC=52:54:00:12:00:40 OTHERS=99 ARPS=300
+IP=198.18.0.40 MAC=52:54:00:12:00:40 OTHERS=99 ARPS=300 AMID=198.18.20.50 FAR=198.18.0.250
 
 trap lab_down EXIT
 lab_up 1 1 || fail "lab_up"
@@ -28,7 +30,8 @@ mkdir -p "$LAB_SHARED" && echo x > "$LAB_SHARED/ghost.odrs-save"
 conf=$(odrs_conf n1 "[vm ghost]" "ip = $IP" "mac = $MAC" "wake_on = syn" "wake_ports = 22")
 for i in $(seq 1 $OTHERS); do
 	echo x > "$LAB_SHARED/s$i.odrs-save"
-	printf '[vm s%d]\nip = 198.18.20.%d\nmac = 52:54:01:00:00:%02x\n' "$i" "$i" "$i"
+	# 198.18.20.1-49 and .51-100: $AMID is no VM's.
+	printf '[vm s%d]\nip = 198.18.20.%d\nmac = 52:54:01:00:00:%02x\n' "$i" $((i < 50 ? i : i + 1)) "$i"
 done >> "$conf"
 lab_odrsd_start n1 "$conf" || fail "odrsd did not start"
 odrs_wait_state n1 ghost hibernated 30 || fail "ghost not seen hibernated"
@@ -37,22 +40,35 @@ status() { lab_odrsctl n1 status; }
 field() { status | awk -v k="$1:" '$1 == k { print $2 }'; }
 lab_wait 30 eval '[ "$(field sleeping)" = $((OTHERS + 1)) ]' || fail "only $(field sleeping) VMs sleeping"
 
-step "the filters are coarse on purpose, and the kernel's"
+step "the filters name networks on purpose, and the kernel's"
 # The last VM found asleep asks for a rebuild, at most 0.1 s later.
-lab_wait 5 eval '[ "$(field filter_wake)" = coarse ]' || fail "filter_wake: $(field filter_wake), want coarse"
+lab_wait 5 eval '[ "$(field filter_wake)" = nets ]' || fail "filter_wake: $(field filter_wake), want nets"
 status | grep '^filter_\|^pcap_drops_\|^filtered_user_'
 
-[ "$(field filter_activity)" = coarse ] || fail "filter_activity: $(field filter_activity), want coarse"
+[ "$(field filter_activity)" = nets ] || fail "filter_activity: $(field filter_activity), want nets"
 [ -n "$(field pcap_drops_wake)" ] || fail "no pcap_drops_wake in status"
 
-step "SYNs to no VM's address pass the coarse filter and stop in odrsd's table"
+# c1's own SYNs, to a MAC no host has (the switch floods them to n1): a real client's path.
+syns() { # ADDRESS: 5 connection attempts, each up to 1 s
+	lab_router_client c1 "$1" 52:54:00:12:00:fe
+	for i in 1 2 3 4 5; do lab_client_exec c1 nc -z -w 1 "$1" 80 || true; done
+}
+step "SYNs to no VM's address amid the VMs pass the filter and stop in odrsd's table"
 odrs_mark n1
 stray0=$(field filtered_user_wake)
-# c1's own SYNs, to a MAC no host has (the switch floods them to n1): a real client's path.
-lab_router_client c1 198.18.0.250 52:54:00:12:00:fe
-for i in 1 2 3 4 5; do lab_client_exec c1 nc -z -w 1 198.18.0.250 80 || true; done
+syns $AMID
 lab_wait 5 eval '[ $(($(field filtered_user_wake) - stray0)) -ge 3 ]' ||
 	fail "filtered_user_wake $stray0 -> $(field filtered_user_wake), want +3 or more of 5 attempts (frames: $(field frames))"
+
+step "SYNs to an address far from every VM stop in the kernel"
+odrs_capture_start c1 "tcp[13] & 0x12 = 0x02 and dst host $FAR"
+stray0=$(field filtered_user_wake)
+syns $FAR
+sent=$(odrs_capture_count c1)
+echo "$sent SYNs to $FAR on c1's wire; filtered_user_wake +$(($(field filtered_user_wake) - stray0))"
+[ "$sent" -ge 3 ] || fail "only $sent SYNs to $FAR left c1: the check below proves nothing"
+[ $(($(field filtered_user_wake) - stray0)) -lt "$sent" ] ||
+	fail "filtered_user_wake +$(($(field filtered_user_wake) - stray0)) for $sent SYNs to $FAR: the kernel's filter passed them"
 [ "$(odrs_evlog n1 | grep -c '"event":"wake_start"')" = 0 ] || fail "a SYN to no VM started a wake"
 
 step "$ARPS ARP requests for ghost: answered, logged aggregated, refused as triggers (wake_on = syn)"
@@ -83,7 +99,7 @@ odrs_evlog n1 | grep '"event":"trigger_refused"' | grep -q '"trigger":"arp","rea
 	fail "no trigger_refused for arp by wake_on"
 [ "$(odrs_evlog n1 | grep -c '"event":"wake_start"')" = 0 ] || fail "an ARP request started a wake"
 
-step "a SYN to port 80 is refused (wake_ports); one to port 22 wakes ghost through the coarse filter"
+step "a SYN to port 80 is refused (wake_ports); one to port 22 wakes ghost through the filter"
 lab_router_client c1 $IP $MAC
 lab_client_exec c1 nc -z -w 1 $IP 80 || true
 lab_wait 5 eval 'odrs_evlog n1 | grep "\"event\":\"trigger_refused\"" | grep -q "\"reason\":\"wake_ports\""' ||
