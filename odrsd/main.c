@@ -747,12 +747,12 @@ int main(int argc, char **argv)
 
 	/*
 	 * glibc raises its mmap threshold to the size of each large block freed
-	 * (up to 32 MiB), and its trim threshold to twice that: after the start
-	 * freed the loader's arrays, a reload's per-VM arrays (the new [vm]
-	 * sections, the name index, the VM table, the matching hash) came from
-	 * the heap and its peak stayed resident, 1,239 B per VM at 100,000 VMs
-	 * against 934 after the start. Pinned, every block this large is mapped
-	 * apart and given back when freed (bench/README.md, tests/lab/test_scale.sh).
+	 * (up to 32 MiB), and its trim threshold to twice that: once the loader
+	 * freed its working tables (8-16 MiB at 100,000 VMs), a reload's per-VM
+	 * arrays (the new [vm] sections, the matching hash, the VM table, the
+	 * name index) came from the heap and its peak stayed resident, 1,239 B
+	 * per VM against 920 after the start. Pinned, every block this large is
+	 * mapped apart and given back when freed (bench/README.md, test_scale.sh).
 	 */
 	mallopt(M_MMAP_THRESHOLD, 128 << 10);
 	d->config_path = DEFAULT_CONFIG;
