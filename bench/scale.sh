@@ -19,13 +19,18 @@
 #              answer (every section matched to its VM, the table rebuilt), the
 #              median of RELOADS;
 #   list_s     `odrsctl list` to its last row, rows counted (must be N), the
-#              median of LISTS.
+#              median of LISTS;
+#   rss_reload_mib, per_vm_reload_b   RSS after the reloads, and per VM as
+#              per_vm_b (against RSS(N0) after its start): what a reload's
+#              peak leaves resident;
+#   rss_list_mib, per_vm_list_b       the same after the lists.
 # Each time is taken around an odrsctl run in the node's namespaces, which
 # adds about 10-20 ms on this machine.
 #
 # Output in RESULTS (default bench/results), TAG names a run (default: the
 # commit), so runs before and after a change sit side by side:
-#   scale-TAG.csv   tag,vms,status_s,asleep_s,odrsd_cpu_s,rss_mib,per_vm_b,reload_s,list_s,list_rows
+#   scale-TAG.csv   tag,vms,status_s,asleep_s,odrsd_cpu_s,rss_mib,per_vm_b,reload_s,list_s,list_rows,
+#                   rss_reload_mib,per_vm_reload_b,rss_list_mib,per_vm_list_b
 #   scale-TAG.txt   the same as a table; machine; load; command
 #   scale.png       start time (status_s) against N, one line per scale-*.csv there
 #
@@ -76,7 +81,7 @@ timed() {
 
 # measure N: one CSV row.
 measure() {
-	local n=$1 conf c0 status_s asleep_s cpu rss reload_s list_s rows times
+	local n=$1 conf c0 status_s asleep_s cpu rss rss_reload rss_list reload_s list_s rows times
 	find "$LAB_SHARED" -mindepth 1 -delete && odrs_snapshot_files "$n" || fail "snapshot files"
 	conf=$(odrs_conf n1 "[policy]" "idle_timeout = 0" "probe = none" "wake_on = syn") || fail "conf"
 	odrs_vm_sections "$n" >> "$conf"
@@ -100,20 +105,25 @@ measure() {
 	times=
 	for _ in $(seq "$RELOADS"); do times+="$(timed lab_odrsctl n1 reload) "; done
 	reload_s=$(printf '%s\n' $times | median3)
+	rss_reload=$(rss_kib "$PID")
 	times=
 	for _ in $(seq "$LISTS"); do times+="$(timed lab_odrsctl n1 list) "; done
 	list_s=$(printf '%s\n' $times | median3)
+	rss_list=$(rss_kib "$PID")
 	rows=$(awk '$1 ~ /^s[0-9]+$/' "$LAB_DIR/out" | wc -l)
 	[ "$rows" = "$n" ] || echo "warning: odrsctl list gave $rows rows of $n" >&2
 	alive
 	lab_odrsd_stop n1 || fail "odrsd exited with status $?"
 	[ -n "${RSS0:-}" ] || { RSS0=$rss N0=$n; }
 	echo "N = $n: status after $status_s s, all asleep after $asleep_s s (odrsd CPU $cpu s after" \
-		"status), RSS $((rss / 1024)) MiB, reload $reload_s s, list $list_s s ($rows rows)"
+		"status), RSS $((rss / 1024)) MiB, reload $reload_s s (RSS $((rss_reload / 1024)) MiB)," \
+		"list $list_s s ($rows rows; RSS $((rss_list / 1024)) MiB)"
 	awk -v t="$TAG" -v n="$n" -v s="$status_s" -v a="$asleep_s" -v c="$cpu" -v r="$rss" -v r0="$RSS0" \
-		-v n0="$N0" -v rl="$reload_s" -v l="$list_s" -v rows="$rows" 'BEGIN {
-		printf "%s,%d,%s,%s,%s,%.1f,%s,%s,%s,%d\n", t, n, s, a, c, r / 1024,
-			(n > n0 ? sprintf("%.0f", (r - r0) * 1024 / (n - n0)) : "-"), rl, l, rows }' >> "$CSV"
+		-v n0="$N0" -v rl="$reload_s" -v l="$list_s" -v rows="$rows" -v rr="$rss_reload" \
+		-v rs="$rss_list" 'function per_vm(x) { return n > n0 ? sprintf("%.0f", (x - r0) * 1024 / (n - n0)) : "-" }
+		BEGIN {
+		printf "%s,%d,%s,%s,%s,%.1f,%s,%s,%s,%d,%.1f,%s,%.1f,%s\n", t, n, s, a, c, r / 1024, per_vm(r),
+			rl, l, rows, rr / 1024, per_vm(rr), rs / 1024, per_vm(rs) }' >> "$CSV"
 }
 
 plot() {
@@ -140,7 +150,7 @@ LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 trap lab_down EXIT
 step "raising lab '$LAB_PREFIX' (1 node)"
 lab_up 1 0 > /dev/null || fail "lab_up"
-echo "tag,vms,status_s,asleep_s,odrsd_cpu_s,rss_mib,per_vm_b,reload_s,list_s,list_rows" > "$CSV"
+echo "tag,vms,status_s,asleep_s,odrsd_cpu_s,rss_mib,per_vm_b,reload_s,list_s,list_rows,rss_reload_mib,per_vm_reload_b,rss_list_mib,per_vm_list_b" > "$CSV"
 for n in $(printf '%s\n' $NS | sort -n); do
 	step "N = $n"
 	measure "$n"
@@ -154,7 +164,8 @@ done
 	echo
 	echo "(status_s, asleep_s: from odrsd's launch; odrsd_cpu_s: from status to all asleep;"
 	echo " per_vm_b: RSS bytes per VM beyond the smallest N; reload_s, list_s: medians of" \
-		"$RELOADS and $LISTS)"
+		"$RELOADS and $LISTS; *_reload_*, *_list_*: RSS after the reloads and after the lists," \
+		"per VM against the smallest N's RSS after its start)"
 	echo "command: N=\"$NS\" RELOADS=$RELOADS LISTS=$LISTS ASLEEP_MAX=$ASLEEP_MAX TAG=$TAG" \
 		"LAB_PREFIX=$LAB_PREFIX bench/scale.sh"
 	echo "run time: $SECONDS s"

@@ -78,7 +78,7 @@ struct vm {
 	unsigned nheld;
 	unsigned replay_tries;
 	ev_tstamp replayed_at;
-	/* One-shot timers, allocated while they run (wake.c): NULL otherwise. */
+	/* One-shot timers, allocated while they run (timers.c): NULL otherwise. */
 	ev_timer *replay_timer; /* re-inject until the SYN-ACK comes */
 	ev_timer *wake_timer;	/* wake_timeout */
 	ev_timer *recheck;	/* in error: inspect again (vm_recheck_delay) */
@@ -114,6 +114,7 @@ struct vm {
 	json_t *reg;		/* the registry's last word on it, or NULL */
 	bool claiming;		/* a wake claim is on its way to etcd */
 	uint8_t retrain_queued; /* retrain.c: a bit per queue it is in */
+	uint8_t timers_owed;	/* timers.c: a bit per timer (enum vm_timer) that found no memory */
 };
 
 struct counters {
@@ -197,6 +198,9 @@ struct odrsd {
 	struct vm *jobs_waiting, *jobs_waiting_tail;
 	unsigned inspects_queued; /* inspect jobs allocated and submitted */
 	ev_timer jobs_timer;
+	/* timers.c: the VMs' timers that found no memory, started again or fired from here. */
+	ev_timer timers_sweep;
+	unsigned timers_owed; /* set bits of every vm->timers_owed */
 
 	struct capture cap;	/* the wake capture; swapped when its filter changes */
 	struct capture act;	/* the activity capture (TCP of every managed VM), in blocks */
@@ -272,6 +276,21 @@ static inline const char *vm_text(const char *text)
 	return text ? text : "";
 }
 void vm_announce(struct odrsd *d, const struct vm *vm);
+
+/*
+ * timers.c: a VM's one-shot timers. One that cannot be allocated is owed
+ * and the sweep, every second while any is owed, starts it again, or fires
+ * it itself once it is due: a wake still times out, a VM in error is still
+ * checked again, held SYNs still replayed.
+ */
+enum vm_timer { VM_TIMER_REPLAY, VM_TIMER_WAKE, VM_TIMER_RECHECK, VM_TIMER_COUNT };
+/* Start (or restart) vm's timer k, due in after seconds; false: no memory, owed to the sweep. */
+bool vm_timer_start(struct odrsd *d, struct vm *vm, enum vm_timer k, double after);
+/* Stop it, owed or running (a no-op when neither). */
+void vm_timer_stop(struct odrsd *d, struct vm *vm, enum vm_timer k);
+/* wake.c: what timer k does when it fires; and, owed, in how many seconds it is due (<= 0: now). */
+void vm_timer_fired(struct odrsd *d, struct vm *vm, enum vm_timer k);
+double vm_timer_due_in(const struct odrsd *d, const struct vm *vm, enum vm_timer k);
 
 /* flows.c: a VM's open TCP flows, from the activity capture (odrsd(8)). */
 /* One TCP segment of the activity capture: its flow, for each end that is a VM running here. */

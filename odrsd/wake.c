@@ -26,35 +26,6 @@ static const char *addr_str(bool v6, const void *addr, char *buf)
 }
 
 /* Forget vm's held SYNs, or only those already replayed (their wake is over). */
-
-/*
- * A VM's one-shot timers exist only while they run: most VMs sleep, with
- * none. false: no memory for it (the caller logs what is lost).
- */
-static bool timer_start(struct odrsd *d, ev_timer **t, void (*cb)(struct ev_loop *, ev_timer *, int),
-			struct vm *vm, double after)
-{
-	if (*t)
-		ev_timer_stop(d->loop, *t);
-	else if (!(*t = malloc(sizeof(**t))))
-		return false;
-	ev_timer_init(*t, cb, after, 0.);
-	(*t)->data = vm;
-	ev_timer_start(d->loop, *t);
-	return true;
-}
-
-static void timer_stop(struct odrsd *d, ev_timer **t)
-{
-	if (!*t)
-		return;
-	ev_timer_stop(d->loop, *t);
-	free(*t);
-	*t = NULL;
-}
-
-static void on_replay_timer(struct ev_loop *loop, ev_timer *w, int revents);
-
 static void held_drop(struct odrsd *d, struct vm *vm, bool replayed_only)
 {
 	struct held_syn **link = &vm->held, *h;
@@ -69,7 +40,7 @@ static void held_drop(struct odrsd *d, struct vm *vm, bool replayed_only)
 		vm->nheld--;
 		d->nheld_total--;
 	}
-	timer_stop(d, &vm->replay_timer);
+	vm_timer_stop(d, vm, VM_TIMER_REPLAY);
 }
 
 static void held_release(struct odrsd *d, struct vm *vm)
@@ -381,10 +352,9 @@ static unsigned replay_held(struct odrsd *d, struct vm *vm)
 	return sent;
 }
 
-static void on_replay_timer(struct ev_loop *loop, ev_timer *w, int revents)
+/* REPLAY_CHECK after a replay: again if unanswered, up to REPLAY_TRIES; the SYNs forgotten once over. */
+static void replay_check(struct odrsd *d, struct vm *vm)
 {
-	struct vm *vm = w->data;
-	struct odrsd *d = ev_userdata(loop);
 	unsigned unanswered = 0;
 
 	/* Asleep again (or failed) before it answered: the guest they were for is gone. */
@@ -409,17 +379,36 @@ static void on_replay_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 	log_info("%s: re-injecting %u unanswered SYNs (try %u)", vm->name, unanswered, vm->replay_tries + 1);
 	replay_held(d, vm);
-	if (!timer_start(d, &vm->replay_timer, on_replay_timer, vm, REPLAY_CHECK * vm->replay_tries))
-		log_err("%s: no memory for the replay timer: no more re-injections", vm->name);
+	if (!vm_timer_start(d, vm, VM_TIMER_REPLAY, REPLAY_CHECK * vm->replay_tries))
+		log_err("%s: no memory for the replay timer: checked again within a second", vm->name);
 }
 
-static void on_wake_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+void vm_timer_fired(struct odrsd *d, struct vm *vm, enum vm_timer k)
 {
-	struct odrsd *d = ev_userdata(loop);
-	struct vm *vm = w->data;
+	switch (k) {
+	case VM_TIMER_REPLAY:
+		replay_check(d, vm);
+		break;
+	case VM_TIMER_WAKE:
+		vm_on_wake_timeout(d, vm);
+		break;
+	default:
+		vm_recheck(d, vm);
+		break;
+	}
+}
 
-	timer_stop(d, &vm->wake_timer);
-	vm_on_wake_timeout(d, vm);
+double vm_timer_due_in(const struct odrsd *d, const struct vm *vm, enum vm_timer k)
+{
+	switch (k) {
+	case VM_TIMER_REPLAY:
+		return 0; /* late already: check now */
+	case VM_TIMER_WAKE:
+		/* Its timer starts as it begins waking: every restore and resume moves it there. */
+		return vm->state_since + d->cfg->wake_timeout_ms / 1000. - ev_time();
+	default:
+		return vm_recheck_delay(vm);
+	}
 }
 
 /* ---- the lifecycle's effects (struct vm_ops) ------------------------------------ */
@@ -556,18 +545,9 @@ static double clock_now(const struct odrsd *d)
 
 static void wake_timer(struct odrsd *d, struct vm *vm, bool on)
 {
-	timer_stop(d, &vm->wake_timer);
-	if (on && !timer_start(d, &vm->wake_timer, on_wake_timeout, vm, d->cfg->wake_timeout_ms / 1000.))
-		log_err("%s: no memory for the wake_timeout timer: the wake has no timeout", vm->name);
-}
-
-static void on_recheck(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct odrsd *d = ev_userdata(loop);
-	struct vm *vm = w->data;
-
-	timer_stop(d, &vm->recheck);
-	vm_recheck(d, vm);
+	vm_timer_stop(d, vm, VM_TIMER_WAKE);
+	if (on && !vm_timer_start(d, vm, VM_TIMER_WAKE, d->cfg->wake_timeout_ms / 1000.))
+		log_err("%s: no memory for the wake_timeout timer: retried every second", vm->name);
 }
 
 static void recheck_later(struct odrsd *d, struct vm *vm)
@@ -575,9 +555,8 @@ static void recheck_later(struct odrsd *d, struct vm *vm)
 	double delay = vm_recheck_delay(vm);
 
 	log_info("%s: in error (%s); checking again in %.0f s", vm->name, vm_text(vm->error), delay);
-	if (!timer_start(d, &vm->recheck, on_recheck, vm, delay))
-		log_err("%s: no memory for the recheck timer: it stays in error until a reload or an event",
-			vm->name);
+	if (!vm_timer_start(d, vm, VM_TIMER_RECHECK, delay))
+		log_err("%s: no memory for the recheck timer: retried every second", vm->name);
 }
 
 /* It runs again (restored, or its save failed): the held SYNs into its tap until answered. */
@@ -589,8 +568,8 @@ static void replay_syns(struct odrsd *d, struct vm *vm)
 	evlog_emit("syn_replayed", vm->name,
 		   json_pack("{s:i, s:I}", "count", sent, "ms",
 			     (json_int_t)((ev_time() - vm->trigger_at) * 1000)));
-	if (!timer_start(d, &vm->replay_timer, on_replay_timer, vm, REPLAY_CHECK))
-		log_err("%s: no memory for the replay timer: no re-injection", vm->name);
+	if (!vm_timer_start(d, vm, VM_TIMER_REPLAY, REPLAY_CHECK))
+		log_err("%s: no memory for the replay timer: checked within a second", vm->name);
 }
 
 static void pass_syns(struct odrsd *d, struct vm *vm)
@@ -612,8 +591,8 @@ static void vm_destroy(struct odrsd *d, struct vm *vm)
 {
 	held_release(d, vm);
 	flows_free(vm);
-	timer_stop(d, &vm->wake_timer);
-	timer_stop(d, &vm->recheck);
+	vm_timer_stop(d, vm, VM_TIMER_WAKE);
+	vm_timer_stop(d, vm, VM_TIMER_RECHECK);
 	free(vm->error);
 	free(vm->client);
 	free(vm->refused_from);
