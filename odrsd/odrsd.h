@@ -11,6 +11,7 @@
 #include <wake.h>
 
 #include "cluster.h"
+#include "delay.h"
 #include "virt.h"
 
 enum vm_state {
@@ -228,6 +229,15 @@ struct odrsd {
 	struct retrain retrain;
 	struct vm_life *life;	     /* vm.c: its effects and observers (wake.c fills them in) */
 	struct discovery *discovery; /* discover.c: the domains found with odrs metadata */
+
+	/* odrsd's share of the data path's delays (delay.h), for status and /metrics. */
+	struct timeval frame_captured;	    /* the wake capture's frame in hand: its pcap timestamp */
+	struct delay_histogram reply_delay; /* a neighbour request's capture to its reply's send */
+	struct delay_histogram reply_turn;  /* the loop's wake-up to the reply's send: the in-loop part */
+	struct delay_histogram loop_turn; /* each loop turn's callbacks: wake-up from poll to the next poll */
+	struct timespec turn_began;	  /* this turn's wake-up (CLOCK_MONOTONIC) */
+	ev_check turn_begin;
+	ev_prepare turn_end;
 };
 
 /* capture.c */
