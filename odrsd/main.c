@@ -524,7 +524,7 @@ static void on_sigterm(struct ev_loop *loop, ev_signal *w, int revents)
 	}
 	d->stop_woken = 0;
 	/* Nothing goes back to sleep while it stops. */
-	ev_timer_stop(loop, &d->idle_timer);
+	idle_stop(d);
 	for (size_t i = 0; i < d->nvms; i++) {
 		if (!wakes_only_here(d, d->vms[i]))
 			continue;

@@ -211,7 +211,10 @@ struct odrsd {
 	int control_fd;
 	char control_path[108]; /* sun_path's size */
 	ev_io control_io;
-	ev_timer idle_timer;   /* one for all VMs: check_interval */
+	ev_timer idle_timer; /* one for all VMs: check_interval */
+	ev_timer idle_walk;  /* the check in progress: d->vms[idle_walked..] still to see (idle.c) */
+	size_t idle_walked;
+	bool idle_any;	       /* a VM seen so far looked idle */
 	ev_timer idle_confirm; /* ACTIVITY_DELAY_MS after the confirm capture opened */
 	ev_signal sighup, sigterm, sigint;
 	/* Stopping with wake_on_stop: the wakes asked for, until they end or stop_deadline. */
@@ -292,6 +295,8 @@ void flows_free(struct vm *vm);
 
 /* idle.c */
 void idle_start(struct odrsd *d);
+/* No more checks (stopping): nothing goes to sleep from here on. */
+void idle_stop(struct odrsd *d);
 void idle_interval_changed(struct odrsd *d);
 /* A TCP frame to or from ip: false when it is no VM's. */
 bool idle_note_tcp(struct odrsd *d, uint32_t ip);
