@@ -45,17 +45,18 @@
 # request's capture, the kernel's receive time, to its reply's send),
 # odrs_reply_turn_seconds (of that, the part from the start of the loop turn
 # that sent the reply) and odrs_loop_turn_seconds (what each loop turn
-# spent in callbacks), as the
-# bucket deltas over the flood: how many over 1 ms, and the highest bucket
-# reached. A reply slow on c2's wire (over 1 ms) while odrsd's delays stayed
-# under 1 ms took its time outside odrsd: on the wire, in the kernel, or
-# waiting for a core before the capture. PERF_SCHED=1 also records the
-# scheduler (perf sched record -a) over each flood and keeps, per flood,
-# odrsd's, arping's and ksoftirqd's longest wait for a core (perf sched timehist) in
-# datapath-sched.csv. PERF_SAMPLES=1 instead samples every CPU's stacks
-# (perf record -a -g, 4000 Hz). With KEEP=DIR, each flood's perf data
-# (CLOCK_MONOTONIC), c2's capture and the realtime-monotonic offset with
-# odrsd's PID go to DIR.
+# spent in callbacks), as the bucket deltas over the flood: how many over
+# 1 ms, and the highest bucket reached. A reply slow on c2's wire (over
+# 1 ms) while odrsd's delays stayed under 1 ms took its time outside odrsd;
+# one slow in capture-to-send but not in its in-loop part waited before
+# odrsd's loop ran (in the kernel, for a core). PERF_SCHED=1 also records
+# the scheduler (perf sched record -a) over each flood and keeps, per
+# flood, odrsd's, arping's and ksoftirqd's longest wait for a core (perf
+# sched timehist) in datapath-sched.csv. PERF_SAMPLES=1 instead samples
+# every CPU's stacks (perf record -a -g, 4000 Hz). With KEEP=DIR, each
+# flood's perf data (CLOCK_MONOTONIC), c2's capture and the
+# realtime-monotonic offset with odrsd's PID go to DIR, for
+# bench/slow_replies.py (where each slow reply's time went).
 #
 # CPU, as bench/activity.sh counts it: odrsd's utime + stime (/proc/PID/stat)
 # from the flood's start to TAIL s after its end, divided by the flood's
