@@ -85,8 +85,8 @@ $(B)/tests/test_vm: tests/unit/test_vm.c $(B)/asan/odrsd/vm.o $(LIBWAKE_SRC:%.c=
 $(B)/tests/test_state: tests/unit/test_state.c $(B)/asan/odrsd/state.o $(LIBWAKE_SRC:%.c=$(B)/asan/%.o)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $^ $(PKG_LIBS) -lcmocka
-# The /metrics text alone: odrsd/metrics_text.c, with vm.c for the state names.
-$(B)/tests/test_metrics: tests/unit/test_metrics.c $(B)/asan/odrsd/metrics_text.o $(B)/asan/odrsd/vm.o $(LIBWAKE_SRC:%.c=$(B)/asan/%.o)
+# The /metrics text alone: odrsd/metrics_text.c, with vm.c for the state names and delay.c for its histograms.
+$(B)/tests/test_metrics: tests/unit/test_metrics.c $(B)/asan/odrsd/metrics_text.o $(B)/asan/odrsd/delay.o $(B)/asan/odrsd/vm.o $(LIBWAKE_SRC:%.c=$(B)/asan/%.o)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $^ $(PKG_LIBS) -lcmocka
 # odrsctl report alone: tools/odrsctl/report.c on fixture logs.
@@ -105,6 +105,8 @@ $(B)/tests/test_evlog: tests/unit/test_evlog.c $(B)/asan/odrsd/evlog.o $(LIBWAKE
 $(B)/tests/test_timers: tests/unit/test_timers.c $(B)/asan/odrsd/timers.o
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -Wl,--wrap=malloc -o $@ $^ $(PKG_LIBS) -lcmocka
+# The data path's delay histograms: odrsd/delay.c alone.
+$(B)/tests/test_delay: $(B)/asan/odrsd/delay.o
 # The capture filters' builder and their fit to the kernel: libpcap only.
 $(B)/tests/test_filter: $(B)/asan/odrsd/filter.o
 # Fuzzers: clang's libFuzzer over the same sources.

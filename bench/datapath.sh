@@ -40,6 +40,24 @@
 # interface, where the capture's filter sees it. That is the path of any
 # traffic crossing the node's bridge, e.g. to a VM odrs does not manage.
 #
+# odrsd's share of each reply, from its /metrics (metrics_listen) scraped
+# before and after each flood: odrs_reply_delay_seconds (a neighbour
+# request's capture, the kernel's receive time, to its reply's send),
+# odrs_reply_turn_seconds (of that, the part from the start of the loop turn
+# that sent the reply) and odrs_loop_turn_seconds (what each loop turn
+# spent in callbacks), as the bucket deltas over the flood: how many over
+# 1 ms, and the highest bucket reached. A reply slow on c2's wire (over
+# 1 ms) while odrsd's delays stayed under 1 ms took its time outside odrsd;
+# one slow in capture-to-send but not in its in-loop part waited before
+# odrsd's loop ran (in the kernel, for a core). PERF_SCHED=1 also records
+# the scheduler (perf sched record -a) over each flood and keeps, per
+# flood, odrsd's, arping's and ksoftirqd's longest wait for a core (perf
+# sched timehist) in datapath-sched.csv. PERF_SAMPLES=1 instead samples
+# every CPU's stacks (perf record -a -g, 4000 Hz). With KEEP=DIR, each
+# flood's perf data (CLOCK_MONOTONIC), c2's capture and the
+# realtime-monotonic offset with odrsd's PID go to DIR, for
+# bench/slow_replies.py (where each slow reply's time went).
+#
 # CPU, as bench/activity.sh counts it: odrsd's utime + stime (/proc/PID/stat)
 # from the flood's start to TAIL s after its end, divided by the flood's
 # duration, in % of one core; the machine's (every thread's exact run time,
@@ -51,12 +69,25 @@
 #   datapath.csv  vms,series,rate,achieved_pps,sent_pps,odrsd_cpu_pct,
 #                 system_cpu_pct,flood_cpu_pct,frames_to_userspace,
 #                 frames_reached,requests,replies,p50_ms,p99_ms,max_ms,
-#                 arping_p50_ms,arping_p99_ms,round,evlog_bps,pcap_drops
+#                 arping_p50_ms,arping_p99_ms,round,evlog_bps,pcap_drops,
+#                 slow_replies,odrsd_replies,odrsd_replies_over_1ms,
+#                 odrsd_reply_max_le_ms,in_turn_replies,in_turn_over_1ms,
+#                 in_turn_max_le_ms,loop_turns,loop_turns_over_1ms,
+#                 loop_turn_max_le_ms
 #                 one row per flood (frames_to_userspace: odrsd's "frames"
 #                 counter over it; frames_reached: n1's uplink rx_packets over
 #                 it; in the arp series every one of those passes the filter,
 #                 so the difference is what the capture lost: its ring was
-#                 full; requests, replies: seen on c2's wire)
+#                 full; requests, replies: seen on c2's wire; slow_replies:
+#                 those over 1 ms on c2's wire; odrsd_*: the replies odrsd
+#                 sent over the flood, those whose capture-to-send was over
+#                 1 ms, the upper bound of the highest bucket one reached
+#                 ("inf" past 100 ms); in_turn_*: the same for the replies'
+#                 in-loop part; loop_*: the same for loop turns)
+#   datapath-sched.csv  vms,series,rate,round,odrsd_max_wait_ms,
+#                 arping_max_wait_ms,ksoftirqd_max_wait_ms (PERF_SCHED=1 only;
+#                 odrsd: its loop thread; ksoftirqd: any CPU's, which runs
+#                 the network's softirqs once they are deferred to it)
 #   datapath-detail.csv  vms,series,rate,round,reply_ms: every reply
 #   datapath-start.csv   vms,socket_s,inspected_s,odrsd_cpu_s,rss_mib,conf_mib
 #                 (odrsd's CPU from the socket to every VM inspected)
@@ -65,7 +96,8 @@
 #   datapath.png  ARP reply p99 vs rate per N and series; odrsd CPU vs rate
 #
 # Knobs: N="1000 10000 100000" RATES="0 10000 50000 100000 200000"
-# SERIES="ack arp" DURATION=6 PINGS=500 GAP=0.005 ROUNDS=2 START_TIMEOUT=900
+# SERIES="ack arp" DURATION=6 PINGS=500 GAP=0.005 ROUNDS=2 START_TIMEOUT=900 TAG= PERF_SCHED=0
+# PERF_SAMPLES=0 KEEP=
 # Needs root and the lab (tests/lab/lab.sh); raises its own lab under
 # LAB_PREFIX (default odrsbench) and tears it down on exit.
 # Exit 0: measured; 1: a step failed.
@@ -94,8 +126,13 @@ VM=s1 VM_IP=198.18.16.1    # the arping target (first of the generated VMs)
 awk -v d="$DURATION" -v w="$WARMUP" -v p="$PINGS" -v g="$GAP" 'BEGIN { exit !(w + p * g + 0.5 < d) }' ||
 	{ echo "DURATION=$DURATION is too short for WARMUP + PINGS x GAP"; exit 1; }
 mkdir -p "$RESULTS" || exit 1
-CSV=$RESULTS/datapath.csv SCSV=$RESULTS/datapath-start.csv DCSV=$RESULTS/datapath-detail.csv
-TXT=$RESULTS/datapath.txt PNG=$RESULTS/datapath.png
+PERF_SCHED=${PERF_SCHED:-0}
+PERF_SAMPLES=${PERF_SAMPLES:-0}
+KEEP=${KEEP:-}
+TAG=${TAG:-} # results in datapath-TAG*.csv ..., datapath*.csv without it
+SFX=${TAG:+-$TAG}
+CSV=$RESULTS/datapath$SFX.csv SCSV=$RESULTS/datapath$SFX-start.csv DCSV=$RESULTS/datapath$SFX-detail.csv
+TXT=$RESULTS/datapath$SFX.txt PNG=$RESULTS/datapath$SFX.png PCSV=$RESULTS/datapath$SFX-sched.csv
 
 # arpflood: build/flood's schedule with ARP requests, their target address
 # cycling through -n consecutive addresses from -D.
@@ -256,7 +293,8 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 # start_odrsd N: odrsd with N sleeping VMs; times its start (START_* below).
 start_odrsd() {
 	local n=$1 conf sock t0 c0 c1
-	conf=$(odrs_conf n1 "[policy]" "idle_timeout = 0" "probe = none" "wake_on = syn") || fail "conf"
+	conf=$(odrs_conf n1 "$(odrs_metrics_conf n1)" "[policy]" "idle_timeout = 0" "probe = none" "wake_on = syn") ||
+		fail "conf"
 	odrs_vm_sections "$n" >> "$conf"
 	sock=$(lab_node_dir n1)/odrs/odrsd.sock
 	t0=$(now)
@@ -324,12 +362,42 @@ replies() {
 		}'
 }
 
+# scrape FILE: odrsd's /metrics.
+scrape() {
+	lab_node_exec n1 curl -sS --fail --max-time 10 "http://$(lab_node_ip n1):$ODRS_METRICS_PORT/metrics" > "$1" ||
+		fail "scrape of n1's /metrics failed"
+}
+# hist_delta BEFORE AFTER FAMILY: "observations over_1ms max_le_ms" of a
+# histogram over the time between two scrapes; max_le_ms is the upper bound
+# of the highest bucket that grew ("inf" beyond the last, "-" if none did).
+hist_delta() {
+	awk -v f="$3" '
+		function le(l) { sub(/.*le="/, "", l); sub(/".*/, "", l); return l }
+		$1 ~ "^" f "_bucket" { v[le($1)] = FNR == NR ? -$2 : v[le($1)] + $2; if (FNR == NR) order[++n] = le($1) }
+		$1 == f "_count" { c += FNR == NR ? -$2 : $2 }
+		END {
+			# cumulative buckets: the highest le whose count grew beyond the one below
+			max = "-"; below = 0
+			for (i = 1; i <= n; i++) { if (v[order[i]] > below) max = order[i]; below = v[order[i]] }
+			printf "%d %d %s\n", c, c - v["0.001"], max == "-" ? "-" : max == "+Inf" ? "inf" : max * 1000
+		}' "$1" "$2"
+}
+# sched_max PERF_DATA TASK: the longest wait for a core (from its wake-up to running, the
+# "sch delay" of perf sched timehist, a migration to another CPU included) of the threads
+# whose name[tid] starts with TASK, in ms.
+sched_max() {
+	perf sched timehist -i "$1" 2> /dev/null | awk -v c="$2" '
+		index($3, c) == 1 && $(NF - 1) + 0 > best { best = $(NF - 1) + 0 }
+		END { printf "%.3f", best }'
+}
+
 # measure N SERIES RATE ROUND: one flood with arping during it; one CSV row
 # and the reply times in the detail CSV.
 measure() {
 	local n=$1 s=$2 rate=$3 round=$4 p0 p1 rx0 rx1 f0 f1 out fpid tpid secs ach cpu sys fl
-	local pcap=$LAB_DIR/arp.pcap reqs reps arping e0 e1 d0 d1
+	local pcap=$LAB_DIR/arp.pcap reqs reps arping e0 e1 d0 d1 ppid slow share
 	status; f0=$(counter frames) d0=$(counter pcap_drops_wake)
+	scrape "$LAB_DIR/m0"
 	e0=$(stat -c %s "$(lab_node_dir n1)/odrs/events.jsonl" 2> /dev/null || echo 0)
 	rm -f "$pcap"
 	ip netns exec "$LAB_PREFIX-c2" tcpdump --immediate-mode -i eth0 -nn -U -w "$pcap" "arp and host $VM_IP" \
@@ -341,10 +409,19 @@ measure() {
 	runtimes "$LAB_DIR/rt0"
 	ip netns exec "$LAB_PREFIX-c1" $(flood_cmd "$s" "$rate") > "$LAB_DIR/flood.out" 2>&1 &
 	fpid=$!
+	if [ "$PERF_SCHED" = 1 ]; then
+		perf sched record -k CLOCK_MONOTONIC -a -o "$LAB_DIR/sched.data" -- sleep "$DURATION" > /dev/null 2>&1 &
+	elif [ "$PERF_SAMPLES" = 1 ]; then
+		perf record -k CLOCK_MONOTONIC -a -g -F 4000 -o "$LAB_DIR/samples.data" -- sleep "$DURATION" > /dev/null 2>&1 &
+	else
+		true &
+	fi
+	ppid=$!
 	sleep "$WARMUP"
 	lab_client_exec c2 arping -i eth0 -c "$PINGS" -W "$GAP" -w $((DURATION + 5)) "$VM_IP" \
 		> "$LAB_DIR/arping.out" 2>&1
 	wait "$fpid" || fail "flood: $(cat "$LAB_DIR/flood.out")"
+	wait "$ppid"
 	sleep "$TAIL"
 	runtimes "$LAB_DIR/rt1"
 	rx1=$(rx_packets)
@@ -352,6 +429,7 @@ measure() {
 	kill -INT "$tpid"
 	wait "$tpid"
 	status; f1=$(counter frames) d1=$(counter pcap_drops_wake)
+	scrape "$LAB_DIR/m1"
 	e1=$(stat -c %s "$(lab_node_dir n1)/odrs/events.jsonl" 2> /dev/null || echo 0)
 	out=$(cat "$LAB_DIR/flood.out")
 	[ "$(kv errors "$out")" = 0 ] || echo "   (flood: $out)"
@@ -370,10 +448,30 @@ measure() {
 	arping=$(grep -o 'time=[0-9.]* [mu]sec' "$LAB_DIR/arping.out" |
 		awk '{ v = substr($1, 6); if ($2 == "usec") v /= 1000; print v }' > "$LAB_DIR/alat"
 		echo "$(pct 0.5 < "$LAB_DIR/alat"),$(pct 0.99 < "$LAB_DIR/alat")")
+	slow=$(awk '$1 > 1 { n++ } END { print n + 0 }' "$LAB_DIR/lat")
+	share=$(hist_delta "$LAB_DIR/m0" "$LAB_DIR/m1" odrs_reply_delay_seconds)
+	share="$share $(hist_delta "$LAB_DIR/m0" "$LAB_DIR/m1" odrs_reply_turn_seconds)"
+	share="$share $(hist_delta "$LAB_DIR/m0" "$LAB_DIR/m1" odrs_loop_turn_seconds)"
 	set -- "$(pct 0.5 < "$LAB_DIR/lat")" "$(pct 0.99 < "$LAB_DIR/lat")" "$(pct 1 < "$LAB_DIR/lat")"
-	echo "$n,$s,$rate,$ach,$(kv pps "$out"),$cpu,$sys,$fl,$((f1 - f0)),$((rx1 - rx0)),$reqs,$reps,$1,$2,$3,$arping,$round,$(awk -v a="$e0" -v b="$e1" -v t="$secs" 'BEGIN { printf "%.0f", (b - a) / t }'),$((${d1:-0} - ${d0:-0}))" >> "$CSV"
+	echo "$n,$s,$rate,$ach,$(kv pps "$out"),$cpu,$sys,$fl,$((f1 - f0)),$((rx1 - rx0)),$reqs,$reps,$1,$2,$3,$arping,$round,$(awk -v a="$e0" -v b="$e1" -v t="$secs" 'BEGIN { printf "%.0f", (b - a) / t }'),$((${d1:-0} - ${d0:-0})),$slow,${share// /,}" >> "$CSV"
 	printf 'N %6s %s %6s pps: reached %6s, odrsd %5s %%, machine %5s %% (flood %s %%), %8s to user; ARP %s/%s answered, p50 %s p99 %s max %s ms (arping: %s)\n' \
 		"$n" "$s" "$rate" "$ach" "$cpu" "$sys" "$fl" "$((f1 - f0))" "$reps" "$reqs" "$1" "$2" "$3" "$arping"
+	set -- $share
+	printf '   over 1 ms: %s replies on the wire; odrsd: %s of %s capture-to-send (highest bucket %s ms), %s in-loop (%s ms), %s of %s loop turns (%s ms)\n' \
+		"$slow" "$2" "$1" "$3" "$5" "$6" "$8" "$7" "$9"
+	if [ "$PERF_SCHED" = 1 ]; then
+		echo "$n,$s,$rate,$round,$(sched_max "$LAB_DIR/sched.data" "odrsd[$PID]"),$(sched_max "$LAB_DIR/sched.data" arping[),$(sched_max "$LAB_DIR/sched.data" ksoftirqd/)" >> "$PCSV"
+		tail -n 1 "$PCSV" | awk -F, '{ printf "   perf sched, longest wait for a core: odrsd %s ms, arping %s ms, ksoftirqd %s ms\n", $5, $6, $7 }'
+		[ -n "$KEEP" ] && mkdir -p "$KEEP" && cp "$LAB_DIR/sched.data" "$KEEP/$n-$s-$rate-$round.sched"
+	fi
+	if [ "$PERF_SAMPLES" = 1 ] && [ -n "$KEEP" ]; then
+		mkdir -p "$KEEP" && cp "$LAB_DIR/samples.data" "$KEEP/$n-$s-$rate-$round.samples"
+	fi
+	if [ -n "$KEEP" ]; then
+		mkdir -p "$KEEP" && cp "$pcap" "$KEEP/$n-$s-$rate-$round.pcap" &&
+			python3 -c 'import time; print(time.clock_gettime(time.CLOCK_REALTIME) - time.clock_gettime(time.CLOCK_MONOTONIC), '"$PID"')' \
+				> "$KEEP/$n-$s-$rate-$round.offset"
+	fi
 }
 
 # Per (N, series, rate): "n series rate achieved cpu p50 p99 max answered/asked to_user machine lost_pct",
@@ -404,6 +502,27 @@ medians() {
 					'NR > 1 && $1 == n && $2 == s && $3 == r && s == "arp" && $10 > 0 {
 						l = ($10 - $9) / $10 * 100; print l < 0 ? 0 : l }' "$CSV" | median)"
 				echo
+			done
+		done
+	done
+}
+
+# Per (N, series, rate), all rounds: "n series rate wire_slow/requests odrsd_slow/replies reply_max_le
+# in_turn_slow in_turn_max_le turns_slow/turns turn_max_le" (CSV columns 21-30).
+share_table() {
+	local n s rate
+	for n in $NS; do
+		for s in $SERIES; do
+			for rate in $RATES; do
+				awk -F, -v n="$n" -v s="$s" -v r="$rate" '
+					function top(a, b) { return a == "inf" || b == "inf" ? "inf" : b == "-" ? a : a == "-" || b + 0 > a + 0 ? b : a }
+					BEGIN { rm = im = tm = "-" }
+					NR > 1 && $1 == n && $2 == s && $3 == r {
+						w += $21; q += $11; ro += $23; rr += $22; rm = top(rm, $24); io += $26; im = top(im, $27)
+						to += $29; tt += $28; tm = top(tm, $30)
+					}
+					END { printf "%7s %-6s %7s %10s %12s %12s %10s %10s %14s %11s\n", n, s, r, w "/" q, ro "/" rr, rm, io, im,
+						to "/" tt, tm }' "$CSV"
 			done
 		done
 	done
@@ -441,8 +560,16 @@ summarize() {
 		echo " odrsd_%, to_user/s, lost_% and machine_% are medians of the rounds; machine_% counts every"
 		echo " process on the machine, other users' too: read it for trends only)"
 		echo
+		echo "over 1 ms, all rounds: replies on c2's wire; odrsd's capture-to-send of its replies, loop turns"
+		printf '%7s %-6s %7s %10s %12s %12s %10s %10s %14s %11s\n' vms series rate wire_slow odrsd_slow reply_max_le \
+			in_loop in_loop_max turns_slow turn_max_le
+		share_table
+		echo "(odrsd_slow = replies whose capture-to-send was over 1 ms, of all it sent; in_loop = those whose"
+		echo " part from the loop turn's start to the send was over 1 ms; *_max = the upper bound of the"
+		echo " highest histogram bucket reached, ms; turns_slow = loop turns over 1 ms, of all)"
+		echo
 		echo "command: N=\"$NS\" RATES=\"$RATES\" SERIES=\"$SERIES\" DURATION=$DURATION PINGS=$PINGS" \
-			"GAP=$GAP ROUNDS=$ROUNDS LAB_PREFIX=$LAB_PREFIX bench/datapath.sh"
+			"GAP=$GAP ROUNDS=$ROUNDS${TAG:+ TAG=$TAG} PERF_SCHED=$PERF_SCHED LAB_PREFIX=$LAB_PREFIX bench/datapath.sh"
 		echo "run time: $SECONDS s"
 	} > "$TXT"
 	cat "$TXT"
@@ -489,9 +616,10 @@ ip netns exec "$LAB_PREFIX-sw" bridge fdb add "$FAKE_MAC" dev sw-n1 master stati
 odrs_snapshot_files "$MAXN" || fail "snapshot files"
 SRC_MAC=$(ip -n "$LAB_PREFIX-c1" -br link show eth0 | awk '{ print $3 }')
 SRC_IP=$(lab_client_ip c1)
-echo "vms,series,rate,achieved_pps,sent_pps,odrsd_cpu_pct,system_cpu_pct,flood_cpu_pct,frames_to_userspace,frames_reached,requests,replies,p50_ms,p99_ms,max_ms,arping_p50_ms,arping_p99_ms,round,evlog_bps,pcap_drops" > "$CSV"
+echo "vms,series,rate,achieved_pps,sent_pps,odrsd_cpu_pct,system_cpu_pct,flood_cpu_pct,frames_to_userspace,frames_reached,requests,replies,p50_ms,p99_ms,max_ms,arping_p50_ms,arping_p99_ms,round,evlog_bps,pcap_drops,slow_replies,odrsd_replies,odrsd_replies_over_1ms,odrsd_reply_max_le_ms,in_turn_replies,in_turn_over_1ms,in_turn_max_le_ms,loop_turns,loop_turns_over_1ms,loop_turn_max_le_ms" > "$CSV"
 echo "vms,series,rate,round,reply_ms" > "$DCSV"
 echo "vms,socket_s,inspected_s,odrsd_cpu_s,rss_mib,conf_mib" > "$SCSV"
+[ "$PERF_SCHED" = 1 ] && echo "vms,series,rate,round,odrsd_max_wait_ms,arping_max_wait_ms,ksoftirqd_max_wait_ms" > "$PCSV"
 
 for n in $NS; do
 	step "N = $n sleeping VMs"
@@ -510,4 +638,4 @@ done
 step "summary"
 summarize
 plot
-echo "results in $RESULTS: datapath.csv datapath-detail.csv datapath-start.csv datapath.txt datapath.png"
+echo "results in $RESULTS: datapath$SFX.csv datapath$SFX-detail.csv datapath$SFX-start.csv datapath$SFX.txt datapath$SFX.png"

@@ -100,9 +100,10 @@ static void on_frame(u_char *user, const struct pcap_pkthdr *h, const u_char *fr
 
 	if (!frame_decode(c->d, h, frame, &p))
 		return;
-	if ((vm = frame_vm(c->d, &p)))
+	if ((vm = frame_vm(c->d, &p))) {
+		c->d->frame_captured = h->ts;
 		vm_on_frame(c->d, vm, &p, frame, h->caplen);
-	else
+	} else
 		c->filtered_user++;
 }
 

@@ -242,6 +242,25 @@ static json_t *lost_nodes(struct odrsd *d)
 	return a;
 }
 
+/*
+ * odrsd's share of the data path, since start: the reply delay's p99 and
+ * maximum, the replies over 1 ms, the longest in-loop part of a reply; the
+ * longest loop turn, the turns and those over 1 ms (odrsd(8), Metrics: the histograms whole).
+ */
+static void delay_status(const struct odrsd *d, json_t *status, json_t *counters)
+{
+	json_object_set_new(status, "reply_delay_p99_us",
+			    json_integer((json_int_t)delay_quantile_us(&d->reply_delay, 0.99)));
+	json_object_set_new(status, "reply_delay_max_us", json_integer((json_int_t)d->reply_delay.max_us));
+	json_object_set_new(status, "reply_turn_max_us", json_integer((json_int_t)d->reply_turn.max_us));
+	json_object_set_new(status, "loop_turn_max_us", json_integer((json_int_t)d->loop_turn.max_us));
+	json_object_set_new(counters, "reply_delays_over_1ms",
+			    json_integer((json_int_t)delay_over_us(&d->reply_delay, 1000)));
+	json_object_set_new(counters, "loop_turns", json_integer((json_int_t)d->loop_turn.count));
+	json_object_set_new(counters, "loop_turns_over_1ms",
+			    json_integer((json_int_t)delay_over_us(&d->loop_turn, 1000)));
+}
+
 static void cmd_status(struct conn *c, const struct wk_ctl_request *req)
 {
 	struct odrsd *d = c->d;
@@ -288,6 +307,8 @@ static void cmd_status(struct conn *c, const struct wk_ctl_request *req)
 			    json_integer((json_int_t)d->n.refused_ignore_sources));
 	capture_status(d, json_object_get(o, "status"),
 		       json_object_get(json_object_get(o, "status"), "counters"));
+	delay_status(d, json_object_get(o, "status"),
+		     json_object_get(json_object_get(o, "status"), "counters"));
 	if (cluster_on(d)) {
 		json_t *st = json_object_get(o, "status"), *n = json_object_get(st, "counters");
 		json_object_set_new(st, "cluster_store",

@@ -225,6 +225,16 @@ static void idle_act(struct odrsd *d, struct vm *vm)
 }
 
 /*
+ * A check walks every VM, IDLE_SLICE of them per loop turn: at 100,000
+ * VMs, most of them asleep, the whole walk takes about 2 ms (a cache miss
+ * per VM), which a frame arriving meanwhile would wait for
+ * (odrs_loop_turn_seconds; bench/README.md, issue 17's spikes). Between
+ * slices the loop polls, and the wake capture goes first; a timer, not an
+ * ev_idle, so that a flood that keeps a capture readable cannot starve it.
+ */
+#define IDLE_SLICE 4096
+
+/*
  * A VM that looks idle is acted on ACTIVITY_DELAY_MS (and a margin) after the
  * confirm capture began to take its TCP: by then the activity capture has
  * handed over every frame from before, the confirm capture every frame since.
@@ -233,18 +243,32 @@ static void idle_act(struct odrsd *d, struct vm *vm)
 static void on_idle_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct odrsd *d = w->data;
-	bool any = false;
 
 	capture_activity_flush(d);
-	for (size_t i = 0; i < d->nvms; i++) {
-		struct vm *vm = d->vms[i];
+	d->idle_walked = 0;
+	d->idle_any = false;
+	ev_timer_start(loop, &d->idle_walk);
+}
+
+static void on_idle_walk(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct odrsd *d = w->data;
+	size_t end = d->idle_walked + IDLE_SLICE;
+
+	/* A reload meanwhile may have rebuilt d->vms: a VM checked twice or not at all this once is harmless. */
+	for (; d->idle_walked < d->nvms && d->idle_walked < end; d->idle_walked++) {
+		struct vm *vm = d->vms[d->idle_walked];
 		hibernate_dozing(d, vm);
 		vm->idle_pending = idle_candidate(d, vm);
-		any = any || vm->idle_pending;
+		d->idle_any = d->idle_any || vm->idle_pending;
 		if (vm_watch_activity(d, vm) && !idle_for(d, vm))
 			traffic_seen(d, vm);
 	}
-	if (!any)
+	if (d->idle_walked < d->nvms) {
+		ev_timer_start(loop, w);
+		return;
+	}
+	if (!d->idle_any)
 		return;
 	if (capture_confirm_update(d) < 0) {
 		for (size_t i = 0; i < d->nvms; i++)
@@ -282,6 +306,15 @@ void idle_start(struct odrsd *d)
 	ev_timer_start(d->loop, &d->idle_timer);
 	ev_timer_init(&d->idle_confirm, on_idle_confirm, (ACTIVITY_DELAY_MS + 50) / 1000., 0.);
 	d->idle_confirm.data = d;
+	/* Due at once, one-shot: each slice starts it for the next turn. */
+	ev_timer_init(&d->idle_walk, on_idle_walk, 0., 0.);
+	d->idle_walk.data = d;
+}
+
+void idle_stop(struct odrsd *d)
+{
+	ev_timer_stop(d->loop, &d->idle_timer);
+	ev_timer_stop(d->loop, &d->idle_walk);
 }
 
 void idle_interval_changed(struct odrsd *d)

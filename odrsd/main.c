@@ -525,7 +525,7 @@ static void on_sigterm(struct ev_loop *loop, ev_signal *w, int revents)
 	}
 	d->stop_woken = 0;
 	/* Nothing goes back to sleep while it stops. */
-	ev_timer_stop(loop, &d->idle_timer);
+	idle_stop(d);
 	for (size_t i = 0; i < d->nvms; i++) {
 		if (!wakes_only_here(d, d->vms[i]))
 			continue;
@@ -690,6 +690,41 @@ static int start(struct odrsd *d)
  * 0 serving, 1 failed; a child that dies says nothing, which counts as failed.
  * Returns the pipe's write end in the child.
  */
+/*
+ * A loop turn, from its wake-up out of poll to its next poll: what the
+ * callbacks took, which is what a frame that came meanwhile waited for. The
+ * check watcher runs first in a turn (libev queues checks last at the top
+ * priority, and runs the last queued first), the prepare watcher after
+ * every callback of the turn.
+ */
+static void on_turn_begin(struct ev_loop *loop, ev_check *w, int revents)
+{
+	struct odrsd *d = w->data;
+
+	clock_gettime(CLOCK_MONOTONIC, &d->turn_began);
+}
+
+static void on_turn_end(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct odrsd *d = w->data;
+
+	/* Before the first poll no turn has begun. */
+	if (d->turn_began.tv_sec || d->turn_began.tv_nsec)
+		delay_observe(&d->loop_turn, delay_since_mono_us(&d->turn_began));
+}
+
+static void loop_turns_start(struct odrsd *d)
+{
+	ev_check_init(&d->turn_begin, on_turn_begin);
+	ev_set_priority(&d->turn_begin, EV_MAXPRI);
+	d->turn_begin.data = d;
+	ev_check_start(d->loop, &d->turn_begin);
+	ev_prepare_init(&d->turn_end, on_turn_end);
+	ev_set_priority(&d->turn_end, EV_MINPRI);
+	d->turn_end.data = d;
+	ev_prepare_start(d->loop, &d->turn_end);
+}
+
 static int detach_begin(void)
 {
 	int report[2];
@@ -813,6 +848,7 @@ int main(int argc, char **argv)
 	ev_signal_start(d->loop, &d->sighup);
 	ev_signal_start(d->loop, &d->sigterm);
 	ev_signal_start(d->loop, &d->sigint);
+	loop_turns_start(d);
 	log_info("serving %zu VMs on %s as node %s", d->nvms, d->cfg->interface, d->cfg->node);
 	if (report >= 0)
 		detach_end(report, d);

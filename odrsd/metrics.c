@@ -68,6 +68,9 @@ static void snapshot_fill(struct odrsd *d, struct metrics_snapshot *s)
 	s->syns_held = d->n.syns_held;
 	s->frames_malformed = d->n.malformed;
 	s->pcap_drops = capture_pcap_drops(d);
+	s->reply_delay = d->reply_delay;
+	s->reply_turn = d->reply_turn;
+	s->loop_turn = d->loop_turn;
 	s->accept_holder = !strcmp(cluster_accept_holder(d, &term), d->cfg->node);
 	for (size_t i = 0; i < d->nvms; i++) {
 		const struct vm *vm = d->vms[i];

@@ -50,6 +50,7 @@ struct metrics_snapshot {
 	uint64_t memory_freed_bytes;
 	bool accept_holder;
 	struct metrics_histogram wake, hibernate;
+	struct delay_histogram reply_delay, reply_turn, loop_turn; /* odrsd's share of the data path */
 };
 
 /* The text of s, malloc'd, in *text; its length, or -ENOMEM. */

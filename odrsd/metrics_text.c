@@ -27,16 +27,16 @@ void metrics_histogram_observe(struct metrics_histogram *h, uint64_t ms)
 	h->sum_ms += ms;
 }
 
-/* ms as seconds, exactly and shortest: 1234 is 1.234, 2500 is 2.5, 60000 is 60. */
-static void seconds(FILE *f, uint64_t ms)
+/* us as seconds, exactly and shortest: 1234000 is 1.234, 2500000 is 2.5, 25 is 0.000025. */
+static void seconds(FILE *f, uint64_t us)
 {
-	char frac[5];
+	char frac[8];
 	int n;
 
-	fprintf(f, "%llu", (unsigned long long)(ms / 1000));
-	if (!(ms % 1000))
+	fprintf(f, "%llu", (unsigned long long)(us / 1000000));
+	if (!(us % 1000000))
 		return;
-	n = snprintf(frac, sizeof(frac), ".%03u", (unsigned)(ms % 1000));
+	n = snprintf(frac, sizeof(frac), ".%06u", (unsigned)(us % 1000000));
 	while (frac[n - 1] == '0')
 		frac[--n] = '\0';
 	fputs(frac, f);
@@ -53,20 +53,37 @@ static void scalar(FILE *f, const char *name, const char *type, const char *help
 	fprintf(f, "%s %llu\n", name, (unsigned long long)v);
 }
 
-static void histogram(FILE *f, const char *name, const char *help, const struct metrics_histogram *h)
+/*
+ * A histogram family from nbuckets counts, bucket[i] the observations up to
+ * bound[i] (in units of unit_us µs) and over the one before; count in all,
+ * beyond the last bound too; their sum in µs.
+ */
+static void histogram(FILE *f, const char *name, const char *help, const uint64_t *bound, uint64_t unit_us,
+		      const uint64_t *bucket, size_t nbuckets, uint64_t count, uint64_t sum_us)
 {
 	uint64_t cumulative = 0;
 
 	family(f, name, "histogram", help);
-	for (size_t i = 0; i < METRICS_BUCKETS; i++) {
-		cumulative += h->bucket[i];
+	for (size_t i = 0; i < nbuckets; i++) {
+		cumulative += bucket[i];
 		fprintf(f, "%s_bucket{le=\"", name);
-		seconds(f, metrics_bucket_ms[i]);
+		seconds(f, bound[i] * unit_us);
 		fprintf(f, "\"} %llu\n", (unsigned long long)cumulative);
 	}
-	fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum ", name, (unsigned long long)h->count, name);
-	seconds(f, h->sum_ms);
-	fprintf(f, "\n%s_count %llu\n", name, (unsigned long long)h->count);
+	fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum ", name, (unsigned long long)count, name);
+	seconds(f, sum_us);
+	fprintf(f, "\n%s_count %llu\n", name, (unsigned long long)count);
+}
+
+static void histogram_ms(FILE *f, const char *name, const char *help, const struct metrics_histogram *h)
+{
+	histogram(f, name, help, metrics_bucket_ms, 1000, h->bucket, METRICS_BUCKETS, h->count,
+		  h->sum_ms * 1000);
+}
+
+static void histogram_us(FILE *f, const char *name, const char *help, const struct delay_histogram *h)
+{
+	histogram(f, name, help, delay_bucket_us, 1, h->bucket, DELAY_BUCKETS, h->count, h->sum_us);
 }
 
 ssize_t metrics_render(const struct metrics_snapshot *s, char **text)
@@ -105,9 +122,23 @@ ssize_t metrics_render(const struct metrics_snapshot *s, char **text)
 	       s->memory_freed_bytes);
 	scalar(f, "odrs_accept_holder", "gauge",
 	       "1 when this node answers for the sleeping VMs (the accept role), else 0.", s->accept_holder);
-	histogram(f, "odrs_wake_duration_seconds", "Time from a wake's trigger to its VM running.", &s->wake);
-	histogram(f, "odrs_hibernate_duration_seconds", "Time a hibernation took to save its VM.",
-		  &s->hibernate);
+	histogram_ms(f, "odrs_wake_duration_seconds", "Time from a wake's trigger to its VM running.",
+		     &s->wake);
+	histogram_ms(f, "odrs_hibernate_duration_seconds", "Time a hibernation took to save its VM.",
+		     &s->hibernate);
+	histogram_us(f, "odrs_reply_delay_seconds",
+		     "Time from an ARP request's or neighbor solicitation's capture (the kernel's receive "
+		     "time) to its reply's send.",
+		     &s->reply_delay);
+	histogram_us(
+		f, "odrs_reply_turn_seconds",
+		"Of odrs_reply_delay_seconds, the part after the event loop's wake-up: from the start of "
+		"the loop turn that sent the reply to its send.",
+		&s->reply_turn);
+	histogram_us(f, "odrs_loop_turn_seconds",
+		     "Time each turn of odrsd's event loop spent in callbacks, from its wake-up to its next "
+		     "wait.",
+		     &s->loop_turn);
 	if (fclose(f) != 0) {
 		free(buf);
 		return -ENOMEM;

@@ -11,6 +11,7 @@
 #include <wake.h>
 
 #include "cluster.h"
+#include "delay.h"
 #include "filter.h"
 #include "virt.h"
 
@@ -215,7 +216,10 @@ struct odrsd {
 	int control_fd;
 	char control_path[108]; /* sun_path's size */
 	ev_io control_io;
-	ev_timer idle_timer;   /* one for all VMs: check_interval */
+	ev_timer idle_timer; /* one for all VMs: check_interval */
+	ev_timer idle_walk;  /* the check in progress: d->vms[idle_walked..] still to see (idle.c) */
+	size_t idle_walked;
+	bool idle_any;	       /* a VM seen so far looked idle */
 	ev_timer idle_confirm; /* ACTIVITY_DELAY_MS after the confirm capture opened */
 	ev_signal sighup, sigterm, sigint;
 	/* Stopping with wake_on_stop: the wakes asked for, until they end or stop_deadline. */
@@ -233,6 +237,15 @@ struct odrsd {
 	struct retrain retrain;
 	struct vm_life *life;	     /* vm.c: its effects and observers (wake.c fills them in) */
 	struct discovery *discovery; /* discover.c: the domains found with odrs metadata */
+
+	/* odrsd's share of the data path's delays (delay.h), for status and /metrics. */
+	struct timeval frame_captured;	    /* the wake capture's frame in hand: its pcap timestamp */
+	struct delay_histogram reply_delay; /* a neighbour request's capture to its reply's send */
+	struct delay_histogram reply_turn;  /* the loop's wake-up to the reply's send: the in-loop part */
+	struct delay_histogram loop_turn; /* each loop turn's callbacks: wake-up from poll to the next poll */
+	struct timespec turn_began;	  /* this turn's wake-up (CLOCK_MONOTONIC) */
+	ev_check turn_begin;
+	ev_prepare turn_end;
 };
 
 /* capture.c */
@@ -302,6 +315,8 @@ void flows_free(struct vm *vm);
 
 /* idle.c */
 void idle_start(struct odrsd *d);
+/* No more checks (stopping): nothing goes to sleep from here on. */
+void idle_stop(struct odrsd *d);
 void idle_interval_changed(struct odrsd *d);
 /* A TCP frame to or from ip: false when it is no VM's. */
 bool idle_note_tcp(struct odrsd *d, uint32_t ip);

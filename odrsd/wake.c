@@ -156,6 +156,8 @@ static void wake_on_neighbour(struct odrsd *d, struct vm *vm, const struct wk_pk
 		log_warn("%s: %s not sent", vm->name, q.v6 ? "neighbor advertisement" : "ARP reply");
 		return;
 	}
+	delay_observe(&d->reply_delay, delay_since_us(&d->frame_captured));
+	delay_observe(&d->reply_turn, delay_since_mono_us(&d->turn_began));
 	d->n.arp_replies++;
 	addr_str(q.v6, q.requester, who);
 	evlog_frame(q.v6 ? "ndp_reply" : "arp_reply", vm->name, NULL,

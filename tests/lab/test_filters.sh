@@ -12,6 +12,10 @@
 #   (198.18.0.250, sent: counted on the client's wire) stop in the kernel;
 # - 300 ARP requests for ghost in a burst are answered and logged as at most
 #   a few arp_reply lines whose counts add up to the replies sent;
+# - odrsd's share of the data path: each reply is one observation of
+#   odrs_reply_delay_seconds and odrs_reply_turn_seconds in /metrics, the
+#   loop's turns are counted, and status shows reply_delay_*, reply_turn_max_us,
+#   loop_turn_max_us and the counts over 1 ms;
 # - ARP (wake_on = syn) and a SYN to port 80 (wake_ports = 22) are refused:
 #   trigger_refused by reason, and the status counters;
 # - positive control: a SYN to port 22 wakes ghost through the filter.
@@ -27,7 +31,7 @@ IP=198.18.0.40 MAC=52:54:00:12:00:40 OTHERS=99 ARPS=300 AMID=198.18.20.50 FAR=19
 trap lab_down EXIT
 lab_up 1 1 || fail "lab_up"
 mkdir -p "$LAB_SHARED" && echo x > "$LAB_SHARED/ghost.odrs-save"
-conf=$(odrs_conf n1 "[vm ghost]" "ip = $IP" "mac = $MAC" "wake_on = syn" "wake_ports = 22")
+conf=$(odrs_conf n1 "$(odrs_metrics_conf n1)" "[vm ghost]" "ip = $IP" "mac = $MAC" "wake_on = syn" "wake_ports = 22")
 for i in $(seq 1 $OTHERS); do
 	echo x > "$LAB_SHARED/s$i.odrs-save"
 	# 198.18.20.1-49 and .51-100: $AMID is no VM's.
@@ -72,7 +76,12 @@ echo "$sent SYNs to $FAR on c1's wire; filtered_user_wake +$(($(field filtered_u
 [ "$(odrs_evlog n1 | grep -c '"event":"wake_start"')" = 0 ] || fail "a SYN to no VM started a wake"
 
 step "$ARPS ARP requests for ghost: answered, logged aggregated, refused as triggers (wake_on = syn)"
-replies0=$(field arp_replies) refused0=$(field triggers_refused_wake_on)
+replies0=$(field arp_replies) refused0=$(field triggers_refused_wake_on) turns0=$(field loop_turns)
+for k in reply_delay_p99_us reply_delay_max_us reply_turn_max_us loop_turn_max_us reply_delays_over_1ms \
+	loop_turns_over_1ms; do
+	[ -n "$(field $k)" ] || fail "no $k in status"
+done
+odrs_scrape n1 "$LAB_DIR/m0"
 lab_client_exec c1 python3 - "$IP" "$ARPS" <<'EOF' || fail "generator failed"
 import socket, struct, sys
 vm_ip, n = socket.inet_aton(sys.argv[1]), int(sys.argv[2])
@@ -98,6 +107,17 @@ echo "$replies replies, $lines arp_reply lines"
 odrs_evlog n1 | grep '"event":"trigger_refused"' | grep -q '"trigger":"arp","reason":"wake_on"' ||
 	fail "no trigger_refused for arp by wake_on"
 [ "$(odrs_evlog n1 | grep -c '"event":"wake_start"')" = 0 ] || fail "an ARP request started a wake"
+odrs_scrape n1 "$LAB_DIR/m1"
+for h in odrs_reply_delay_seconds odrs_reply_turn_seconds; do
+	a=$(odrs_metric "$LAB_DIR/m0" ${h}_count) && b=$(odrs_metric "$LAB_DIR/m1" ${h}_count) || fail "no ${h}_count"
+	[ $((b - a)) = "$replies" ] || fail "${h}_count +$((b - a)), want one per reply: +$replies"
+done
+echo "reply delay: p99 $(field reply_delay_p99_us) us, max $(field reply_delay_max_us) us," \
+	"in the loop $(field reply_turn_max_us) us; loop turns $(field loop_turns), longest $(field loop_turn_max_us) us"
+[ "$(field reply_delay_max_us)" -gt 0 ] && [ "$(field reply_delay_p99_us)" -gt 0 ] ||
+	fail "reply_delay_max_us $(field reply_delay_max_us), reply_delay_p99_us $(field reply_delay_p99_us) after $replies replies"
+[ "$(field reply_delay_p99_us)" -le "$(field reply_delay_max_us)" ] || fail "reply delay p99 above its maximum"
+[ "$(field loop_turns)" -gt "$turns0" ] || fail "loop_turns did not move from $turns0"
 
 step "a SYN to port 80 is refused (wake_ports); one to port 22 wakes ghost through the filter"
 lab_router_client c1 $IP $MAC

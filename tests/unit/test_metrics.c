@@ -1,7 +1,8 @@
 /*
  * The /metrics text (odrsd/metrics_text.c) against golden text: every
  * family with its HELP and TYPE, every label value from the start, the
- * histograms cumulative with exact sums in seconds. The lab test
+ * histograms cumulative with exact sums in seconds (to the µs for the data
+ * path's delays). The lab test
  * (tests/lab/test_wake.sh) runs promtool on a live scrape.
  */
 #include <setjmp.h>
@@ -86,7 +87,61 @@ static const char golden[] =
 	"odrs_hibernate_duration_seconds_bucket{le=\"60\"} 1\n"
 	"odrs_hibernate_duration_seconds_bucket{le=\"+Inf\"} 1\n"
 	"odrs_hibernate_duration_seconds_sum 2.1\n"
-	"odrs_hibernate_duration_seconds_count 1\n";
+	"odrs_hibernate_duration_seconds_count 1\n"
+	"# HELP odrs_reply_delay_seconds Time from an ARP request's or neighbor solicitation's capture (the "
+	"kernel's "
+	"receive time) to its reply's send.\n"
+	"# TYPE odrs_reply_delay_seconds histogram\n"
+	"odrs_reply_delay_seconds_bucket{le=\"0.000025\"} 1\n"
+	"odrs_reply_delay_seconds_bucket{le=\"0.00005\"} 1\n"
+	"odrs_reply_delay_seconds_bucket{le=\"0.0001\"} 1\n"
+	"odrs_reply_delay_seconds_bucket{le=\"0.00025\"} 1\n"
+	"odrs_reply_delay_seconds_bucket{le=\"0.0005\"} 1\n"
+	"odrs_reply_delay_seconds_bucket{le=\"0.001\"} 2\n"
+	"odrs_reply_delay_seconds_bucket{le=\"0.0025\"} 3\n"
+	"odrs_reply_delay_seconds_bucket{le=\"0.005\"} 3\n"
+	"odrs_reply_delay_seconds_bucket{le=\"0.01\"} 3\n"
+	"odrs_reply_delay_seconds_bucket{le=\"0.025\"} 3\n"
+	"odrs_reply_delay_seconds_bucket{le=\"0.1\"} 3\n"
+	"odrs_reply_delay_seconds_bucket{le=\"+Inf\"} 4\n"
+	"odrs_reply_delay_seconds_sum 0.152021\n"
+	"odrs_reply_delay_seconds_count 4\n"
+	"# HELP odrs_reply_turn_seconds Of odrs_reply_delay_seconds, the part after the event loop's "
+	"wake-up: from "
+	"the start of the loop turn that sent the reply to its send.\n"
+	"# TYPE odrs_reply_turn_seconds histogram\n"
+	"odrs_reply_turn_seconds_bucket{le=\"0.000025\"} 1\n"
+	"odrs_reply_turn_seconds_bucket{le=\"0.00005\"} 1\n"
+	"odrs_reply_turn_seconds_bucket{le=\"0.0001\"} 1\n"
+	"odrs_reply_turn_seconds_bucket{le=\"0.00025\"} 1\n"
+	"odrs_reply_turn_seconds_bucket{le=\"0.0005\"} 1\n"
+	"odrs_reply_turn_seconds_bucket{le=\"0.001\"} 1\n"
+	"odrs_reply_turn_seconds_bucket{le=\"0.0025\"} 1\n"
+	"odrs_reply_turn_seconds_bucket{le=\"0.005\"} 1\n"
+	"odrs_reply_turn_seconds_bucket{le=\"0.01\"} 1\n"
+	"odrs_reply_turn_seconds_bucket{le=\"0.025\"} 1\n"
+	"odrs_reply_turn_seconds_bucket{le=\"0.1\"} 1\n"
+	"odrs_reply_turn_seconds_bucket{le=\"+Inf\"} 1\n"
+	"odrs_reply_turn_seconds_sum 0.00001\n"
+	"odrs_reply_turn_seconds_count 1\n"
+	"# HELP odrs_loop_turn_seconds Time each turn of odrsd's event loop spent in callbacks, from its "
+	"wake-up to "
+	"its next wait.\n"
+	"# TYPE odrs_loop_turn_seconds histogram\n"
+	"odrs_loop_turn_seconds_bucket{le=\"0.000025\"} 0\n"
+	"odrs_loop_turn_seconds_bucket{le=\"0.00005\"} 0\n"
+	"odrs_loop_turn_seconds_bucket{le=\"0.0001\"} 0\n"
+	"odrs_loop_turn_seconds_bucket{le=\"0.00025\"} 0\n"
+	"odrs_loop_turn_seconds_bucket{le=\"0.0005\"} 0\n"
+	"odrs_loop_turn_seconds_bucket{le=\"0.001\"} 0\n"
+	"odrs_loop_turn_seconds_bucket{le=\"0.0025\"} 0\n"
+	"odrs_loop_turn_seconds_bucket{le=\"0.005\"} 0\n"
+	"odrs_loop_turn_seconds_bucket{le=\"0.01\"} 0\n"
+	"odrs_loop_turn_seconds_bucket{le=\"0.025\"} 0\n"
+	"odrs_loop_turn_seconds_bucket{le=\"0.1\"} 0\n"
+	"odrs_loop_turn_seconds_bucket{le=\"+Inf\"} 0\n"
+	"odrs_loop_turn_seconds_sum 0\n"
+	"odrs_loop_turn_seconds_count 0\n";
 
 /* A bucket holds what is <= its bound: 10 ms is in le="0.01", 11 ms is not. */
 static void test_buckets(void **state)
@@ -133,6 +188,12 @@ static void test_golden(void **state)
 	for (size_t i = 0; i < sizeof(wakes_ms) / sizeof(wakes_ms[0]); i++)
 		metrics_histogram_observe(&s.wake, wakes_ms[i]);
 	metrics_histogram_observe(&s.hibernate, 2100);
+	/* Up to 1 ms is in le="0.001"; past the last bound only in +Inf; the sums exact to the µs. */
+	delay_observe(&s.reply_delay, 20);
+	delay_observe(&s.reply_delay, 1000);
+	delay_observe(&s.reply_delay, 1001);
+	delay_observe(&s.reply_delay, 150000);
+	delay_observe(&s.reply_turn, 10);
 	len = metrics_render(&s, &text);
 	assert_non_null(text);
 	assert_int_equal(len, (ssize_t)strlen(text));
