@@ -101,6 +101,10 @@ $(B)/tests/test_metadata: $(B)/asan/odrsd/metadata.o
 $(B)/tests/test_evlog: tests/unit/test_evlog.c $(B)/asan/odrsd/evlog.o $(LIBWAKE_SRC:%.c=$(B)/asan/%.o)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $^ $(PKG_LIBS) -lcmocka
+# The switches' retraining (odrsd/retrain.c) on a real loop; the injection, the event log and the log stubbed.
+$(B)/tests/test_retrain: tests/unit/test_retrain.c $(B)/asan/odrsd/retrain.o $(LIBWAKE_SRC:%.c=$(B)/asan/%.o)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $^ $(PKG_LIBS) -lcmocka
 # The capture filters' builder and their fit to the kernel: libpcap only.
 $(B)/tests/test_filter: $(B)/asan/odrsd/filter.o
 # Fuzzers: clang's libFuzzer over the same sources.
