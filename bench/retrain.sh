@@ -15,14 +15,17 @@
 # A role move and each retrain_refresh are one sweep over the VMs at the rate,
 # queueing nothing (issue 17): with N=100000 the burst takes N/rate s and
 # the holder's memory stays flat (rss_kib: the new holder's VmRSS after the
-# burst, against rss_before_kib, before the move). cpu_pct: the new holder's
+# burst, against rss_before_kib, before the move, and rss_sweeping_kib, once
+# the sweep has sent a tenth of the VMs' frames: what came with the role, the
+# wake capture's filter naming every sleeping VM). cpu_pct: the new holder's
 # CPU time over the burst, in percent of one core. With REFRESH (a
 # retrain_refresh, e.g. 20s; default 0, none) each round then waits for
 # refresh sweeps worth half of the VMs more and takes the RSS again
 # (rss_refresh_kib; "-" without REFRESH): a refresh never grows memory.
 #
 # Output (RESULTS, default bench/results/; TAG: retrain-TAG.*, default none):
-#   retrain.csv  rate,vms,frames,ms,fps,fdb_on_holder,round,rss_kib,rss_before_kib,cpu_pct,rss_refresh_kib
+#   retrain.csv  rate,vms,frames,ms,fps,fdb_on_holder,round,rss_kib,rss_before_kib,cpu_pct,rss_refresh_kib,
+#                rss_sweeping_kib
 #   retrain.txt  medians per rate, the machine, the load at start and end, the command
 #   retrain.png  burst time and frames/s vs retrain_rate (gnuplot)
 # Exit 0: measured; 1: a step failed.
@@ -77,7 +80,7 @@ lab_wait "${START_TIMEOUT:-900}" eval '[ "$(sleeping n1)" = "$N" ] && [ "$(sleep
 
 mkdir -p "$RESULTS"
 csv=$OUT.csv
-echo "rate,vms,frames,ms,fps,fdb_on_holder,round,rss_kib,rss_before_kib,cpu_pct,rss_refresh_kib" > "$csv"
+echo "rate,vms,frames,ms,fps,fdb_on_holder,round,rss_kib,rss_before_kib,cpu_pct,rss_refresh_kib,rss_sweeping_kib" > "$csv"
 for rate in $RATES; do
 	for n in n1 n2; do conf $n "$rate" > /dev/null; lab_odrsctl $n reload > /dev/null || fail "reload $n"; done
 	for round in $(seq 1 "$ROUNDS"); do
@@ -85,9 +88,12 @@ for rate in $RATES; do
 		to=n1; [ "$cur" = n1 ] && to=n2
 		before=$(grep -c '"event":"retrain"' "$(lab_node_dir $to)/odrs/events.jsonl" 2>/dev/null)
 		pid=$(lab_odrsd_pid $to) || fail "no odrsd on $to"
-		rss0=$(rss_kib "$pid") cpu0=$(cpu_ticks "$pid")
+		rss0=$(rss_kib "$pid") cpu0=$(cpu_ticks "$pid") sent0=$(frames_sent $to)
 		lab_odrsctl n1 accept move $to > /dev/null || fail "accept move $to"
 		lab_wait 5 holder_is $to || fail "role not on $to"
+		lab_wait $((N / rate + 60)) eval '[ "$(frames_sent $to)" -ge $((sent0 + N / 10)) ]' ||
+			fail "$to did not sweep a tenth of the VMs"
+		rss_sweep=$(rss_kib "$pid")
 		lab_wait $((N / rate * 2 + 60)) eval '[ "$(grep -c "\"event\":\"retrain\"" "$(lab_node_dir $to)/odrs/events.jsonl")" -gt "$before" ]' ||
 			fail "no retrain event on $to"
 		cpu1=$(cpu_ticks "$pid")
@@ -105,8 +111,9 @@ for rate in $RATES; do
 				fail "no refresh sweep on $to after the burst"
 			rss_refresh=$(rss_kib "$pid")
 		fi
-		echo "RSS $rss0 KiB before, $rss after, $rss_refresh after refreshes; CPU $cpu % of a core over the burst"
-		echo "$rate,$N,$frames,$ms,$fps,$fdb,$round,$rss,$rss0,$cpu,$rss_refresh" >> "$csv"
+		echo "RSS $rss0 KiB before, $rss_sweep a tenth in, $rss after, $rss_refresh after refreshes;" \
+			"CPU $cpu % of a core over the burst"
+		echo "$rate,$N,$frames,$ms,$fps,$fdb,$round,$rss,$rss0,$cpu,$rss_refresh,$rss_sweep" >> "$csv"
 	done
 done
 
@@ -117,11 +124,11 @@ done
 	echo "load average at start $LOAD0, at end $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%Y-%m-%dT%H:%MZ)"
 	echo
 	printf '%-12s %-8s %-12s %-10s %-22s %s\n' retrain_rate frames "burst (ms)" "frames/s" "MACs on holder's port" \
-		"RSS KiB before/after/refreshed, CPU %"
+		"RSS KiB before/a tenth in/after/refreshed, CPU %"
 	for rate in $RATES; do
 		awk -F, -v r="$rate" '$1 == r' "$csv" > "$LAB_DIR/r.csv"
 		printf '%-12s %-8s %-12s %-10s %-22s %s\n' "$rate" "$(col 3)" "$(col 4)" "$(col 5)" "$(col 6) of $N" \
-			"$(col 9)/$(col 8)/$(col 11), $(col 10)"
+			"$(col 9)/$(col 12)/$(col 8)/$(col 11), $(col 10)"
 	done
 } > "$OUT.txt"
 cat "$OUT.txt"
