@@ -119,7 +119,7 @@ done
 
 {
 	echo "# Retraining $N sleeping VMs on an accept-role move (bench/retrain.sh)"
-	echo "command: N=$N RATES=\"$RATES\" ROUNDS=$ROUNDS REFRESH=$REFRESH bench/retrain.sh"
+	echo "command: N=$N RATES=\"$RATES\" ROUNDS=$ROUNDS REFRESH=$REFRESH${TAG:+ TAG=$TAG} bench/retrain.sh"
 	echo "$(machine | sed 's/; guest.*//'); no guests: hibernated VMs are snapshot files"
 	echo "load average at start $LOAD0, at end $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%Y-%m-%dT%H:%MZ)"
 	echo
