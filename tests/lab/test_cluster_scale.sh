@@ -23,7 +23,7 @@ command -v jq > /dev/null || { echo "needs jq (make deps)"; exit 77; }
 
 N=${N:-20000}
 START_MAX=${START_MAX:-90}
-RATE=5000 # a sweep of N takes N/RATE s: 4 s, long enough to move the role back in the middle
+RATE=2000 # a sweep of N takes N/RATE s: 10 s, long enough to move the role back in the middle
 
 conf() { # NODE
 	odrs_conf "$1" "[policy]" "idle_timeout = 0" "probe = none" \
@@ -80,7 +80,7 @@ before=$(retrains $from)
 lab_odrsctl $from accept move $from > /dev/null || fail "accept move back to $from"
 lab_wait 5 holder_is $from || fail "role not back on $from"
 f1=$(frames $to)
-lab_wait 30 eval '[ "$(retrains $from)" -gt "$before" ]' || fail "no retrain event on $from"
+lab_wait 60 eval '[ "$(retrains $from)" -gt "$before" ]' || fail "no retrain event on $from"
 f2=$(frames $to)
 [ "$f1" = "$f2" ] || fail "$to went on announcing after losing the role: $f1, then $f2 frames"
 [ "$((f1 - f0))" -lt "$N" ] || fail "$to finished its sweep ($((f1 - f0)) frames) before the role moved back: no mid-sweep move"
