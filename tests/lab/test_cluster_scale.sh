@@ -13,7 +13,9 @@
 #  3. a role move mid-sweep and back: the node that loses the role stops
 #     announcing at once (its retrain_frames stand still), and the one that
 #     wins it again sweeps every sleeping MAC once, from the first (its
-#     retrain event counts N frames).
+#     retrain event counts N frames);
+#  4. a node restarted reads the whole registry (N keys from each node) in
+#     its first read and has every VM asleep again, unfenced.
 # Exit 0 pass, 1 fail, 77 skip (not root).
 [ "$(id -u)" = 0 ] || { echo "needs root"; exit 77; }
 . "$(dirname "$0")/lab.sh"
@@ -80,10 +82,17 @@ before=$(retrains $from)
 lab_odrsctl $from accept move $from > /dev/null || fail "accept move back to $from"
 lab_wait 5 holder_is $from || fail "role not back on $from"
 f1=$(frames $to)
-lab_wait 60 eval '[ "$(retrains $from)" -gt "$before" ]' || fail "no retrain event on $from"
+lab_wait $((N / RATE + 30)) eval '[ "$(retrains $from)" -gt "$before" ]' || fail "no retrain event on $from"
 f2=$(frames $to)
 [ "$f1" = "$f2" ] || fail "$to went on announcing after losing the role: $f1, then $f2 frames"
 [ "$((f1 - f0))" -lt "$N" ] || fail "$to finished its sweep ($((f1 - f0)) frames) before the role moved back: no mid-sweep move"
 count=$(grep '"event":"retrain"' "$(lab_node_dir $from)/odrs/events.jsonl" | tail -n 1 | jq .count)
 [ "$count" = "$N" ] || fail "$from's sweep after winning the role back sent $count frames, want $N"
+
+step "4. n2 restarted: its first read has the whole registry"
+lab_odrsd_stop n2 || fail "odrsd on n2 exited with status $?"
+lab_odrsd_start n2 "$(lab_node_dir n2)/odrs.conf" > /dev/null || fail "odrsd on n2 again"
+lab_wait "$START_MAX" eval '[ "$(sleeping n2)" = "$N" ]' || fail "$(sleeping n2) of $N VMs asleep on n2 after its restart"
+grep "cluster: following etcd" "$(lab_node_dir n2)/odrsd.log" | tail -n 1
+! grep -q '"event":"fenced"' "$(lab_node_dir n2)/odrs/events.jsonl" || fail "n2 fenced after its restart"
 echo "PASS"
