@@ -16,8 +16,8 @@
 # queueing nothing (issue 17): with N=100000 the burst takes N/rate s and
 # the holder's memory stays flat (rss_kib: the new holder's VmRSS after the
 # burst, against rss_before_kib, before the move, and rss_sweeping_kib, once
-# the sweep has sent a tenth of the VMs' frames: what came with the role, the
-# wake capture's filter naming every sleeping VM). cpu_pct: the new holder's
+# the sweep has sent a tenth of the VMs' frames: what came with taking the
+# role, not with the sweep). cpu_pct: the new holder's
 # CPU time over the burst, in percent of one core. With REFRESH (a
 # retrain_refresh, e.g. 20s; default 0, none) each round then waits for
 # refresh sweeps worth half of the VMs more and takes the RSS again
