@@ -56,6 +56,12 @@
  * a time also keeps a VM's writes in order.
  */
 #define REG_BATCH 64
+/*
+ * The store is read this many keys to a request, every page at the first
+ * one's revision: the whole registry in one answer (25 MB for 100,000 VMs)
+ * took 1.4 s of the 2 s timeout on a loaded machine.
+ */
+#define SYNC_PAGE 10000
 
 struct peer {
 	char node[64];
@@ -88,6 +94,10 @@ struct cluster {
 	size_t reg_pending; /* VMs with reg_pending set; at most: a VM freed with it set is still counted */
 	size_t reg_next;    /* in d->vms: where the next batch's search starts */
 	bool reg_writing;   /* a batch is on its way */
+	/* The read under way: the pages so far, copied, and their revision. */
+	struct etcd_kv *sync_kvs;
+	size_t sync_n, sync_cap;
+	int64_t sync_rev;
 };
 
 /* A request that needs a VM when it completes names it: the VM may be gone by then. */
@@ -904,12 +914,67 @@ static void sync_done(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs
 		rescore_soon(c);
 }
 
+static void sync_free(struct cluster *c)
+{
+	while (c->sync_n > 0) {
+		free((char *)c->sync_kvs[--c->sync_n].key);
+		free((char *)c->sync_kvs[c->sync_n].value);
+	}
+	free(c->sync_kvs);
+	c->sync_kvs = NULL;
+	c->sync_cap = 0;
+	c->sync_rev = 0;
+}
+
+static int sync_keep(struct cluster *c, const struct etcd_kv *kvs, size_t n)
+{
+	struct etcd_kv *grown, *kv;
+
+	if (c->sync_n + n > c->sync_cap) {
+		size_t cap = c->sync_n + n > 2 * c->sync_cap ? c->sync_n + n : 2 * c->sync_cap;
+		if (!(grown = realloc(c->sync_kvs, cap * sizeof(*grown))))
+			return -ENOMEM;
+		c->sync_kvs = grown;
+		c->sync_cap = cap;
+	}
+	for (size_t i = 0; i < n; i++) {
+		kv = &c->sync_kvs[c->sync_n];
+		*kv = kvs[i];
+		kv->key = strdup(kvs[i].key);
+		kv->value = malloc(kvs[i].value_len + 1);
+		if (!kv->key || !kv->value) {
+			free((char *)kv->key);
+			free((char *)kv->value);
+			return -ENOMEM;
+		}
+		memcpy((char *)kv->value, kvs[i].value, kvs[i].value_len + 1);
+		c->sync_n++;
+	}
+	return 0;
+}
+
+static void sync_page(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs, size_t n, bool more)
+{
+	struct cluster *c = ctx;
+
+	if (!err && !c->sync_rev)
+		c->sync_rev = rev;
+	if (!err)
+		err = sync_keep(c, kvs, n);
+	if (!err && more && n)
+		err = etcd_get_page(c->etcd, PFX, kvs[n - 1].key, c->sync_rev, SYNC_PAGE, sync_page, c);
+	if (err || !more || !n) {
+		sync_done(c, err, c->sync_rev, c->sync_kvs, c->sync_n);
+		sync_free(c);
+	}
+}
+
 static void sync_start(struct cluster *c)
 {
 	if (c->syncing || c->watching)
 		return;
 	c->syncing = true;
-	if (etcd_get(c->etcd, PFX, true, sync_done, c) < 0) {
+	if (etcd_get_page(c->etcd, PFX, NULL, 0, SYNC_PAGE, sync_page, c) < 0) {
 		c->syncing = false;
 		timer_once(c->d->loop, &c->resync, RESYNC_DELAY);
 	}
@@ -1131,6 +1196,7 @@ void cluster_stop(struct odrsd *d)
 		json_decref(d->vms[i]->reg);
 		d->vms[i]->reg = NULL;
 	}
+	sync_free(c);
 	free(c->peers);
 	free(c);
 	d->cluster = NULL;
