@@ -107,6 +107,10 @@ $(B)/tests/test_timers: tests/unit/test_timers.c $(B)/asan/odrsd/timers.o
 	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -Wl,--wrap=malloc -o $@ $^ $(PKG_LIBS) -lcmocka
 # The data path's delay histograms: odrsd/delay.c alone.
 $(B)/tests/test_delay: $(B)/asan/odrsd/delay.o
+# The switches' retraining (odrsd/retrain.c) on a real loop; the injection, the event log and the log stubbed.
+$(B)/tests/test_retrain: tests/unit/test_retrain.c $(B)/asan/odrsd/retrain.o $(LIBWAKE_SRC:%.c=$(B)/asan/%.o)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Iodrsd $(PKG_CFLAGS) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $^ $(PKG_LIBS) -lcmocka
 # The capture filters' builder and their fit to the kernel: libpcap only.
 $(B)/tests/test_filter: $(B)/asan/odrsd/filter.o
 # Fuzzers: clang's libFuzzer over the same sources.

@@ -48,6 +48,20 @@
 #define FENCE_MARGIN	0.5 /* seconds before lease_ttl runs out; at most a tenth of it */
 /* A VM's change republishes the node's score this much later: one sum over all VMs per burst. */
 #define RESCORE_DELAY 0.1
+/*
+ * Registry keys go out this many VMs to a transaction (two operations each at
+ * most, within etcd's default --max-txn-ops of 128), one transaction at a
+ * time: start-up's 100,000 VMs are not 100,000 requests at once, which left
+ * the lease's keepalive waiting behind them until the node was fenced. One at
+ * a time also keeps a VM's writes in order.
+ */
+#define REG_BATCH 64
+/*
+ * The store is read this many keys to a request, every page at the first
+ * one's revision: the whole registry in one answer (25 MB for 100,000 VMs)
+ * took 1.4 s of the 2 s timeout on a loaded machine.
+ */
+#define SYNC_PAGE 10000
 
 struct peer {
 	char node[64];
@@ -77,6 +91,13 @@ struct cluster {
 	int64_t holder_rev, term_no, last_term;
 	ev_tstamp since; /* the holder's term began (wall clock) */
 	double score, load, mem;
+	size_t reg_pending; /* VMs with reg_pending set; at most: a VM freed with it set is still counted */
+	size_t reg_next;    /* in d->vms: where the next batch's search starts */
+	bool reg_writing;   /* a batch is on its way */
+	/* The read under way: the pages so far, copied, and their revision. */
+	struct etcd_kv *sync_kvs;
+	size_t sync_n, sync_cap;
+	int64_t sync_rev;
 };
 
 /* A request that needs a VM when it completes names it: the VM may be gone by then. */
@@ -504,24 +525,98 @@ static json_t *vm_value(const struct odrsd *d, const struct vm *vm, const char *
 	return o;
 }
 
-/* vm's registry key; true when the node's score may have changed with it. */
+static void reg_flush(struct cluster *c);
+
+static void reg_done(void *ctx, int err, bool succeeded, int64_t rev)
+{
+	struct cluster *c = ctx;
+
+	c->reg_writing = false;
+	note(c, err, "write");
+	reg_flush(c);
+}
+
+/*
+ * The next batch of registry keys, each as its VM is now: the VMs marked
+ * since the last batch, each once however often it changed meanwhile.
+ */
+static void reg_flush(struct cluster *c)
+{
+	struct odrsd *d = c->d;
+	struct etcd_op ops[2 * REG_BATCH];
+	size_t nops = 0, nvms = 0, scanned;
+	bool built = true;
+
+	if (c->reg_writing || !c->reg_pending)
+		return;
+	for (scanned = 0; scanned < d->nvms && nvms < REG_BATCH; scanned++) {
+		struct vm *vm;
+		char *key, *value, *syn = NULL;
+
+		if (c->reg_next >= d->nvms)
+			c->reg_next = 0;
+		vm = d->vms[c->reg_next++];
+		if (!vm->reg_pending)
+			continue;
+		vm->reg_pending = false;
+		c->reg_pending--;
+		if (vm->state == VM_UNKNOWN)
+			continue;
+		value = dump(vm_value(d, vm, vm_state_name(vm->state), vm_text(vm->node)));
+		if (asprintf(&key, VM_PFX "%s", vm->name) < 0)
+			key = NULL;
+		/* Running: the SYNs passed for its wake are replayed, or too late. */
+		if (vm->state == VM_RUNNING && asprintf(&syn, SYN_PFX "%s", vm->name) < 0)
+			syn = NULL;
+		ops[nops++] = (struct etcd_op){ .key = key, .value = value };
+		if (syn)
+			ops[nops++] = (struct etcd_op){ .del = true, .key = syn };
+		built &= key && value && (vm->state != VM_RUNNING || syn);
+		nvms++;
+	}
+	/* Around all of them: none is left marked, whatever the count said. */
+	if (scanned == d->nvms)
+		c->reg_pending = 0;
+	if (nops && (!built || etcd_txn(c->etcd, NULL, ops, nops, reg_done, c) < 0))
+		log_err("etcd: %zu registry keys not written", nvms);
+	else if (nops)
+		c->reg_writing = true;
+	for (size_t i = 0; i < nops; i++) {
+		free((char *)ops[i].key);
+		free((char *)ops[i].value);
+	}
+}
+
+/* vm's registry key, in the next batch; true when the node's score may have changed with it. */
 static bool vm_publish(struct cluster *c, struct vm *vm)
 {
-	char key[192], syn[192];
-
-	snprintf(key, sizeof(key), VM_PFX "%s", vm->name);
-	snprintf(syn, sizeof(syn), SYN_PFX "%s", vm->name);
-	/* Running: the SYNs passed for its wake are replayed, or too late. */
-	put(c, key, dump(vm_value(c->d, vm, vm_state_name(vm->state), vm_text(vm->node))), 0,
-	    vm->state == VM_RUNNING ? syn : NULL, NULL, NULL);
+	if (!vm->reg_pending) {
+		vm->reg_pending = true;
+		c->reg_pending++;
+	}
+	reg_flush(c);
 	return vm->state == VM_RUNNING || vm->state == VM_HIBERNATED;
+}
+
+/*
+ * w once, after s, unless it is on already. It is set each time: libev keeps
+ * what was left of a one-shot timer when it stopped, nothing once it fired,
+ * so started again as it was it fires at once (the score went out on every
+ * loop turn while the start-up's inspects ended, each a request to etcd and
+ * a sum over all VMs: the lease's keepalive waited behind them).
+ */
+static void timer_once(struct ev_loop *loop, ev_timer *w, double s)
+{
+	if (ev_is_active(w))
+		return;
+	ev_timer_set(w, s, 0.);
+	ev_timer_start(loop, w);
 }
 
 /* The score soon, once for every VM that changes meanwhile (start-up's inspects: 100,000). */
 static void rescore_soon(struct cluster *c)
 {
-	if (!ev_is_active(&c->rescore))
-		ev_timer_start(c->d->loop, &c->rescore);
+	timer_once(c->d->loop, &c->rescore, RESCORE_DELAY);
 }
 
 static void on_rescore(struct ev_loop *loop, ev_timer *w, int revents)
@@ -750,7 +845,7 @@ static void on_watch_end(void *ctx, int err)
 
 	c->watching = false;
 	note(c, err ? err : -EPIPE, "watch");
-	ev_timer_start(c->d->loop, &c->resync);
+	timer_once(c->d->loop, &c->resync, RESYNC_DELAY);
 }
 
 static void sync_done(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs, size_t n)
@@ -773,7 +868,7 @@ static void sync_done(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs
 			err = -ENOMEM;
 		}
 	if (err) {
-		ev_timer_start(d->loop, &c->resync);
+		timer_once(d->loop, &c->resync, RESYNC_DELAY);
 		return;
 	}
 	/* What is not there any more was deleted while we were not looking. */
@@ -804,7 +899,7 @@ static void sync_done(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs
 			node_gone(c, gone[i].node);
 	free(gone);
 	if (etcd_watch(c->etcd, PFX, rev + 1, on_watch_event, on_watch_end, c) < 0) {
-		ev_timer_start(d->loop, &c->resync);
+		timer_once(d->loop, &c->resync, RESYNC_DELAY);
 		return;
 	}
 	c->watching = true;
@@ -819,14 +914,69 @@ static void sync_done(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs
 		rescore_soon(c);
 }
 
+static void sync_free(struct cluster *c)
+{
+	while (c->sync_n > 0) {
+		free((char *)c->sync_kvs[--c->sync_n].key);
+		free((char *)c->sync_kvs[c->sync_n].value);
+	}
+	free(c->sync_kvs);
+	c->sync_kvs = NULL;
+	c->sync_cap = 0;
+	c->sync_rev = 0;
+}
+
+static int sync_keep(struct cluster *c, const struct etcd_kv *kvs, size_t n)
+{
+	struct etcd_kv *grown, *kv;
+
+	if (c->sync_n + n > c->sync_cap) {
+		size_t cap = c->sync_n + n > 2 * c->sync_cap ? c->sync_n + n : 2 * c->sync_cap;
+		if (!(grown = realloc(c->sync_kvs, cap * sizeof(*grown))))
+			return -ENOMEM;
+		c->sync_kvs = grown;
+		c->sync_cap = cap;
+	}
+	for (size_t i = 0; i < n; i++) {
+		kv = &c->sync_kvs[c->sync_n];
+		*kv = kvs[i];
+		kv->key = strdup(kvs[i].key);
+		kv->value = malloc(kvs[i].value_len + 1);
+		if (!kv->key || !kv->value) {
+			free((char *)kv->key);
+			free((char *)kv->value);
+			return -ENOMEM;
+		}
+		memcpy((char *)kv->value, kvs[i].value, kvs[i].value_len + 1);
+		c->sync_n++;
+	}
+	return 0;
+}
+
+static void sync_page(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs, size_t n, bool more)
+{
+	struct cluster *c = ctx;
+
+	if (!err && !c->sync_rev)
+		c->sync_rev = rev;
+	if (!err)
+		err = sync_keep(c, kvs, n);
+	if (!err && more && n)
+		err = etcd_get_page(c->etcd, PFX, kvs[n - 1].key, c->sync_rev, SYNC_PAGE, sync_page, c);
+	if (err || !more || !n) {
+		sync_done(c, err, c->sync_rev, c->sync_kvs, c->sync_n);
+		sync_free(c);
+	}
+}
+
 static void sync_start(struct cluster *c)
 {
 	if (c->syncing || c->watching)
 		return;
 	c->syncing = true;
-	if (etcd_get(c->etcd, PFX, true, sync_done, c) < 0) {
+	if (etcd_get_page(c->etcd, PFX, NULL, 0, SYNC_PAGE, sync_page, c) < 0) {
 		c->syncing = false;
-		ev_timer_start(c->d->loop, &c->resync);
+		timer_once(c->d->loop, &c->resync, RESYNC_DELAY);
 	}
 }
 
@@ -1004,11 +1154,11 @@ int cluster_start(struct odrsd *d)
 		return r;
 	}
 	ev_timer_init(&c->beat, on_beat, 0., beat);
-	ev_timer_init(&c->resync, on_resync, RESYNC_DELAY, 0.);
+	ev_timer_init(&c->resync, on_resync, 0., 0.);
 	ev_timer_init(&c->election, on_election, 0., 0.);
 	ev_timer_init(&c->term, on_term, 0., 0.);
 	ev_timer_init(&c->fence, on_fence, 0., 0.);
-	ev_timer_init(&c->rescore, on_rescore, RESCORE_DELAY, 0.);
+	ev_timer_init(&c->rescore, on_rescore, 0., 0.);
 	c->beat.data = c->resync.data = c->election.data = c->term.data = c->fence.data = c->rescore.data = c;
 	d->cluster = c;
 	ev_timer_start(d->loop, &c->beat);
@@ -1046,6 +1196,7 @@ void cluster_stop(struct odrsd *d)
 		json_decref(d->vms[i]->reg);
 		d->vms[i]->reg = NULL;
 	}
+	sync_free(c);
 	free(c->peers);
 	free(c);
 	d->cluster = NULL;

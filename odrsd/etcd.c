@@ -58,9 +58,11 @@ struct req {
 	size_t endpoint; /* the endpoint of this attempt */
 	bool retried;
 	int64_t lease; /* keepalive, revoke: the lease asked about */
+	bool paged;    /* a range: cb.page, not cb.range */
 	union {
 		etcd_lease_fn lease;
 		etcd_range_fn range;
+		etcd_page_fn page; /* a range with a limit */
 		etcd_txn_fn txn;
 		etcd_event_fn event;
 	} cb;
@@ -464,7 +466,11 @@ static void finish_range(struct req *r, int err, json_t *answer)
 		err = -ENOMEM;
 	while (!err && n < count && (err = kv_decode(json_array_get(a, n), &kvs[n])) == 0)
 		n++;
-	r->cb.range(r->ctx, err, err ? 0 : rev, err ? NULL : kvs, err ? 0 : n);
+	if (r->paged)
+		r->cb.page(r->ctx, err, err ? 0 : rev, err ? NULL : kvs, err ? 0 : n,
+			   !err && json_is_true(json_object_get(answer, "more")));
+	else
+		r->cb.range(r->ctx, err, err ? 0 : rev, err ? NULL : kvs, err ? 0 : n);
 	while (n > 0)
 		kv_clear(&kvs[--n]);
 	free(kvs);
@@ -861,6 +867,27 @@ int etcd_get(struct etcd *e, const char *key, bool prefix, etcd_range_fn cb, voi
 	struct req tmpl = { .kind = REQ_RANGE, .cb.range = cb, .ctx = ctx };
 
 	return req_start(e, &tmpl, range_json(key, prefix), NULL);
+}
+
+int etcd_get_page(struct etcd *e, const char *prefix, const char *after, int64_t revision, size_t limit,
+		  etcd_page_fn cb, void *ctx)
+{
+	struct req tmpl = { .kind = REQ_RANGE, .paged = true, .cb.page = cb, .ctx = ctx };
+	json_t *o = range_json(prefix, true);
+	int bad = !o;
+
+	/* The first key past after: after with a NUL byte appended. */
+	if (!bad && after)
+		bad = json_object_set_new(o, "key", b64_json(after, strlen(after) + 1));
+	if (!bad && revision > 0)
+		bad = json_object_set_new(o, "revision", int64_json(revision));
+	if (!bad)
+		bad = json_object_set_new(o, "limit", int64_json((int64_t)limit));
+	if (bad) {
+		json_decref(o);
+		return -ENOMEM;
+	}
+	return req_start(e, &tmpl, o, NULL);
 }
 
 static json_t *cmp_json(const struct etcd_cmp *c)

@@ -58,6 +58,17 @@ int etcd_lease_revoke(struct etcd *e, int64_t id, etcd_lease_fn cb, void *ctx);
 /* Range: every key with the prefix (or the one key when prefix is false), and the store's revision. */
 typedef void (*etcd_range_fn)(void *ctx, int err, int64_t revision, const struct etcd_kv *kvs, size_t n);
 int etcd_get(struct etcd *e, const char *key, bool prefix, etcd_range_fn cb, void *ctx);
+/*
+ * One page of the keys with the prefix: at most limit of them, from the first
+ * past after (NULL: from the first key), as the store was at revision (0:
+ * now; the answer's revision is the store's now, to ask the next pages at).
+ * more: keys are left past the last one given. A whole prefix in one answer
+ * can outlast timeout_ms (100,000 registry keys: 25 MB).
+ */
+typedef void (*etcd_page_fn)(void *ctx, int err, int64_t revision, const struct etcd_kv *kvs, size_t n,
+			     bool more);
+int etcd_get_page(struct etcd *e, const char *prefix, const char *after, int64_t revision, size_t limit,
+		  etcd_page_fn cb, void *ctx);
 
 /*
  * Transaction with at most one comparison, then operations when it holds

@@ -114,6 +114,7 @@ struct vm {
 	int64_t rev;		/* mod_revision of its registry key; 0: none */
 	json_t *reg;		/* the registry's last word on it, or NULL */
 	bool claiming;		/* a wake claim is on its way to etcd */
+	bool reg_pending;	/* its registry key waits for the next batch (cluster.c) */
 	uint8_t retrain_queued; /* retrain.c: a bit per queue it is in */
 	uint8_t timers_owed;	/* timers.c: a bit per timer (enum vm_timer) that found no memory */
 };

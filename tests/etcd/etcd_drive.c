@@ -3,7 +3,7 @@
  * odrsd uses it: everything on one ev loop. Each check prints "ok: ..." or
  * "FAIL: ...": the test driver of tests/lab/test_etcd.sh.
  *
- *   etcd_drive ENDPOINTS putget|race|lease|watch|reentry|failover|unreachable|compacted|gateway
+ *   etcd_drive ENDPOINTS putget|race|lease|watch|reentry|failover|unreachable|compacted|gateway|pages
  *   etcd_drive ENDPOINTS stall ETCD_PID
  *   etcd_drive ENDPOINTS outage
  *
@@ -850,6 +850,79 @@ static void scenario_unreachable(void)
 	answer_reset(&a);
 }
 
+/* What the pages of a read brought, in order. */
+struct pages {
+	bool done; /* a page came */
+	int err;
+	int64_t rev;
+	bool more;
+	char keys[64][16];
+	size_t n, got; /* keys kept; in the last page */
+};
+
+static void on_page(void *ctx, int err, int64_t rev, const struct etcd_kv *kvs, size_t n, bool more)
+{
+	struct pages *p = ctx;
+
+	p->done = true;
+	p->err = err;
+	p->rev = rev;
+	p->more = more;
+	p->got = n;
+	for (size_t i = 0; i < n && p->n < 64; i++)
+		snprintf(p->keys[p->n++], sizeof(p->keys[0]), "%s", kvs[i].key);
+}
+
+static void page(struct pages *p, const char *after, int64_t rev)
+{
+	p->done = false;
+	must_start(etcd_get_page(etcd, "/p/", after, rev, 10, on_page, p), "etcd_get_page");
+	if (!run_until(&p->done, 2.0 * TIMEOUT_MS / 1000 + 1)) {
+		check(false, "page after %s: no answer", after ? after : "(none)");
+		exit(1);
+	}
+}
+
+/*
+ * A prefix read in pages of 10, the way odrsd reads the store: 25 keys are
+ * 10, 10 and 5, in order, each once; a key put after the first page is not
+ * in the later ones, asked at the first page's revision.
+ */
+static void scenario_pages(void)
+{
+	struct answer a = { 0 };
+	struct pages p = { 0 };
+	char key[16];
+	int64_t rev;
+	bool ordered = true;
+
+	for (int i = 0; i < 25; i++) {
+		snprintf(key, sizeof(key), "/p/k%02d", i);
+		put(&a, key, "v", 0);
+	}
+	put(&a, "/q/outside", "v", 0);
+	page(&p, NULL, 0);
+	check(!p.err && p.got == 10 && p.more, "page 1: %zu keys, more %d (%s)", p.got, p.more,
+	      errname(p.err));
+	rev = p.rev;
+	put(&a, "/p/k99", "later", 0);
+	page(&p, p.keys[p.n - 1], rev);
+	check(!p.err && p.got == 10 && p.more, "page 2: %zu keys, more %d (%s)", p.got, p.more,
+	      errname(p.err));
+	page(&p, p.keys[p.n - 1], rev);
+	check(!p.err && p.got == 5 && !p.more, "page 3: %zu keys, more %d (%s)", p.got, p.more,
+	      errname(p.err));
+	for (size_t i = 0; i < p.n; i++) {
+		snprintf(key, sizeof(key), "/p/k%02u", (unsigned)i % 100);
+		ordered &= !strcmp(p.keys[i], key);
+	}
+	check(p.n == 25 && ordered, "25 keys in order, each once, none put after the first page");
+	page(&p, NULL, 0);
+	check(!p.err && p.rev > rev, "a page asked now is at a later revision: %lld > %lld", (long long)p.rev,
+	      (long long)rev);
+	answer_reset(&a);
+}
+
 /* kill() returns before every thread of the process has stopped. */
 static void wait_stopped(pid_t pid)
 {
@@ -1042,10 +1115,10 @@ int main(int argc, char **argv)
 	const char *scenario = argc >= 3 ? argv[2] : "";
 
 	if (argc < 3 || (!strcmp(scenario, "stall") && argc != 4)) {
-		fprintf(stderr,
-			"usage: etcd_drive ENDPOINTS "
-			"putget|race|lease|watch|reentry|failover|unreachable|compacted|gateway|outage\n"
-			"       etcd_drive ENDPOINTS stall ETCD_PID\n");
+		fprintf(stderr, "usage: etcd_drive ENDPOINTS "
+				"putget|race|lease|watch|reentry|failover|unreachable|compacted|gateway|"
+				"pages|outage\n"
+				"       etcd_drive ENDPOINTS stall ETCD_PID\n");
 		return 2;
 	}
 	/* A canned gateway writing to a client that gave up must fail a check, not kill us. */
@@ -1072,6 +1145,8 @@ int main(int argc, char **argv)
 		scenario_gateway(argv[1]);
 	else if (!strcmp(scenario, "compacted"))
 		scenario_compacted();
+	else if (!strcmp(scenario, "pages"))
+		scenario_pages();
 	else if (!strcmp(scenario, "stall"))
 		scenario_stall((pid_t)atoi(argv[3]));
 	else if (!strcmp(scenario, "outage"))

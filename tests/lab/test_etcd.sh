@@ -3,7 +3,8 @@
 # transaction races, leases, watches, callbacks that re-enter the client,
 # endpoint failover, timeouts, a compacted watch, answers etcd gives only
 # in trouble (from a canned gateway in the driver: a watch stream cut at
-# every byte, 503, 400, not JSON), and etcd killed and started again under
+# every byte, 503, 400, not JSON), a prefix read in pages at one revision,
+# and etcd killed and started again under
 # an open watch. etcd runs in a network namespace of its
 # own on 127.0.0.1:2379, so it meets no other etcd; the driver
 # (build/etcd_drive, built with ASan and UBSan) runs there too and checks
@@ -92,6 +93,7 @@ drive reentry $EP reentry
 drive failover "$REFUSED,$EP" failover
 drive unreachable "$REFUSED,http://127.0.0.1:3" unreachable
 drive gateway "$REFUSED,$EP" gateway
+drive pages $EP pages
 
 # History before a compaction is gone: a watch from there must end.
 ctl put /c/k v >/dev/null
