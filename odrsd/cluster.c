@@ -598,21 +598,6 @@ static bool vm_publish(struct cluster *c, struct vm *vm)
 	return vm->state == VM_RUNNING || vm->state == VM_HIBERNATED;
 }
 
-/*
- * w once, after s, unless it is on already. It is set each time: libev keeps
- * what was left of a one-shot timer when it stopped, nothing once it fired,
- * so started again as it was it fires at once (the score went out on every
- * loop turn while the start-up's inspects ended, each a request to etcd and
- * a sum over all VMs: the lease's keepalive waited behind them).
- */
-static void timer_once(struct ev_loop *loop, ev_timer *w, double s)
-{
-	if (ev_is_active(w))
-		return;
-	ev_timer_set(w, s, 0.);
-	ev_timer_start(loop, w);
-}
-
 /* The score soon, once for every VM that changes meanwhile (start-up's inspects: 100,000). */
 static void rescore_soon(struct cluster *c)
 {

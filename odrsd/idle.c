@@ -234,6 +234,9 @@ static void idle_act(struct odrsd *d, struct vm *vm)
  */
 #define IDLE_SLICE 4096
 
+/* From the confirm capture's start to the judgement: every frame from before has come in blocks. */
+#define IDLE_CONFIRM_S ((ACTIVITY_DELAY_MS + 50) / 1000.)
+
 /*
  * A VM that looks idle is acted on ACTIVITY_DELAY_MS (and a margin) after the
  * confirm capture began to take its TCP: by then the activity capture has
@@ -277,8 +280,7 @@ static void on_idle_walk(struct ev_loop *loop, ev_timer *w, int revents)
 		return;
 	}
 	ev_now_update(loop);
-	if (!ev_is_active(&d->idle_confirm))
-		ev_timer_start(loop, &d->idle_confirm);
+	timer_once(loop, &d->idle_confirm, IDLE_CONFIRM_S);
 }
 
 static void on_idle_confirm(struct ev_loop *loop, ev_timer *w, int revents)
@@ -304,7 +306,7 @@ void idle_start(struct odrsd *d)
 	ev_timer_init(&d->idle_timer, on_idle_timer, every, every);
 	d->idle_timer.data = d;
 	ev_timer_start(d->loop, &d->idle_timer);
-	ev_timer_init(&d->idle_confirm, on_idle_confirm, (ACTIVITY_DELAY_MS + 50) / 1000., 0.);
+	ev_timer_init(&d->idle_confirm, on_idle_confirm, IDLE_CONFIRM_S, 0.);
 	d->idle_confirm.data = d;
 	/* Due at once, one-shot: each slice starts it for the next turn. */
 	ev_timer_init(&d->idle_walk, on_idle_walk, 0., 0.);

@@ -305,6 +305,15 @@ void vm_timer_stop(struct odrsd *d, struct vm *vm, enum vm_timer k);
 /* wake.c: what timer k does when it fires; and, owed, in how many seconds it is due (<= 0: now). */
 void vm_timer_fired(struct odrsd *d, struct vm *vm, enum vm_timer k);
 double vm_timer_due_in(const struct odrsd *d, const struct vm *vm, enum vm_timer k);
+/*
+ * Any one-shot timer w, due in after seconds, unless it runs already. It is
+ * set each time: libev keeps what was left of a one-shot timer when it
+ * stopped, nothing once it fired, so one started again as it was fires at
+ * once (the cluster's score went out on every loop turn during start-up's
+ * inspects; idle.c's confirmation judged a VM before its last half second
+ * of frames arrived, at every check but the first).
+ */
+void timer_once(struct ev_loop *loop, ev_timer *w, double after);
 
 /* flows.c: a VM's open TCP flows, from the activity capture (odrsd(8)). */
 /* One TCP segment of the activity capture: its flow, for each end that is a VM running here. */

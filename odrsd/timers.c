@@ -107,3 +107,11 @@ void vm_timer_stop(struct odrsd *d, struct vm *vm, enum vm_timer k)
 	free(*t);
 	*t = NULL;
 }
+
+void timer_once(struct ev_loop *loop, ev_timer *w, double after)
+{
+	if (ev_is_active(w))
+		return;
+	ev_timer_set(w, after, 0.);
+	ev_timer_start(loop, w);
+}

@@ -140,6 +140,38 @@ static void test_stopped_while_owed_is_forgotten(void **state)
 	assert_false(ev_is_active(&d.timers_sweep));
 }
 
+static unsigned once_fired;
+
+static void on_once(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	once_fired++;
+}
+
+/*
+ * timer_once: due after its delay each time, also after it fired (started
+ * again as it was, libev's one-shot fires at once: idle.c's confirmation and
+ * the cluster's score did), and not pushed back while it runs.
+ */
+static void test_timer_once_waits_each_time(void **state)
+{
+	ev_timer w;
+
+	ev_timer_init(&w, on_once, 0., 0.);
+	for (int round = 0; round < 2; round++) {
+		ev_tstamp t0;
+		once_fired = 0;
+		ev_now_update(d.loop);
+		t0 = ev_now(d.loop);
+		timer_once(d.loop, &w, 0.2);
+		timer_once(d.loop, &w, 5.); /* running: left alone */
+		while (!once_fired)
+			ev_run(d.loop, EVRUN_ONCE);
+		assert_true(ev_now(d.loop) - t0 >= 0.19);
+		assert_true(ev_now(d.loop) - t0 < 2.);
+		assert_false(ev_is_active(&w));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -148,6 +180,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_recheck_started_once_memory_is_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stopped_while_owed_is_forgotten, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timer_once_waits_each_time, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
