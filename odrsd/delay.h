@@ -25,8 +25,8 @@
 extern const uint64_t delay_bucket_us[DELAY_BUCKETS];
 
 struct delay_histogram {
-	uint64_t bucket[DELAY_BUCKETS +
-			1]; /* [i]: <= delay_bucket_us[i] and > the one before; the last: beyond */
+	/* [i]: <= delay_bucket_us[i] and > the one before; the last: beyond. */
+	uint64_t bucket[DELAY_BUCKETS + 1];
 	uint64_t count, sum_us, max_us;
 };
 

@@ -684,13 +684,6 @@ static int start(struct odrsd *d)
 }
 
 /*
- * Without -f the parent waits until the child has started (interface,
- * libvirt, control socket and the rest) and exits with its result, so a
- * start that fails exits non-zero. The child reports one byte on the pipe:
- * 0 serving, 1 failed; a child that dies says nothing, which counts as failed.
- * Returns the pipe's write end in the child.
- */
-/*
  * A loop turn, from its wake-up out of poll to its next poll: what the
  * callbacks took, which is what a frame that came meanwhile waited for. The
  * check watcher runs first in a turn (libev queues checks last at the top
@@ -725,6 +718,13 @@ static void loop_turns_start(struct odrsd *d)
 	ev_prepare_start(d->loop, &d->turn_end);
 }
 
+/*
+ * Without -f the parent waits until the child has started (interface,
+ * libvirt, control socket and the rest) and exits with its result, so a
+ * start that fails exits non-zero. The child reports one byte on the pipe:
+ * 0 serving, 1 failed; a child that dies says nothing, which counts as failed.
+ * Returns the pipe's write end in the child.
+ */
 static int detach_begin(void)
 {
 	int report[2];
