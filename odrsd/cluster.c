@@ -549,7 +549,8 @@ static void reg_flush(struct cluster *c)
 
 	if (c->reg_writing || !c->reg_pending)
 		return;
-	for (scanned = 0; scanned < d->nvms && nvms < REG_BATCH; scanned++) {
+	/* Until the marked are found: one VM's change does not walk 100,000. */
+	for (scanned = 0; scanned < d->nvms && nvms < REG_BATCH && c->reg_pending; scanned++) {
 		struct vm *vm;
 		char *key, *value, *syn = NULL;
 
