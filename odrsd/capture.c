@@ -238,6 +238,10 @@ static void filter_vms(struct filter *f, struct odrsd *d, const char *what, cons
 {
 	struct filter_clause *c = filter_clause(f, what, dir, addr);
 
+	if (!c) {
+		log_err("capture filter: more than %d kinds of frame; %s left out", FILTER_CLAUSES, what);
+		return;
+	}
 	for (size_t i = 0; i < d->nvms; i++) {
 		const struct vm *vm = d->vms[i];
 		if (match(d, vm) && (addr == FILTER_IP || vm->has_ip6))

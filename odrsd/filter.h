@@ -36,7 +36,7 @@
 
 #define FILTER_LIST_MAX 64
 #define FILTER_MAXINSNS 4096 /* the kernel's BPF_MAXINSNS (linux/bpf_common.h) */
-#define FILTER_CLAUSES	8
+#define FILTER_CLAUSES	12   /* the wake filter has 8 */
 #define FILTER_NETS_MAX 8
 
 /* How a clause names an address. */
